@@ -1,0 +1,390 @@
+"""Run the whole Akson platform locally on the real runtime pieces.
+
+One runner for `make up`, `make down` and the integration tests: redis-server, FerretDB (SQLite),
+OPA, and for every service under services/ its uvicorn app plus its own daprd sidecar, each on a
+free port, each with its own log file, waiting until everything answers its health check.
+
+    python infra/local/stack.py up [--run-dir DIR]     start, print the endpoint table
+    python infra/local/stack.py down [--run-dir DIR]   stop everything that run started
+    python infra/local/stack.py status [--run-dir DIR]
+
+What listens where is written to DIR/endpoints.json; secrets to DIR/secrets/ (mode 0600).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = ROOT / "infra" / "local"
+DEFAULT_RUN_DIR = ROOT / ".run"
+NON_SERVICES = {"common"}
+
+
+def discover_services() -> list[str]:
+    """Every folder under services/ with a ``<name>/main.py`` is a service: adding one is that."""
+    return sorted(
+        p.name
+        for p in (ROOT / "services").iterdir()
+        if p.name not in NON_SERVICES and (p / p.name / "main.py").is_file()
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def tool_paths() -> dict[str, str]:
+    """Build (first time) or reuse the pinned Go tools; install redis-server when missing."""
+    out = subprocess.run(
+        [str(ROOT / "infra" / "tools" / "build.sh"), "opa", "ferretdb", "daprd"],
+        check=True, capture_output=True, text=True,
+    )
+    paths = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
+    redis = shutil.which("redis-server")
+    if redis is None:
+        subprocess.run([str(ROOT / "infra" / "tools" / "ensure-redis.sh")], check=True)
+        redis = shutil.which("redis-server")
+    if redis is None:
+        raise SystemExit("redis-server is not available")
+    paths["redis-server"] = redis
+    return paths
+
+
+def http_ok(url: str, headers: dict[str, str] | None = None, timeout: float = 1.0) -> bool:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def tcp_ok(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    healthy: Any  # Callable[[], bool]
+    cwd: Path = ROOT
+    popen: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class Stack:
+    run_dir: Path = DEFAULT_RUN_DIR
+    services: list[str] = field(default_factory=discover_services)
+    endpoints: dict[str, Any] = field(default_factory=dict)
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    # -- preparation -----------------------------------------------------------------------
+    def prepare(self) -> None:
+        for sub in ("logs", "secrets", "dapr/components", "ferretdb", "redis", "exports",
+                    "dev-issuer"):
+            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        tools = tool_paths()
+        ports = {
+            "redis": free_port(), "mongo": free_port(), "opa": free_port(),
+            "ferretdb_debug": free_port(), "opa_diagnostics": free_port(),
+        }
+        for service in self.services:
+            for kind in ("app", "dapr_http", "dapr_grpc", "dapr_internal", "dapr_metrics"):
+                ports[f"{service}_{kind}"] = free_port()
+        secret_values = {name: secrets.token_urlsafe(24) for name in
+                         ("redis_password", "dapr_api_token", "app_api_token",
+                          "audit_upload_token")}
+        self._write_secret("tokens.json", secret_values)
+        self._write_secret("dapr-secrets.json",
+                           {"redis-password": secret_values["redis_password"]})
+        jwks_file, issuer_key = self._dev_issuer()
+        self.endpoints = {
+            "run_dir": str(self.run_dir),
+            "tools": tools,
+            "ports": ports,
+            "redis": {"address": f"127.0.0.1:{ports['redis']}"},
+            "mongo": {"url": f"mongodb://127.0.0.1:{ports['mongo']}/"},
+            "opa": {"url": f"http://127.0.0.1:{ports['opa']}"},
+            "dev_issuer": {"issuer": "https://identity.akson.local", "jwks_file": str(jwks_file),
+                           "private_key_file": str(issuer_key)},
+            "services": {
+                s: {
+                    "app": f"http://127.0.0.1:{ports[f'{s}_app']}",
+                    "dapr_http": f"http://127.0.0.1:{ports[f'{s}_dapr_http']}",
+                    "dapr_grpc": f"127.0.0.1:{ports[f'{s}_dapr_grpc']}",
+                }
+                for s in self.services
+            },
+        }
+        self._render_dapr_files()
+        self._define_processes(secret_values)
+        (self.run_dir / "endpoints.json").write_text(json.dumps(self.endpoints, indent=2))
+
+    def _write_secret(self, name: str, values: dict[str, str]) -> None:
+        path = self.run_dir / "secrets" / name
+        path.touch(mode=0o600, exist_ok=True)
+        path.write_text(json.dumps(values))
+
+    def _dev_issuer(self) -> tuple[Path, Path]:
+        """A development token issuer (the identity service replaces it): one RSA key."""
+        from joserfc.jwk import RSAKey
+
+        key_file = self.run_dir / "secrets" / "dev-issuer-key.json"
+        jwks_file = self.run_dir / "dev-issuer" / "jwks.json"
+        if not key_file.exists():
+            key = RSAKey.generate_key(2048, parameters={"kid": "dev-1", "use": "sig",
+                                                        "alg": "RS256"}, private=True)
+            key_file.touch(mode=0o600)
+            key_file.write_text(json.dumps(key.as_dict(private=True)))
+            jwks_file.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+        return jwks_file, key_file
+
+    def _render_dapr_files(self) -> None:
+        ports = self.endpoints["ports"]
+        otel = ""
+        if os.environ.get("AKSON_OTLP_ENDPOINT"):
+            endpoint = os.environ["AKSON_OTLP_ENDPOINT"].removeprefix("http://")
+            otel = f"    otel:\n      endpointAddress: \"{endpoint}\"\n      isSecure: false\n" \
+                   "      protocol: http"
+        values = {
+            "REDIS_ADDR": f"127.0.0.1:{ports['redis']}",
+            "RUN_DIR": str(self.run_dir),
+            "MESSAGE_PEER_URL": os.environ.get("AKSON_MESSAGE_PEER_URL", "http://127.0.0.1:9"),
+            "APP_IDS": "\n".join(f"  - {s}" for s in self.services),
+            "OTEL_TRACING": otel,
+        }
+        target = self.run_dir / "dapr"
+        for source in (LOCAL / "dapr" / "components").glob("*.yaml"):
+            text = Template(source.read_text()).substitute(values)
+            (target / "components" / source.name).write_text(text)
+        config = Template((LOCAL / "dapr" / "config.yaml").read_text()).substitute(values)
+        (target / "config.yaml").write_text(config)
+
+    def _define_processes(self, tokens: dict[str, str]) -> None:
+        ports, tools, run = self.endpoints["ports"], self.endpoints["tools"], self.run_dir
+        logs = run / "logs"
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("AKSON_")}
+
+        def add(name: str, argv: list[str], healthy: Any, env: dict[str, str] | None = None) -> None:
+            self.processes[name] = Process(name, argv, {**base_env, **(env or {})},
+                                           logs / f"{name}.log", healthy)
+
+        add("redis", [tools["redis-server"], "--port", str(ports["redis"]), "--bind", "127.0.0.1",
+                      "--requirepass", tokens["redis_password"], "--dir", str(run / "redis"),
+                      "--save", "", "--appendonly", "yes"],
+            lambda: tcp_ok(ports["redis"]))
+        add("ferretdb", [tools["ferretdb"], "--handler=sqlite",
+                         f"--sqlite-url=file:{run / 'ferretdb'}/",
+                         f"--listen-addr=127.0.0.1:{ports['mongo']}",
+                         f"--debug-addr=127.0.0.1:{ports['ferretdb_debug']}",
+                         f"--state-dir={run / 'ferretdb'}", "--telemetry=disable",
+                         "--log-level=warn"],
+            lambda: tcp_ok(ports["mongo"]))
+        audit = self.endpoints["services"].get("audit", {}).get("app", "http://127.0.0.1:9")
+        add("opa", [tools["opa"], "run", "--server", "--skip-version-check",
+                    "--addr", f"127.0.0.1:{ports['opa']}",
+                    "--diagnostic-addr", f"127.0.0.1:{ports['opa_diagnostics']}",
+                    "--config-file", str(LOCAL / "opa" / "config.yaml"),
+                    "--log-level", "error", str(ROOT / "policies")],
+            lambda: http_ok(f"http://127.0.0.1:{ports['opa']}/health"),
+            {"AUDIT_URL": audit, "AUDIT_UPLOAD_TOKEN": tokens["audit_upload_token"]})
+        for s in self.services:
+            prefix = f"AKSON_{s.upper()}_"
+            app_env = {
+                f"{prefix}ENVIRONMENT": "development",
+                f"{prefix}MONGO_URL": self.endpoints["mongo"]["url"],
+                f"{prefix}DAPR_HTTP_ENDPOINT": f"http://127.0.0.1:{ports[f'{s}_dapr_http']}",
+                f"{prefix}DAPR_API_TOKEN": tokens["dapr_api_token"],
+                f"{prefix}APP_API_TOKEN": tokens["app_api_token"],
+                f"{prefix}OPA_URL": self.endpoints["opa"]["url"],
+                f"{prefix}JWKS_FILE": self.endpoints["dev_issuer"]["jwks_file"],
+                f"{prefix}JWT_ISSUER": self.endpoints["dev_issuer"]["issuer"],
+                f"{prefix}AUDIT_UPLOAD_TOKEN": tokens["audit_upload_token"],
+                f"{prefix}OUTBOX_SWEEP_SECONDS": "1",
+                f"{prefix}OTLP_ENDPOINT": os.environ.get("AKSON_OTLP_ENDPOINT", ""),
+            }
+            app_port = ports[f"{s}_app"]
+            add(f"{s}-app", [sys.executable, "-m", "uvicorn", f"{s}.main:app",
+                             "--host", "127.0.0.1", "--port", str(app_port),
+                             "--no-access-log", "--log-level", "warning"],
+                lambda p=app_port: http_ok(f"http://127.0.0.1:{p}/healthz"), app_env)
+            dapr_http = ports[f"{s}_dapr_http"]
+            add(f"{s}-dapr", [tools["daprd"], "--mode", "standalone", "--app-id", s,
+                              "--app-port", str(app_port), "--app-protocol", "http",
+                              "--dapr-http-port", str(dapr_http),
+                              "--dapr-grpc-port", str(ports[f"{s}_dapr_grpc"]),
+                              "--dapr-internal-grpc-port", str(ports[f"{s}_dapr_internal"]),
+                              "--metrics-port", str(ports[f"{s}_dapr_metrics"]),
+                              "--dapr-listen-addresses", "127.0.0.1",
+                              "--resources-path", str(run / "dapr" / "components"),
+                              "--config", str(run / "dapr" / "config.yaml"),
+                              "--placement-host-address", "",
+                              "--scheduler-host-address", "",
+                              "--log-as-json", "--log-level", "warn"],
+                lambda p=dapr_http: http_ok(f"http://127.0.0.1:{p}/v1.0/healthz"),
+                {"DAPR_API_TOKEN": tokens["dapr_api_token"],
+                 "APP_API_TOKEN": tokens["app_api_token"]})
+
+    # -- running ---------------------------------------------------------------------------
+    def order(self) -> list[str]:
+        infra = ["redis", "ferretdb", "opa"]
+        apps = [name for s in self.services for name in (f"{s}-app", f"{s}-dapr")]
+        return infra + apps
+
+    def start(self, name: str, timeout: float = 60.0) -> None:
+        process = self.processes[name]
+        log = process.log.open("ab")
+        process.popen = subprocess.Popen(
+            process.argv, env=process.env, cwd=process.cwd, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        self._save_pids()
+        deadline = time.monotonic() + timeout
+        while not process.healthy():
+            if process.popen.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.popen.returncode}; "
+                                   f"see {process.log}:\n{_tail(process.log)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not healthy after {timeout:.0f} s; see {process.log}"
+                                   f"\n{_tail(process.log)}")
+            time.sleep(0.1)
+
+    def stop(self, name: str, timeout: float = 10.0) -> None:
+        process = self.processes[name]
+        if process.popen is None or process.popen.poll() is not None:
+            return
+        _terminate_group(process.popen.pid, timeout)
+        process.popen.wait(timeout=timeout)
+        self._save_pids()
+
+    def up(self) -> float:
+        started = time.monotonic()
+        self.prepare()
+        try:
+            for name in self.order():
+                self.start(name)
+            self.wait_ready()
+        except BaseException:
+            self.down()
+            raise
+        return time.monotonic() - started
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for service, urls in self.endpoints["services"].items():
+            while not http_ok(f"{urls['app']}/readyz"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{service} not ready; see {self.run_dir}/logs")
+                time.sleep(0.2)
+
+    def down(self) -> None:
+        for name in reversed(self.order()):
+            if name in self.processes:
+                self.stop(name)
+
+    def _save_pids(self) -> None:
+        pids = {name: p.popen.pid for name, p in self.processes.items()
+                if p.popen is not None and p.popen.poll() is None}
+        (self.run_dir / "pids.json").write_text(json.dumps(pids))
+
+    def table(self) -> str:
+        e = self.endpoints
+        rows = [("redis", f"redis://{e['redis']['address']}", "pub/sub + state (Redis Streams)"),
+                ("ferretdb", e["mongo"]["url"], "MongoDB wire protocol, SQLite backend"),
+                ("opa", e["opa"]["url"], "POST /v1/data/akson/authz/decision")]
+        for s, urls in e["services"].items():
+            rows.append((s, urls["app"], f"OpenAPI {urls['app']}/docs"))
+            rows.append((f"{s} sidecar", urls["dapr_http"], f"gRPC {urls['dapr_grpc']}"))
+        width = max(len(r[0]) for r in rows)
+        lines = [f"{'component':<{width}}  {'listens on':<28}  notes"]
+        lines += [f"{a:<{width}}  {b:<28}  {c}" for a, b, c in rows]
+        lines.append(f"logs: {self.run_dir}/logs   endpoints: {self.run_dir}/endpoints.json")
+        return "\n".join(lines)
+
+
+def _terminate_group(pid: int, timeout: float) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def down_from_pids(run_dir: Path) -> int:
+    """Stop whatever a previous `up` in ``run_dir`` left running."""
+    pid_file = run_dir / "pids.json"
+    if not pid_file.exists():
+        return 0
+    pids: dict[str, int] = json.loads(pid_file.read_text())
+    for pid in reversed(list(pids.values())):
+        _terminate_group(pid, 10.0)
+    pid_file.unlink()
+    return len(pids)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
+    args = parser.parse_args()
+    run_dir: Path = args.run_dir.resolve()
+    if args.command == "down":
+        stopped = down_from_pids(run_dir)
+        print(f"stopped {stopped} processes")  # noqa: T201
+        return
+    if args.command == "status":
+        endpoints = run_dir / "endpoints.json"
+        print(endpoints.read_text() if endpoints.exists() else "not running")  # noqa: T201
+        return
+    down_from_pids(run_dir)
+    stack = Stack(run_dir=run_dir)
+    took = stack.up()
+    print(stack.table())  # noqa: T201
+    print(f"started in {took:.1f} s; stop with `make down`")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()

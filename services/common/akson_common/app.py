@@ -1,0 +1,183 @@
+"""The app factory: every service is ``create_service(settings, routers, configure)``.
+
+It wires what all services share: problem+json errors, request and decision ids, JSON logs,
+tracing, the database (indexes at start-up), the sidecar client, event publishing and
+subscriptions, the outbox relay, token verification and the policy enforcement point, plus
+``/healthz`` (alive) and ``/readyz`` (database, sidecar and OPA reachable).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from akson_common.auth import JwksSource, TokenVerifier
+from akson_common.db import Database
+from akson_common.errors import install_problem_handlers
+from akson_common.events import EventPublisher, Subscriptions
+from akson_common.logs import configure_logging
+from akson_common.outbox import Outbox
+from akson_common.policy import DECISION_HEADER, PolicyEnforcementPoint, decision_ids
+from akson_common.settings import ServiceSettings
+from akson_common.telemetry import configure_tracing
+
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+@dataclass
+class Platform:
+    """What the shared library gives a service; reachable as ``app.state.platform``."""
+
+    settings: ServiceSettings
+    database: Database
+    http: httpx.AsyncClient
+    publisher: EventPublisher
+    outbox: Outbox
+    subscriptions: Subscriptions
+    pep: PolicyEnforcementPoint
+
+
+Startup = Callable[[Platform], Awaitable[None]]
+
+
+class RequestContextMiddleware:
+    """Request id in and out, and the ids of the access decisions the request took."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        taken: list[str] = []
+        token = decision_ids.set(taken)
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(REQUEST_ID_HEADER.lower().encode(), request_id.encode())]
+                if taken:
+                    extra.append((DECISION_HEADER.lower().encode(), ",".join(taken).encode()))
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_ids)
+        finally:
+            decision_ids.reset(token)
+
+
+def create_service(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter] = (),
+    on_startup: Startup | None = None,
+    configure: Callable[[FastAPI, Platform], None] | None = None,
+) -> FastAPI:
+    configure_logging(settings.service_name, settings.log_level)
+    database = Database(settings.mongo_url.get_secret_value(), settings.mongo_database)
+    http = httpx.AsyncClient(timeout=5.0)
+    dapr_token = settings.dapr_api_token.get_secret_value()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await platform.pep.start()
+        await database.bootstrap()
+        await platform.outbox.ensure_indexes()
+        if on_startup is not None:
+            await on_startup(platform)
+        platform.outbox.start()
+        try:
+            yield
+        finally:
+            await platform.outbox.stop()
+            await platform.pep.close()
+            await http.aclose()
+            await database.close()
+
+    app = FastAPI(
+        title=title,
+        version="0.1.0",
+        lifespan=lifespan,
+        description=f"Akson {settings.service_name} service",
+        license_info={"name": "Apache-2.0"},
+    )
+    publisher = EventPublisher(http, settings.dapr_http_endpoint, settings.pubsub_name, dapr_token)
+    platform = Platform(
+        settings=settings,
+        database=database,
+        http=http,
+        publisher=publisher,
+        outbox=Outbox(database, publisher, settings.outbox_sweep_seconds),
+        subscriptions=Subscriptions(
+            app, database, settings.pubsub_name, settings.app_api_token.get_secret_value()
+        ),
+        pep=PolicyEnforcementPoint(settings.opa_url, settings.opa_timeout_seconds),
+    )
+    app.state.platform = platform
+    app.state.pep = platform.pep
+    if settings.jwks_url or settings.jwks_file:
+        app.state.token_verifier = TokenVerifier(
+            JwksSource(url=settings.jwks_url, file=settings.jwks_file, client=http),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            algorithms=settings.jwt_algorithms,
+            leeway_seconds=settings.jwt_leeway_seconds,
+        )
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    configure_tracing(app, settings.service_name, settings.otlp_endpoint)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: database, sidecar and OPA")
+    async def readyz() -> JSONResponse:
+        checks = {
+            "database": await database.ping(),
+            "sidecar": await _answers(http, f"{settings.dapr_http_endpoint}/v1.0/healthz/outbound"),
+            "opa": await platform.pep.healthy(),
+        }
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    if configure is not None:
+        configure(app, platform)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+async def _answers(http: httpx.AsyncClient, url: str) -> bool:
+    try:
+        response = await http.get(url, timeout=1.0)
+    except httpx.HTTPError:
+        return False
+    return response.is_success
+
+
+def platform_of(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+PlatformDep = Annotated[Platform, Depends(platform_of)]
+
+
+def service_state(request: Request, name: str) -> Any:
+    return getattr(request.app.state, name)

@@ -1,0 +1,101 @@
+"""Transactional outbox without multi-document transactions (FerretDB has none).
+
+A state change and the events it causes are written in ONE single-document update: the events
+go into the document's own ``_outbox`` array. A relay publishes pending entries through the
+sidecar and then pulls them from the array. A crash anywhere in between loses nothing: at worst
+an event is published twice with the same CloudEvent id, and consumers dedupe on that id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pymongo import IndexModel
+
+from akson_common.db import Database, Document
+from akson_common.events import EventPublisher
+
+log = logging.getLogger("akson.outbox")
+
+OUTBOX_FIELD = "_outbox"
+
+
+class Outbox:
+    def __init__(self, database: Database, publisher: EventPublisher, sweep_seconds: float) -> None:
+        self.database = database
+        self.publisher = publisher
+        self.sweep_seconds = sweep_seconds
+        self.collections: list[str] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def track(self, collection: str) -> None:
+        """Declare a collection whose documents may carry pending events."""
+        if collection not in self.collections:
+            self.collections.append(collection)
+
+    async def ensure_indexes(self) -> None:
+        for name in self.collections:
+            await self.database.collection(name).create_indexes(
+                [IndexModel([(f"{OUTBOX_FIELD}.id", 1)], sparse=True)]
+            )
+
+    async def save(
+        self,
+        collection: str,
+        selector: Mapping[str, Any],
+        update: Mapping[str, Any],
+        events: list[dict[str, Any]],
+        *,
+        upsert: bool = False,
+    ) -> Document | None:
+        """Apply ``update`` and append ``events`` to the same document, atomically."""
+        operations: dict[str, Any] = {k: dict(v) for k, v in update.items()}
+        if events:
+            operations.setdefault("$push", {})[OUTBOX_FIELD] = {"$each": events}
+        result = await self.database.collection(collection).find_one_and_update(
+            dict(selector), operations, upsert=upsert, return_document=True
+        )
+        self._wake.set()
+        return result
+
+    async def relay_once(self) -> int:
+        """Publish every pending event once; return how many were published."""
+        published = 0
+        for name in self.collections:
+            collection = self.database.collection(name)
+            cursor = collection.find(
+                {f"{OUTBOX_FIELD}.id": {"$exists": True}}, {OUTBOX_FIELD: 1}
+            )
+            async for document in cursor:
+                for envelope in document.get(OUTBOX_FIELD, []):
+                    await self.publisher.publish(envelope)
+                    await collection.update_one(
+                        {"_id": document["_id"]}, {"$pull": {OUTBOX_FIELD: {"id": envelope["id"]}}}
+                    )
+                    published += 1
+        return published
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_seconds)
+            self._wake.clear()
+            try:
+                await self.relay_once()
+            except Exception as error:
+                # The sidecar or broker is away: keep the events and try again on the next sweep.
+                log.warning("outbox relay failed, will retry", extra={"error": type(error).__name__})
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,129 @@
+"""The policy enforcement point: every access to health data asks OPA first, and fails closed.
+
+One query per decision to ``akson/authz/decision``. OPA unreachable, slow, erroring or returning
+no result all mean **deny**. The decision ids are returned to the caller in the
+``Akson-Decision-Id`` response header (set by the app factory's middleware).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Request
+from opa_client.opa_async import AsyncOpaClient
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from akson_common.auth import Principal
+from akson_common.errors import Forbidden, ServiceUnavailable
+
+log = logging.getLogger("akson.policy")
+
+DECISION_HEADER = "Akson-Decision-Id"
+POLICY_PACKAGE = "akson.authz"
+POLICY_RULE = "decision"
+
+Action = Literal["read", "search", "write"]
+
+# The decision ids taken while serving the current request; the middleware owns the list.
+decision_ids: ContextVar[list[str] | None] = ContextVar("decision_ids", default=None)
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    allow: bool = False
+    reasons: tuple[str, ...] = ()
+    obligations: tuple[Any, ...] = ()
+    policy_version: str | None = None
+    decision_id: str | None = None
+
+
+class ResourceRef(BaseModel):
+    """What is being accessed; never its clinical content."""
+
+    type: str
+    patient: str | None = None
+    category: str | None = None
+    sensitivity: str = "normal"
+    organisation: str | None = None
+    id: str | None = None
+
+
+class PolicyContext(BaseModel):
+    care_relations: list[dict[str, Any]] = Field(default_factory=list)
+    directives: list[dict[str, Any]] = Field(default_factory=list)
+    purpose: str = "treatment"
+    emergency_reason: str | None = None
+
+
+class PolicyEnforcementPoint:
+    def __init__(self, opa_url: str, timeout_seconds: float) -> None:
+        parts = urlsplit(opa_url)
+        self.client = AsyncOpaClient(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (443 if parts.scheme == "https" else 80),
+            ssl=parts.scheme == "https",
+            timeout=timeout_seconds,
+            retries=0,
+        )
+
+    async def start(self) -> None:
+        await self.client.__aenter__()
+
+    async def close(self) -> None:
+        await self.client.close_connection()
+
+    async def healthy(self) -> bool:
+        try:
+            await self.client.check_health()
+        except Exception:
+            return False
+        return True
+
+    async def decide(self, subject: Principal, action: Action, resource: ResourceRef,
+                     context: PolicyContext) -> Decision:
+        policy_input = {
+            "subject": subject.model_dump(mode="json"),
+            "action": action,
+            "resource": resource.model_dump(mode="json"),
+            "context": context.model_dump(mode="json"),
+        }
+        try:
+            response = await self.client.query_rule(policy_input, POLICY_PACKAGE, POLICY_RULE)
+            result = response.get("result")
+            decision = Decision.model_validate(
+                {**(result if isinstance(result, dict) else {}),
+                 "decision_id": response.get("decision_id")}
+            )
+            if not isinstance(result, dict):
+                decision = decision.model_copy(update={"allow": False,
+                                                       "reasons": ("policy_undefined",)})
+        except (Exception, ValidationError) as error:  # fail closed on anything
+            log.warning("policy decision unavailable: deny", extra={"error": type(error).__name__})
+            decision = Decision(allow=False, reasons=("policy_unavailable",))
+        taken = decision_ids.get()
+        if taken is not None and decision.decision_id:
+            taken.append(decision.decision_id)
+        return decision
+
+    async def enforce(self, subject: Principal, action: Action, resource: ResourceRef,
+                      context: PolicyContext) -> Decision:
+        """Return an allowing decision, or raise: 503 when no decision could be had, 403 on deny."""
+        decision = await self.decide(subject, action, resource, context)
+        if decision.allow:
+            return decision
+        if "policy_unavailable" in decision.reasons:
+            raise ServiceUnavailable("No access decision could be made; access is denied.",
+                                     reasons=list(decision.reasons))
+        raise Forbidden("Access denied by policy.", reasons=list(decision.reasons))
+
+
+def policy_point(request: Request) -> PolicyEnforcementPoint:
+    pep: PolicyEnforcementPoint = request.app.state.pep
+    return pep
+
+
+Policy = Annotated[PolicyEnforcementPoint, Depends(policy_point)]

@@ -1,0 +1,69 @@
+"""Service settings: one class, one env prefix per service, no placeholder secrets in production."""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development"})
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service shares; a service subclasses it only to add its own fields.
+
+    Read from the environment with the prefix ``AKSON_<SERVICE>_`` (see :func:`settings_for`),
+    so two services on one machine never read each other's values.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    service_name: str
+    environment: Literal["development", "test", "production"] = "production"
+    log_level: str = "INFO"
+
+    mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
+    mongo_database: str = ""
+
+    dapr_http_endpoint: str = "http://127.0.0.1:3500"
+    dapr_api_token: SecretStr = SecretStr("")
+    app_api_token: SecretStr = SecretStr("")
+    pubsub_name: str = "pubsub"
+
+    opa_url: str = "http://127.0.0.1:8181"
+    opa_timeout_seconds: float = Field(default=0.5, gt=0, le=5)
+
+    jwt_issuer: str = "https://identity.akson.local"
+    jwt_audience: str = ""
+    jwks_url: str = ""
+    jwks_file: str = ""
+    jwt_algorithms: tuple[str, ...] = ("RS256", "ES256", "PS256")
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=60)
+
+    otlp_endpoint: str = ""
+    outbox_sweep_seconds: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_development(self) -> ServiceSettings:
+        if self.environment == "production":
+            for name in ("dapr_api_token", "app_api_token"):
+                value: SecretStr = getattr(self, name)
+                if value.get_secret_value().lower() in PLACEHOLDER_SECRETS:
+                    raise ValueError(f"{name} must be set to a real secret in production")
+            if not (self.jwks_url or self.jwks_file):
+                raise ValueError("jwks_url or jwks_file must be set in production")
+        if not self.mongo_database:
+            object.__setattr__(self, "mongo_database", f"akson_{self.service_name}")
+        if not self.jwt_audience:
+            object.__setattr__(self, "jwt_audience", self.service_name)
+        return self
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def settings_for(cls: type[S], service_name: str) -> S:
+    """Load ``cls`` from the environment with the service's own prefix."""
+    prefix = f"AKSON_{service_name.upper()}_"
+    return cls(_env_prefix=prefix, service_name=service_name)  # type: ignore[call-arg]
