@@ -279,8 +279,16 @@ class Stack:
         process = self.processes[name]
         if process.popen is None or process.popen.poll() is not None:
             return
-        _terminate_group(process.popen.pid, timeout)
-        process.popen.wait(timeout=timeout)
+        try:
+            os.killpg(process.popen.pid, signal.SIGTERM)
+            process.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.popen.pid, signal.SIGKILL)
+            process.popen.wait(timeout=timeout)
+        except ProcessLookupError:
+            pass
+        # children that outlived their leader (none expected) go with the group
+        _terminate_group(process.popen.pid, 1.0)
         self._save_pids()
 
     def up(self) -> float:

@@ -73,3 +73,22 @@ def organisation_number_valid(value: str) -> bool:
     if len(value) != 9 or not value.isascii() or not value.isdigit():
         return False
     return _control([int(c) for c in value[:8]], _ORG) == int(value[8])
+
+
+def synthetic_national_id(birth: date, sequence: int) -> str:
+    """The ``sequence``-th valid synthetic test number (month + 80) for a birth date.
+
+    Synthetic numbers can never belong to a real person: use only these in seeds and tests.
+    """
+    # Individual numbers encode the century: 000-499 for 1900-1999, 500-999 from 2000.
+    individuals = range(0, 500) if birth.year < 2000 else range(500, 1000)
+    found = -1
+    for individual in individuals:
+        first_nine = f"{birth.day:02d}{birth.month + 80:02d}{birth.year % 100:02d}{individual:03d}"
+        control = national_id_control_digits(first_nine)
+        if control is None:
+            continue
+        found += 1
+        if found == sequence:
+            return first_nine + control
+    raise ValueError("no more synthetic numbers for that birth date")

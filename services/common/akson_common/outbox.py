@@ -75,7 +75,7 @@ class Outbox:
                 for envelope in document.get(OUTBOX_FIELD, []):
                     await self.publisher.publish(envelope)
                     await collection.update_one(
-                        {"_id": document["_id"]}, {"$pull": {OUTBOX_FIELD: {"id": envelope["id"]}}}
+                        {"_id": document["_id"]}, {"$pull": {OUTBOX_FIELD: envelope}}
                     )
                     published += 1
         return published
