@@ -23,10 +23,25 @@ def new_patient_id() -> str:
     return synthetic_national_id(date(1950 + n // 300 % 49, 1 + n // 25 % 12, 1 + n % 25), 0)
 
 
-def mint_token(private_key_file: str, issuer: str, audience: str, *, subject: str,
-               kind: str, lifetime: int = 120, **claims: Any) -> str:
+def mint_token(
+    private_key_file: str,
+    issuer: str,
+    audience: str,
+    *,
+    subject: str,
+    kind: str,
+    lifetime: int = 120,
+    **claims: Any,
+) -> str:
     key = RSAKey.import_key(json.loads(Path(private_key_file).read_text()))
     now = int(time.time())
-    payload = {"iss": issuer, "aud": audience, "sub": subject, "iat": now, "exp": now + lifetime,
-               "akson_kind": kind, **claims}
+    payload = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": subject,
+        "iat": now,
+        "exp": now + lifetime,
+        "akson_kind": kind,
+        **claims,
+    }
     return jwt.encode({"alg": "RS256", "kid": key.kid}, payload, key)

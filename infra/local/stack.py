@@ -56,7 +56,9 @@ def tool_paths() -> dict[str, str]:
     """Build (first time) or reuse the pinned Go tools; install redis-server when missing."""
     out = subprocess.run(
         [str(ROOT / "infra" / "tools" / "build.sh"), "opa", "ferretdb", "daprd"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     paths = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
     redis = shutil.which("redis-server")
@@ -106,23 +108,33 @@ class Stack:
 
     # -- preparation -----------------------------------------------------------------------
     def prepare(self) -> None:
-        for sub in ("logs", "secrets", "dapr/components", "ferretdb", "redis", "exports",
-                    "dev-issuer"):
+        for sub in (
+            "logs",
+            "secrets",
+            "dapr/components",
+            "ferretdb",
+            "redis",
+            "exports",
+            "dev-issuer",
+        ):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         tools = tool_paths()
         ports = {
-            "redis": free_port(), "mongo": free_port(), "opa": free_port(),
-            "ferretdb_debug": free_port(), "opa_diagnostics": free_port(),
+            "redis": free_port(),
+            "mongo": free_port(),
+            "opa": free_port(),
+            "ferretdb_debug": free_port(),
+            "opa_diagnostics": free_port(),
         }
         for service in self.services:
             for kind in ("app", "dapr_http", "dapr_grpc", "dapr_internal", "dapr_metrics"):
                 ports[f"{service}_{kind}"] = free_port()
-        secret_values = {name: secrets.token_urlsafe(24) for name in
-                         ("redis_password", "dapr_api_token", "app_api_token",
-                          "audit_upload_token")}
+        secret_values = {
+            name: secrets.token_urlsafe(24)
+            for name in ("redis_password", "dapr_api_token", "app_api_token", "audit_upload_token")
+        }
         self._write_secret("tokens.json", secret_values)
-        self._write_secret("dapr-secrets.json",
-                           {"redis-password": secret_values["redis_password"]})
+        self._write_secret("dapr-secrets.json", {"redis-password": secret_values["redis_password"]})
         jwks_file, issuer_key = self._dev_issuer()
         self.endpoints = {
             "run_dir": str(self.run_dir),
@@ -131,8 +143,11 @@ class Stack:
             "redis": {"address": f"127.0.0.1:{ports['redis']}"},
             "mongo": {"url": f"mongodb://127.0.0.1:{ports['mongo']}/"},
             "opa": {"url": f"http://127.0.0.1:{ports['opa']}"},
-            "dev_issuer": {"issuer": "https://identity.akson.local", "jwks_file": str(jwks_file),
-                           "private_key_file": str(issuer_key)},
+            "dev_issuer": {
+                "issuer": "https://identity.akson.local",
+                "jwks_file": str(jwks_file),
+                "private_key_file": str(issuer_key),
+            },
             "services": {
                 s: {
                     "app": f"http://127.0.0.1:{ports[f'{s}_app']}",
@@ -158,8 +173,9 @@ class Stack:
         key_file = self.run_dir / "secrets" / "dev-issuer-key.json"
         jwks_file = self.run_dir / "dev-issuer" / "jwks.json"
         if not key_file.exists():
-            key = RSAKey.generate_key(2048, parameters={"kid": "dev-1", "use": "sig",
-                                                        "alg": "RS256"}, private=True)
+            key = RSAKey.generate_key(
+                2048, parameters={"kid": "dev-1", "use": "sig", "alg": "RS256"}, private=True
+            )
             key_file.touch(mode=0o600)
             key_file.write_text(json.dumps(key.as_dict(private=True)))
             jwks_file.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
@@ -170,8 +186,10 @@ class Stack:
         otel = ""
         if os.environ.get("AKSON_OTLP_ENDPOINT"):
             endpoint = os.environ["AKSON_OTLP_ENDPOINT"].removeprefix("http://")
-            otel = f"    otel:\n      endpointAddress: \"{endpoint}\"\n      isSecure: false\n" \
-                   "      protocol: http"
+            otel = (
+                f'    otel:\n      endpointAddress: "{endpoint}"\n      isSecure: false\n'
+                "      protocol: http"
+            )
         values = {
             "REDIS_ADDR": f"127.0.0.1:{ports['redis']}",
             "RUN_DIR": str(self.run_dir),
@@ -191,29 +209,67 @@ class Stack:
         logs = run / "logs"
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("AKSON_")}
 
-        def add(name: str, argv: list[str], healthy: Any, env: dict[str, str] | None = None) -> None:
-            self.processes[name] = Process(name, argv, {**base_env, **(env or {})},
-                                           logs / f"{name}.log", healthy)
+        def add(
+            name: str, argv: list[str], healthy: Any, env: dict[str, str] | None = None
+        ) -> None:
+            self.processes[name] = Process(
+                name, argv, {**base_env, **(env or {})}, logs / f"{name}.log", healthy
+            )
 
-        add("redis", [tools["redis-server"], "--port", str(ports["redis"]), "--bind", "127.0.0.1",
-                      "--requirepass", tokens["redis_password"], "--dir", str(run / "redis"),
-                      "--save", "", "--appendonly", "yes"],
-            lambda: tcp_ok(ports["redis"]))
-        add("ferretdb", [tools["ferretdb"], "--handler=sqlite",
-                         f"--sqlite-url=file:{run / 'ferretdb'}/",
-                         f"--listen-addr=127.0.0.1:{ports['mongo']}",
-                         f"--debug-addr=127.0.0.1:{ports['ferretdb_debug']}",
-                         f"--state-dir={run / 'ferretdb'}", "--telemetry=disable",
-                         "--log-level=warn"],
-            lambda: tcp_ok(ports["mongo"]))
+        add(
+            "redis",
+            [
+                tools["redis-server"],
+                "--port",
+                str(ports["redis"]),
+                "--bind",
+                "127.0.0.1",
+                "--requirepass",
+                tokens["redis_password"],
+                "--dir",
+                str(run / "redis"),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ],
+            lambda: tcp_ok(ports["redis"]),
+        )
+        add(
+            "ferretdb",
+            [
+                tools["ferretdb"],
+                "--handler=sqlite",
+                f"--sqlite-url=file:{run / 'ferretdb'}/",
+                f"--listen-addr=127.0.0.1:{ports['mongo']}",
+                f"--debug-addr=127.0.0.1:{ports['ferretdb_debug']}",
+                f"--state-dir={run / 'ferretdb'}",
+                "--telemetry=disable",
+                "--log-level=warn",
+            ],
+            lambda: tcp_ok(ports["mongo"]),
+        )
         audit = self.endpoints["services"].get("audit", {}).get("app", "http://127.0.0.1:9")
-        add("opa", [tools["opa"], "run", "--server", "--skip-version-check",
-                    "--addr", f"127.0.0.1:{ports['opa']}",
-                    "--diagnostic-addr", f"127.0.0.1:{ports['opa_diagnostics']}",
-                    "--config-file", str(LOCAL / "opa" / "config.yaml"),
-                    "--log-level", "error", str(ROOT / "policies")],
+        add(
+            "opa",
+            [
+                tools["opa"],
+                "run",
+                "--server",
+                "--skip-version-check",
+                "--addr",
+                f"127.0.0.1:{ports['opa']}",
+                "--diagnostic-addr",
+                f"127.0.0.1:{ports['opa_diagnostics']}",
+                "--config-file",
+                str(LOCAL / "opa" / "config.yaml"),
+                "--log-level",
+                "error",
+                str(ROOT / "policies"),
+            ],
             lambda: http_ok(f"http://127.0.0.1:{ports['opa']}/health"),
-            {"AUDIT_URL": audit, "AUDIT_UPLOAD_TOKEN": tokens["audit_upload_token"]})
+            {"AUDIT_URL": audit, "AUDIT_UPLOAD_TOKEN": tokens["audit_upload_token"]},
+        )
         for s in self.services:
             prefix = f"AKSON_{s.upper()}_"
             app_env = {
@@ -230,26 +286,65 @@ class Stack:
                 f"{prefix}OTLP_ENDPOINT": os.environ.get("AKSON_OTLP_ENDPOINT", ""),
             }
             app_port = ports[f"{s}_app"]
-            add(f"{s}-app", [sys.executable, "-m", "uvicorn", f"{s}.main:app",
-                             "--host", "127.0.0.1", "--port", str(app_port),
-                             "--no-access-log", "--log-level", "warning"],
-                lambda p=app_port: http_ok(f"http://127.0.0.1:{p}/healthz"), app_env)
+            add(
+                f"{s}-app",
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    f"{s}.main:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(app_port),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                lambda p=app_port: http_ok(f"http://127.0.0.1:{p}/healthz"),
+                app_env,
+            )
             dapr_http = ports[f"{s}_dapr_http"]
-            add(f"{s}-dapr", [tools["daprd"], "--mode", "standalone", "--app-id", s,
-                              "--app-port", str(app_port), "--app-protocol", "http",
-                              "--dapr-http-port", str(dapr_http),
-                              "--dapr-grpc-port", str(ports[f"{s}_dapr_grpc"]),
-                              "--dapr-internal-grpc-port", str(ports[f"{s}_dapr_internal"]),
-                              "--metrics-port", str(ports[f"{s}_dapr_metrics"]),
-                              "--dapr-listen-addresses", "127.0.0.1",
-                              "--resources-path", str(run / "dapr" / "components"),
-                              "--config", str(run / "dapr" / "config.yaml"),
-                              "--placement-host-address", "",
-                              "--scheduler-host-address", "",
-                              "--log-as-json", "--log-level", "warn"],
+            add(
+                f"{s}-dapr",
+                [
+                    tools["daprd"],
+                    "--mode",
+                    "standalone",
+                    "--app-id",
+                    s,
+                    "--app-port",
+                    str(app_port),
+                    "--app-protocol",
+                    "http",
+                    "--dapr-http-port",
+                    str(dapr_http),
+                    "--dapr-grpc-port",
+                    str(ports[f"{s}_dapr_grpc"]),
+                    "--dapr-internal-grpc-port",
+                    str(ports[f"{s}_dapr_internal"]),
+                    "--metrics-port",
+                    str(ports[f"{s}_dapr_metrics"]),
+                    "--dapr-listen-addresses",
+                    "127.0.0.1",
+                    "--resources-path",
+                    str(run / "dapr" / "components"),
+                    "--config",
+                    str(run / "dapr" / "config.yaml"),
+                    "--placement-host-address",
+                    "",
+                    "--scheduler-host-address",
+                    "",
+                    "--log-as-json",
+                    "--log-level",
+                    "warn",
+                ],
                 lambda p=dapr_http: http_ok(f"http://127.0.0.1:{p}/v1.0/healthz"),
-                {"DAPR_API_TOKEN": tokens["dapr_api_token"],
-                 "APP_API_TOKEN": tokens["app_api_token"]})
+                {
+                    "DAPR_API_TOKEN": tokens["dapr_api_token"],
+                    "APP_API_TOKEN": tokens["app_api_token"],
+                },
+            )
 
     # -- running ---------------------------------------------------------------------------
     def order(self) -> list[str]:
@@ -261,18 +356,27 @@ class Stack:
         process = self.processes[name]
         log = process.log.open("ab")
         process.popen = subprocess.Popen(
-            process.argv, env=process.env, cwd=process.cwd, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            process.argv,
+            env=process.env,
+            cwd=process.cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self._save_pids()
         deadline = time.monotonic() + timeout
         while not process.healthy():
             if process.popen.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.popen.returncode}; "
-                                   f"see {process.log}:\n{_tail(process.log)}")
+                raise RuntimeError(
+                    f"{name} exited with {process.popen.returncode}; "
+                    f"see {process.log}:\n{_tail(process.log)}"
+                )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not healthy after {timeout:.0f} s; see {process.log}"
-                                   f"\n{_tail(process.log)}")
+                raise RuntimeError(
+                    f"{name} not healthy after {timeout:.0f} s; see {process.log}"
+                    f"\n{_tail(process.log)}"
+                )
             time.sleep(0.1)
 
     def stop(self, name: str, timeout: float = 10.0) -> None:
@@ -317,15 +421,20 @@ class Stack:
                 self.stop(name)
 
     def _save_pids(self) -> None:
-        pids = {name: p.popen.pid for name, p in self.processes.items()
-                if p.popen is not None and p.popen.poll() is None}
+        pids = {
+            name: p.popen.pid
+            for name, p in self.processes.items()
+            if p.popen is not None and p.popen.poll() is None
+        }
         (self.run_dir / "pids.json").write_text(json.dumps(pids))
 
     def table(self) -> str:
         e = self.endpoints
-        rows = [("redis", f"redis://{e['redis']['address']}", "pub/sub + state (Redis Streams)"),
-                ("ferretdb", e["mongo"]["url"], "MongoDB wire protocol, SQLite backend"),
-                ("opa", e["opa"]["url"], "POST /v1/data/akson/authz/decision")]
+        rows = [
+            ("redis", f"redis://{e['redis']['address']}", "pub/sub + state (Redis Streams)"),
+            ("ferretdb", e["mongo"]["url"], "MongoDB wire protocol, SQLite backend"),
+            ("opa", e["opa"]["url"], "POST /v1/data/akson/authz/decision"),
+        ]
         for s, urls in e["services"].items():
             rows.append((s, urls["app"], f"OpenAPI {urls['app']}/docs"))
             rows.append((f"{s} sidecar", urls["dapr_http"], f"gRPC {urls['dapr_grpc']}"))

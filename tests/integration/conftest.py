@@ -33,8 +33,14 @@ class Platform:
 
     def token(self, audience: str, *, subject: str, kind: str, **claims: Any) -> str:
         issuer = self.endpoints["dev_issuer"]
-        return mint_token(issuer["private_key_file"], issuer["issuer"], audience,
-                          subject=subject, kind=kind, **claims)
+        return mint_token(
+            issuer["private_key_file"],
+            issuer["issuer"],
+            audience,
+            subject=subject,
+            kind=kind,
+            **claims,
+        )
 
     def db(self, service: str) -> Any:
         return self.mongo[f"akson_{service}"]

@@ -18,32 +18,48 @@ REGISTRY_SCOPES = "Patient.write CareRelation.write"
 
 
 def registry_headers(platform: Platform) -> dict[str, str]:
-    token = platform.token("masterdata", subject="folkeregister-sync", kind="system",
-                           scope=REGISTRY_SCOPES)
+    token = platform.token(
+        "masterdata", subject="folkeregister-sync", kind="system", scope=REGISTRY_SCOPES
+    )
     return {"authorization": f"Bearer {token}"}
 
 
 def gp_headers(platform: Platform, hpr: str = "9144900", unit: str = "unit-gp-1") -> dict[str, str]:
-    token = platform.token("journal", subject=f"hpr:{hpr}", kind="practitioner", hpr_number=hpr,
-                           profession="LE", organisation="974760673", unit=unit,
-                           municipality="4601")
+    token = platform.token(
+        "journal",
+        subject=f"hpr:{hpr}",
+        kind="practitioner",
+        hpr_number=hpr,
+        profession="LE",
+        organisation="974760673",
+        unit=unit,
+        municipality="4601",
+    )
     return {"authorization": f"Bearer {token}"}
 
 
 def person(national_id: str, **overrides: Any) -> dict[str, Any]:
-    return {"national_id": national_id, "given_name": "Test", "family_name": "Syntetisk",
-            "municipality": "4601", **overrides}
+    return {
+        "national_id": national_id,
+        "given_name": "Test",
+        "family_name": "Syntetisk",
+        "municipality": "4601",
+        **overrides,
+    }
 
 
-def put_person(http: httpx.Client, platform: Platform, national_id: str, **overrides: Any
-               ) -> httpx.Response:
-    return http.put(f"{platform.url('masterdata')}/persons/{national_id}",
-                    json=person(national_id, **overrides), headers=registry_headers(platform))
+def put_person(
+    http: httpx.Client, platform: Platform, national_id: str, **overrides: Any
+) -> httpx.Response:
+    return http.put(
+        f"{platform.url('masterdata')}/persons/{national_id}",
+        json=person(national_id, **overrides),
+        headers=registry_headers(platform),
+    )
 
 
 def projected(platform: Platform, national_id: str) -> dict[str, Any] | None:
-    document: dict[str, Any] | None = platform.db("journal").patients.find_one(
-        {"_id": national_id})
+    document: dict[str, Any] | None = platform.db("journal").patients.find_one({"_id": national_id})
     return document
 
 
@@ -55,8 +71,14 @@ def document_reference(patient: str, text: str = "Kontroll hos fastlege.") -> di
         "status": "current",
         "subject": {"reference": f"Patient/{patient}"},
         "category": [{"coding": [{"system": "urn:akson:category", "code": "general"}]}],
-        "content": [{"attachment": {"contentType": "text/plain",
-                                    "data": base64.b64encode(text.encode()).decode()}}],
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "text/plain",
+                    "data": base64.b64encode(text.encode()).decode(),
+                }
+            }
+        ],
     }
 
 
@@ -64,8 +86,13 @@ def give_gp_relation(http: httpx.Client, platform: Platform, patient: str, hpr: 
     relation_id = f"rel-{uuid.uuid4().hex[:12]}"
     response = http.put(
         f"{platform.url('masterdata')}/care-relations/{relation_id}",
-        json={"relation_id": relation_id, "patient": patient, "kind": "gp_list",
-              "practitioner": hpr, "period_start": "2020-01-01"},
+        json={
+            "relation_id": relation_id,
+            "patient": patient,
+            "kind": "gp_list",
+            "practitioner": hpr,
+            "period_start": "2020-01-01",
+        },
         headers=registry_headers(platform),
     )
     assert response.status_code == 204, response.text
@@ -74,8 +101,8 @@ def give_gp_relation(http: httpx.Client, platform: Platform, patient: str, hpr: 
 
 # -- the stack itself ------------------------------------------------------------------------
 
-def test_every_app_sidecar_opa_and_database_answer(platform: Platform, http: httpx.Client
-                                                   ) -> None:
+
+def test_every_app_sidecar_opa_and_database_answer(platform: Platform, http: httpx.Client) -> None:
     for service, urls in platform.endpoints["services"].items():
         ready = http.get(f"{urls['app']}/readyz")
         assert ready.status_code == 200, (service, ready.text)
@@ -85,11 +112,14 @@ def test_every_app_sidecar_opa_and_database_answer(platform: Platform, http: htt
     assert platform.mongo.admin.command("ping")["ok"] == 1.0
 
 
-def test_sidecar_metadata_lists_registered_components(platform: Platform, http: httpx.Client
-                                                      ) -> None:
+def test_sidecar_metadata_lists_registered_components(
+    platform: Platform, http: httpx.Client
+) -> None:
     urls = platform.endpoints["services"]["journal"]
-    metadata = http.get(f"{urls['dapr_http']}/v1.0/metadata",
-                        headers={"dapr-api-token": platform.tokens["dapr_api_token"]}).json()
+    metadata = http.get(
+        f"{urls['dapr_http']}/v1.0/metadata",
+        headers={"dapr-api-token": platform.tokens["dapr_api_token"]},
+    ).json()
     components = {(c["name"], c["type"]) for c in metadata["components"]}
     assert ("pubsub", "pubsub.redis") in components
     assert ("localsecrets", "secretstores.local.file") in components
@@ -97,16 +127,19 @@ def test_sidecar_metadata_lists_registered_components(platform: Platform, http: 
     assert topics["masterdata.person.changed"] == "masterdata.person.changed.deadletter"
 
 
-def test_sidecar_refuses_calls_without_the_dapr_api_token(platform: Platform,
-                                                          http: httpx.Client) -> None:
+def test_sidecar_refuses_calls_without_the_dapr_api_token(
+    platform: Platform, http: httpx.Client
+) -> None:
     urls = platform.endpoints["services"]["journal"]
     assert http.get(f"{urls['dapr_http']}/v1.0/metadata").status_code == 401
 
 
 # -- events ----------------------------------------------------------------------------------
 
+
 def test_person_change_reaches_the_journal_projection_through_the_outbox(
-        platform: Platform, http: httpx.Client) -> None:
+    platform: Platform, http: httpx.Client
+) -> None:
     national_id = new_patient_id()
     response = put_person(http, platform, national_id)
     assert response.status_code == 200, response.text
@@ -114,38 +147,56 @@ def test_person_change_reaches_the_journal_projection_through_the_outbox(
     assert patient["municipality"] == "4601"
     assert patient["applied_changes"] == 1
     # the outbox entry is gone once published
-    eventually(lambda: not platform.db("masterdata").persons.find_one(
-        {"_id": national_id}).get("_outbox"))
+    eventually(
+        lambda: not platform.db("masterdata").persons.find_one({"_id": national_id}).get("_outbox")
+    )
 
 
 def test_an_event_published_twice_with_the_same_id_is_applied_once(
-        platform: Platform, http: httpx.Client) -> None:
+    platform: Platform, http: httpx.Client
+) -> None:
     national_id = new_patient_id()
     envelope = {
-        "specversion": "1.0", "id": str(uuid.uuid4()), "source": "akson/masterdata",
-        "type": "masterdata.person.changed.v1", "subject": national_id,
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "akson/masterdata",
+        "type": "masterdata.person.changed.v1",
+        "subject": national_id,
         "datacontenttype": "application/json",
-        "data": {"national_id": national_id, "municipality": "1804",
-                 "address_protection": "none", "deceased": False},
+        "data": {
+            "national_id": national_id,
+            "municipality": "1804",
+            "address_protection": "none",
+            "deceased": False,
+        },
     }
     sidecar = platform.endpoints["services"]["masterdata"]["dapr_http"]
     for _ in range(2):
         published = http.post(
-            f"{sidecar}/v1.0/publish/pubsub/masterdata.person.changed", json=envelope,
-            headers={"content-type": "application/cloudevents+json",
-                     "dapr-api-token": platform.tokens["dapr_api_token"]})
+            f"{sidecar}/v1.0/publish/pubsub/masterdata.person.changed",
+            json=envelope,
+            headers={
+                "content-type": "application/cloudevents+json",
+                "dapr-api-token": platform.tokens["dapr_api_token"],
+            },
+        )
         assert published.status_code == 204, published.text
-    eventually(lambda: platform.db("journal").processed_events.find_one(
-        {"_id": f"masterdata.person.changed:{envelope['id']}"}))
+    eventually(
+        lambda: platform.db("journal").processed_events.find_one(
+            {"_id": f"masterdata.person.changed:{envelope['id']}"}
+        )
+    )
     # a second, different event for the same person proves deliveries are still flowing
     put_person(http, platform, national_id, municipality="1804", given_name="Other")
-    patient = eventually(lambda: (p := projected(platform, national_id))
-                         and p["applied_changes"] >= 2 and p)
+    patient = eventually(
+        lambda: (p := projected(platform, national_id)) and p["applied_changes"] >= 2 and p
+    )
     assert patient["applied_changes"] == 2
 
 
-def test_events_in_flight_survive_a_consumer_restart(platform: Platform,
-                                                     http: httpx.Client) -> None:
+def test_events_in_flight_survive_a_consumer_restart(
+    platform: Platform, http: httpx.Client
+) -> None:
     stack = platform.stack
     stack.stop("journal-dapr")
     stack.stop("journal-app")
@@ -156,12 +207,16 @@ def test_events_in_flight_survive_a_consumer_restart(platform: Platform,
     finally:
         stack.start("journal-app")
         stack.start("journal-dapr")
-    for national_id in national_ids:
-        eventually(lambda n=national_id: projected(platform, n), timeout=40)
+
+    def all_projected() -> bool:
+        return all(projected(platform, n) for n in national_ids)
+
+    eventually(all_projected, timeout=40)
 
 
 def test_a_state_change_is_not_lost_when_its_event_cannot_be_published(
-        platform: Platform, http: httpx.Client) -> None:
+    platform: Platform, http: httpx.Client
+) -> None:
     """The outbox keeps the event with the state while the sidecar is down, then publishes it."""
     stack = platform.stack
     national_id = new_patient_id()
@@ -177,12 +232,17 @@ def test_a_state_change_is_not_lost_when_its_event_cannot_be_published(
 
 # -- policy ----------------------------------------------------------------------------------
 
-def test_journal_read_asks_opa_and_returns_the_decision_id(platform: Platform,
-                                                           http: httpx.Client) -> None:
+
+def test_journal_read_asks_opa_and_returns_the_decision_id(
+    platform: Platform, http: httpx.Client
+) -> None:
     patient, hpr = new_patient_id(), "9144901"
     give_gp_relation(http, platform, patient, hpr)
-    created = http.post(f"{platform.url('journal')}/fhir/R4/DocumentReference",
-                        json=document_reference(patient), headers=gp_headers(platform, hpr))
+    created = http.post(
+        f"{platform.url('journal')}/fhir/R4/DocumentReference",
+        json=document_reference(patient),
+        headers=gp_headers(platform, hpr),
+    )
     assert created.status_code == 201, created.text
     location = created.headers["location"]
 
@@ -191,29 +251,37 @@ def test_journal_read_asks_opa_and_returns_the_decision_id(platform: Platform,
     assert read.json()["subject"]["reference"] == f"Patient/{patient}"
     assert read.headers["akson-decision-id"]
 
-    stranger = http.get(f"{platform.url('journal')}{location}",
-                        headers=gp_headers(platform, "9144999", unit="unit-other"))
+    stranger = http.get(
+        f"{platform.url('journal')}{location}",
+        headers=gp_headers(platform, "9144999", unit="unit-other"),
+    )
     assert stranger.status_code == 403
     assert stranger.headers["content-type"] == "application/problem+json"
     assert "no_care_relation" in stranger.json()["reasons"]
     assert "content" not in stranger.text
 
 
-def test_with_opa_stopped_reads_are_denied_and_return_no_data(platform: Platform,
-                                                              http: httpx.Client) -> None:
+def test_with_opa_stopped_reads_are_denied_and_return_no_data(
+    platform: Platform, http: httpx.Client
+) -> None:
     patient, hpr = new_patient_id(), "9144902"
     give_gp_relation(http, platform, patient, hpr)
     secret_text = "Pasienten har diabetes type 2."
-    created = http.post(f"{platform.url('journal')}/fhir/R4/DocumentReference",
-                        json=document_reference(patient, secret_text),
-                        headers=gp_headers(platform, hpr))
+    created = http.post(
+        f"{platform.url('journal')}/fhir/R4/DocumentReference",
+        json=document_reference(patient, secret_text),
+        headers=gp_headers(platform, hpr),
+    )
     assert created.status_code == 201
     url = f"{platform.url('journal')}{created.headers['location']}"
     platform.stack.stop("opa")
     try:
         denied = http.get(url, headers=gp_headers(platform, hpr))
-        written = http.post(f"{platform.url('journal')}/fhir/R4/DocumentReference",
-                            json=document_reference(patient), headers=gp_headers(platform, hpr))
+        written = http.post(
+            f"{platform.url('journal')}/fhir/R4/DocumentReference",
+            json=document_reference(patient),
+            headers=gp_headers(platform, hpr),
+        )
     finally:
         platform.stack.start("opa")
     assert denied.status_code == 503
@@ -228,19 +296,33 @@ def test_with_opa_stopped_reads_are_denied_and_return_no_data(platform: Platform
 
 # -- decision log ----------------------------------------------------------------------------
 
-def test_decision_log_reaches_audit_with_clinical_content_erased(platform: Platform,
-                                                                 http: httpx.Client) -> None:
+
+def test_decision_log_reaches_audit_with_clinical_content_erased(
+    platform: Platform, http: httpx.Client
+) -> None:
     patient = new_patient_id()
     policy_input = {
-        "subject": {"id": "hpr:9144903", "kind": "practitioner", "hpr_number": "9144903",
-                    "profession": "LE", "unit": "unit-gp-1"},
+        "subject": {
+            "id": "hpr:9144903",
+            "kind": "practitioner",
+            "hpr_number": "9144903",
+            "profession": "LE",
+            "unit": "unit-gp-1",
+        },
         "action": "write",
-        "resource": {"type": "DocumentReference", "patient": patient, "category": "general",
-                     "content": "Pasienten har depresjon.", "text": "Notat"},
+        "resource": {
+            "type": "DocumentReference",
+            "patient": patient,
+            "category": "general",
+            "content": "Pasienten har depresjon.",
+            "text": "Notat",
+        },
         "context": {"care_relations": [], "note": "klinisk merknad"},
     }
-    answer = http.post(f"{platform.endpoints['opa']['url']}/v1/data/akson/authz/decision",
-                       json={"input": policy_input}).json()
+    answer = http.post(
+        f"{platform.endpoints['opa']['url']}/v1/data/akson/authz/decision",
+        json={"input": policy_input},
+    ).json()
     decision_id = answer["decision_id"]
     decisions = platform.db("audit").decisions
     stored = eventually(lambda: decisions.find_one({"_id": decision_id}), timeout=30)
@@ -253,20 +335,22 @@ def test_decision_log_reaches_audit_with_clinical_content_erased(platform: Platf
     assert logged["result"]["allow"] is False
 
 
-def test_audit_refuses_decision_logs_from_anyone_but_opa(platform: Platform,
-                                                         http: httpx.Client) -> None:
+def test_audit_refuses_decision_logs_from_anyone_but_opa(
+    platform: Platform, http: httpx.Client
+) -> None:
     url = f"{platform.url('audit')}/opa/decision-logs"
     assert http.post(url, json=[{"decision_id": "x"}]).status_code == 401
-    forged = http.post(url, json=[{"decision_id": "x"}],
-                       headers={"authorization": "Bearer wrong"})
+    forged = http.post(url, json=[{"decision_id": "x"}], headers={"authorization": "Bearer wrong"})
     assert forged.status_code == 401
     assert platform.db("audit").decisions.find_one({"_id": "x"}) is None
 
 
 # -- bad input -------------------------------------------------------------------------------
 
-def test_bad_input_gets_problem_json_and_stores_nothing(platform: Platform,
-                                                        http: httpx.Client) -> None:
+
+def test_bad_input_gets_problem_json_and_stores_nothing(
+    platform: Platform, http: httpx.Client
+) -> None:
     bad_id = "17858000077"  # control digit off by one
     response = put_person(http, platform, bad_id)
     assert response.status_code == 422
@@ -274,7 +358,8 @@ def test_bad_input_gets_problem_json_and_stores_nothing(platform: Platform,
     assert response.json()["status"] == 422
     assert platform.db("masterdata").persons.find_one({"_id": bad_id}) is None
 
-    no_token = http.put(f"{platform.url('masterdata')}/persons/{new_patient_id()}",
-                        json=person(new_patient_id()))
+    no_token = http.put(
+        f"{platform.url('masterdata')}/persons/{new_patient_id()}", json=person(new_patient_id())
+    )
     assert no_token.status_code == 401
     assert no_token.headers["www-authenticate"].startswith("Bearer")

@@ -33,11 +33,17 @@ class AuditSettings(ServiceSettings):
     audit_upload_token: str = ""
 
 
-@router.post("/opa/decision-logs", status_code=status.HTTP_204_NO_CONTENT,
-             responses={400: {"description": "Not a decision-log batch"},
-                        401: {"description": "Not the policy engine"}})
+@router.post(
+    "/opa/decision-logs",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        400: {"description": "Not a decision-log batch"},
+        401: {"description": "Not the policy engine"},
+    },
+)
 async def receive_decision_logs(
-    request: Request, authorization: Annotated[str, Header()] = "",
+    request: Request,
+    authorization: Annotated[str, Header()] = "",
     content_encoding: Annotated[str, Header()] = "",
 ) -> Response:
     settings: AuditSettings = request.app.state.platform.settings
@@ -55,20 +61,22 @@ async def receive_decision_logs(
         isinstance(e, dict) and isinstance(e.get("decision_id"), str) for e in batch
     ):
         raise BadRequest("every entry needs a decision_id")
-    stored = await store_decisions(request.app.state.platform.database.collection(DECISIONS),
-                                   batch)
+    stored = await store_decisions(request.app.state.platform.database.collection(DECISIONS), batch)
     log.info("decision logs received", extra={"received": len(batch), "stored": stored})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def store_decisions(collection: AsyncCollection[Document],
-                          batch: list[dict[str, Any]]) -> int:
+async def store_decisions(
+    collection: AsyncCollection[Document], batch: list[dict[str, Any]]
+) -> int:
     """Insert each entry once; a re-sent entry (same decision id) is ignored."""
     if not batch:
         return 0
     received_at = datetime.now(UTC)
-    operations = [InsertOne({"_id": entry["decision_id"], "received_at": received_at,
-                             "entry": entry}) for entry in batch]
+    operations = [
+        InsertOne({"_id": entry["decision_id"], "received_at": received_at, "entry": entry})
+        for entry in batch
+    ]
     try:
         result = await collection.bulk_write(operations, ordered=False)
         return int(result.inserted_count)

@@ -57,8 +57,14 @@ class Principal(BaseModel):
 class JwksSource:
     """The issuer's public keys, from a file (local runs) or a URL, refreshed on an unknown kid."""
 
-    def __init__(self, *, url: str = "", file: str = "", min_refresh_seconds: float = 10.0,
-                 client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        url: str = "",
+        file: str = "",
+        min_refresh_seconds: float = 10.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
         if not (url or file):
             raise ValueError("a JWKS url or file is required")
         self.url, self.file = url, file
@@ -90,8 +96,15 @@ def _has_kid(keys: KeySet, kid: str | None) -> bool:
 
 
 class TokenVerifier:
-    def __init__(self, jwks: JwksSource, *, issuer: str, audience: str,
-                 algorithms: tuple[str, ...], leeway_seconds: int) -> None:
+    def __init__(
+        self,
+        jwks: JwksSource,
+        *,
+        issuer: str,
+        audience: str,
+        algorithms: tuple[str, ...],
+        leeway_seconds: int,
+    ) -> None:
         if not 0 <= leeway_seconds <= 60:
             raise ValueError("leeway must be between 0 and 60 seconds")
         self.jwks = jwks

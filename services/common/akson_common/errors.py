@@ -50,7 +50,9 @@ class Unauthorized(Problem):
     status, title, type_slug = 401, "Unauthorized", "unauthorized"
 
     def __init__(self, detail: str = "", **extra: Any) -> None:
-        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}, **extra)
+        super().__init__(
+            detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}, **extra
+        )
 
 
 class Forbidden(Problem):
@@ -106,14 +108,21 @@ def install_problem_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         return problem_response(
-            422, "Unprocessable Content", "The request is not valid.", request.url.path,
-            "validation", errors=errors,
+            422,
+            "Unprocessable Content",
+            "The request is not valid.",
+            request.url.path,
+            "validation",
+            errors=errors,
         )
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         response = problem_response(
-            exc.status_code, _reason(exc.status_code), str(exc.detail), request.url.path,
+            exc.status_code,
+            _reason(exc.status_code),
+            str(exc.detail),
+            request.url.path,
             f"http-{exc.status_code}",
         )
         if exc.headers:
@@ -122,7 +131,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(
-            500, "Internal Server Error", "An unexpected error occurred.", request.url.path,
+            500,
+            "Internal Server Error",
+            "An unexpected error occurred.",
+            request.url.path,
             "internal",
         )
 
@@ -139,3 +151,11 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+# The error responses of every route that touches health data, for the OpenAPI document.
+PROTECTED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid bearer token", "content": {PROBLEM_JSON: {}}},
+    403: {"description": "Denied by the access policy", "content": {PROBLEM_JSON: {}}},
+    503: {"description": "No access decision could be made: denied", "content": {PROBLEM_JSON: {}}},
+}

@@ -91,8 +91,13 @@ def cloud_event(topic: Topic[P], payload: P, *, source: str, subject: str) -> di
 class EventPublisher:
     """Publishes through the sidecar, keeping our envelope (and so our event id) intact."""
 
-    def __init__(self, client: httpx.AsyncClient, dapr_http_endpoint: str, pubsub: str,
-                 dapr_api_token: str = "") -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        dapr_http_endpoint: str,
+        pubsub: str,
+        dapr_api_token: str = "",
+    ) -> None:
         self.client = client
         self.base = f"{dapr_http_endpoint}/v1.0/publish/{pubsub}"
         self.headers = {"content-type": "application/cloudevents+json"}
@@ -131,8 +136,9 @@ Handler = Callable[[P, Delivery], Awaitable[Outcome]]
 class Subscriptions:
     """Idempotent subscriptions: each CloudEvent id is applied at most once per consumer."""
 
-    def __init__(self, app: FastAPI, database: Database, pubsub: str,
-                 app_api_token: str = "") -> None:
+    def __init__(
+        self, app: FastAPI, database: Database, pubsub: str, app_api_token: str = ""
+    ) -> None:
         self.dapr = DaprApp(app)
         self.database = database
         self.pubsub = pubsub
@@ -147,7 +153,9 @@ class Subscriptions:
 
             receive.__name__ = f"on_{topic.name.replace('.', '_')}"
             self.dapr.subscribe(
-                pubsub=self.pubsub, topic=topic.name, route=f"/events/{topic.name}",
+                pubsub=self.pubsub,
+                topic=topic.name,
+                route=f"/events/{topic.name}",
                 dead_letter_topic=topic.dead_letter,
             )(receive)
             return handler
@@ -156,7 +164,9 @@ class Subscriptions:
 
     async def _deliver(self, topic: Topic[P], handler: Handler[P], request: Request) -> Outcome:
         if self.app_api_token and request.headers.get("dapr-api-token") != self.app_api_token:
-            log.warning("event refused: missing or wrong app API token", extra={"topic": topic.name})
+            log.warning(
+                "event refused: missing or wrong app API token", extra={"topic": topic.name}
+            )
             return Outcome.DROP
         try:
             envelope = await request.json()
@@ -170,8 +180,9 @@ class Subscriptions:
         if await self.processed.find_one({"_id": key}) is not None:
             log.info("duplicate event ignored", extra={"topic": topic.name, "event_id": event_id})
             return Outcome.SUCCESS
-        delivery = Delivery(event_id, str(envelope.get("source", "")),
-                            str(envelope.get("subject", "")))
+        delivery = Delivery(
+            event_id, str(envelope.get("source", "")), str(envelope.get("subject", ""))
+        )
         try:
             outcome = await handler(payload, delivery)
         except Exception:

@@ -68,9 +68,7 @@ class Outbox:
         published = 0
         for name in self.collections:
             collection = self.database.collection(name)
-            cursor = collection.find(
-                {f"{OUTBOX_FIELD}.id": {"$exists": True}}, {OUTBOX_FIELD: 1}
-            )
+            cursor = collection.find({f"{OUTBOX_FIELD}.id": {"$exists": True}}, {OUTBOX_FIELD: 1})
             async for document in cursor:
                 for envelope in document.get(OUTBOX_FIELD, []):
                     await self.publisher.publish(envelope)
@@ -89,7 +87,9 @@ class Outbox:
                 await self.relay_once()
             except Exception as error:
                 # The sidecar or broker is away: keep the events and try again on the next sweep.
-                log.warning("outbox relay failed, will retry", extra={"error": type(error).__name__})
+                log.warning(
+                    "outbox relay failed, will retry", extra={"error": type(error).__name__}
+                )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")

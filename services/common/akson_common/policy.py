@@ -83,8 +83,9 @@ class PolicyEnforcementPoint:
             return False
         return True
 
-    async def decide(self, subject: Principal, action: Action, resource: ResourceRef,
-                     context: PolicyContext) -> Decision:
+    async def decide(
+        self, subject: Principal, action: Action, resource: ResourceRef, context: PolicyContext
+    ) -> Decision:
         policy_input = {
             "subject": subject.model_dump(mode="json"),
             "action": action,
@@ -95,12 +96,15 @@ class PolicyEnforcementPoint:
             response = await self.client.query_rule(policy_input, POLICY_PACKAGE, POLICY_RULE)
             result = response.get("result")
             decision = Decision.model_validate(
-                {**(result if isinstance(result, dict) else {}),
-                 "decision_id": response.get("decision_id")}
+                {
+                    **(result if isinstance(result, dict) else {}),
+                    "decision_id": response.get("decision_id"),
+                }
             )
             if not isinstance(result, dict):
-                decision = decision.model_copy(update={"allow": False,
-                                                       "reasons": ("policy_undefined",)})
+                decision = decision.model_copy(
+                    update={"allow": False, "reasons": ("policy_undefined",)}
+                )
         except (Exception, ValidationError) as error:  # fail closed on anything
             log.warning("policy decision unavailable: deny", extra={"error": type(error).__name__})
             decision = Decision(allow=False, reasons=("policy_unavailable",))
@@ -109,15 +113,18 @@ class PolicyEnforcementPoint:
             taken.append(decision.decision_id)
         return decision
 
-    async def enforce(self, subject: Principal, action: Action, resource: ResourceRef,
-                      context: PolicyContext) -> Decision:
+    async def enforce(
+        self, subject: Principal, action: Action, resource: ResourceRef, context: PolicyContext
+    ) -> Decision:
         """Return an allowing decision, or raise: 503 when no decision could be had, 403 on deny."""
         decision = await self.decide(subject, action, resource, context)
         if decision.allow:
             return decision
         if "policy_unavailable" in decision.reasons:
-            raise ServiceUnavailable("No access decision could be made; access is denied.",
-                                     reasons=list(decision.reasons))
+            raise ServiceUnavailable(
+                "No access decision could be made; access is denied.",
+                reasons=list(decision.reasons),
+            )
         raise Forbidden("Access denied by policy.", reasons=list(decision.reasons))
 
 

@@ -66,4 +66,4 @@ S = TypeVar("S", bound=ServiceSettings)
 def settings_for(cls: type[S], service_name: str) -> S:
     """Load ``cls`` from the environment with the service's own prefix."""
     prefix = f"AKSON_{service_name.upper()}_"
-    return cls(_env_prefix=prefix, service_name=service_name)  # type: ignore[call-arg]
+    return cls(_env_prefix=prefix, service_name=service_name)

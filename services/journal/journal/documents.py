@@ -55,10 +55,15 @@ class DocumentStore:
     async def add(self, document: DocumentReference, *, patient: str, category: str) -> str:
         document_id = str(uuid.uuid4())
         document.id = document_id
-        await self.collection.insert_one({
-            "_id": document_id, "patient": patient, "category": category, "version": 1,
-            "resource": document.model_dump(mode="json", exclude_none=True),
-        })
+        await self.collection.insert_one(
+            {
+                "_id": document_id,
+                "patient": patient,
+                "category": category,
+                "version": 1,
+                "resource": document.model_dump(mode="json", exclude_none=True),
+            }
+        )
         return document_id
 
     async def get(self, document_id: str) -> dict[str, Any] | None:

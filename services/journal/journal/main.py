@@ -6,7 +6,6 @@ from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
 from akson_common.settings import ServiceSettings, settings_for
-
 from journal.api import router
 from journal.documents import DocumentStore
 from journal.projections import Projections
@@ -21,5 +20,10 @@ async def on_startup(platform: Platform) -> None:
     await platform.database.collection("documents").create_index([("patient", 1)])
 
 
-app = create_service(settings_for(ServiceSettings, "journal"), title="Akson journal",
-                     routers=[router], configure=configure, on_startup=on_startup)
+app = create_service(
+    settings_for(ServiceSettings, "journal"),
+    title="Akson journal",
+    routers=[router],
+    configure=configure,
+    on_startup=on_startup,
+)

@@ -30,42 +30,61 @@ class Projections:
     def __init__(self, database: Database, subscriptions: Subscriptions) -> None:
         self.patients = database.collection(PATIENTS)
         self.care_relations = database.collection(CARE_RELATIONS)
-        Repository(database, CARE_RELATIONS, CareRelationChangedV1, id_field="relation_id",
-                   indexes=[IndexModel([("patient", 1)])])
+        Repository(
+            database,
+            CARE_RELATIONS,
+            CareRelationChangedV1,
+            id_field="relation_id",
+            indexes=[IndexModel([("patient", 1)])],
+        )
         subscriptions.on(PERSON_CHANGED)(self.on_person_changed)
         subscriptions.on(CARE_RELATION_CHANGED)(self.on_care_relation_changed)
 
     async def on_person_changed(self, event: PersonChangedV1, delivery: Delivery) -> Outcome:
         await self.patients.update_one(
             {"_id": event.national_id},
-            {"$set": {**event.model_dump(mode="json", exclude={"national_id"}),
-                      "last_event": delivery.event_id, "updated_at": datetime.now(UTC)},
-             # how many distinct changes were applied: a duplicate delivery must not count
-             "$inc": {"applied_changes": 1}},
+            {
+                "$set": {
+                    **event.model_dump(mode="json", exclude={"national_id"}),
+                    "last_event": delivery.event_id,
+                    "updated_at": datetime.now(UTC),
+                },
+                # how many distinct changes were applied: a duplicate delivery must not count
+                "$inc": {"applied_changes": 1},
+            },
             upsert=True,
         )
         return Outcome.SUCCESS
 
-    async def on_care_relation_changed(self, event: CareRelationChangedV1,
-                                       delivery: Delivery) -> Outcome:
+    async def on_care_relation_changed(
+        self, event: CareRelationChangedV1, delivery: Delivery
+    ) -> Outcome:
         await self.care_relations.replace_one(
             {"_id": event.relation_id},
-            {**event.model_dump(mode="json", exclude={"relation_id"}),
-             "last_event": delivery.event_id},
+            {
+                **event.model_dump(mode="json", exclude={"relation_id"}),
+                "last_event": delivery.event_id,
+            },
             upsert=True,
         )
         return Outcome.SUCCESS
 
-    async def active_care_relations(self, patient: str, today: date | None = None
-                                    ) -> list[dict[str, Any]]:
+    async def active_care_relations(
+        self, patient: str, today: date | None = None
+    ) -> list[dict[str, Any]]:
         today_iso = (today or datetime.now(UTC).date()).isoformat()
         relations = []
         async for document in self.care_relations.find({"patient": patient}):
             end = document.get("period_end")
             active = document["period_start"] <= today_iso and (end is None or end >= today_iso)
-            relations.append({
-                "relation_id": document["_id"], "patient": patient, "kind": document["kind"],
-                "practitioner": document.get("practitioner"), "unit": document.get("unit"),
-                "active": active,
-            })
+            relations.append(
+                {
+                    "relation_id": document["_id"],
+                    "patient": patient,
+                    "kind": document["kind"],
+                    "practitioner": document.get("practitioner"),
+                    "unit": document.get("unit"),
+                    "active": active,
+                }
+            )
         return [r for r in relations if r["active"]]

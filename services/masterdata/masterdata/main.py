@@ -6,7 +6,6 @@ from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
 from akson_common.settings import ServiceSettings, settings_for
-
 from masterdata.api import router
 from masterdata.service import MasterData
 
@@ -15,5 +14,9 @@ def configure(app: FastAPI, platform: Platform) -> None:
     app.state.masterdata = MasterData(platform)
 
 
-app = create_service(settings_for(ServiceSettings, "masterdata"), title="Akson master data",
-                     routers=[router], configure=configure)
+app = create_service(
+    settings_for(ServiceSettings, "masterdata"),
+    title="Akson master data",
+    routers=[router],
+    configure=configure,
+)

@@ -63,8 +63,15 @@ class CareRelationIn(BaseModel):
 
     relation_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     patient: NationalId
-    kind: Literal["gp_list", "home_care", "nursing_home", "emergency_clinic",
-                  "health_station", "physiotherapy", "dental"]
+    kind: Literal[
+        "gp_list",
+        "home_care",
+        "nursing_home",
+        "emergency_clinic",
+        "health_station",
+        "physiotherapy",
+        "dental",
+    ]
     practitioner: str | None = Field(default=None, pattern=r"^\d{1,10}$")
     unit: str | None = Field(default=None, max_length=64)
     period_start: date

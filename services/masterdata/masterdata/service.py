@@ -16,7 +16,6 @@ from akson_common.events import (
     cloud_event,
 )
 from akson_common.outbox import OUTBOX_FIELD
-
 from masterdata.models import CareRelationIn, Person, PersonIn, PersonPublic
 
 PERSONS = "persons"
@@ -27,19 +26,30 @@ class MasterData:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.outbox = platform.outbox
-        self.persons = Repository(platform.database, PERSONS, Person, id_field="national_id",
-                                  indexes=[IndexModel([("municipality", 1)])])
+        self.persons = Repository(
+            platform.database,
+            PERSONS,
+            Person,
+            id_field="national_id",
+            indexes=[IndexModel([("municipality", 1)])],
+        )
         self.care_relations = platform.database.collection(CARE_RELATIONS)
-        Repository(platform.database, CARE_RELATIONS, CareRelationIn, id_field="relation_id",
-                   indexes=[IndexModel([("patient", 1)])])
+        Repository(
+            platform.database,
+            CARE_RELATIONS,
+            CareRelationIn,
+            id_field="relation_id",
+            indexes=[IndexModel([("patient", 1)])],
+        )
         self.outbox.track(PERSONS)
         self.outbox.track(CARE_RELATIONS)
 
     async def save_person(self, person: PersonIn) -> Person:
         """Create or update a person (idempotent on the national id); publish what changed."""
         state = person.model_dump(mode="json", exclude={"national_id"})
-        existing = await self.persons.collection.find_one({"_id": person.national_id},
-                                                          {OUTBOX_FIELD: 0})
+        existing = await self.persons.collection.find_one(
+            {"_id": person.national_id}, {OUTBOX_FIELD: 0}
+        )
         if existing is not None and _same(existing, state):
             return self.persons.to_model(existing)
         event = cloud_event(
@@ -54,8 +64,11 @@ class MasterData:
             subject=person.national_id,
         )
         document = await self.outbox.save(
-            PERSONS, {"_id": person.national_id},
-            {"$set": state, "$inc": {"revision": 1}}, [event], upsert=True,
+            PERSONS,
+            {"_id": person.national_id},
+            {"$set": state, "$inc": {"revision": 1}},
+            [event],
+            upsert=True,
         )
         assert document is not None
         return self.persons.to_model(document)
@@ -71,8 +84,9 @@ class MasterData:
             source="masterdata",
             subject=relation.patient,
         )
-        await self.outbox.save(CARE_RELATIONS, {"_id": relation.relation_id}, {"$set": state},
-                               [event], upsert=True)
+        await self.outbox.save(
+            CARE_RELATIONS, {"_id": relation.relation_id}, {"$set": state}, [event], upsert=True
+        )
 
 
 def _same(existing: dict[str, Any], state: dict[str, Any]) -> bool:

@@ -1,0 +1,63 @@
+# Akson: `make up` runs the platform locally, `make test` proves it. Both install what they need.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+export PATH := $(PATH):/usr/local/go/bin
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+RUN := $(UV) run --frozen --all-packages
+VENV_STAMP := .venv/.synced
+TOOLS := infra/tools/build.sh
+# every service is a folder services/<name>/<name>/ with a main.py; nothing else lists them
+SERVICE_PACKAGES := $(patsubst %/main.py,%,$(wildcard services/*/*/main.py))
+
+.PHONY: help up down status test lint unit policy-test integration tools venv clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): uv.lock pyproject.toml $(wildcard services/*/pyproject.toml)
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+venv: $(VENV_STAMP) ## install the Python workspace (uv, one lockfile)
+
+tools: ## build the pinned Go tools once (cached outside the clone), install redis-server if missing
+	@$(TOOLS) opa ferretdb daprd regal >/dev/null
+	@infra/tools/ensure-redis.sh
+
+up: venv tools ## start the whole platform and print where everything listens
+	$(RUN) python infra/local/stack.py up
+
+down: ## stop everything `make up` started
+	@$(RUN) python infra/local/stack.py down
+
+status: ## show the endpoints of the running platform
+	@$(RUN) python infra/local/stack.py status
+
+lint: venv tools ## ruff, mypy --strict, opa fmt/check, regal
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy services/common/akson_common infra/local/stack.py
+	$(RUN) mypy $(SERVICE_PACKAGES) tests
+	@opa=$$($(TOOLS) opa | cut -d' ' -f2); \
+	  test -z "$$($$opa fmt --list policies)" || { echo "opa fmt: run 'opa fmt -w policies'"; exit 1; }; \
+	  $$opa check --strict policies
+	@regal=$$($(TOOLS) regal | cut -d' ' -f2); $$regal lint policies
+
+unit: venv ## unit tests (no servers)
+	$(RUN) pytest services -q
+
+policy-test: tools ## opa test with coverage
+	@opa=$$($(TOOLS) opa | cut -d' ' -f2); $$opa test policies -v | tail -n 3; \
+	  $$opa test policies --coverage --threshold 95 >/dev/null && echo "policy coverage >= 95 %"
+
+integration: venv tools ## integration tests against the real stack (started and stopped by the tests)
+	$(RUN) pytest tests -q
+
+test: lint unit policy-test integration ## everything CI runs
+
+clean: down ## remove run folders (the tool cache stays)
+	rm -rf .run
