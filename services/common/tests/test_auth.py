@@ -1,0 +1,127 @@
+"""Token verification with real keys and a JWKS file (the port replaced at its boundary)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from akson_common.auth import JwksSource, TokenVerifier
+from akson_common.errors import Unauthorized
+
+ISSUER, AUDIENCE = "https://identity.test", "journal"
+
+
+@pytest.fixture(scope="module")
+def key() -> RSAKey:
+    return RSAKey.generate_key(2048, parameters={"kid": "k1"}, private=True)
+
+
+@pytest.fixture
+def verifier(key: RSAKey, tmp_path: Path) -> TokenVerifier:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    return TokenVerifier(
+        JwksSource(file=str(jwks)),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        algorithms=("RS256",),
+        leeway_seconds=30,
+    )
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "hpr:1",
+        "exp": now + 60,
+        "iat": now,
+        "akson_kind": "practitioner",
+        "hpr_number": "1",
+        "profession": "LE",
+        "scope": "a b",
+        **overrides,
+    }
+
+
+def b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+async def test_a_valid_token_yields_the_principal(verifier: TokenVerifier, key: RSAKey) -> None:
+    token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims(), key)
+    principal = await verifier.verify(token)
+    assert (principal.id, principal.kind, principal.profession) == ("hpr:1", "practitioner", "LE")
+    assert principal.scopes == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"iss": "https://evil.test"},
+        {"aud": "masterdata"},
+        {"exp": int(time.time()) - 120},
+    ],
+)
+async def test_wrong_issuer_audience_or_expiry_is_refused(
+    verifier: TokenVerifier, key: RSAKey, overrides: dict[str, Any]
+) -> None:
+    token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims(**overrides), key)
+    with pytest.raises(Unauthorized):
+        await verifier.verify(token)
+
+
+async def test_expiry_within_leeway_is_accepted(verifier: TokenVerifier, key: RSAKey) -> None:
+    token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims(exp=int(time.time()) - 10), key)
+    assert (await verifier.verify(token)).id == "hpr:1"
+
+
+async def test_alg_none_is_refused(verifier: TokenVerifier) -> None:
+    token = f"{b64({'alg': 'none', 'kid': 'k1'})}.{b64(claims())}."
+    with pytest.raises(Unauthorized):
+        await verifier.verify(token)
+
+
+async def test_hs256_signed_with_the_public_key_is_refused(
+    verifier: TokenVerifier, key: RSAKey
+) -> None:
+    # The classic key-confusion attack, built by hand: libraries refuse to make this key.
+    signing_input = f"{b64({'alg': 'HS256', 'kid': 'k1'})}.{b64(claims())}"
+    mac = hmac.new(key.as_pem(private=False), signing_input.encode(), hashlib.sha256).digest()
+    forged = f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+    with pytest.raises(Unauthorized):
+        await verifier.verify(forged)
+
+
+async def test_unknown_kid_is_refused(verifier: TokenVerifier) -> None:
+    other = RSAKey.generate_key(2048, parameters={"kid": "k2"}, private=True)
+    token = jwt.encode({"alg": "RS256", "kid": "k2"}, claims(), other)
+    with pytest.raises(Unauthorized):
+        await verifier.verify(token)
+
+
+async def test_garbage_is_refused(verifier: TokenVerifier) -> None:
+    for token in ("", "a.b", "a.b.c", "x" * 50):
+        with pytest.raises(Unauthorized):
+            await verifier.verify(token)
+
+
+def test_leeway_above_60_seconds_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        TokenVerifier(
+            JwksSource(file=str(tmp_path / "none")),
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            algorithms=("RS256",),
+            leeway_seconds=61,
+        )

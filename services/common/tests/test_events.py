@@ -1,0 +1,90 @@
+"""The subscription contract seen by the sidecar: registration and invalid-event handling."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from akson_common.db import Database
+from akson_common.events import (
+    PERSON_CHANGED,
+    Delivery,
+    Outcome,
+    PersonChangedV1,
+    Subscriptions,
+    cloud_event,
+)
+
+
+def app_with_subscription(token: str = "") -> tuple[FastAPI, list[PersonChangedV1]]:
+    app = FastAPI()
+    # never connected: these tests stop before any database access
+    database = Database("mongodb://127.0.0.1:1/", "unused", timeout_ms=100)
+    received: list[PersonChangedV1] = []
+    subscriptions = Subscriptions(app, database, "pubsub", app_api_token=token)
+
+    @subscriptions.on(PERSON_CHANGED)
+    async def on_person(event: PersonChangedV1, delivery: Delivery) -> Outcome:
+        received.append(event)
+        return Outcome.SUCCESS
+
+    return app, received
+
+
+def test_every_subscription_has_a_dead_letter_topic() -> None:
+    app, _ = app_with_subscription()
+    subscriptions = TestClient(app).get("/dapr/subscribe").json()
+    assert subscriptions == [
+        {
+            "pubsubname": "pubsub",
+            "topic": "masterdata.person.changed",
+            "route": "/events/masterdata.person.changed",
+            "metadata": {},
+            "deadLetterTopic": "masterdata.person.changed.deadletter",
+        }
+    ]
+
+
+def test_an_invalid_event_is_dropped_not_retried() -> None:
+    app, received = app_with_subscription()
+    client = TestClient(app)
+    for body in ({"id": "1", "data": {"national_id": "x"}}, {"data": {}}, "not json"):
+        answer = client.post("/events/masterdata.person.changed", json=body)
+        assert answer.json() == {"status": "DROP"}
+    assert received == []
+
+
+def test_an_event_without_the_app_api_token_is_dropped() -> None:
+    app, received = app_with_subscription(token="s3cret")
+    event = cloud_event(
+        PERSON_CHANGED,
+        PersonChangedV1(
+            national_id="17858000076",
+            municipality="4601",
+            address_protection="none",
+            deceased=False,
+        ),
+        source="test",
+        subject="17858000076",
+    )
+    answer = TestClient(app).post(
+        "/events/masterdata.person.changed", json=event, headers={"dapr-api-token": "wrong"}
+    )
+    assert answer.json() == {"status": "DROP"}
+    assert received == []
+
+
+def test_event_envelopes_carry_identifiers_only() -> None:
+    event = cloud_event(
+        PERSON_CHANGED,
+        PersonChangedV1(
+            national_id="17858000076",
+            municipality="4601",
+            address_protection="fortrolig",
+            deceased=False,
+        ),
+        source="masterdata",
+        subject="17858000076",
+    )
+    assert event["specversion"] == "1.0" and event["type"] == "masterdata.person.changed.v1"
+    assert set(event["data"]) == {"national_id", "municipality", "address_protection", "deceased"}

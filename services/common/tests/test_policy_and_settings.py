@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import socket
+
+import pytest
+from pydantic import ValidationError
+
+from akson_common.auth import Principal
+from akson_common.errors import ServiceUnavailable
+from akson_common.policy import PolicyContext, PolicyEnforcementPoint, ResourceRef
+from akson_common.settings import ServiceSettings
+
+
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def test_an_unreachable_policy_engine_means_deny() -> None:
+    pep = PolicyEnforcementPoint(f"http://127.0.0.1:{unused_port()}", timeout_seconds=0.3)
+    await pep.start()
+    try:
+        subject = Principal(id="hpr:1", kind="practitioner", hpr_number="1", profession="LE")
+        resource = ResourceRef(type="DocumentReference", patient="1", category="general")
+        decision = await pep.decide(subject, "read", resource, PolicyContext())
+        assert decision.allow is False
+        assert decision.reasons == ("policy_unavailable",)
+        with pytest.raises(ServiceUnavailable):
+            await pep.enforce(subject, "read", resource, PolicyContext())
+    finally:
+        await pep.close()
+
+
+def test_production_refuses_placeholder_secrets() -> None:
+    with pytest.raises(ValidationError, match="dapr_api_token"):
+        ServiceSettings(
+            service_name="journal",
+            environment="production",
+            dapr_api_token="changeme",
+            app_api_token="x" * 32,
+            jwks_url="https://identity/jwks",
+        )
+
+
+def test_development_accepts_missing_secrets_and_derives_names() -> None:
+    settings = ServiceSettings(service_name="journal", environment="development")
+    assert settings.mongo_database == "akson_journal"
+    assert settings.jwt_audience == "journal"
