@@ -64,6 +64,12 @@ def platform() -> Iterator[Platform]:
     finally:
         mongo.close()
         stack.down()
+        leftovers = [
+            name
+            for name, process in stack.processes.items()
+            if process.popen is not None and process.popen.poll() is None
+        ]
+        assert not leftovers, f"still running after down: {leftovers}"
 
 
 @pytest.fixture

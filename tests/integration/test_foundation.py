@@ -3,6 +3,7 @@ projection → policy-checked journal read → OPA decision log → audit."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -363,3 +364,72 @@ def test_bad_input_gets_problem_json_and_stores_nothing(
     )
     assert no_token.status_code == 401
     assert no_token.headers["www-authenticate"].startswith("Bearer")
+
+
+# -- telemetry and logs ----------------------------------------------------------------------
+
+
+def log_lines(platform: Platform, process: str) -> list[dict[str, Any]]:
+    path = platform.stack.processes[process].log
+    lines = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                continue
+    return lines
+
+
+def test_trace_context_crosses_the_outbox_and_pub_sub(
+    platform: Platform, http: httpx.Client
+) -> None:
+    trace_id = uuid.uuid4().hex
+    national_id = new_patient_id()
+    response = http.put(
+        f"{platform.url('masterdata')}/persons/{national_id}",
+        json=person(national_id),
+        headers={
+            **registry_headers(platform),
+            "traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01",
+        },
+    )
+    assert response.status_code == 200
+    eventually(lambda: projected(platform, national_id))
+
+    def handled_in_same_trace() -> list[dict[str, Any]]:
+        return [
+            line
+            for line in log_lines(platform, "journal-app")
+            if line.get("msg") == "event handled" and line.get("trace_id") == trace_id
+        ]
+
+    handled = eventually(handled_in_same_trace)
+    assert handled[0]["topic"] == "masterdata.person.changed"
+
+
+def test_no_health_data_or_names_in_any_log(platform: Platform, http: httpx.Client) -> None:
+    patient, hpr = new_patient_id(), "9144904"
+    give_gp_relation(http, platform, patient, hpr)
+    marker = f"Journalnotat-{uuid.uuid4().hex}"
+    put_person(http, platform, patient, given_name=marker)
+    created = http.post(
+        f"{platform.url('journal')}/fhir/R4/DocumentReference",
+        json=document_reference(patient, marker),
+        headers=gp_headers(platform, hpr),
+    )
+    assert created.status_code == 201
+    http.get(
+        f"{platform.url('journal')}{created.headers['location']}", headers=gp_headers(platform, hpr)
+    )
+    bad = http.put(
+        f"{platform.url('masterdata')}/persons/{patient}",
+        json=person(patient, given_name=marker, municipality="bad"),
+        headers=registry_headers(platform),
+    )
+    assert bad.status_code == 422 and marker not in bad.text
+    eventually(lambda: projected(platform, patient))
+    encoded = document_reference(patient, marker)["content"][0]["attachment"]["data"]
+    for log_file in (platform.stack.run_dir / "logs").glob("*.log"):
+        text = log_file.read_text(errors="replace")
+        assert marker not in text and encoded not in text, log_file.name

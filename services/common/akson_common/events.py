@@ -17,6 +17,7 @@ from typing import Any, Generic, Literal, TypeVar
 import httpx
 from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI, Request
+from opentelemetry import propagate
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from akson_common.db import Database, DuplicateKeyError
@@ -74,8 +75,17 @@ CATALOGUE: dict[str, Topic[Any]] = {t.name: t for t in (PERSON_CHANGED, CARE_REL
 
 
 def cloud_event(topic: Topic[P], payload: P, *, source: str, subject: str) -> dict[str, Any]:
-    """A CloudEvents 1.0 envelope; its id is what consumers dedupe on."""
+    """A CloudEvents 1.0 envelope; its id is what consumers dedupe on.
+
+    The current trace context goes into the envelope (CloudEvents distributed-tracing
+    extension), so an event published later by the outbox relay stays in the trace of the
+    request that caused it.
+    """
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    tracing = {k: v for k, v in carrier.items() if k in ("traceparent", "tracestate")}
     return {
+        **tracing,
         "specversion": "1.0",
         "id": str(uuid.uuid4()),
         "source": f"akson/{source}",
@@ -188,6 +198,10 @@ class Subscriptions:
         except Exception:
             log.exception("event handler failed", extra={"topic": topic.name, "event_id": event_id})
             return Outcome.RETRY
+        log.info(
+            "event handled",
+            extra={"topic": topic.name, "event_id": event_id, "outcome": outcome.value},
+        )
         if outcome is Outcome.SUCCESS:
             try:
                 await self.processed.insert_one(
@@ -196,3 +210,37 @@ class Subscriptions:
             except DuplicateKeyError:
                 pass
         return outcome
+
+
+def asyncapi_document() -> dict[str, Any]:
+    """The catalogue as an AsyncAPI 3.0 document (`python -m akson_common.events`)."""
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for topic in CATALOGUE.values():
+        key = topic.name.replace(".", "_")
+        channels[key] = {
+            "address": topic.name,
+            "messages": {
+                key: {
+                    "name": topic.event_type,
+                    "contentType": "application/cloudevents+json",
+                    "payload": topic.payload.model_json_schema(),
+                }
+            },
+            "description": f"dead letters go to {topic.dead_letter}",
+        }
+        operations[f"publish_{key}"] = {"action": "send", "channel": {"$ref": f"#/channels/{key}"}}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "Akson events", "version": "1"},
+        "defaultContentType": "application/cloudevents+json",
+        "channels": channels,
+        "operations": operations,
+    }
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    json.dump(asyncapi_document(), sys.stdout, indent=2)

@@ -14,12 +14,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 from pymongo import IndexModel
 
 from akson_common.db import Database, Document
 from akson_common.events import EventPublisher
 
 log = logging.getLogger("akson.outbox")
+_tracer = trace.get_tracer("akson.outbox")
 
 OUTBOX_FIELD = "_outbox"
 
@@ -71,12 +74,23 @@ class Outbox:
             cursor = collection.find({f"{OUTBOX_FIELD}.id": {"$exists": True}}, {OUTBOX_FIELD: 1})
             async for document in cursor:
                 for envelope in document.get(OUTBOX_FIELD, []):
-                    await self.publisher.publish(envelope)
+                    await self._publish(envelope)
                     await collection.update_one(
                         {"_id": document["_id"]}, {"$pull": {OUTBOX_FIELD: envelope}}
                     )
                     published += 1
         return published
+
+    async def _publish(self, envelope: dict[str, Any]) -> None:
+        # Continue the trace of the request that wrote the event, not the relay's own.
+        carrier = {k: envelope[k] for k in ("traceparent", "tracestate") if k in envelope}
+        with _tracer.start_as_current_span(
+            f"publish {envelope.get('topic')}",
+            context=propagate.extract(carrier),
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.message.id": envelope["id"]},
+        ):
+            await self.publisher.publish(envelope)
 
     async def _run(self) -> None:
         while True:

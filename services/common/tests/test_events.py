@@ -88,3 +88,20 @@ def test_event_envelopes_carry_identifiers_only() -> None:
     )
     assert event["specversion"] == "1.0" and event["type"] == "masterdata.person.changed.v1"
     assert set(event["data"]) == {"national_id", "municipality", "address_protection", "deceased"}
+
+
+def test_the_catalogue_renders_as_asyncapi() -> None:
+    from akson_common.events import CATALOGUE, asyncapi_document
+
+    document = asyncapi_document()
+    addresses = {channel["address"] for channel in document["channels"].values()}
+    assert addresses == set(CATALOGUE)
+    person = document["channels"]["masterdata_person_changed"]["messages"][
+        "masterdata_person_changed"
+    ]
+    assert person["payload"]["required"] == [
+        "national_id",
+        "municipality",
+        "address_protection",
+        "deceased",
+    ]
