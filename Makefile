@@ -12,7 +12,7 @@ TOOLS := infra/tools/build.sh
 # every service is a folder services/<name>/<name>/ with a main.py; nothing else lists them
 SERVICE_PACKAGES := $(patsubst %/main.py,%,$(wildcard services/*/*/main.py))
 
-.PHONY: help up down status test lint unit policy-test integration tools venv clean
+.PHONY: help up down status test lint unit policy-test integration tools venv bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,7 +41,7 @@ lint: venv tools ## ruff, mypy --strict, opa fmt/check, regal
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy services/common/akson_common infra/local/stack.py
-	$(RUN) mypy $(SERVICE_PACKAGES) tests
+	$(RUN) mypy $(SERVICE_PACKAGES) $(wildcard services/*/tests) tests loadtests
 	@opa=$$($(TOOLS) opa | cut -d' ' -f2); \
 	  test -z "$$($$opa fmt --list policies)" || { echo "opa fmt: run 'opa fmt -w policies'"; exit 1; }; \
 	  $$opa check --strict policies
@@ -58,6 +58,9 @@ integration: venv tools ## integration tests against the real stack (started and
 	$(RUN) pytest tests -q
 
 test: lint unit policy-test integration ## everything CI runs
+
+bench: venv tools ## benchmark figures: FerretDB, OPA decisions, a policy-checked journal read
+	$(RUN) python loadtests/bench_foundation.py
 
 clean: down ## remove run folders (the tool cache stays)
 	rm -rf .run

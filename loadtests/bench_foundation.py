@@ -1,0 +1,177 @@
+"""Foundation benchmark: FerretDB write/read latency, OPA decision latency, a policy-checked
+journal read over HTTP. Starts its own stack, prints figures, stops everything.
+
+    make bench
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path[:0] = [
+    str(Path(__file__).resolve().parents[1] / "infra" / "local"),
+    str(Path(__file__).resolve().parents[1]),
+]
+
+from stack import ROOT, Stack  # noqa: E402
+
+from akson_common.auth import Principal  # noqa: E402
+from akson_common.db import Database  # noqa: E402
+from akson_common.policy import PolicyContext, PolicyEnforcementPoint, ResourceRef  # noqa: E402
+from tests.support import mint_token, new_patient_id  # noqa: E402
+
+
+def report(name: str, samples_ms: list[float]) -> None:
+    samples_ms.sort()
+    p50 = statistics.median(samples_ms)
+    p99 = samples_ms[min(len(samples_ms) - 1, int(len(samples_ms) * 0.99))]
+    print(f"{name:<46} n={len(samples_ms):<6} p50={p50:7.2f} ms  p99={p99:7.2f} ms")  # noqa: T201
+
+
+async def timed(n: int, call: Callable[[int], Awaitable[Any]]) -> list[float]:
+    samples = []
+    for i in range(n):
+        started = time.perf_counter()
+        await call(i)
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+async def bench(stack: Stack) -> None:
+    endpoints = stack.endpoints
+    database = Database(endpoints["mongo"]["url"], f"bench_{uuid.uuid4().hex[:8]}")
+    collection = database.collection("documents")
+    document = {"patient": "17858000076", "category": "general", "body": "x" * 1000}
+    report(
+        "ferretdb insert_one (1 KiB doc)",
+        await timed(500, lambda i: collection.insert_one({**document, "_id": f"s{i}"})),
+    )
+    started = time.perf_counter()
+    batch = [{**document, "_id": f"b{i}"} for i in range(10_000)]
+    for chunk in range(0, len(batch), 1000):
+        await collection.insert_many(batch[chunk : chunk + 1000])
+    seconds = time.perf_counter() - started
+    print(f"{'ferretdb insert_many (1000 per batch)':<46} {10_000 / seconds:,.0f} docs/s")  # noqa: T201
+    report(
+        "ferretdb find_one by _id (10,500 docs)",
+        await timed(500, lambda i: collection.find_one({"_id": f"b{i * 17 % 10_000}"})),
+    )
+    report(
+        "ferretdb update_one $set + $push (outbox write)",
+        await timed(
+            300,
+            lambda i: collection.update_one(
+                {"_id": f"b{i}"}, {"$set": {"v": i}, "$push": {"_outbox": {"id": str(i)}}}
+            ),
+        ),
+    )
+    await database.client.drop_database(database.db.name)
+    await database.close()
+
+    pep = PolicyEnforcementPoint(endpoints["opa"]["url"], timeout_seconds=2.0)
+    await pep.start()
+    subject = Principal(id="hpr:1", kind="practitioner", hpr_number="1", profession="LE", unit="u1")
+    relations = [{"patient": "17858000076", "practitioner": "1", "kind": "gp_list", "active": True}]
+    resource = ResourceRef(type="DocumentReference", patient="17858000076", category="general")
+    report(
+        "opa decision over HTTP (PEP, allow)",
+        await timed(
+            1000,
+            lambda i: pep.decide(
+                subject, "read", resource, PolicyContext(care_relations=relations)
+            ),
+        ),
+    )
+    await pep.close()
+
+    issuer = endpoints["dev_issuer"]
+    journal, masterdata = (
+        endpoints["services"]["journal"]["app"],
+        endpoints["services"]["masterdata"]["app"],
+    )
+    patient, hpr = new_patient_id(), "9100001"
+    registry = mint_token(
+        issuer["private_key_file"],
+        issuer["issuer"],
+        "masterdata",
+        subject="bench",
+        kind="system",
+        scope="CareRelation.write",
+    )
+    gp = mint_token(
+        issuer["private_key_file"],
+        issuer["issuer"],
+        "journal",
+        subject=f"hpr:{hpr}",
+        kind="practitioner",
+        hpr_number=hpr,
+        profession="LE",
+        unit="u-bench",
+        lifetime=600,
+    )
+    async with httpx.AsyncClient(timeout=10) as http:
+        await http.put(
+            f"{masterdata}/care-relations/rel-bench",
+            headers={"authorization": f"Bearer {registry}"},
+            json={
+                "relation_id": "rel-bench",
+                "patient": patient,
+                "kind": "gp_list",
+                "practitioner": hpr,
+                "period_start": "2020-01-01",
+            },
+        )
+        headers = {"authorization": f"Bearer {gp}"}
+        body = {
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "subject": {"reference": f"Patient/{patient}"},
+            "content": [
+                {
+                    "attachment": {
+                        "contentType": "text/plain",
+                        "data": base64.b64encode(b"note").decode(),
+                    }
+                }
+            ],
+        }
+        for _ in range(100):
+            created = await http.post(
+                f"{journal}/fhir/R4/DocumentReference", json=body, headers=headers
+            )
+            if created.status_code == 201:
+                break
+            await asyncio.sleep(0.1)  # the care relation is still travelling as an event
+        location = created.headers["location"]
+
+        async def read(_: int) -> None:
+            response = await http.get(f"{journal}{location}", headers=headers)
+            assert response.status_code == 200
+
+        samples = await timed(500, read)
+        report("journal GET DocumentReference (token+OPA+db)", samples)
+        print(f"{'  sequential throughput':<46} {1000 * len(samples) / sum(samples):,.0f} req/s")  # noqa: T201
+
+
+def main() -> None:
+    stack = Stack(run_dir=ROOT / ".run" / f"bench-{uuid.uuid4().hex[:8]}")
+    took = stack.up()
+    print(f"stack up in {took:.1f} s")  # noqa: T201
+    try:
+        asyncio.run(bench(stack))
+    finally:
+        stack.down()
+
+
+if __name__ == "__main__":
+    main()
