@@ -67,6 +67,10 @@ class Conflict(Problem):
     status, title, type_slug = 409, "Conflict", "conflict"
 
 
+class UnsupportedMediaType(Problem):
+    status, title, type_slug = 415, "Unsupported Media Type", "unsupported-media-type"
+
+
 class Unprocessable(Problem):
     status, title, type_slug = 422, "Unprocessable Content", "validation"
 

@@ -50,6 +50,27 @@ class CareRelationChangedV1(EventPayload):
     period_end: date | None = None
 
 
+class PractitionerChangedV1(EventPayload):
+    """A practitioner's authorisation or employment changed; ``status`` other than ``active``
+    means every session of that practitioner must end (the identity service revokes tokens)."""
+
+    hpr_number: str
+    status: Literal["active", "suspended", "revoked"]
+    professions: tuple[str, ...]
+    units: tuple[str, ...]
+
+
+class OrganisationChangedV1(EventPayload):
+    """An organisation or unit changed: identifiers and addressing facts, no names."""
+
+    org_number: str
+    parent: str | None = None
+    municipality: str
+    service_type: str | None = None
+    her_id: str | None = None
+    on_platform: bool
+
+
 P = TypeVar("P", bound=EventPayload)
 
 
@@ -70,8 +91,13 @@ class Topic(Generic[P]):
 
 PERSON_CHANGED = Topic("masterdata.person.changed", PersonChangedV1, 1)
 CARE_RELATION_CHANGED = Topic("masterdata.care_relation.changed", CareRelationChangedV1, 1)
+PRACTITIONER_CHANGED = Topic("masterdata.practitioner.changed", PractitionerChangedV1, 1)
+ORGANISATION_CHANGED = Topic("masterdata.organisation.changed", OrganisationChangedV1, 1)
 
-CATALOGUE: dict[str, Topic[Any]] = {t.name: t for t in (PERSON_CHANGED, CARE_RELATION_CHANGED)}
+CATALOGUE: dict[str, Topic[Any]] = {
+    t.name: t
+    for t in (PERSON_CHANGED, CARE_RELATION_CHANGED, PRACTITIONER_CHANGED, ORGANISATION_CHANGED)
+}
 
 
 def cloud_event(topic: Topic[P], payload: P, *, source: str, subject: str) -> dict[str, Any]:

@@ -75,6 +75,25 @@ def organisation_number_valid(value: str) -> bool:
     return _control([int(c) for c in value[:8]], _ORG) == int(value[8])
 
 
+def _serial_number(value: str, max_digits: int) -> bool:
+    return 1 <= len(value) <= max_digits and value.isascii() and value.isdigit() and value[0] != "0"
+
+
+def is_hpr_number(value: str) -> bool:
+    """An HPR number: the health personnel register's serial number (no control digit)."""
+    return _serial_number(value, 9)
+
+
+def is_her_id(value: str) -> bool:
+    """A HER-id: the address register's serial number of a communication party."""
+    return _serial_number(value, 9)
+
+
+def is_municipality_number(value: str) -> bool:
+    """Four digits, the first two the county; which numbers exist is data (reforms change it)."""
+    return len(value) == 4 and value.isascii() and value.isdigit() and value[:2] != "00"
+
+
 def synthetic_national_id(birth: date, sequence: int) -> str:
     """The ``sequence``-th valid synthetic test number (month + 80) for a birth date.
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
-from pymongo import IndexModel
+from pymongo import IndexModel, UpdateOne
 
 from akson_common.db import Database, Document
 from akson_common.events import EventPublisher
@@ -57,14 +57,31 @@ class Outbox:
         upsert: bool = False,
     ) -> Document | None:
         """Apply ``update`` and append ``events`` to the same document, atomically."""
-        operations: dict[str, Any] = {k: dict(v) for k, v in update.items()}
-        if events:
-            operations.setdefault("$push", {})[OUTBOX_FIELD] = {"$each": events}
         result = await self.database.collection(collection).find_one_and_update(
-            dict(selector), operations, upsert=upsert, return_document=True
+            dict(selector), _with_events(update, events), upsert=upsert, return_document=True
         )
         self._wake.set()
         return result
+
+    async def save_many(
+        self,
+        collection: str,
+        writes: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], list[dict[str, Any]]]],
+    ) -> None:
+        """Upsert many documents, each with its own events, in one round trip.
+
+        Each document's state and events still travel in one single-document update, so the
+        outbox guarantee holds per document; the batch as a whole is not atomic (no
+        transactions in FerretDB v1), which is fine for idempotent upserts.
+        """
+        if not writes:
+            return
+        operations = [
+            UpdateOne(dict(selector), _with_events(update, events), upsert=True)
+            for selector, update, events in writes
+        ]
+        await self.database.collection(collection).bulk_write(operations, ordered=False)
+        self._wake.set()
 
     async def relay_once(self) -> int:
         """Publish every pending event once; return how many were published."""
@@ -113,3 +130,10 @@ class Outbox:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def _with_events(update: Mapping[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    operations: dict[str, Any] = {k: dict(v) for k, v in update.items()}
+    if events:
+        operations.setdefault("$push", {})[OUTBOX_FIELD] = {"$each": events}
+    return operations

@@ -2,17 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import JSONResponse
 
-from akson_common.auth import CurrentPrincipal
-from akson_common.errors import PROTECTED_RESPONSES, NotFound, Unprocessable
-from akson_common.policy import Policy, PolicyContext, ResourceRef
-from masterdata.models import CareRelationIn, PersonIn, PersonPublic
+from akson_common.auth import CurrentPrincipal, Principal
+from akson_common.errors import PROTECTED_RESPONSES, Unprocessable, UnsupportedMediaType
+from akson_common.policy import (
+    Action,
+    Decision,
+    Policy,
+    PolicyContext,
+    PolicyEnforcementPoint,
+    ResourceRef,
+)
+from masterdata import fhir
+from masterdata.imports import parse_lines
+from masterdata.models import (
+    CareRelationEnd,
+    CareRelationIn,
+    CareRelationList,
+    ImportReport,
+    Organisation,
+    OrganisationIn,
+    OrganisationPage,
+    PersonIn,
+    PersonPage,
+    PersonPublic,
+    Practitioner,
+    PractitionerIn,
+)
 from masterdata.service import MasterData, public_view
 
-router = APIRouter(tags=["masterdata"])
+router = APIRouter(tags=["masterdata"], responses=PROTECTED_RESPONSES)
+FHIR_JSON = "application/fhir+json"
+NDJSON = "application/x-ndjson"
+# Person data is not clinical, but it is about a patient: the policy's "demographics" category.
+DEMOGRAPHICS = "demographics"
+REVEAL_ADDRESS = "reveal_address"
+REGISTRY = PolicyContext(purpose="registry")
+IMPORT_TYPES = {
+    "persons": "Patient",
+    "practitioners": "Practitioner",
+    "organisations": "Organization",
+    "care-relations": "CareRelation",
+}
 
 
 def masterdata(request: Request) -> MasterData:
@@ -21,47 +56,211 @@ def masterdata(request: Request) -> MasterData:
 
 
 Service = Annotated[MasterData, Depends(masterdata)]
+Count = Annotated[int, Query(alias="_count", ge=1, le=500)]
+After = Annotated[str | None, Query(alias="_after", max_length=64)]
 
 
-@router.put("/persons/{national_id}", response_model=PersonPublic, responses=PROTECTED_RESPONSES)
+async def about_patient(
+    policy: PolicyEnforcementPoint,
+    principal: Principal,
+    action: Action,
+    resource_type: str,
+    patient: str | None,
+    service: MasterData,
+) -> Decision:
+    """Ask about a patient's master data, giving the policy that patient's active relations."""
+    relations = await service.active_care_relations(patient) if patient else []
+    context = PolicyContext(
+        care_relations=[{**r.model_dump(mode="json"), "active": True} for r in relations]
+    )
+    resource = ResourceRef(type=resource_type, patient=patient, category=DEMOGRAPHICS)
+    return await policy.enforce(principal, action, resource, context)
+
+
+def _same_key(path_value: str, body_value: str, name: str) -> None:
+    if path_value != body_value:
+        raise Unprocessable(f"{name} in the body differs from the path")
+
+
+def _next_link(request: Request, after: str | None) -> str | None:
+    if after is None:
+        return None
+    url = request.url.include_query_params(_after=after)
+    return f"{url.path}?{url.query}"
+
+
+def _fhir(resource: Any) -> JSONResponse:
+    return JSONResponse(resource.model_dump(mode="json", exclude_none=True), media_type=FHIR_JSON)
+
+
+# -- persons ---------------------------------------------------------------------------------
+
+
+@router.put("/persons/{national_id}", response_model=PersonPublic)
 async def put_person(
-    national_id: Annotated[str, Path()],
+    national_id: str,
     person: PersonIn,
     principal: CurrentPrincipal,
     policy: Policy,
     service: Service,
 ) -> PersonPublic:
     """Create or update a person from the population register (idempotent)."""
-    if person.national_id != national_id:
-        raise Unprocessable("national_id in the body differs from the path")
+    _same_key(national_id, person.national_id, "national_id")
     await policy.enforce(
-        principal,
-        "write",
-        ResourceRef(type="Patient", patient=national_id),
-        PolicyContext(purpose="registry"),
+        principal, "write", ResourceRef(type="Patient", patient=national_id), REGISTRY
     )
-    saved = await service.save_person(person)
+    saved = await service.persons.save(person)
     return public_view(saved, address_allowed=False)
 
 
-@router.get("/persons/{national_id}", response_model=PersonPublic, responses=PROTECTED_RESPONSES)
+@router.get("/persons/{national_id}", response_model=PersonPublic)
 async def get_person(
     national_id: str, principal: CurrentPrincipal, policy: Policy, service: Service
 ) -> PersonPublic:
-    decision = await policy.enforce(
-        principal, "read", ResourceRef(type="Patient", patient=national_id), PolicyContext()
-    )
+    decision = await about_patient(policy, principal, "read", "Patient", national_id, service)
     person = await service.person(national_id)
-    if person is None:
-        raise NotFound("no such person")
-    return public_view(person, address_allowed="reveal_address" in decision.obligations)
+    return public_view(person, address_allowed=REVEAL_ADDRESS in decision.obligations)
 
 
-@router.put(
-    "/care-relations/{relation_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=PROTECTED_RESPONSES,
-)
+@router.get("/persons", response_model=PersonPage)
+async def search_persons(
+    request: Request,
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+    count: Count = 50,
+    after: After = None,
+    identifier: Annotated[str | None, Query(max_length=80)] = None,
+    name: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    municipality: Annotated[str | None, Query(pattern=r"^\d{4}$")] = None,
+) -> PersonPage:
+    """Search by identifier, name prefix (given or family) or municipality; keyset paging."""
+    patient = identifier.rsplit("|", 1)[-1] if identifier else None
+    decision = await about_patient(policy, principal, "search", "Patient", patient, service)
+    page = await service.search_persons(
+        identifier=patient, name=name, municipality=municipality, count=count, after=after
+    )
+    allowed = REVEAL_ADDRESS in decision.obligations
+    return PersonPage(
+        items=[public_view(p, address_allowed=allowed) for p in page.items],
+        next=_next_link(request, page.next_after),
+    )
+
+
+@router.get("/fhir/R4/Patient/{national_id}", tags=["fhir"])
+async def get_patient(
+    national_id: str, principal: CurrentPrincipal, policy: Policy, service: Service
+) -> JSONResponse:
+    person = await get_person(national_id, principal, policy, service)
+    return _fhir(fhir.patient_resource(person))
+
+
+# -- practitioners ---------------------------------------------------------------------------
+
+
+async def directory(
+    policy: PolicyEnforcementPoint, principal: Principal, action: Action, resource_type: str
+) -> None:
+    """Directory data (who works where) is not health data; the policy still decides."""
+    await policy.enforce(principal, action, ResourceRef(type=resource_type), PolicyContext())
+
+
+@router.put("/practitioners/{hpr_number}", response_model=Practitioner)
+async def put_practitioner(
+    hpr_number: str,
+    practitioner: PractitionerIn,
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+) -> Practitioner:
+    _same_key(hpr_number, practitioner.hpr_number, "hpr_number")
+    await policy.enforce(principal, "write", ResourceRef(type="Practitioner"), REGISTRY)
+    return await service.practitioners.save(practitioner)
+
+
+@router.get("/practitioners/{hpr_number}", response_model=Practitioner)
+async def get_practitioner(
+    hpr_number: str, principal: CurrentPrincipal, policy: Policy, service: Service
+) -> Practitioner:
+    await directory(policy, principal, "read", "Practitioner")
+    return await service.practitioner(hpr_number)
+
+
+@router.get("/fhir/R4/Practitioner/{hpr_number}", tags=["fhir"])
+async def get_fhir_practitioner(
+    hpr_number: str, principal: CurrentPrincipal, policy: Policy, service: Service
+) -> JSONResponse:
+    practitioner = await get_practitioner(hpr_number, principal, policy, service)
+    return _fhir(fhir.practitioner_resource(practitioner))
+
+
+@router.get("/fhir/R4/PractitionerRole", tags=["fhir"])
+async def search_practitioner_roles(
+    practitioner: Annotated[str, Query(pattern=r"^\d{1,9}$")],
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+) -> JSONResponse:
+    """The roles (one per employment) of a practitioner, as a searchset Bundle."""
+    await directory(policy, principal, "search", "Practitioner")
+    return _fhir(fhir.practitioner_roles(await service.practitioner(practitioner)))
+
+
+# -- organisations ---------------------------------------------------------------------------
+
+
+@router.put("/organisations/{org_number}", response_model=Organisation)
+async def put_organisation(
+    org_number: str,
+    organisation: OrganisationIn,
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+) -> Organisation:
+    _same_key(org_number, organisation.org_number, "org_number")
+    await policy.enforce(principal, "write", ResourceRef(type="Organization"), REGISTRY)
+    return await service.organisations.save(organisation)
+
+
+@router.get("/organisations/{org_number}", response_model=Organisation)
+async def get_organisation(
+    org_number: str, principal: CurrentPrincipal, policy: Policy, service: Service
+) -> Organisation:
+    await directory(policy, principal, "read", "Organization")
+    return await service.organisation(org_number)
+
+
+@router.get("/organisations", response_model=OrganisationPage)
+async def search_organisations(
+    request: Request,
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+    count: Count = 50,
+    after: After = None,
+    municipality: Annotated[str | None, Query(pattern=r"^\d{4}$")] = None,
+    parent: Annotated[str | None, Query(pattern=r"^\d{9}$")] = None,
+) -> OrganisationPage:
+    """Organisations and units by municipality or parent (the unit hierarchy); keyset paging."""
+    await directory(policy, principal, "search", "Organization")
+    page = await service.search_organisations(
+        municipality=municipality, parent=parent, count=count, after=after
+    )
+    return OrganisationPage(items=page.items, next=_next_link(request, page.next_after))
+
+
+@router.get("/fhir/R4/Organization/{org_number}", tags=["fhir"])
+async def get_fhir_organization(
+    org_number: str, principal: CurrentPrincipal, policy: Policy, service: Service
+) -> JSONResponse:
+    organisation = await get_organisation(org_number, principal, policy, service)
+    return _fhir(fhir.organization_resource(organisation))
+
+
+# -- care relations --------------------------------------------------------------------------
+
+
+@router.put("/care-relations/{relation_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def put_care_relation(
     relation_id: str,
     relation: CareRelationIn,
@@ -69,12 +268,63 @@ async def put_care_relation(
     policy: Policy,
     service: Service,
 ) -> None:
-    if relation.relation_id != relation_id:
-        raise Unprocessable("relation_id in the body differs from the path")
+    _same_key(relation_id, relation.relation_id, "relation_id")
     await policy.enforce(
-        principal,
-        "write",
-        ResourceRef(type="CareRelation", patient=relation.patient),
-        PolicyContext(purpose="registry"),
+        principal, "write", ResourceRef(type="CareRelation", patient=relation.patient), REGISTRY
     )
-    await service.save_care_relation(relation)
+    await service.care_relations.save(relation)
+
+
+@router.get("/care-relations", response_model=CareRelationList)
+async def active_care_relations(
+    patient: Annotated[str, Query(pattern=r"^\d{11}$")],
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+) -> CareRelationList:
+    """The patient's care relations in force today: what the access policy depends on."""
+    await about_patient(policy, principal, "search", "CareRelation", patient, service)
+    return CareRelationList(items=await service.active_care_relations(patient))
+
+
+@router.post("/care-relations/{relation_id}/end", response_model=CareRelationList)
+async def end_care_relation(
+    relation_id: str,
+    end: CareRelationEnd,
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+) -> CareRelationList:
+    """End a relation on ``period_end`` (inclusive); returns the relation as ended."""
+    await policy.enforce(principal, "write", ResourceRef(type="CareRelation"), REGISTRY)
+    return CareRelationList(items=[await service.end_care_relation(relation_id, end.period_end)])
+
+
+# -- bulk import -----------------------------------------------------------------------------
+
+
+@router.post(
+    "/import/{kind}",
+    response_model=ImportReport,
+    openapi_extra={"requestBody": {"content": {NDJSON: {"schema": {"type": "string"}}}}},
+)
+async def bulk_import(
+    kind: str, request: Request, principal: CurrentPrincipal, policy: Policy, service: Service
+) -> ImportReport:
+    """NDJSON, one record per line; idempotent on the records' national identifiers.
+
+    Valid lines are stored (each with its event, through the outbox); invalid ones are listed
+    by line number and reason. One decision covers the import: it is a registry write.
+    """
+    register = service.registers.get(kind)
+    if register is None:
+        raise Unprocessable(f"import kinds: {', '.join(service.registers)}")
+    if request.headers.get("content-type", "").split(";")[0].strip() != NDJSON:
+        raise UnsupportedMediaType(f"the body must be {NDJSON}")
+    await policy.enforce(principal, "write", ResourceRef(type=IMPORT_TYPES[kind]), REGISTRY)
+    try:
+        records, report = parse_lines(register, (await request.body()).splitlines())
+    except ValueError as error:
+        raise Unprocessable(str(error)) from None
+    await register.save_many(records, report)
+    return report
