@@ -318,3 +318,75 @@ test_content_not_used_allowed if {
 	resource := object.union(document, {"content": {"text": "anything", "allow": false}})
 	authz.decision.allow == true with input as request(gp, "read", resource, [gp_relation])
 }
+
+# --- master data: directory, demographics, protected address ---------------------------
+
+person := {"type": "Patient", "patient": patient, "category": "demographics"}
+
+test_practitioner_reads_directory_without_care_relation_allowed if {
+	every type in ["Practitioner", "Organization"] {
+		every action in ["read", "search"] {
+			d := authz.decision with input as request(gp, action, {"type": type}, [])
+			d.allow == true
+			d.reasons == ["directory"]
+		}
+	}
+}
+
+test_practitioner_writes_directory_denied if {
+	d := authz.decision with input as request(gp, "write", {"type": "Organization"}, [])
+	d.allow == false
+	"no_care_relation" in d.reasons
+}
+
+test_directory_is_not_patient_data_denied if {
+	every type in ["Patient", "CareRelation", "DocumentReference"] {
+		authz.decision.allow == false with input as request(gp, "read", {"type": type}, [])
+	}
+}
+
+test_citizen_does_not_read_directory_denied if {
+	authz.decision.allow == false with input as request(citizen, "read", {"type": "Practitioner"}, [])
+}
+
+test_practitioner_reads_own_patient_demographics_allowed if {
+	d := authz.decision with input as request(object.union(gp, {"profession": "HF"}), "read", person, [gp_relation])
+	d.allow == true
+	d.obligations == []
+}
+
+test_practitioner_reads_stranger_demographics_denied if {
+	authz.decision.allow == false with input as request(gp, "read", person, [])
+}
+
+test_citizen_own_person_record_reveals_address_allowed if {
+	d := authz.decision with input as request(citizen, "read", person, [])
+	d.allow == true
+	d.obligations == ["reveal_address"]
+}
+
+test_citizen_own_document_has_no_address_obligation_allowed if {
+	d := authz.decision with input as request(citizen, "read", document, [])
+	d.allow == true
+	d.obligations == []
+}
+
+test_system_with_address_scope_reveals_address_allowed if {
+	subject := object.union(system_client, {"scopes": ["Patient.read", "Patient.address"]})
+	d := authz.decision with input as request(subject, "read", person, [])
+	d.allow == true
+	d.obligations == ["reveal_address"]
+}
+
+test_system_without_address_scope_no_obligation_allowed if {
+	d := authz.decision with input as request(system_client, "read", person, [])
+	d.allow == true
+	d.obligations == []
+}
+
+test_address_scope_alone_grants_nothing_denied if {
+	subject := object.union(system_client, {"scopes": ["Patient.address"]})
+	d := authz.decision with input as request(subject, "read", person, [])
+	d.allow == false
+	d.obligations == []
+}
