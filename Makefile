@@ -12,7 +12,7 @@ TOOLS := infra/tools/build.sh
 # every service is a folder services/<name>/<name>/ with a main.py; nothing else lists them
 SERVICE_PACKAGES := $(patsubst %/main.py,%,$(wildcard services/*/*/main.py))
 
-.PHONY: help up down status test lint unit policy-test integration tools venv bench clean
+.PHONY: help up down status test lint unit policy-test integration tools venv bench seed clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ test: lint unit policy-test integration ## everything CI runs
 
 bench: venv tools ## benchmark figures: FerretDB, OPA decisions, a policy-checked journal read
 	$(RUN) python loadtests/bench_foundation.py
+
+seed: venv ## generate the synthetic population (.run/seed/*.ndjson) and load it into `make up`'s stack
+	$(RUN) python loadtests/seed_load.py
 
 clean: down ## remove run folders (the tool cache stays)
 	rm -rf .run
