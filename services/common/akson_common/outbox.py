@@ -16,7 +16,8 @@ from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
-from pymongo import IndexModel, UpdateOne
+from pymongo import IndexModel
+from pymongo.errors import BulkWriteError
 
 from akson_common.db import Database, Document
 from akson_common.events import EventPublisher
@@ -25,6 +26,8 @@ log = logging.getLogger("akson.outbox")
 _tracer = trace.get_tracer("akson.outbox")
 
 OUTBOX_FIELD = "_outbox"
+DUPLICATE_KEY = 11000
+IDLE_BACKOFF = 16
 
 
 class Outbox:
@@ -63,25 +66,29 @@ class Outbox:
         self._wake.set()
         return result
 
-    async def save_many(
-        self,
-        collection: str,
-        writes: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], list[dict[str, Any]]]],
-    ) -> None:
-        """Upsert many documents, each with its own events, in one round trip.
+    async def insert_many(
+        self, collection: str, documents: Sequence[tuple[Document, list[dict[str, Any]]]]
+    ) -> set[Any]:
+        """Insert new documents, each with its own events; return the ids that already existed.
 
-        Each document's state and events still travel in one single-document update, so the
-        outbox guarantee holds per document; the batch as a whole is not atomic (no
-        transactions in FerretDB v1), which is fine for idempotent upserts.
+        Inserts, not upserts: FerretDB v1 (SQLite) finds an update's or upsert's target by
+        scanning the collection, while a batch insert costs next to nothing. Each document and
+        its events are still one write; the batch as a whole is not atomic (no transactions in
+        FerretDB v1), which is fine for idempotent imports. The caller updates the ids returned.
         """
-        if not writes:
-            return
-        operations = [
-            UpdateOne(dict(selector), _with_events(update, events), upsert=True)
-            for selector, update, events in writes
-        ]
-        await self.database.collection(collection).bulk_write(operations, ordered=False)
+        if not documents:
+            return set()
+        batch = [{**document, OUTBOX_FIELD: events} for document, events in documents]
+        existed: set[Any] = set()
+        try:
+            await self.database.collection(collection).insert_many(batch, ordered=False)
+        except BulkWriteError as error:
+            failures = error.details.get("writeErrors", [])
+            if any(failure.get("code") != DUPLICATE_KEY for failure in failures):
+                raise
+            existed = {batch[failure["index"]]["_id"] for failure in failures}
         self._wake.set()
+        return existed
 
     async def relay_once(self) -> int:
         """Publish every pending event once; return how many were published."""
@@ -110,17 +117,24 @@ class Outbox:
             await self.publisher.publish(envelope)
 
     async def _run(self) -> None:
+        # A sweep reads every tracked collection (FerretDB v1 scans for the pending filter), so
+        # while sweeps find nothing they back off, up to IDLE_BACKOFF sweep intervals; a save
+        # wakes the relay at once, and a failed publish keeps the normal interval.
+        wait = self.sweep_seconds
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_seconds)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
             self._wake.clear()
             try:
-                await self.relay_once()
+                published = await self.relay_once()
             except Exception as error:
                 # The sidecar or broker is away: keep the events and try again on the next sweep.
                 log.warning(
                     "outbox relay failed, will retry", extra={"error": type(error).__name__}
                 )
+                published = 1
+            idle = published == 0 and not self._wake.is_set()
+            wait = min(wait * 2, self.sweep_seconds * IDLE_BACKOFF) if idle else self.sweep_seconds
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")

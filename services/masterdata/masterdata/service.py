@@ -7,6 +7,7 @@ nothing), and one event per real change. A single PUT and a bulk import go the s
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,32 +92,47 @@ class Register(Generic[In, Stored]):
         report = report if report is not None else ImportReport()
         for start in range(0, len(records), BATCH):
             batch = records[start : start + BATCH]
-            keys = [self.key(r) for r in batch]
-            existing = {
-                d["_id"]: d
-                async for d in self.repository.collection.find(
-                    {"_id": {"$in": keys}}, {OUTBOX_FIELD: 0}
-                )
-            }
-            writes = []
-            for key, record in zip(keys, batch, strict=True):
-                state = record.model_dump(mode="json", exclude={self.repository.id_field})
-                current = existing.get(key)
-                if current is not None and _same(current, state):
-                    report.unchanged += 1
-                    continue
+            existing = await self._existing([self.key(r) for r in batch])
+            new: list[tuple[Document, list[dict[str, Any]]]] = []
+            changed: list[In] = []
+            for record in batch:
+                current = existing.get(self.key(record))
                 if current is None:
-                    report.created += 1
+                    document = {"_id": self.key(record), **self._state(record), "revision": 1}
+                    new.append((document, [self._event(record)]))
+                elif not _same(current, self._state(record)):
+                    changed.append(record)
                 else:
-                    report.updated += 1
-                envelope = cloud_event(
-                    self.topic,
-                    self.event(record),
-                    source="masterdata",
-                    subject=self.subject(record),
+                    report.unchanged += 1
+            # created concurrently since we looked: those become updates
+            raced = await self.outbox.insert_many(self.name, new)
+            report.created += len(new) - len(raced)
+            changed += [r for r in batch if self.key(r) in raced]
+            for record in changed:
+                await self.outbox.save(
+                    self.name,
+                    {"_id": self.key(record)},
+                    {"$set": self._state(record), "$inc": {"revision": 1}},
+                    [self._event(record)],
+                    upsert=True,
                 )
-                writes.append(({"_id": key}, {"$set": state, "$inc": {"revision": 1}}, [envelope]))
-            await self.outbox.save_many(self.name, writes)
+            report.updated += len(changed)
+
+    async def _existing(self, keys: list[str]) -> dict[str, Document]:
+        # One find by _id each: FerretDB v1 answers those from its key, but scans for $in.
+        collection = self.repository.collection
+        found = await asyncio.gather(
+            *(collection.find_one({"_id": key}, {OUTBOX_FIELD: 0}) for key in keys)
+        )
+        return {document["_id"]: document for document in found if document is not None}
+
+    def _state(self, record: In) -> dict[str, Any]:
+        return record.model_dump(mode="json", exclude={self.repository.id_field})
+
+    def _event(self, record: In) -> dict[str, Any]:
+        return cloud_event(
+            self.topic, self.event(record), source="masterdata", subject=self.subject(record)
+        )
 
 
 def _same(existing: Document, state: dict[str, Any]) -> bool:
