@@ -210,7 +210,7 @@ def test_organisations_units_and_practitioners_as_directory_and_fhir(
         return [
             json.loads(line)["data"]
             for line in text.splitlines()
-            if line.startswith("{") and f'"{hpr}"' in line
+            if line.startswith('{"data"') and f'"hpr_number":"{hpr}"' in line
         ]
 
     events = eventually(lambda: len(published()) == 2 and published())
