@@ -57,7 +57,14 @@ build_one() {
         ldflags+=" -X github.com/dapr/dapr/pkg/buildinfo.version=${version#v}"
         ;;
       helm)
+        # As helm's own Makefile: the default Kubernetes version (helm template, lint) follows
+        # the client-go it is built with (v0.N -> 1.N), not the 1.20 compiled into the source.
+        local k8s_minor
+        k8s_minor="$(cd "$work" && go list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2)"
         ldflags+=" -X helm.sh/helm/v3/internal/version.version=${version}"
+        for pkg in pkg/lint/rules pkg/chartutil; do
+          ldflags+=" -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$k8s_minor"
+        done
         ;;
       opa)
         ldflags+=" -X github.com/open-policy-agent/opa/v1/version.Version=${version#v}"
