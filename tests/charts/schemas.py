@@ -9,6 +9,7 @@ made strict like kubeconform's openapi2jsonschema: objects with properties refus
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from importlib.resources import files
 from pathlib import Path
@@ -50,8 +51,6 @@ def dapr_crd_dir() -> Path:
 
 
 def _go_env() -> dict[str, str]:
-    import os
-
     return {**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/local/go/bin"}
 
 

@@ -85,7 +85,7 @@ secretKeyRef:
 {{- end -}}
 {{- if $w.dapr.enabled -}}
 {{- if hasKey $appIds $w.dapr.appId -}}
-{{- fail (printf "services.%s.dapr.appId: %q is already the app id of %s" $name $w.dapr.appId (get $appIds $w.dapr.appId)) -}}
+{{- fail (printf "Dapr app id %q is used by both services.%s and services.%s: set dapr.appId apart" $w.dapr.appId (get $appIds $w.dapr.appId) $name) -}}
 {{- end -}}
 {{- $_ := set $appIds $w.dapr.appId $name -}}
 {{- range $component := $w.dapr.components -}}
