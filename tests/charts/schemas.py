@@ -37,21 +37,21 @@ def kubernetes_schemas(target: Path) -> Path:
     return target
 
 
-def dapr_crd_dir() -> Path:
-    """charts/dapr/crds of the Dapr module pinned in infra/tools/daprd/go.mod."""
-    module_dir = subprocess.run(
-        ["go", "list", "-m", "-f", "{{.Dir}}", DAPR_MODULE],
-        cwd=ROOT / "infra" / "tools" / "daprd",
+def pinned_module(tool: str, module: str, field: str = "Version") -> str:
+    """A field (Version, Dir) of a module as pinned in infra/tools/<tool>/go.mod."""
+    return subprocess.run(
+        ["go", "list", "-m", "-f", f"{{{{.{field}}}}}", module],
+        cwd=ROOT / "infra" / "tools" / tool,
         capture_output=True,
         text=True,
         check=True,
-        env={**_go_env(), "GOFLAGS": "-mod=mod"},
+        env={**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/local/go/bin"},
     ).stdout.strip()
-    return Path(module_dir) / "charts" / "dapr" / "crds"
 
 
-def _go_env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/local/go/bin"}
+def dapr_crd_dir() -> Path:
+    """charts/dapr/crds of the Dapr module that daprd is built from (infra/tools/daprd)."""
+    return Path(pinned_module("daprd", DAPR_MODULE, "Dir")) / "charts" / "dapr" / "crds"
 
 
 def dapr_schemas(crd_dir: Path, target: Path) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.charts import schemas
 from tests.charts.conftest import CHART, ROOT, SCENARIOS, Rendered, Tools
 
 BAD_VALUES = sorted((Path(__file__).parent / "bad_values").glob("*.yaml"))
@@ -50,7 +51,7 @@ def test_manifests_validate_strictly(
             "-output",
             "json",
             "-kubernetes-version",
-            "1.35.0",
+            schemas.KUBERNETES_VERSION,
             "-schema-location",
             f"{kubernetes}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json",
             "-schema-location",
@@ -176,13 +177,7 @@ def _differences(comparison: filecmp.dircmp[str]) -> list[str]:
 
 
 def test_opa_image_is_the_pinned_opa() -> None:
-    pinned = subprocess.run(
-        ["go", "list", "-m", "-f", "{{.Version}}", "github.com/open-policy-agent/opa"],
-        cwd=ROOT / "infra" / "tools" / "opa",
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    pinned = schemas.pinned_module("opa", "github.com/open-policy-agent/opa")
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["opa"]["workload"]["image"]["ref"].endswith(f":{pinned.removeprefix('v')}-static")
 
