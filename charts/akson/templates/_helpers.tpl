@@ -76,11 +76,15 @@ secretKeyRef:
 {{/* Checks the schema cannot express; fails the render with a message naming the value. */}}
 {{- define "akson.validateValues" -}}
 {{- $workloads := include "akson.workloads" . | fromYaml -}}
+{{- if and .Values.opa.enabled (not (hasKey $workloads "audit")) -}}
+{{- fail "opa.enabled needs the audit service: OPA uploads its decision logs to audit" -}}
+{{- end -}}
 {{- $appIds := dict -}}
 {{- range $name, $w := $workloads -}}
+{{- $at := ternary (printf "services.%s" $name) "opa.workload" $w.akson -}}
 {{- range $target := $w.networkPolicy.allowTo -}}
 {{- if not (hasKey $workloads $target) -}}
-{{- fail (printf "services.%s.networkPolicy.allowTo: %q is not an enabled workload" $name $target) -}}
+{{- fail (printf "%s.networkPolicy.allowTo: %q is not an enabled workload" $at $target) -}}
 {{- end -}}
 {{- end -}}
 {{- if $w.dapr.enabled -}}
@@ -90,20 +94,17 @@ secretKeyRef:
 {{- $_ := set $appIds $w.dapr.appId $name -}}
 {{- range $component := $w.dapr.components -}}
 {{- if not (hasKey $.Values.components $component) -}}
-{{- fail (printf "services.%s.dapr.components: %q is not defined under components" $name $component) -}}
+{{- fail (printf "%s.dapr.components: %q is not defined under components" $at $component) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
 {{- range $suffix, $secret := $w.secretEnv -}}
 {{- if not (hasKey $.Values.secrets $secret) -}}
-{{- fail (printf "services.%s.secretEnv.%s: %q is not defined under secrets" $name $suffix $secret) -}}
+{{- fail (printf "%s.secretEnv.%s: %q is not defined under secrets" $at $suffix $secret) -}}
 {{- end -}}
 {{- end -}}
 {{- if and $w.autoscaling.enabled (gt (int $w.autoscaling.minReplicas) (int $w.autoscaling.maxReplicas)) -}}
-{{- fail (printf "services.%s.autoscaling: minReplicas is above maxReplicas" $name) -}}
+{{- fail (printf "%s.autoscaling: minReplicas is above maxReplicas" $at) -}}
 {{- end -}}
-{{- end -}}
-{{- if and .Values.opa.enabled (not (hasKey $workloads "audit")) -}}
-{{- fail "opa.enabled needs the audit service: OPA uploads its decision logs to audit" -}}
 {{- end -}}
 {{- end -}}
