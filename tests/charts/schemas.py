@@ -38,15 +38,18 @@ def kubernetes_schemas(target: Path) -> Path:
 
 
 def pinned_module(tool: str, module: str, field: str = "Version") -> str:
-    """A field (Version, Dir) of a module as pinned in infra/tools/<tool>/go.mod."""
-    return subprocess.run(
-        ["go", "list", "-m", "-f", f"{{{{.{field}}}}}", module],
+    """A field (Version, Dir) of a module as pinned in infra/tools/<tool>/go.mod; downloads it
+    into the module cache when missing (as build.sh does)."""
+    download = subprocess.run(
+        ["go", "mod", "download", "-json", module],
         cwd=ROOT / "infra" / "tools" / tool,
         capture_output=True,
         text=True,
         check=True,
         env={**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/local/go/bin"},
-    ).stdout.strip()
+    )
+    value: str = json.loads(download.stdout)[field]
+    return value
 
 
 def dapr_crd_dir() -> Path:
