@@ -11,8 +11,10 @@ VENV_STAMP := .venv/.synced
 TOOLS := infra/tools/build.sh
 # every service is a folder services/<name>/<name>/ with a main.py; nothing else lists them
 SERVICE_PACKAGES := $(patsubst %/main.py,%,$(wildcard services/*/*/main.py))
+# the runtime policies OPA serves in the chart: no tests, no manifest checks (one source: policies/)
+CHART_POLICIES ?= charts/akson/files/policies
 
-.PHONY: help up down status test lint unit policy-test integration tools venv bench seed clean
+.PHONY: help up down status test lint unit policy-test integration chart-test chart-policies tools venv bench seed clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,7 +27,7 @@ $(VENV_STAMP): uv.lock pyproject.toml $(wildcard services/*/pyproject.toml)
 venv: $(VENV_STAMP) ## install the Python workspace (uv, one lockfile)
 
 tools: ## build the pinned Go tools once (cached outside the clone), install redis-server if missing
-	@$(TOOLS) opa ferretdb daprd regal >/dev/null
+	@$(TOOLS) opa ferretdb daprd regal helm kubeconform >/dev/null
 	@infra/tools/ensure-redis.sh
 
 up: venv tools ## start the whole platform and print where everything listens
@@ -55,9 +57,17 @@ policy-test: tools ## opa test with coverage
 	  $$opa test policies --coverage --threshold 95 >/dev/null && echo "policy coverage >= 95 %"
 
 integration: venv tools ## integration tests against the real stack (started and stopped by the tests)
-	$(RUN) pytest tests -q
+	$(RUN) pytest tests/integration -q
 
-test: lint unit policy-test integration ## everything CI runs
+chart-policies: ## copy the runtime policies into the chart (the chart tests fail when the copy is stale)
+	rm -rf $(CHART_POLICIES)
+	cd policies && find . -type f \( -name '*.rego' -o -name '*.json' \) ! -name '*_test.rego' \
+	  ! -path './manifests/*' -exec install -D -m 0644 {} '$(abspath $(CHART_POLICIES))/{}' \;
+
+chart-test: venv tools ## helm lint/template, kubeconform (Kubernetes + Dapr CRD schemas), manifest policies, hadolint
+	$(RUN) pytest tests/charts -q
+
+test: lint unit policy-test chart-test integration ## everything CI runs
 
 bench: venv tools ## benchmark figures: FerretDB, OPA decisions, a policy-checked journal read
 	$(RUN) python loadtests/bench_foundation.py

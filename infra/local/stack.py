@@ -71,6 +71,30 @@ def tool_paths() -> dict[str, str]:
     return paths
 
 
+DB_BACKEND = os.environ.get("AKSON_DB_BACKEND", "postgresql")
+
+
+def postgres_bin() -> Path:
+    """Debian's PostgreSQL server binaries (installed from the OS packages when missing)."""
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name)
+    )
+    if not candidates:
+        subprocess.run([str(ROOT / "infra" / "tools" / "ensure-postgres.sh")], check=True)
+        candidates = sorted(
+            Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+            key=lambda p: int(p.parent.parent.name),
+        )
+    if not candidates:
+        raise SystemExit("PostgreSQL is not available")
+    return candidates[-1].parent
+
+
+def as_database_user(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run it as the OS packages' `postgres` user then."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
 def http_ok(url: str, headers: dict[str, str] | None = None, timeout: float = 1.0) -> bool:
     request = urllib.request.Request(url, headers=headers or {})
     try:
@@ -124,6 +148,7 @@ class Stack:
             "mongo": free_port(),
             "opa": free_port(),
             "ferretdb_debug": free_port(),
+            "postgres": free_port(),
             "opa_diagnostics": free_port(),
         }
         for service in self.services:
@@ -131,7 +156,13 @@ class Stack:
                 ports[f"{service}_{kind}"] = free_port()
         secret_values = {
             name: secrets.token_urlsafe(24)
-            for name in ("redis_password", "dapr_api_token", "app_api_token", "audit_upload_token")
+            for name in (
+                "redis_password",
+                "postgres_password",
+                "dapr_api_token",
+                "app_api_token",
+                "audit_upload_token",
+            )
         }
         self._write_secret("tokens.json", secret_values)
         self._write_secret("dapr-secrets.json", {"redis-password": secret_values["redis_password"]})
@@ -204,6 +235,66 @@ class Stack:
         config = Template((LOCAL / "dapr" / "config.yaml").read_text()).substitute(values)
         (target / "config.yaml").write_text(config)
 
+    def _postgres(self, password: str) -> str:
+        """Initialise (once per run folder) and define a PostgreSQL server; return its URL."""
+        pg, port = postgres_bin(), self.endpoints["ports"]["postgres"]
+        data = self.run_dir / "postgres"
+        socket_dir = self.run_dir / "postgres-socket"
+        if not (data / "PG_VERSION").exists():
+            data.mkdir(exist_ok=True)
+            socket_dir.mkdir(exist_ok=True)
+            password_file = self.run_dir / "secrets" / "postgres-password"
+            password_file.write_text(password)
+            if os.geteuid() == 0:
+                shutil.chown(data, "postgres")
+                shutil.chown(socket_dir, "postgres")
+                shutil.chown(password_file, "postgres")
+            subprocess.run(
+                as_database_user(
+                    [
+                        str(pg / "initdb"),
+                        "-D",
+                        str(data),
+                        "-U",
+                        "akson",
+                        "--auth=scram-sha-256",
+                        f"--pwfile={password_file}",
+                        "--no-sync",
+                        "--encoding=UTF8",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
+            )
+            password_file.unlink()
+        self.processes["postgres"] = Process(
+            "postgres",
+            as_database_user(
+                [
+                    str(pg / "postgres"),
+                    "-D",
+                    str(data),
+                    "-p",
+                    str(port),
+                    "-k",
+                    str(socket_dir),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    # throwaway local data: durability traded for speed
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                ]
+            ),
+            dict(os.environ),
+            self.run_dir / "logs" / "postgres.log",
+            lambda: tcp_ok(port),
+        )
+        return f"postgres://akson:{password}@127.0.0.1:{port}/postgres"
+
     def _define_processes(self, tokens: dict[str, str]) -> None:
         ports, tools, run = self.endpoints["ports"], self.endpoints["tools"], self.run_dir
         logs = run / "logs"
@@ -235,12 +326,18 @@ class Stack:
             ],
             lambda: tcp_ok(ports["redis"]),
         )
+        if DB_BACKEND == "postgresql":
+            # FerretDB v1 on SQLite scans whole tables for anything but a find by _id (see the
+            # benchmark); on PostgreSQL it pushes filters and indexes down.
+            pg_url = self._postgres(tokens["postgres_password"])
+            backend = ["--handler=postgresql", f"--postgresql-url={pg_url}"]
+        else:
+            backend = ["--handler=sqlite", f"--sqlite-url=file:{run / 'ferretdb'}/"]
         add(
             "ferretdb",
             [
                 tools["ferretdb"],
-                "--handler=sqlite",
-                f"--sqlite-url=file:{run / 'ferretdb'}/",
+                *backend,
                 f"--listen-addr=127.0.0.1:{ports['mongo']}",
                 f"--debug-addr=127.0.0.1:{ports['ferretdb_debug']}",
                 f"--state-dir={run / 'ferretdb'}",
@@ -348,7 +445,12 @@ class Stack:
 
     # -- running ---------------------------------------------------------------------------
     def order(self) -> list[str]:
-        infra = ["redis", "ferretdb", "opa"]
+        infra = [
+            "redis",
+            *(["postgres"] if "postgres" in self.processes else []),
+            "ferretdb",
+            "opa",
+        ]
         apps = [name for s in self.services for name in (f"{s}-app", f"{s}-dapr")]
         return infra + apps
 
@@ -432,7 +534,7 @@ class Stack:
         e = self.endpoints
         rows = [
             ("redis", f"redis://{e['redis']['address']}", "pub/sub + state (Redis Streams)"),
-            ("ferretdb", e["mongo"]["url"], "MongoDB wire protocol, SQLite backend"),
+            ("ferretdb", e["mongo"]["url"], f"MongoDB wire protocol, {DB_BACKEND} backend"),
             ("opa", e["opa"]["url"], "POST /v1/data/akson/authz/decision"),
         ]
         for s, urls in e["services"].items():

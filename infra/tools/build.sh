@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the non-Python tools (opa, ferretdb, daprd, regal) from their pinned Go modules.
+# Build the non-Python tools (opa, ferretdb, daprd, regal, helm, kubeconform) from their pinned Go modules.
 #
 #   infra/tools/build.sh TOOL...     builds what is missing, prints one "TOOL PATH" line each
 #
@@ -18,6 +18,8 @@ declare -A main_package=(
   [ferretdb]=github.com/FerretDB/FerretDB/cmd/ferretdb
   [regal]=github.com/open-policy-agent/regal
   [daprd]=.
+  [helm]=helm.sh/helm/v3/cmd/helm
+  [kubeconform]=github.com/yannh/kubeconform/cmd/kubeconform
 )
 # the module whose version names the build
 declare -A pinned_module=(
@@ -25,6 +27,8 @@ declare -A pinned_module=(
   [ferretdb]=github.com/FerretDB/FerretDB
   [regal]=github.com/open-policy-agent/regal
   [daprd]=github.com/dapr/dapr
+  [helm]=helm.sh/helm/v3
+  [kubeconform]=github.com/yannh/kubeconform
 )
 
 pinned_version() { # tool -> version in its go.mod
@@ -51,6 +55,16 @@ build_one() {
         mkdir -p "$work/app"
         sed '/cmd\/daprd\/components"/d' "$dapr_dir/cmd/daprd/app/app.go" > "$work/app/app.go"
         ldflags+=" -X github.com/dapr/dapr/pkg/buildinfo.version=${version#v}"
+        ;;
+      helm)
+        # As helm's own Makefile: the default Kubernetes version (helm template, lint) follows
+        # the client-go it is built with (v0.N -> 1.N), not the 1.20 compiled into the source.
+        local k8s_minor
+        k8s_minor="$(cd "$work" && go list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2)"
+        ldflags+=" -X helm.sh/helm/v3/internal/version.version=${version}"
+        for pkg in pkg/lint/rules pkg/chartutil; do
+          ldflags+=" -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$k8s_minor"
+        done
         ;;
       opa)
         ldflags+=" -X github.com/open-policy-agent/opa/v1/version.Version=${version#v}"

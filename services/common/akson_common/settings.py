@@ -46,13 +46,13 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> ServiceSettings:
-        if self.environment == "production":
+        if self.environment != "development":
             for name in ("dapr_api_token", "app_api_token"):
                 value: SecretStr = getattr(self, name)
                 if value.get_secret_value().lower() in PLACEHOLDER_SECRETS:
-                    raise ValueError(f"{name} must be set to a real secret in production")
+                    raise ValueError(f"{name} must be a real secret outside development")
             if not (self.jwks_url or self.jwks_file):
-                raise ValueError("jwks_url or jwks_file must be set in production")
+                raise ValueError("jwks_url or jwks_file must be set outside development")
         if not self.mongo_database:
             object.__setattr__(self, "mongo_database", f"akson_{self.service_name}")
         if not self.jwt_audience:

@@ -33,11 +33,12 @@ async def test_an_unreachable_policy_engine_means_deny() -> None:
         await pep.close()
 
 
-def test_production_refuses_placeholder_secrets() -> None:
+@pytest.mark.parametrize("environment", ["production", "test"])
+def test_outside_development_placeholder_secrets_are_refused(environment: str) -> None:
     with pytest.raises(ValidationError, match="dapr_api_token"):
         ServiceSettings(
             service_name="journal",
-            environment="production",
+            environment=environment,
             dapr_api_token="changeme",
             app_api_token="x" * 32,
             jwks_url="https://identity/jwks",

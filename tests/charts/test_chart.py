@@ -1,0 +1,211 @@
+"""charts/akson: lint, render every scenario, validate strictly, check the manifest policies.
+
+All offline: helm, kubeconform and opa are the pinned builds from infra/tools, the Kubernetes
+schemas come from the kubernetes-validate package, the Dapr schemas from Dapr's own CRDs.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.charts import schemas
+from tests.charts.conftest import CHART, ROOT, SCENARIOS, Rendered, Tools
+
+BAD_VALUES = sorted((Path(__file__).parent / "bad_values").glob("*.yaml"))
+SERVICES = sorted(p.parent.name for p in ROOT.glob("services/*/*/main.py"))
+
+
+def test_scenarios_exist() -> None:
+    assert len(SCENARIOS) >= 3
+
+
+@pytest.mark.parametrize("values", SCENARIOS, ids=lambda p: p.name)
+def test_helm_lint_is_clean(tools: Tools, values: Path) -> None:
+    lint = subprocess.run(
+        [str(tools.helm), "lint", "--strict", str(CHART), "--values", str(values)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "[WARNING]" not in lint.stdout and "[ERROR]" not in lint.stdout, lint.stdout
+
+
+def test_manifests_validate_strictly(
+    tools: Tools, rendered: list[Rendered], schema_dirs: tuple[Path, Path]
+) -> None:
+    kubernetes, dapr = schema_dirs
+    result = subprocess.run(
+        [
+            str(tools.kubeconform),
+            "-strict",
+            "-summary",
+            "-output",
+            "json",
+            "-kubernetes-version",
+            schemas.KUBERNETES_VERSION,
+            "-schema-location",
+            f"{kubernetes}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json",
+            "-schema-location",
+            f"{dapr}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json",
+            *[str(r.path) for r in rendered],
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    report = json.loads(result.stdout)
+    problems = [r for r in report["resources"] if r["status"] != "statusValid"]
+    assert result.returncode == 0 and not problems, problems or result.stderr
+    summary = report["summary"]
+    assert summary["valid"] == sum(len(r.manifests) for r in rendered)
+    assert summary["invalid"] == summary["errors"] == summary["skipped"] == 0
+
+
+def _deny(tools: Tools, manifests: list[dict[str, Any]], tmp_path: Path) -> list[str]:
+    input_file = tmp_path / "input.json"
+    input_file.write_text(json.dumps({"manifests": manifests}))
+    result = subprocess.run(
+        [str(tools.opa), "eval", "--format", "json", "--data", str(ROOT / "policies")]
+        + ["--input", str(input_file), "data.manifests.deny"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    denied: list[str] = json.loads(result.stdout)["result"][0]["expressions"][0]["value"]
+    return denied
+
+
+def test_manifest_policies_pass(tools: Tools, rendered: list[Rendered], tmp_path: Path) -> None:
+    for scenario in rendered:
+        assert _deny(tools, scenario.manifests, tmp_path) == [], scenario.scenario
+
+
+def test_manifest_policies_catch_a_plaintext_secret(tools: Tools, tmp_path: Path) -> None:
+    values = tmp_path / "plaintext.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "components": {
+                    "pubsub": {
+                        "type": "pubsub.redis",
+                        "version": "v1",
+                        "metadata": [{"name": "redisPassword", "value": "hunter2"}],
+                    }
+                }
+            }
+        )
+    )
+    render = tools.helm_template("--values", str(values))
+    assert render.returncode == 0, render.stderr
+    manifests = [m for m in yaml.safe_load_all(render.stdout) if m]
+    assert _deny(tools, manifests, tmp_path) == [
+        'Component/pubsub: metadata "redisPassword" must be a secretKeyRef'
+    ]
+
+
+@pytest.mark.parametrize("values", BAD_VALUES, ids=lambda p: p.name)
+def test_bad_values_are_refused_with_a_clear_message(tools: Tools, values: Path) -> None:
+    expected = values.read_text().splitlines()[0].removeprefix("# expect: ")
+    render = tools.helm_template("--values", str(values))
+    assert render.returncode != 0
+    assert expected in render.stderr, render.stderr
+
+
+def test_every_service_is_rendered_with_its_resources(rendered: list[Rendered]) -> None:
+    default = next(r for r in rendered if r.scenario == "default-values.yaml")
+    expected = {f"akson-{name}" for name in [*SERVICES, "opa"]}
+    for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"):
+        assert {m["metadata"]["name"] for m in default.of_kind(kind)} == expected, kind
+    for kind in ("NetworkPolicy", "HorizontalPodAutoscaler"):
+        assert {m["metadata"]["name"] for m in default.of_kind(kind)} == expected, kind
+    app_ids = {
+        d["spec"]["template"]["metadata"].get("annotations", {}).get("dapr.io/app-id")
+        for d in default.of_kind("Deployment")
+    }
+    assert app_ids == {*SERVICES, None}
+
+
+def test_components_are_scoped_to_their_users(rendered: list[Rendered]) -> None:
+    everything = next(r for r in rendered if r.scenario == "all-services-values.yaml")
+    scopes = {c["metadata"]["name"]: c["scopes"] for c in everything.of_kind("Component")}
+    assert scopes["statestore"] == ["integrations", "messaging"]
+    assert scopes["message-transport"] == ["messaging"]
+    assert scopes["exports"] == ["integrations"]
+    assert set(scopes["pubsub"]) >= set(SERVICES)
+    default = next(r for r in rendered if r.scenario == "default-values.yaml")
+    assert [c["metadata"]["name"] for c in default.of_kind("Component")] == ["pubsub"]
+
+
+def test_helm_test_hook_asks_every_service_for_readiness(rendered: list[Rendered]) -> None:
+    for scenario in rendered:
+        (hook,) = scenario.of_kind("Pod")
+        assert hook["metadata"]["annotations"]["helm.sh/hook"] == "test"
+        script = hook["spec"]["containers"][0]["args"][0]
+        for deployment in scenario.of_kind("Deployment"):
+            name = deployment["metadata"]["name"]
+            if name != "akson-opa":
+                assert re.search(rf"http://{name}:\d+/readyz", script), (scenario.scenario, name)
+
+
+def test_packed_policies_are_current(tmp_path: Path) -> None:
+    packed = tmp_path / "policies"
+    subprocess.run(
+        ["make", "-s", "--no-print-directory", "chart-policies", f"CHART_POLICIES={packed}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    in_chart = CHART / "files" / "policies"
+    stale = _differences(filecmp.dircmp(packed, in_chart))
+    assert not stale, f"charts/akson/files/policies is stale ({stale}): run `make chart-policies`"
+
+
+def _differences(comparison: filecmp.dircmp[str]) -> list[str]:
+    found = [*comparison.left_only, *comparison.right_only, *comparison.diff_files]
+    for sub in comparison.subdirs.values():
+        found += _differences(sub)
+    return found
+
+
+def test_opa_image_is_the_pinned_opa() -> None:
+    pinned = schemas.pinned_module("opa", "github.com/open-policy-agent/opa")
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["opa"]["workload"]["image"]["ref"].endswith(f":{pinned.removeprefix('v')}-static")
+
+
+def _leaf_paths(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict) and node:
+        return [p for key, child in node.items() for p in _leaf_paths(child, f"{prefix}{key}.")]
+    return [prefix.rstrip(".")]
+
+
+def _covers(param: str, path: str) -> bool:
+    return path == param or path.startswith(f"{param}.")
+
+
+def test_every_value_is_documented() -> None:
+    """Bitnami style: every value has a `## @param`; an [object] param covers its insides."""
+    text = (CHART / "values.yaml").read_text()
+    params = set(re.findall(r"^\s*## @param ([\w.-]+)", text, flags=re.MULTILINE))
+    paths = _leaf_paths(yaml.safe_load(text))
+    assert [path for path in paths if not any(_covers(p, path) for p in params)] == []
+    assert [p for p in params if not any(_covers(p, path) for path in paths)] == []
+
+
+def test_dockerfile_lints_clean() -> None:
+    hadolint = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "hadolint"), str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert hadolint.returncode == 0, hadolint.stdout + hadolint.stderr

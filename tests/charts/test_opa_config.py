@@ -1,0 +1,121 @@
+"""The OPA the chart deploys, run here: the pinned opa binary with the rendered ConfigMaps laid
+out as the pod mounts them. It must serve the packed policies and upload masked decision logs
+to audit's path with the bearer token from the environment (a Secret in the cluster).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from stack import free_port, http_ok
+
+from tests.charts.conftest import Tools
+
+UPLOAD_TOKEN = "test-upload-token"
+
+
+class AuditSink(BaseHTTPRequestHandler):
+    """Stands in for the audit service: records every upload (path, auth header, events)."""
+
+    uploads: list[tuple[str, str, list[dict[str, Any]]]] = []
+
+    def do_POST(self) -> None:  # the name http.server calls
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        self.uploads.append((self.path, self.headers.get("Authorization", ""), json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+@pytest.fixture
+def audit_sink() -> Iterator[str]:
+    AuditSink.uploads = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AuditSink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _lay_out_opa_pod(tools: Tools, root: Path) -> tuple[Path, Path]:
+    """Render OPA's ConfigMaps and write them as the Deployment mounts them (items -> paths)."""
+    render = tools.helm_template(
+        "--show-only", "templates/opa.yaml", "--show-only", "templates/workloads.yaml",
+        "--set", "opa.decisionLogs.minDelaySeconds=1,opa.decisionLogs.maxDelaySeconds=1",
+    )  # fmt: skip
+    assert render.returncode == 0, render.stderr
+    manifests = [m for m in yaml.safe_load_all(render.stdout) if m]
+    config_maps = {m["metadata"]["name"]: m["data"] for m in manifests if m["kind"] == "ConfigMap"}
+    (opa,) = [
+        m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == "akson-opa"
+    ]
+    pod = opa["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    for volume in pod["volumes"]:
+        if "configMap" not in volume:
+            continue
+        data = config_maps[volume["configMap"]["name"]]
+        items = volume["configMap"].get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            target = root / mounts[volume["name"]].lstrip("/") / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(data[item["key"]])
+    assert pod["containers"][0]["args"][-1] == "/policies"
+    return root / "config" / "config.yaml", root / "policies"
+
+
+def test_opa_serves_packed_policies_and_uploads_masked_logs(
+    tools: Tools, tmp_path: Path, audit_sink: str
+) -> None:
+    config, policies = _lay_out_opa_pod(tools, tmp_path)
+    port = free_port()
+    opa = subprocess.Popen(
+        [str(tools.opa), "run", "--server", "--skip-version-check", "--log-level", "error"]
+        + ["--addr", f"127.0.0.1:{port}", "--config-file", str(config), str(policies)],
+        env={"AUDIT_URL": audit_sink, "AUDIT_UPLOAD_TOKEN": UPLOAD_TOKEN},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not http_ok(f"http://127.0.0.1:{port}/health"):
+            assert opa.poll() is None and time.monotonic() < deadline, "OPA did not start"
+            time.sleep(0.1)
+        query = {
+            "input": {
+                "subject": {"id": "12345678901", "kind": "citizen"},
+                "action": "read",
+                "resource": {"type": "DocumentReference", "patient": "12345678901", "content": "x"},
+            }
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/data/akson/authz/decision", data=json.dumps(query).encode()
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            decision = json.load(response)
+        assert decision["result"]["allow"] is True
+        while not AuditSink.uploads:
+            assert time.monotonic() < deadline, "no decision log reached audit"
+            time.sleep(0.2)
+    finally:
+        opa.terminate()
+        opa.wait(timeout=10)
+    path, authorization, events = AuditSink.uploads[0]
+    assert path == "/opa/decision-logs"
+    assert authorization == f"Bearer {UPLOAD_TOKEN}"
+    (event,) = [e for e in events if e["decision_id"] == decision["decision_id"]]
+    assert "content" not in event["input"]["resource"]
+    assert "/input/resource/content" in event["erased"]
+    assert event["labels"]["app"] == "akson-authz"
