@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from akson_common.auth import JwksSource, TokenVerifier
+from akson_common.auth import Denylist, JwksSource, TokenVerifier
 from akson_common.db import Database
 from akson_common.errors import install_problem_handlers
 from akson_common.events import EventPublisher, Subscriptions
@@ -129,12 +129,19 @@ def create_service(
     app.state.pep = platform.pep
     if settings.jwks_url or settings.jwks_file:
         app.state.token_verifier = TokenVerifier(
-            JwksSource(url=settings.jwks_url, file=settings.jwks_file, client=http),
+            JwksSource(
+                url=settings.jwks_url,
+                file=settings.jwks_file,
+                client=http,
+                max_age_seconds=settings.jwks_max_age_seconds,
+                min_refresh_seconds=settings.jwks_min_refresh_seconds,
+            ),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             algorithms=settings.jwt_algorithms,
             leeway_seconds=settings.jwt_leeway_seconds,
         )
+        app.state.denylist = Denylist(database, platform.subscriptions)
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     configure_tracing(app, settings.service_name, settings.otlp_endpoint)

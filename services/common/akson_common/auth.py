@@ -1,11 +1,14 @@
 """Bearer-token verification against the identity service's JWKS.
 
 Algorithm allow-list (never ``none``, never HMAC with a public key), issuer, audience, expiry
-with at most 60 s leeway; the result is a typed :class:`Principal`.
+with at most 60 s leeway; the result is a typed :class:`Principal`. Accounts the identity
+service disabled (``identity.account.disabled``) are kept in each service's own denylist, so a
+suspended practitioner's still-valid tokens are refused everywhere within seconds.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -18,7 +21,15 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from akson_common.errors import Unauthorized
+from akson_common.db import Database
+from akson_common.errors import ServiceUnavailable, Unauthorized
+from akson_common.events import (
+    ACCOUNT_DISABLED,
+    AccountDisabledV1,
+    Delivery,
+    Outcome,
+    Subscriptions,
+)
 
 PrincipalKind = Literal["practitioner", "citizen", "system"]
 
@@ -55,7 +66,12 @@ class Principal(BaseModel):
 
 
 class JwksSource:
-    """The issuer's public keys, from a file (local runs) or a URL, refreshed on an unknown kid."""
+    """The issuer's public keys, from a file (unit tests) or a URL.
+
+    Refetched when older than ``max_age_seconds`` (so a key the issuer publishes ahead of its
+    use is known before it signs) and on an unknown kid, at most once per
+    ``min_refresh_seconds`` (so forged kids cannot make us hammer the issuer).
+    """
 
     def __init__(
         self,
@@ -63,6 +79,7 @@ class JwksSource:
         url: str = "",
         file: str = "",
         min_refresh_seconds: float = 10.0,
+        max_age_seconds: float = 300.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         if not (url or file):
@@ -70,6 +87,7 @@ class JwksSource:
         self.url, self.file = url, file
         self.client = client
         self.min_refresh_seconds = min_refresh_seconds
+        self.max_age_seconds = max_age_seconds
         self._keys: KeySet | None = None
         self._fetched_at = 0.0
 
@@ -85,9 +103,20 @@ class JwksSource:
         return KeySet.import_key_set(document)
 
     async def keys(self, kid: str | None) -> KeySet:
-        stale = time.monotonic() - self._fetched_at >= self.min_refresh_seconds
-        if self._keys is None or (stale and not _has_kid(self._keys, kid)):
-            self._keys = await self._load()
+        age = time.monotonic() - self._fetched_at
+        unknown = self._keys is not None and not _has_kid(self._keys, kid)
+        if (
+            self._keys is None
+            or age >= self.max_age_seconds
+            or (unknown and age >= self.min_refresh_seconds)
+        ):
+            try:
+                self._keys = await self._load()
+            except (httpx.HTTPError, OSError, ValueError):
+                # Keep verifying with the keys we have; without any, no token can be checked.
+                self._fetched_at = time.monotonic()
+                if self._keys is None:
+                    raise ServiceUnavailable("the token issuer's keys are unavailable") from None
         return self._keys
 
 
@@ -117,20 +146,48 @@ class TokenVerifier:
             sub={"essential": True},
         )
 
-    async def verify(self, token: str) -> Principal:
+    async def verify_claims(self, token: str) -> dict[str, Any]:
+        """The token's claims once signature, algorithm, issuer, audience and expiry hold."""
         try:
-            header = json.loads(_b64decode(token.split(".")[0]))
-            keys = await self.jwks.keys(header.get("kid"))
+            keys = await self.jwks.keys(token_header(token).get("kid"))
             decoded = jwt.decode(token, keys, algorithms=self.algorithms)
             self.claims.validate(decoded.claims)
-            return Principal.from_claims(decoded.claims)
-        except (JoseError, ValueError, KeyError, IndexError, ValidationError) as error:
+            return decoded.claims
+        except (JoseError, ValueError, KeyError, IndexError) as error:
             raise Unauthorized(f"invalid token: {_reason(error)}") from None
+
+    async def verify(self, token: str) -> Principal:
+        return principal_of(await self.verify_claims(token))
+
+
+def principal_of(claims: dict[str, Any]) -> Principal:
+    try:
+        return Principal.from_claims(claims)
+    except (KeyError, ValidationError):
+        raise Unauthorized("invalid token: malformed") from None
+
+
+def token_header(token: str) -> dict[str, Any]:
+    """A compact JWS's protected header, unverified (to pick the key by its kid)."""
+    return _segment(token, 0)
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """A compact JWS's claims, unverified: only to choose whom to verify it against."""
+    return _segment(token, 1)
+
+
+def _segment(token: str, index: int) -> dict[str, Any]:
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("not a compact JWS")
+    value = json.loads(_b64decode(parts[index]))
+    if not isinstance(value, dict):
+        raise ValueError("a JWS segment is not an object")
+    return value
 
 
 def _b64decode(segment: str) -> bytes:
-    import base64
-
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
@@ -140,14 +197,50 @@ def _reason(error: Exception) -> str:
     return "malformed"
 
 
+DISABLED_ACCOUNTS = "disabled_accounts"
+
+
+class Denylist:
+    """Accounts the identity service disabled, kept from its events in this service's database.
+
+    In the database, not in memory: Dapr hands each event to one replica of a service, and
+    every replica must refuse the account. A token issued at or before the moment its account
+    was disabled is refused; one issued after a reinstatement is not.
+    """
+
+    def __init__(self, database: Database, subscriptions: Subscriptions) -> None:
+        self.accounts = database.collection(DISABLED_ACCOUNTS)
+        subscriptions.on(ACCOUNT_DISABLED)(self.on_account_disabled)
+
+    async def on_account_disabled(self, event: AccountDisabledV1, delivery: Delivery) -> Outcome:
+        disabled_at = int(event.disabled_at.timestamp())
+        await self.accounts.update_one(
+            {"_id": event.subject},
+            {"$max": {"disabled_at": disabled_at}, "$set": {"reason": event.reason}},
+            upsert=True,
+        )
+        return Outcome.SUCCESS
+
+    async def refuse_disabled(self, claims: dict[str, Any]) -> None:
+        account = await self.accounts.find_one({"_id": claims.get("sub")})
+        if account is None:
+            return
+        issued_at = claims.get("iat")
+        if not isinstance(issued_at, int) or issued_at <= int(account["disabled_at"]):
+            raise Unauthorized("invalid token: the account is disabled")
+
+
 async def current_principal(request: Request) -> Principal:
-    """FastAPI dependency: the verified caller, or 401."""
+    """FastAPI dependency: the verified caller whose account is not disabled, or 401."""
     authorization = request.headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("a bearer token is required")
     verifier: TokenVerifier = request.app.state.token_verifier
-    return await verifier.verify(token.strip())
+    claims = await verifier.verify_claims(token.strip())
+    denylist: Denylist = request.app.state.denylist
+    await denylist.refuse_disabled(claims)
+    return principal_of(claims)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -71,6 +71,15 @@ class OrganisationChangedV1(EventPayload):
     on_platform: bool
 
 
+class AccountDisabledV1(EventPayload):
+    """The identity service disabled an account (a practitioner suspended or revoked): every
+    service refuses that subject's tokens issued up to ``disabled_at``."""
+
+    subject: str
+    disabled_at: datetime
+    reason: Literal["suspended", "revoked"]
+
+
 P = TypeVar("P", bound=EventPayload)
 
 
@@ -93,10 +102,17 @@ PERSON_CHANGED = Topic("masterdata.person.changed", PersonChangedV1, 1)
 CARE_RELATION_CHANGED = Topic("masterdata.care_relation.changed", CareRelationChangedV1, 1)
 PRACTITIONER_CHANGED = Topic("masterdata.practitioner.changed", PractitionerChangedV1, 1)
 ORGANISATION_CHANGED = Topic("masterdata.organisation.changed", OrganisationChangedV1, 1)
+ACCOUNT_DISABLED = Topic("identity.account.disabled", AccountDisabledV1, 1)
 
 CATALOGUE: dict[str, Topic[Any]] = {
     t.name: t
-    for t in (PERSON_CHANGED, CARE_RELATION_CHANGED, PRACTITIONER_CHANGED, ORGANISATION_CHANGED)
+    for t in (
+        PERSON_CHANGED,
+        CARE_RELATION_CHANGED,
+        PRACTITIONER_CHANGED,
+        ORGANISATION_CHANGED,
+        ACCOUNT_DISABLED,
+    )
 }
 
 

@@ -40,6 +40,10 @@ class ServiceSettings(BaseSettings):
     jwks_file: str = ""
     jwt_algorithms: tuple[str, ...] = ("RS256", "ES256", "PS256")
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=60)
+    # a key the issuer publishes ahead of use must be fetched before it signs: keep this
+    # below the issuer's publication lead
+    jwks_max_age_seconds: float = Field(default=300.0, gt=0)
+    jwks_min_refresh_seconds: float = Field(default=10.0, ge=0)
 
     otlp_endpoint: str = ""
     outbox_sweep_seconds: float = Field(default=2.0, gt=0)

@@ -1,0 +1,94 @@
+"""Identity's HTTP surface: discovery, the JWKS and the token endpoint (thin; logic in service)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from akson_common.errors import UnsupportedMediaType
+from identity.keys import ALGORITHM, SigningKeys
+from identity.models import CLIENT_CREDENTIALS, TOKEN_EXCHANGE, TokenResponse
+from identity.service import ASSERTION_ALGORITHMS, OAuthError, TokenService
+
+router = APIRouter(tags=["identity"])
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "RFC 6749 error: invalid_grant, invalid_request, invalid_scope, ..."},
+    401: {"description": "RFC 6749 error: invalid_client"},
+}
+
+
+def token_service(request: Request) -> TokenService:
+    service: TokenService = request.app.state.token_service
+    return service
+
+
+def signing_keys(request: Request) -> SigningKeys:
+    keys: SigningKeys = request.app.state.signing_keys
+    return keys
+
+
+TokenServiceDep = Annotated[TokenService, Depends(token_service)]
+SigningKeysDep = Annotated[SigningKeys, Depends(signing_keys)]
+
+
+@router.get("/.well-known/openid-configuration", summary="OpenID Provider metadata")
+async def discovery(service: TokenServiceDep) -> dict[str, Any]:
+    return {
+        "issuer": service.issuer,
+        "jwks_uri": f"{service.issuer}/jwks",
+        "token_endpoint": service.token_endpoint,
+        "grant_types_supported": [TOKEN_EXCHANGE, CLIENT_CREDENTIALS],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "id_token_signing_alg_values_supported": [ALGORITHM],
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+    }
+
+
+@router.get("/jwks", summary="The public signing keys: next, active and still-valid retired")
+async def jwks(keys: SigningKeysDep) -> JSONResponse:
+    return JSONResponse(
+        await keys.jwks(),
+        media_type="application/jwk-set+json",
+        headers={"Cache-Control": "public, max-age=60"},
+    )
+
+
+@router.post(
+    "/token",
+    response_model=TokenResponse,
+    response_model_exclude_none=True,
+    responses=OAUTH_ERRORS,
+    summary="Token exchange (RFC 8693) and client credentials with private_key_jwt (RFC 7523)",
+)
+async def token(request: Request, service: TokenServiceDep) -> JSONResponse:
+    if request.headers.get("content-type", "").split(";")[0].strip() != (
+        "application/x-www-form-urlencoded"
+    ):
+        raise UnsupportedMediaType("the token endpoint takes application/x-www-form-urlencoded")
+    pairs = parse_qsl((await request.body()).decode("utf-8", "replace"), max_num_fields=20)
+    names = [name for name, _ in pairs]
+    if len(names) != len(set(names)):
+        raise OAuthError("invalid_request", "a parameter is repeated")
+    issued = await service.token(dict(pairs))
+    return JSONResponse(issued.model_dump(exclude_none=True), headers=NO_STORE)
+
+
+def install_oauth_errors(app: FastAPI) -> None:
+    async def on_oauth_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, OAuthError)
+        headers = dict(NO_STORE)
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer error="invalid_client"'
+        return JSONResponse(
+            {"error": exc.error, "error_description": exc.description},
+            status_code=exc.status,
+            headers=headers,
+        )
+
+    app.add_exception_handler(OAuthError, on_oauth_error)

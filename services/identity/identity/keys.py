@@ -1,0 +1,99 @@
+"""Signing keys and their rotation, without downtime and without a moment of shared state.
+
+Each key is stored with the time it starts signing (``signs_from``). Everything else follows
+from those times, so any number of identity replicas agree without coordination:
+
+* the *active* key is the newest one whose ``signs_from`` has passed; it signs;
+* a *next* key (``signs_from`` still ahead) is published in the JWKS but does not sign yet,
+  so every service has fetched it before the first token it signs reaches them;
+* a *retired* key stays published until the last token it signed has expired (its
+  successor's ``signs_from`` plus the token lifetime plus the verifiers' maximum leeway).
+
+The private keys live in identity's own database, never in git or in a log.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from akson_common.db import Database
+
+SIGNING_KEYS = "signing_keys"
+MAX_VERIFIER_LEEWAY = 60
+ALGORITHM = "RS256"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    signs_from: float
+    key: RSAKey
+
+    def public(self) -> dict[str, Any]:
+        return {**self.key.as_dict(private=False), "kid": self.kid, "use": "sig", "alg": ALGORITHM}
+
+
+class SigningKeys:
+    def __init__(self, database: Database, token_lifetime_seconds: int) -> None:
+        self.keys = database.collection(SIGNING_KEYS)
+        self.retention = token_lifetime_seconds + MAX_VERIFIER_LEEWAY
+
+    async def _all(self) -> list[SigningKey]:
+        stored = [document async for document in self.keys.find({})]
+        keys = [
+            SigningKey(d["_id"], float(d["signs_from"]), RSAKey.import_key(d["private_jwk"]))
+            for d in stored
+        ]
+        return sorted(keys, key=lambda k: (k.signs_from, k.kid))
+
+    async def add(self, signs_from: float) -> str:
+        kid = f"{time.strftime('%Y%m%d', time.gmtime(signs_from))}-{uuid.uuid4().hex[:8]}"
+        key = RSAKey.generate_key(2048, private=True)
+        await self.keys.insert_one(
+            {"_id": kid, "signs_from": signs_from, "private_jwk": key.as_dict(private=True)}
+        )
+        return kid
+
+    async def ensure_one(self) -> None:
+        """The first start: one key that signs at once (nothing can hold an older JWKS)."""
+        if await self.keys.find_one({}) is None:
+            await self.add(time.time())
+
+    async def rotate(self, publish_lead_seconds: float) -> str:
+        """Publish a new key now; it starts signing after ``publish_lead_seconds``."""
+        return await self.add(time.time() + publish_lead_seconds)
+
+    async def _partition(self, now: float) -> tuple[SigningKey, list[SigningKey]]:
+        keys = await self._all()
+        started = [k for k in keys if k.signs_from <= now]
+        if not started:
+            raise LookupError("no signing key has started signing")
+        active = started[-1]
+        published = [active, *(k for k in keys if k.signs_from > now)]
+        for older, successor in zip(started, started[1:], strict=False):
+            if successor.signs_from + self.retention > now:
+                published.append(older)
+        return active, published
+
+    async def jwks(self) -> dict[str, Any]:
+        _, published = await self._partition(time.time())
+        return {"keys": [k.public() for k in published]}
+
+    async def sign(self, claims: dict[str, Any]) -> str:
+        active, _ = await self._partition(time.time())
+        header = {"alg": ALGORITHM, "kid": active.kid, "typ": "at+jwt"}
+        return jwt.encode(header, claims, active.key)
+
+    async def prune(self) -> int:
+        """Forget keys no token can still be verified with."""
+        now = time.time()
+        _, published = await self._partition(now)
+        keep = [k.kid for k in published]
+        result = await self.keys.delete_many({"_id": {"$nin": keep}, "signs_from": {"$lt": now}})
+        return result.deleted_count

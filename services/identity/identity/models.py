@@ -1,0 +1,100 @@
+"""The identity service's settings, registrations and read models."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from akson_common.auth import PrincipalKind
+from akson_common.settings import ServiceSettings
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+CLIENT_CREDENTIALS = "client_credentials"
+JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+SUBJECT_TOKEN_TYPES = frozenset(
+    {
+        "urn:ietf:params:oauth:token-type:jwt",
+        "urn:ietf:params:oauth:token-type:id_token",
+        ACCESS_TOKEN_TYPE,
+    }
+)
+
+
+class UpstreamIssuer(BaseModel):
+    """An identity provider whose tokens we exchange (HelseID for personnel, ID-porten for
+    citizens); ``subject_claim`` names the claim carrying the HPR number or national id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    issuer: str
+    kind: Literal["practitioner", "citizen"]
+    audience: str
+    jwks_url: str = ""
+    jwks_file: str = ""
+    subject_claim: str
+    unit_claim: str = ""
+
+
+class IdentitySettings(ServiceSettings):
+    upstream_issuers: tuple[UpstreamIssuer, ...] = ()
+    clients_file: str = ""
+    audiences: tuple[str, ...] = ()
+    token_lifetime_seconds: int = Field(default=300, gt=0, le=300)
+    max_assertion_lifetime_seconds: int = Field(default=60, gt=0, le=60)
+    # a new key is in the JWKS this long before it signs: above every service's JWKS max age
+    key_publish_lead_seconds: float = Field(default=600.0, ge=0)
+
+
+class ClientRegistration(BaseModel):
+    """A system client (lab, other EHR, admin system): its public keys and what it may ask for."""
+
+    client_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,100}$")
+    jwks: dict[str, Any]
+    scopes: tuple[str, ...] = ()
+
+
+class PractitionerFacts(BaseModel):
+    """What master data's events say about a practitioner: enough to issue a token."""
+
+    hpr_number: str
+    status: Literal["active", "suspended", "revoked"]
+    professions: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+
+
+class PersonFacts(BaseModel):
+    national_id: str
+    municipality: str
+    deceased: bool = False
+
+
+class OrganisationFacts(BaseModel):
+    org_number: str
+    parent: str | None = None
+    municipality: str
+
+
+class TokenGrant(BaseModel):
+    """Who a token is for and what it says, before it is signed."""
+
+    subject: str
+    kind: PrincipalKind
+    audience: str
+    scopes: tuple[str, ...] = ()
+    hpr_number: str | None = None
+    profession: str | None = None
+    organisation: str | None = None
+    unit: str | None = None
+    municipality: str | None = None
+    roles: tuple[str, ...] = ()
+    client_id: str | None = None
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+    scope: str | None = None
+    issued_token_type: str | None = None

@@ -1,0 +1,280 @@
+"""The token service: token exchange (RFC 8693) for personnel and citizens, client credentials
+with ``private_key_jwt`` (RFC 7523) for systems, and the claims master data vouches for.
+
+Nothing in an issued token is taken from the caller on trust: the subject comes from a verified
+upstream token or client assertion, everything else from identity's own projections of master
+data. Errors are OAuth's own (RFC 6749 §5.2), raised as :class:`OAuthError`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from akson_common.auth import JwksSource, TokenVerifier, unverified_claims
+from akson_common.errors import Unauthorized
+from akson_common.events import (
+    Delivery,
+    OrganisationChangedV1,
+    Outcome,
+    PersonChangedV1,
+    PractitionerChangedV1,
+)
+from identity.keys import SigningKeys
+from identity.models import (
+    ACCESS_TOKEN_TYPE,
+    CLIENT_CREDENTIALS,
+    JWT_BEARER_ASSERTION,
+    SUBJECT_TOKEN_TYPES,
+    TOKEN_EXCHANGE,
+    IdentitySettings,
+    TokenGrant,
+    TokenResponse,
+    UpstreamIssuer,
+)
+from identity.store import IdentityStore, practitioner_subject
+
+ASSERTION_ALGORITHMS = ["RS256", "PS256", "ES256"]
+
+
+class OAuthError(Exception):
+    """An error of the token endpoint, answered as RFC 6749 JSON (not problem+json)."""
+
+    status: ClassVar[int] = 400
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error, self.description = error, description
+
+
+class InvalidClient(OAuthError):
+    status = 401
+
+    def __init__(self, description: str) -> None:
+        super().__init__("invalid_client", description)
+
+
+def invalid_grant(description: str) -> OAuthError:
+    return OAuthError("invalid_grant", description)
+
+
+class TokenService:
+    def __init__(
+        self, settings: IdentitySettings, store: IdentityStore, keys: SigningKeys, http: Any
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.keys = keys
+        self.issuer = settings.jwt_issuer
+        self.token_endpoint = f"{self.issuer}/token"
+        self.upstream = {
+            u.issuer: (
+                u,
+                TokenVerifier(
+                    JwksSource(url=u.jwks_url, file=u.jwks_file, client=http),
+                    issuer=u.issuer,
+                    audience=u.audience,
+                    algorithms=tuple(ASSERTION_ALGORITHMS),
+                    leeway_seconds=settings.jwt_leeway_seconds,
+                ),
+            )
+            for u in settings.upstream_issuers
+        }
+
+    # -- the token endpoint ------------------------------------------------------------------
+    async def token(self, form: Mapping[str, str]) -> TokenResponse:
+        grant_type = form.get("grant_type", "")
+        if grant_type == TOKEN_EXCHANGE:
+            grant = await self._exchange(form)
+            issued_type: str | None = ACCESS_TOKEN_TYPE
+        elif grant_type == CLIENT_CREDENTIALS:
+            grant = await self._client_credentials(form)
+            issued_type = None
+        else:
+            raise OAuthError("unsupported_grant_type", "use token exchange or client credentials")
+        return TokenResponse(
+            access_token=await self._sign(grant),
+            expires_in=self.settings.token_lifetime_seconds,
+            scope=" ".join(grant.scopes) or None,
+            issued_token_type=issued_type,
+        )
+
+    def _audience(self, form: Mapping[str, str]) -> str:
+        audience = form.get("audience", "")
+        if audience not in self.settings.audiences:
+            raise OAuthError("invalid_target", "audience must name one platform service")
+        return audience
+
+    async def _sign(self, grant: TokenGrant) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": grant.subject,
+            "aud": grant.audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.settings.token_lifetime_seconds,
+            "jti": uuid.uuid4().hex,
+            "akson_kind": grant.kind,
+        }
+        if grant.scopes:
+            claims["scope"] = " ".join(grant.scopes)
+        if grant.roles:
+            claims["roles"] = list(grant.roles)
+        optional = ("hpr_number", "profession", "organisation", "unit", "municipality", "client_id")
+        for name in optional:
+            value = getattr(grant, name)
+            if value is not None:
+                claims[name] = value
+        return await self.keys.sign(claims)
+
+    # -- token exchange (personnel, citizens) ------------------------------------------------
+    async def _exchange(self, form: Mapping[str, str]) -> TokenGrant:
+        subject_token = form.get("subject_token", "")
+        if not subject_token or form.get("subject_token_type") not in SUBJECT_TOKEN_TYPES:
+            raise OAuthError("invalid_request", "subject_token and its type are required")
+        requested = form.get("requested_token_type")
+        if requested not in (None, ACCESS_TOKEN_TYPE):
+            raise OAuthError("invalid_request", "only access tokens are issued")
+        audience = self._audience(form)
+        upstream, claims = await self._verify_upstream(subject_token)
+        identifier = claims.get(upstream.subject_claim)
+        if not isinstance(identifier, str) or not identifier:
+            raise invalid_grant("the subject token names no person")
+        if upstream.kind == "practitioner":
+            unit = claims.get(upstream.unit_claim) if upstream.unit_claim else None
+            return await self._practitioner(identifier, unit, audience)
+        return await self._citizen(identifier, audience)
+
+    async def _verify_upstream(self, token: str) -> tuple[UpstreamIssuer, dict[str, Any]]:
+        try:
+            unverified = unverified_claims(token)
+        except ValueError:
+            raise invalid_grant("the subject token is not a JWT") from None
+        trusted = self.upstream.get(str(unverified.get("iss", "")))
+        if trusted is None:
+            raise invalid_grant("the subject token is not from a trusted issuer")
+        upstream, verifier = trusted
+        try:
+            return upstream, await verifier.verify_claims(token)
+        except Unauthorized as refused:
+            raise invalid_grant(f"the subject token is not valid: {refused.detail}") from None
+
+    async def _practitioner(self, hpr_number: str, unit: object, audience: str) -> TokenGrant:
+        facts = await self.store.practitioners.get_one_or_none(hpr_number)
+        if facts is None:
+            raise invalid_grant("the practitioner is not in the health personnel register")
+        if facts.status != "active":
+            raise invalid_grant("the practitioner's authorisation is not active")
+        if not facts.professions:
+            raise invalid_grant("the practitioner holds no valid authorisation")
+        chosen = unit if isinstance(unit, str) and unit in facts.units else None
+        if chosen is None and len(facts.units) == 1:
+            chosen = facts.units[0]
+        organisation = municipality = None
+        if chosen is not None:
+            facts_of_unit = await self.store.organisations.get_one_or_none(chosen)
+            if facts_of_unit is not None:
+                organisation = facts_of_unit.parent or facts_of_unit.org_number
+                municipality = facts_of_unit.municipality
+        return TokenGrant(
+            subject=practitioner_subject(hpr_number),
+            kind="practitioner",
+            audience=audience,
+            hpr_number=hpr_number,
+            profession=facts.professions[0],
+            unit=chosen,
+            organisation=organisation,
+            municipality=municipality,
+        )
+
+    async def _citizen(self, national_id: str, audience: str) -> TokenGrant:
+        person = await self.store.persons.get_one_or_none(national_id)
+        if person is not None and person.deceased:
+            raise invalid_grant("the person is registered as deceased")
+        return TokenGrant(
+            subject=national_id,
+            kind="citizen",
+            audience=audience,
+            municipality=person.municipality if person is not None else None,
+        )
+
+    # -- client credentials (systems) --------------------------------------------------------
+    async def _client_credentials(self, form: Mapping[str, str]) -> TokenGrant:
+        if form.get("client_assertion_type") != JWT_BEARER_ASSERTION:
+            raise InvalidClient("client authentication is private_key_jwt (RFC 7523)")
+        assertion = form.get("client_assertion", "")
+        client_id = await self._authenticate_client(assertion, form.get("client_id"))
+        registration = await self.store.clients.get_one_or_none(client_id)
+        assert registration is not None  # authenticated against it
+        audience = self._audience(form)
+        requested = tuple(form.get("scope", "").split())
+        if not set(requested) <= set(registration.scopes):
+            raise OAuthError("invalid_scope", "a requested scope is not granted to this client")
+        return TokenGrant(
+            subject=client_id,
+            kind="system",
+            audience=audience,
+            scopes=requested,
+            client_id=client_id,
+        )
+
+    async def _authenticate_client(self, assertion: str, claimed_id: str | None) -> str:
+        try:
+            unverified = unverified_claims(assertion)
+        except ValueError:
+            raise InvalidClient("the client assertion is malformed") from None
+        client_id = str(unverified.get("iss", ""))
+        if claimed_id is not None and claimed_id != client_id:
+            raise InvalidClient("client_id does not match the assertion")
+        registration = await self.store.clients.get_one_or_none(client_id)
+        if registration is None:
+            raise InvalidClient("unknown client")
+        now = int(time.time())
+        registry = jwt.JWTClaimsRegistry(
+            leeway=self.settings.jwt_leeway_seconds,
+            iss={"essential": True, "value": client_id},
+            sub={"essential": True, "value": client_id},
+            aud={"essential": True, "values": [self.token_endpoint, self.issuer]},
+            exp={"essential": True},
+            jti={"essential": True},
+        )
+        try:
+            keys = KeySet.import_key_set(registration.jwks)  # type: ignore[arg-type]
+            claims = jwt.decode(assertion, keys, algorithms=ASSERTION_ALGORITHMS).claims
+            registry.validate(claims)
+        except (JoseError, ValueError, KeyError, TypeError):
+            raise InvalidClient("the client assertion is not valid") from None
+        expires_at = claims["exp"]
+        if (
+            not isinstance(expires_at, int)
+            or expires_at > now + self.settings.max_assertion_lifetime_seconds
+        ):
+            raise InvalidClient("the client assertion expires too far ahead")
+        await self.store.forget_expired_assertions(now - self.settings.jwt_leeway_seconds)
+        if not await self.store.use_assertion_once(client_id, str(claims["jti"]), expires_at):
+            raise InvalidClient("the client assertion was used before")
+        return client_id
+
+    # -- master data projections -------------------------------------------------------------
+    async def on_practitioner_changed(
+        self, event: PractitionerChangedV1, delivery: Delivery
+    ) -> Outcome:
+        await self.store.save_practitioner(event)
+        return Outcome.SUCCESS
+
+    async def on_person_changed(self, event: PersonChangedV1, delivery: Delivery) -> Outcome:
+        await self.store.save_person(event)
+        return Outcome.SUCCESS
+
+    async def on_organisation_changed(
+        self, event: OrganisationChangedV1, delivery: Delivery
+    ) -> Outcome:
+        await self.store.save_organisation(event)
+        return Outcome.SUCCESS
