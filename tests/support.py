@@ -1,10 +1,12 @@
-"""Test helpers shared by the cross-service tests: tokens from the dev issuer, synthetic people."""
+"""Test helpers shared by the cross-service tests: hand-made JWTs (client assertions, forged
+tokens), synthetic people."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import time
+import uuid
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -43,5 +45,27 @@ def mint_token(
         "exp": now + lifetime,
         "akson_kind": kind,
         **claims,
+    }
+    return jwt.encode({"alg": "RS256", "kid": key.kid}, payload, key)
+
+
+def client_assertion(
+    private_key_file: str,
+    client_id: str,
+    audience: str,
+    *,
+    lifetime: int = 30,
+    jti: str | None = None,
+) -> str:
+    """A ``private_key_jwt`` client assertion (RFC 7523): iss = sub = the client id."""
+    key = RSAKey.import_key(json.loads(Path(private_key_file).read_text()))
+    now = int(time.time())
+    payload = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": jti or uuid.uuid4().hex,
     }
     return jwt.encode({"alg": "RS256", "kid": key.kid}, payload, key)

@@ -8,7 +8,12 @@ free port, each with its own log file, waiting until everything answers its heal
     python infra/local/stack.py down [--run-dir DIR]   stop everything that run started
     python infra/local/stack.py status [--run-dir DIR]
 
+    python infra/local/stack.py mint personnel|citizen ID [--unit ORG] [--run-dir DIR]
+                                                       an upstream token to exchange at identity
+
 What listens where is written to DIR/endpoints.json; secrets to DIR/secrets/ (mode 0600).
+The platform's tokens come from the identity service; it trusts two development upstream
+issuers (HelseID-like for personnel, ID-porten-like for citizens) whose keys are generated here.
 """
 
 from __future__ import annotations
@@ -34,6 +39,46 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "infra" / "local"
 DEFAULT_RUN_DIR = ROOT / ".run"
 NON_SERVICES = {"common"}
+UPSTREAM = {
+    # HelseID-like: the HPR number and the unit chosen at login in HelseID's claim names
+    "personnel": {
+        "issuer": "https://helseid.dev.akson.local",
+        "kind": "practitioner",
+        "subject_claim": "helseid://claims/hpr/hpr_number",
+        "unit_claim": "helseid://claims/client/claims/orgnr_child",
+    },
+    # ID-porten-like: the national id in `pid`
+    "citizen": {
+        "issuer": "https://idporten.dev.akson.local",
+        "kind": "citizen",
+        "subject_claim": "pid",
+        "unit_claim": "",
+    },
+}
+UPSTREAM_AUDIENCE = "akson"
+TEST_CLIENT = "akson-test-client"
+RESOURCE_TYPES = (
+    "Patient",
+    "CareRelation",
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "DocumentReference",
+    "AllergyIntolerance",
+    "Flag",
+    "MedicationStatement",
+    "DiagnosticReport",
+    "Observation",
+    "Encounter",
+    "Consent",
+)
+TEST_CLIENT_SCOPES = [
+    *(f"{t}.{a}" for t in RESOURCE_TYPES for a in ("read", "write", "search")),
+    "Patient.address",
+]
+# short local cache and publication lead, so a key rotation is seen within seconds
+JWKS_MAX_AGE_SECONDS = 2
+KEY_PUBLISH_LEAD_SECONDS = 4
 
 
 def discover_services() -> list[str]:
@@ -139,7 +184,8 @@ class Stack:
             "ferretdb",
             "redis",
             "exports",
-            "dev-issuer",
+            "upstream",
+            "identity",
         ):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         tools = tool_paths()
@@ -166,7 +212,7 @@ class Stack:
         }
         self._write_secret("tokens.json", secret_values)
         self._write_secret("dapr-secrets.json", {"redis-password": secret_values["redis_password"]})
-        jwks_file, issuer_key = self._dev_issuer()
+        identity_url = f"http://127.0.0.1:{ports['identity_app']}"
         self.endpoints = {
             "run_dir": str(self.run_dir),
             "tools": tools,
@@ -174,11 +220,13 @@ class Stack:
             "redis": {"address": f"127.0.0.1:{ports['redis']}"},
             "mongo": {"url": f"mongodb://127.0.0.1:{ports['mongo']}/"},
             "opa": {"url": f"http://127.0.0.1:{ports['opa']}"},
-            "dev_issuer": {
-                "issuer": "https://identity.akson.local",
-                "jwks_file": str(jwks_file),
-                "private_key_file": str(issuer_key),
+            "identity": {
+                "issuer": identity_url,
+                "jwks_uri": f"{identity_url}/jwks",
+                "token_endpoint": f"{identity_url}/token",
             },
+            "upstream": {name: self._upstream_issuer(name) for name in UPSTREAM},
+            "test_client": self._test_client(),
             "services": {
                 s: {
                     "app": f"http://127.0.0.1:{ports[f'{s}_app']}",
@@ -197,20 +245,48 @@ class Stack:
         path.touch(mode=0o600, exist_ok=True)
         path.write_text(json.dumps(values))
 
-    def _dev_issuer(self) -> tuple[Path, Path]:
-        """A development token issuer (the identity service replaces it): one RSA key."""
+    def _key_pair(self, name: str, public_file: Path) -> Path:
+        """An RSA key (once per run folder): private in secrets/, its JWKS in ``public_file``."""
         from joserfc.jwk import RSAKey
 
-        key_file = self.run_dir / "secrets" / "dev-issuer-key.json"
-        jwks_file = self.run_dir / "dev-issuer" / "jwks.json"
+        key_file = self.run_dir / "secrets" / f"{name}-key.json"
         if not key_file.exists():
             key = RSAKey.generate_key(
-                2048, parameters={"kid": "dev-1", "use": "sig", "alg": "RS256"}, private=True
+                2048, parameters={"kid": f"{name}-1", "use": "sig", "alg": "RS256"}, private=True
             )
             key_file.touch(mode=0o600)
             key_file.write_text(json.dumps(key.as_dict(private=True)))
-            jwks_file.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
-        return jwks_file, key_file
+            public_file.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+        return key_file
+
+    def _upstream_issuer(self, name: str) -> dict[str, str]:
+        """A development upstream identity provider (HelseID / ID-porten stand-in)."""
+        jwks_file = self.run_dir / "upstream" / f"{name}-jwks.json"
+        key_file = self._key_pair(f"upstream-{name}", jwks_file)
+        return {
+            **UPSTREAM[name],
+            "audience": UPSTREAM_AUDIENCE,
+            "jwks_file": str(jwks_file),
+            "private_key_file": str(key_file),
+        }
+
+    def _test_client(self) -> dict[str, Any]:
+        """The system client the tests (and `make up` users) authenticate as: its public key is
+        registered at identity, its private key stays in secrets/."""
+        jwks_file = self.run_dir / "identity" / f"{TEST_CLIENT}-jwks.json"
+        key_file = self._key_pair(TEST_CLIENT, jwks_file)
+        clients_file = self.run_dir / "identity" / "clients.json"
+        registration = {
+            "client_id": TEST_CLIENT,
+            "jwks": json.loads(jwks_file.read_text()),
+            "scopes": TEST_CLIENT_SCOPES,
+        }
+        clients_file.write_text(json.dumps([registration]))
+        return {
+            "client_id": TEST_CLIENT,
+            "private_key_file": str(key_file),
+            "clients_file": str(clients_file),
+        }
 
     def _render_dapr_files(self) -> None:
         ports = self.endpoints["ports"]
@@ -376,12 +452,16 @@ class Stack:
                 f"{prefix}DAPR_API_TOKEN": tokens["dapr_api_token"],
                 f"{prefix}APP_API_TOKEN": tokens["app_api_token"],
                 f"{prefix}OPA_URL": self.endpoints["opa"]["url"],
-                f"{prefix}JWKS_FILE": self.endpoints["dev_issuer"]["jwks_file"],
-                f"{prefix}JWT_ISSUER": self.endpoints["dev_issuer"]["issuer"],
+                f"{prefix}JWKS_URL": self.endpoints["identity"]["jwks_uri"],
+                f"{prefix}JWT_ISSUER": self.endpoints["identity"]["issuer"],
+                f"{prefix}JWKS_MAX_AGE_SECONDS": str(JWKS_MAX_AGE_SECONDS),
+                f"{prefix}JWKS_MIN_REFRESH_SECONDS": "1",
                 f"{prefix}AUDIT_UPLOAD_TOKEN": tokens["audit_upload_token"],
                 f"{prefix}OUTBOX_SWEEP_SECONDS": "1",
                 f"{prefix}OTLP_ENDPOINT": os.environ.get("AKSON_OTLP_ENDPOINT", ""),
             }
+            if s == "identity":
+                app_env.update(self._identity_env(prefix))
             app_port = ports[f"{s}_app"]
             add(
                 f"{s}-app",
@@ -442,6 +522,18 @@ class Stack:
                     "APP_API_TOKEN": tokens["app_api_token"],
                 },
             )
+
+    def _identity_env(self, prefix: str) -> dict[str, str]:
+        upstream = [
+            {k: v for k, v in issuer.items() if k != "private_key_file"}
+            for issuer in self.endpoints["upstream"].values()
+        ]
+        return {
+            f"{prefix}UPSTREAM_ISSUERS": json.dumps(upstream),
+            f"{prefix}CLIENTS_FILE": self.endpoints["test_client"]["clients_file"],
+            f"{prefix}AUDIENCES": json.dumps(self.services),
+            f"{prefix}KEY_PUBLISH_LEAD_SECONDS": str(KEY_PUBLISH_LEAD_SECONDS),
+        }
 
     # -- running ---------------------------------------------------------------------------
     def order(self) -> list[str]:
@@ -584,12 +676,49 @@ def down_from_pids(run_dir: Path) -> int:
     return len(pids)
 
 
+def mint_upstream(
+    endpoints: dict[str, Any],
+    who: str,
+    identifier: str,
+    *,
+    unit: str | None = None,
+    lifetime: int = 120,
+) -> str:
+    """A token from a development upstream issuer, as HelseID or ID-porten would hand a user."""
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    upstream = endpoints["upstream"][who]
+    key = RSAKey.import_key(json.loads(Path(upstream["private_key_file"]).read_text()))
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": upstream["issuer"],
+        "aud": upstream["audience"],
+        "sub": secrets.token_hex(16),  # upstream subjects are pseudonyms
+        "iat": now,
+        "exp": now + lifetime,
+        upstream["subject_claim"]: identifier,
+    }
+    if unit is not None and upstream["unit_claim"]:
+        claims[upstream["unit_claim"]] = unit
+    return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "mint"])
+    parser.add_argument("who", nargs="?", choices=sorted(UPSTREAM))
+    parser.add_argument("identifier", nargs="?", help="HPR number or national id")
+    parser.add_argument("--unit", help="personnel: the unit (org number) chosen at login")
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
     args = parser.parse_args()
     run_dir: Path = args.run_dir.resolve()
+    if args.command == "mint":
+        if not (args.who and args.identifier):
+            parser.error("mint needs personnel|citizen and an HPR number or national id")
+        endpoints = json.loads((run_dir / "endpoints.json").read_text())
+        print(mint_upstream(endpoints, args.who, args.identifier, unit=args.unit))  # noqa: T201
+        return
     if args.command == "down":
         stopped = down_from_pids(run_dir)
         print(f"stopped {stopped} processes")  # noqa: T201
