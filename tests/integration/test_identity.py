@@ -440,6 +440,7 @@ def test_a_suspended_practitioner_gets_no_token_and_old_tokens_die_within_5_s(
     token_refused_after = time.monotonic() - started
     answer = http.get(own, headers=bearer(token))
     assert answer.status_code == 401 and "Syntetisk" not in answer.text
+    assert "disabled" in answer.json()["detail"]
     print(  # noqa: T201
         f"\nsuspension: exchange refused after {exchange_refused_after:.2f} s, "
         f"old token refused after {token_refused_after:.2f} s"

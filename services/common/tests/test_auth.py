@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from joserfc import jwt
-from joserfc.jwk import RSAKey
+from joserfc.jwk import KeySet, RSAKey
 
 from akson_common.auth import JwksSource, TokenVerifier
-from akson_common.errors import Unauthorized
+from akson_common.errors import ServiceUnavailable, Unauthorized
 
 ISSUER, AUDIENCE = "https://identity.test", "journal"
 
@@ -125,3 +125,76 @@ def test_leeway_above_60_seconds_is_refused(tmp_path: Path) -> None:
             algorithms=("RS256",),
             leeway_seconds=61,
         )
+
+
+def publish(path: Path, *keys: RSAKey) -> None:
+    path.write_text(json.dumps({"keys": [k.as_dict(private=False) for k in keys]}))
+
+
+async def test_a_key_published_ahead_is_picked_up_when_the_cache_ages(
+    key: RSAKey, tmp_path: Path
+) -> None:
+    jwks = tmp_path / "jwks.json"
+    publish(jwks, key)
+    source = JwksSource(file=str(jwks), max_age_seconds=0.2, min_refresh_seconds=60)
+    verifier = TokenVerifier(
+        source, issuer=ISSUER, audience=AUDIENCE, algorithms=("RS256",), leeway_seconds=30
+    )
+    assert (await verifier.verify(jwt.encode({"alg": "RS256", "kid": "k1"}, claims(), key))).id
+    upcoming = RSAKey.generate_key(2048, parameters={"kid": "k2"}, private=True)
+    publish(jwks, key, upcoming)
+    signed_by_next = jwt.encode({"alg": "RS256", "kid": "k2"}, claims(), upcoming)
+    # an unknown kid right after a fetch does not trigger another one (rate limit) ...
+    with pytest.raises(Unauthorized):
+        await verifier.verify(signed_by_next)
+    time.sleep(0.25)
+    # ... the aged cache does
+    assert (await verifier.verify(signed_by_next)).id == "hpr:1"
+
+
+async def test_an_unknown_kid_refetches_once_the_rate_limit_allows(
+    key: RSAKey, tmp_path: Path
+) -> None:
+    jwks = tmp_path / "jwks.json"
+    publish(jwks, key)
+    source = JwksSource(file=str(jwks), max_age_seconds=300, min_refresh_seconds=0)
+    assert _kids(await source.keys("k1")) == {"k1"}
+    upcoming = RSAKey.generate_key(2048, parameters={"kid": "k2"}, private=True)
+    publish(jwks, key, upcoming)
+    assert _kids(await source.keys("k1")) == {"k1"}  # known kid: the cache is used
+    assert _kids(await source.keys("k2")) == {"k1", "k2"}
+
+
+async def test_an_unreachable_issuer_keeps_the_known_keys_or_is_unavailable(
+    key: RSAKey, tmp_path: Path
+) -> None:
+    jwks = tmp_path / "jwks.json"
+    never = JwksSource(file=str(jwks))
+    with pytest.raises(ServiceUnavailable):
+        await never.keys("k1")
+    publish(jwks, key)
+    source = JwksSource(file=str(jwks), max_age_seconds=0.01, min_refresh_seconds=0)
+    await source.keys("k1")
+    jwks.unlink()
+    time.sleep(0.02)
+    assert _kids(await source.keys("k1")) == {"k1"}
+
+
+def _kids(keys: KeySet) -> set[str | None]:
+    return {k.kid for k in keys.keys}
+
+
+def test_every_service_with_token_verification_subscribes_to_disabled_accounts(
+    tmp_path: Path,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from akson_common.app import create_service
+    from akson_common.settings import ServiceSettings
+
+    settings = ServiceSettings(
+        service_name="any", environment="development", jwks_file=str(tmp_path / "jwks.json")
+    )
+    app = create_service(settings, title="any")
+    topics = {s["topic"] for s in TestClient(app).get("/dapr/subscribe").json()}
+    assert topics == {"identity.account.disabled"}

@@ -39,6 +39,22 @@ class SigningKey:
         return {**self.key.as_dict(private=False), "kid": self.kid, "use": "sig", "alg": ALGORITHM}
 
 
+def schedule(
+    keys: list[SigningKey], now: float, retention: float
+) -> tuple[SigningKey, list[SigningKey]]:
+    """The key that signs at ``now`` and the keys the JWKS publishes (next, active, retired
+    ones whose tokens may still be valid); ``keys`` sorted by ``signs_from``."""
+    started = [k for k in keys if k.signs_from <= now]
+    if not started:
+        raise LookupError("no signing key has started signing")
+    active = started[-1]
+    published = [active, *(k for k in keys if k.signs_from > now)]
+    for older, successor in zip(started, started[1:], strict=False):
+        if successor.signs_from + retention > now:
+            published.append(older)
+    return active, published
+
+
 class SigningKeys:
     def __init__(self, database: Database, token_lifetime_seconds: int) -> None:
         self.keys = database.collection(SIGNING_KEYS)
@@ -70,16 +86,7 @@ class SigningKeys:
         return await self.add(time.time() + publish_lead_seconds)
 
     async def _partition(self, now: float) -> tuple[SigningKey, list[SigningKey]]:
-        keys = await self._all()
-        started = [k for k in keys if k.signs_from <= now]
-        if not started:
-            raise LookupError("no signing key has started signing")
-        active = started[-1]
-        published = [active, *(k for k in keys if k.signs_from > now)]
-        for older, successor in zip(started, started[1:], strict=False):
-            if successor.signs_from + self.retention > now:
-                published.append(older)
-        return active, published
+        return schedule(await self._all(), now, self.retention)
 
     async def jwks(self) -> dict[str, Any]:
         _, published = await self._partition(time.time())
