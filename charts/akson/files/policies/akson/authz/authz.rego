@@ -16,12 +16,13 @@ _subject_kinds := {"practitioner", "citizen", "system"}
 # description: |
 #   The decision document returned to callers. Always defined:
 #   allow (bool), reasons (sorted list of stable codes), obligations
-#   (list, currently always empty) and policy_version (from data).
+#   (sorted list of stable codes the enforcement point must honour, e.g.
+#   reveal_address) and policy_version (from data).
 # entrypoint: true
 decision := {
 	"allow": allow,
 	"reasons": reasons,
-	"obligations": [],
+	"obligations": sort(_obligations),
 	"policy_version": _policy_version,
 }
 
@@ -32,6 +33,8 @@ decision := {
 default allow := false
 
 allow if _practitioner_granted
+
+allow if _directory_granted
 
 allow if _citizen_granted
 
@@ -64,6 +67,9 @@ _tables_actions := data.akson.authz.actions
 
 # regal ignore:unresolved-reference
 _tables_categories := data.akson.authz.categories
+
+# regal ignore:unresolved-reference
+_tables_directory_types := data.akson.authz.directory_types
 
 # --- subject -----------------------------------------------------------------
 
@@ -112,6 +118,14 @@ _category := _tables_categories[input.resource.category]
 
 _profession_allowed if input.subject.profession in _category.professions
 
+# --- practitioner: directory data (who works where), not health data ----------
+
+_directory_granted if {
+	_is_practitioner
+	input.action in {"read", "search"}
+	input.resource.type in _tables_directory_types
+}
+
 # --- citizen: own record, read-only --------------------------------------------
 
 _citizen_granted if {
@@ -146,6 +160,8 @@ _has_required_scope if {
 # --- reason codes ----------------------------------------------------------------
 
 _grants contains "care_relation" if _practitioner_granted
+
+_grants contains "directory" if _directory_granted
 
 _grants contains "own_record" if _citizen_granted
 
@@ -185,6 +201,22 @@ _denials contains "not_own_record" if {
 _denials contains "missing_scope" if {
 	_is_system
 	not _has_required_scope
+}
+
+# --- obligations -------------------------------------------------------------------
+# A protected address (fortrolig / strengt fortrolig) is masked by the service unless the
+# decision carries reveal_address: the citizen's own record, or a system client holding the
+# explicit Patient.address scope (e.g. the population register itself).
+
+_obligations contains "reveal_address" if {
+	_citizen_granted
+	input.resource.type == "Patient"
+}
+
+_obligations contains "reveal_address" if {
+	_system_granted
+	input.resource.type == "Patient"
+	"Patient.address" in input.subject.scopes
 }
 
 # --- helpers -----------------------------------------------------------------------
