@@ -28,7 +28,13 @@ from stack import ROOT, Stack  # noqa: E402
 from akson_common.auth import Principal  # noqa: E402
 from akson_common.db import Database  # noqa: E402
 from akson_common.policy import PolicyContext, PolicyEnforcementPoint, ResourceRef  # noqa: E402
-from tests.support import mint_token, new_patient_id  # noqa: E402
+from tests.support import (  # noqa: E402
+    PractitionerFacts,
+    new_patient_id,
+    practitioner_token,
+    register_practitioner,
+    system_token,
+)
 
 
 def report(name: str, samples_ms: list[float]) -> None:
@@ -99,31 +105,15 @@ async def bench(stack: Stack) -> None:
     )
     await pep.close()
 
-    issuer = endpoints["dev_issuer"]
     journal, masterdata = (
         endpoints["services"]["journal"]["app"],
         endpoints["services"]["masterdata"]["app"],
     )
     patient, hpr = new_patient_id(), "9100001"
-    registry = mint_token(
-        issuer["private_key_file"],
-        issuer["issuer"],
-        "masterdata",
-        subject="bench",
-        kind="system",
-        scope="CareRelation.write",
-    )
-    gp = mint_token(
-        issuer["private_key_file"],
-        issuer["issuer"],
-        "journal",
-        subject=f"hpr:{hpr}",
-        kind="practitioner",
-        hpr_number=hpr,
-        profession="LE",
-        unit="u-bench",
-        lifetime=600,
-    )
+    registry = system_token(endpoints, "masterdata", "CareRelation.write")
+    gp_facts = PractitionerFacts(hpr_number=hpr, profession="LE", unit="u-bench")
+    register_practitioner(endpoints, gp_facts)
+    gp = practitioner_token(endpoints, gp_facts, "journal")
     async with httpx.AsyncClient(timeout=10) as http:
         await http.put(
             f"{masterdata}/care-relations/rel-bench",

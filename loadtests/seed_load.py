@@ -15,32 +15,32 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "infra" / "local")]
 
 from masterdata.seed import generate, write  # noqa: E402
-from tests.support import mint_token  # noqa: E402
+from tests.support import system_token  # noqa: E402
 
 SCOPES = "Patient.write Practitioner.write Organization.write CareRelation.write"
 
 
 def load(run_dir: Path, persons: int, chunk: int) -> None:
     endpoints = json.loads((run_dir / "endpoints.json").read_text())
-    issuer = endpoints["dev_issuer"]
-    token = mint_token(
-        issuer["private_key_file"], issuer["issuer"], "masterdata",
-        subject="seed-loader", kind="system", scope=SCOPES, lifetime=3600,
-    )  # fmt: skip
     base = endpoints["services"]["masterdata"]["app"]
     started = time.monotonic()
     paths = write(generate(persons), run_dir / "seed")
     print(f"generated in {time.monotonic() - started:.1f} s into {run_dir / 'seed'}")  # noqa: T201
-    headers = {"authorization": f"Bearer {token}", "content-type": "application/x-ndjson"}
     with httpx.Client(timeout=300.0) as client:
         for kind, path in paths.items():
             lines = path.read_bytes().splitlines(keepends=True)
             totals = {"received": 0, "created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
             started = time.monotonic()
             for start in range(0, len(lines), chunk):
+                # platform tokens live five minutes: a fresh one per chunk
+                token = system_token(endpoints, "masterdata", SCOPES)
+                headers = {
+                    "authorization": f"Bearer {token}",
+                    "content-type": "application/x-ndjson",
+                }
                 response = client.post(
                     f"{base}/import/{kind}", content=b"".join(lines[start : start + chunk]),
                     headers=headers,

@@ -1,22 +1,32 @@
-"""Test helpers shared by the cross-service tests: hand-made JWTs (client assertions, forged
-tokens), synthetic people."""
+"""Helpers shared by the cross-service tests and the load tools: platform tokens through the
+identity service's real flows, hand-made JWTs (client assertions, forgeries), synthetic people.
+
+Every function takes the runner's ``endpoints`` (``<run>/endpoints.json``).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+from stack import mint_upstream
 
-from akson_common.identifiers import synthetic_national_id
+from akson_common.auth import unverified_claims
+from akson_common.identifiers import organisation_number_valid, synthetic_national_id
 
 _sequence = itertools.count()
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def new_patient_id() -> str:
@@ -35,6 +45,7 @@ def mint_token(
     lifetime: int = 120,
     **claims: Any,
 ) -> str:
+    """A JWT signed with any key at hand (forgeries, upstream tokens with odd claims)."""
     key = RSAKey.import_key(json.loads(Path(private_key_file).read_text()))
     now = int(time.time())
     payload = {
@@ -69,3 +80,135 @@ def client_assertion(
         "jti": jti or uuid.uuid4().hex,
     }
     return jwt.encode({"alg": "RS256", "kid": key.kid}, payload, key)
+
+
+# -- the identity service's flows ---------------------------------------------------------------
+
+
+def token_response(endpoints: dict[str, Any], form: dict[str, str]) -> httpx.Response:
+    return httpx.post(endpoints["identity"]["token_endpoint"], data=form, timeout=10.0)
+
+
+def client_form(
+    endpoints: dict[str, Any], audience: str, scope: str, assertion: str | None = None
+) -> dict[str, str]:
+    """Client credentials as the runner's registered test client."""
+    client = endpoints["test_client"]
+    token_endpoint = endpoints["identity"]["token_endpoint"]
+    return {
+        "grant_type": "client_credentials",
+        "client_assertion_type": JWT_BEARER,
+        "client_assertion": assertion
+        or client_assertion(client["private_key_file"], client["client_id"], token_endpoint),
+        "audience": audience,
+        "scope": scope,
+    }
+
+
+def exchange_form(subject_token: str, audience: str) -> dict[str, str]:
+    return {
+        "grant_type": TOKEN_EXCHANGE,
+        "subject_token": subject_token,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "audience": audience,
+    }
+
+
+def issued(answer: httpx.Response) -> str:
+    if answer.status_code != 200:
+        raise AssertionError(f"no token: {answer.status_code} {answer.text}")
+    token: str = answer.json()["access_token"]
+    return token
+
+
+def system_token(endpoints: dict[str, Any], audience: str, scope: str) -> str:
+    return issued(token_response(endpoints, client_form(endpoints, audience, scope)))
+
+
+def citizen_token(endpoints: dict[str, Any], national_id: str, audience: str) -> str:
+    upstream = mint_upstream(endpoints, "citizen", national_id)
+    return issued(token_response(endpoints, exchange_form(upstream, audience)))
+
+
+def as_organisation_number(name: str) -> str:
+    """The name itself when it is an organisation number, else a stable synthetic one for it."""
+    if organisation_number_valid(name):
+        return name
+    serial = int(hashlib.sha256(name.encode()).hexdigest(), 16) % 10_000_000
+    while True:
+        for check in range(10):
+            if organisation_number_valid(candidate := f"9{serial:07d}{check}"):
+                return candidate
+        serial += 1  # the control digit would be 10: no number with this serial
+
+
+@dataclass(frozen=True)
+class PractitionerFacts:
+    """A practitioner as master data should hold it; ``unit`` and ``organisation`` may be any
+    name (one that is no organisation number stands for a stable synthetic one)."""
+
+    hpr_number: str
+    profession: str = "LE"
+    unit: str | None = None
+    organisation: str | None = None
+    municipality: str = "4601"
+
+    @property
+    def unit_number(self) -> str | None:
+        return None if self.unit is None else as_organisation_number(self.unit)
+
+    @property
+    def parent_number(self) -> str | None:
+        return None if self.organisation is None else as_organisation_number(self.organisation)
+
+
+def register_practitioner(endpoints: dict[str, Any], facts: PractitionerFacts) -> None:
+    """Register the practitioner (and its unit and organisation) through master data's API."""
+    base = endpoints["services"]["masterdata"]["app"]
+    token = system_token(endpoints, "masterdata", "Practitioner.write Organization.write")
+    writer = {"authorization": f"Bearer {token}"}
+    unit, parent = facts.unit_number, facts.parent_number
+    for number, above in ((parent, None), (unit, parent if parent != unit else None)):
+        if number is None:
+            continue
+        body = {"org_number": number, "name": "Testenhet", "municipality": facts.municipality}
+        if above is not None:
+            body["parent"] = above
+        answer = httpx.put(f"{base}/organisations/{number}", json=body, headers=writer)
+        answer.raise_for_status()
+    practitioner = {
+        "hpr_number": facts.hpr_number,
+        "given_name": "Test",
+        "family_name": "Syntetisk",
+        "status": "active",
+        "status_from": "2000-01-01",
+        "authorisations": [{"profession": facts.profession, "valid_from": "2000-01-01"}],
+        "employments": [] if unit is None else [{"unit": unit, "period_start": "2000-01-01"}],
+    }
+    answer = httpx.put(
+        f"{base}/practitioners/{facts.hpr_number}", json=practitioner, headers=writer
+    )
+    answer.raise_for_status()
+
+
+def practitioner_token(
+    endpoints: dict[str, Any], facts: PractitionerFacts, audience: str, timeout: float = 20.0
+) -> str:
+    """Exchange an upstream personnel token once identity's projection (kept from master
+    data's events) shows ``facts``: retried until the token carries them or time runs out."""
+    unit = facts.unit_number
+    upstream = mint_upstream(endpoints, "personnel", facts.hpr_number, unit=unit, lifetime=300)
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = token_response(endpoints, exchange_form(upstream, audience))
+        if answer.status_code == 200:
+            claims = unverified_claims(answer.json()["access_token"])
+            wanted = {"profession": facts.profession, "unit": unit}
+            if unit is not None:
+                wanted["municipality"] = facts.municipality
+                wanted["organisation"] = facts.parent_number or unit
+            if all(claims.get(name) == value for name, value in wanted.items()):
+                return issued(answer)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"identity never issued a token for {facts}: {answer.text}")
+        time.sleep(0.1)
