@@ -14,7 +14,7 @@ SERVICE_PACKAGES := $(patsubst %/main.py,%,$(wildcard services/*/*/main.py))
 # the runtime policies OPA serves in the chart: no tests, no manifest checks (one source: policies/)
 CHART_POLICIES ?= charts/akson/files/policies
 
-.PHONY: help up down status test lint unit policy-test integration chart-test chart-policies tools venv bench seed clean
+.PHONY: help up down status upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench seed clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ down: ## stop everything `make up` started
 
 status: ## show the endpoints of the running platform
 	@$(RUN) python infra/local/stack.py status
+
+upstream-token: ## a development upstream token: WHO=personnel|citizen ID=<HPR number|national id> [UNIT=<org number>]
+	@$(RUN) python infra/local/stack.py mint $(WHO) $(ID) $(if $(UNIT),--unit $(UNIT))
 
 lint: venv tools ## ruff, mypy --strict, opa fmt/check, regal
 	$(RUN) ruff check .
