@@ -46,18 +46,7 @@ def mint_token(
     **claims: Any,
 ) -> str:
     """A JWT signed with any key at hand (forgeries, upstream tokens with odd claims)."""
-    key = RSAKey.import_key(json.loads(Path(private_key_file).read_text()))
-    now = int(time.time())
-    payload = {
-        "iss": issuer,
-        "aud": audience,
-        "sub": subject,
-        "iat": now,
-        "exp": now + lifetime,
-        "akson_kind": kind,
-        **claims,
-    }
-    return jwt.encode({"alg": "RS256", "kid": key.kid}, payload, key)
+    return _signed(private_key_file, issuer, subject, audience, lifetime, akson_kind=kind, **claims)
 
 
 def client_assertion(
@@ -69,15 +58,23 @@ def client_assertion(
     jti: str | None = None,
 ) -> str:
     """A ``private_key_jwt`` client assertion (RFC 7523): iss = sub = the client id."""
+    return _signed(
+        private_key_file, client_id, client_id, audience, lifetime, jti=jti or uuid.uuid4().hex
+    )
+
+
+def _signed(
+    private_key_file: str, issuer: str, subject: str, audience: str, lifetime: int, **claims: Any
+) -> str:
     key = RSAKey.import_key(json.loads(Path(private_key_file).read_text()))
     now = int(time.time())
     payload = {
-        "iss": client_id,
-        "sub": client_id,
+        "iss": issuer,
+        "sub": subject,
         "aud": audience,
         "iat": now,
         "exp": now + lifetime,
-        "jti": jti or uuid.uuid4().hex,
+        **claims,
     }
     return jwt.encode({"alg": "RS256", "kid": key.kid}, payload, key)
 

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -188,3 +188,19 @@ PlatformDep = Annotated[Platform, Depends(platform_of)]
 
 def service_state(request: Request, name: str) -> Any:
     return getattr(request.app.state, name)
+
+
+T = TypeVar("T")
+
+
+def state_dependency(name: str, kind: type[T]) -> Callable[[Request], T]:
+    """A FastAPI dependency returning what ``configure`` put on ``app.state.<name>``."""
+
+    def dependency(request: Request) -> T:
+        value = getattr(request.app.state, name)
+        if not isinstance(value, kind):
+            raise TypeError(f"app.state.{name} is not a {kind.__name__}")
+        return value
+
+    dependency.__name__ = name
+    return dependency

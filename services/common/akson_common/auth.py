@@ -64,6 +64,17 @@ class Principal(BaseModel):
             scopes=tuple(scope.split()) if isinstance(scope, str) else (),
         )
 
+    def to_claims(self) -> dict[str, Any]:
+        """The token claims :meth:`from_claims` reads back (what the identity service signs)."""
+        claims: dict[str, Any] = {"sub": self.id, "akson_kind": self.kind}
+        facts = ("hpr_number", "profession", "organisation", "unit", "municipality")
+        claims.update({n: getattr(self, n) for n in facts if getattr(self, n) is not None})
+        if self.roles:
+            claims["roles"] = list(self.roles)
+        if self.scopes:
+            claims["scope"] = " ".join(self.scopes)
+        return claims
+
 
 class JwksSource:
     """The issuer's public keys, from a file (unit tests) or a URL.

@@ -198,3 +198,20 @@ def test_every_service_with_token_verification_subscribes_to_disabled_accounts(
     app = create_service(settings, title="any")
     topics = {s["topic"] for s in TestClient(app).get("/dapr/subscribe").json()}
     assert topics == {"identity.account.disabled"}
+
+
+def test_a_principal_survives_the_round_trip_through_claims() -> None:
+    from akson_common.auth import Principal
+
+    principal = Principal(
+        id="hpr:9144900",
+        kind="practitioner",
+        hpr_number="9144900",
+        profession="LE",
+        organisation="974760673",
+        unit="974760681",
+        municipality="4601",
+        roles=("gp",),
+        scopes=("a", "b"),
+    )
+    assert Principal.from_claims(principal.to_claims()) == principal

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from akson_common.app import state_dependency
 from akson_common.errors import UnsupportedMediaType
 from identity.keys import ALGORITHM, SigningKeys
 from identity.models import CLIENT_CREDENTIALS, TOKEN_EXCHANGE, TokenResponse
@@ -21,18 +22,8 @@ OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def token_service(request: Request) -> TokenService:
-    service: TokenService = request.app.state.token_service
-    return service
-
-
-def signing_keys(request: Request) -> SigningKeys:
-    keys: SigningKeys = request.app.state.signing_keys
-    return keys
-
-
-TokenServiceDep = Annotated[TokenService, Depends(token_service)]
-SigningKeysDep = Annotated[SigningKeys, Depends(signing_keys)]
+TokenServiceDep = Annotated[TokenService, Depends(state_dependency("token_service", TokenService))]
+SigningKeysDep = Annotated[SigningKeys, Depends(state_dependency("signing_keys", SigningKeys))]
 
 
 @router.get("/.well-known/openid-configuration", summary="OpenID Provider metadata")

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from akson_common.auth import PrincipalKind
+from akson_common.auth import Principal
 from akson_common.settings import ServiceSettings
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -77,18 +77,10 @@ class OrganisationFacts(BaseModel):
 
 
 class TokenGrant(BaseModel):
-    """Who a token is for and what it says, before it is signed."""
+    """Who a token is for (the principal every service will see) and for which service."""
 
-    subject: str
-    kind: PrincipalKind
+    principal: Principal
     audience: str
-    scopes: tuple[str, ...] = ()
-    hpr_number: str | None = None
-    profession: str | None = None
-    organisation: str | None = None
-    unit: str | None = None
-    municipality: str | None = None
-    roles: tuple[str, ...] = ()
     client_id: str | None = None
 
 

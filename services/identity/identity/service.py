@@ -17,7 +17,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from akson_common.auth import JwksSource, TokenVerifier, unverified_claims
+from akson_common.auth import JwksSource, Principal, TokenVerifier, unverified_claims
 from akson_common.errors import Unauthorized
 from akson_common.events import (
     Delivery,
@@ -101,7 +101,7 @@ class TokenService:
         return TokenResponse(
             access_token=await self._sign(grant),
             expires_in=self.settings.token_lifetime_seconds,
-            scope=" ".join(grant.scopes) or None,
+            scope=" ".join(grant.principal.scopes) or None,
             issued_token_type=issued_type,
         )
 
@@ -114,24 +114,16 @@ class TokenService:
     async def _sign(self, grant: TokenGrant) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
+            **grant.principal.to_claims(),
             "iss": self.issuer,
-            "sub": grant.subject,
             "aud": grant.audience,
             "iat": now,
             "nbf": now,
             "exp": now + self.settings.token_lifetime_seconds,
             "jti": uuid.uuid4().hex,
-            "akson_kind": grant.kind,
         }
-        if grant.scopes:
-            claims["scope"] = " ".join(grant.scopes)
-        if grant.roles:
-            claims["roles"] = list(grant.roles)
-        optional = ("hpr_number", "profession", "organisation", "unit", "municipality", "client_id")
-        for name in optional:
-            value = getattr(grant, name)
-            if value is not None:
-                claims[name] = value
+        if grant.client_id is not None:
+            claims["client_id"] = grant.client_id
         return await self.keys.sign(claims)
 
     # -- token exchange (personnel, citizens) ------------------------------------------------
@@ -183,27 +175,27 @@ class TokenService:
             if facts_of_unit is not None:
                 organisation = facts_of_unit.parent or facts_of_unit.org_number
                 municipality = facts_of_unit.municipality
-        return TokenGrant(
-            subject=practitioner_subject(hpr_number),
+        principal = Principal(
+            id=practitioner_subject(hpr_number),
             kind="practitioner",
-            audience=audience,
             hpr_number=hpr_number,
             profession=facts.professions[0],
             unit=chosen,
             organisation=organisation,
             municipality=municipality,
         )
+        return TokenGrant(principal=principal, audience=audience)
 
     async def _citizen(self, national_id: str, audience: str) -> TokenGrant:
         person = await self.store.persons.get_one_or_none(national_id)
         if person is not None and person.deceased:
             raise invalid_grant("the person is registered as deceased")
-        return TokenGrant(
-            subject=national_id,
+        principal = Principal(
+            id=national_id,
             kind="citizen",
-            audience=audience,
             municipality=person.municipality if person is not None else None,
         )
+        return TokenGrant(principal=principal, audience=audience)
 
     # -- client credentials (systems) --------------------------------------------------------
     async def _client_credentials(self, form: Mapping[str, str]) -> TokenGrant:
@@ -217,13 +209,8 @@ class TokenService:
         requested = tuple(form.get("scope", "").split())
         if not set(requested) <= set(registration.scopes):
             raise OAuthError("invalid_scope", "a requested scope is not granted to this client")
-        return TokenGrant(
-            subject=client_id,
-            kind="system",
-            audience=audience,
-            scopes=requested,
-            client_id=client_id,
-        )
+        principal = Principal(id=client_id, kind="system", scopes=requested)
+        return TokenGrant(principal=principal, audience=audience, client_id=client_id)
 
     async def _authenticate_client(self, assertion: str, claimed_id: str | None) -> str:
         try:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Response, status
 from fastapi.responses import JSONResponse
 
+from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal
 from akson_common.errors import PROTECTED_RESPONSES, NotFound
 from akson_common.policy import Policy, PolicyContext, ResourceRef
@@ -17,18 +18,8 @@ router = APIRouter(prefix="/fhir/R4", tags=["fhir"])
 FHIR_JSON = "application/fhir+json"
 
 
-def documents(request: Request) -> DocumentStore:
-    store: DocumentStore = request.app.state.documents
-    return store
-
-
-def projections(request: Request) -> Projections:
-    read_models: Projections = request.app.state.projections
-    return read_models
-
-
-Documents = Annotated[DocumentStore, Depends(documents)]
-ReadModels = Annotated[Projections, Depends(projections)]
+Documents = Annotated[DocumentStore, Depends(state_dependency("documents", DocumentStore))]
+ReadModels = Annotated[Projections, Depends(state_dependency("projections", Projections))]
 
 
 @router.post(

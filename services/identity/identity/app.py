@@ -1,0 +1,47 @@
+"""Wiring of the identity service: store, keys, token service, subscriptions, routes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from akson_common.app import Platform, create_service
+from akson_common.events import ORGANISATION_CHANGED, PERSON_CHANGED, PRACTITIONER_CHANGED
+from identity.api import install_oauth_errors, router
+from identity.keys import SigningKeys
+from identity.models import ClientRegistration, IdentitySettings
+from identity.service import TokenService
+from identity.store import IdentityStore
+
+
+def create_app(settings: IdentitySettings) -> FastAPI:
+    built: dict[str, TokenService] = {}
+
+    def configure(app: FastAPI, platform: Platform) -> None:
+        store = IdentityStore(platform.database, platform.outbox)
+        keys = SigningKeys(platform.database, settings.token_lifetime_seconds)
+        service = TokenService(settings, store, keys, platform.http)
+        platform.subscriptions.on(PRACTITIONER_CHANGED)(service.on_practitioner_changed)
+        platform.subscriptions.on(PERSON_CHANGED)(service.on_person_changed)
+        platform.subscriptions.on(ORGANISATION_CHANGED)(service.on_organisation_changed)
+        app.state.signing_keys = keys
+        app.state.token_service = built["service"] = service
+        install_oauth_errors(app)
+
+    async def on_startup(platform: Platform) -> None:
+        service = built["service"]
+        await service.keys.ensure_one()
+        await service.keys.prune()
+        if settings.clients_file:
+            for entry in json.loads(Path(settings.clients_file).read_text()):
+                await service.store.clients.upsert(ClientRegistration.model_validate(entry))
+
+    return create_service(
+        settings,
+        title="Akson identity",
+        routers=[router],
+        configure=configure,
+        on_startup=on_startup,
+    )
