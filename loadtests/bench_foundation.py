@@ -23,13 +23,15 @@ sys.path[:0] = [
     str(Path(__file__).resolve().parents[1]),
 ]
 
-from stack import ROOT, Stack  # noqa: E402
+from stack import ROOT, Stack, mint_upstream  # noqa: E402
 
 from akson_common.auth import Principal  # noqa: E402
 from akson_common.db import Database  # noqa: E402
 from akson_common.policy import PolicyContext, PolicyEnforcementPoint, ResourceRef  # noqa: E402
 from tests.support import (  # noqa: E402
     PractitionerFacts,
+    client_form,
+    exchange_form,
     new_patient_id,
     practitioner_token,
     register_practitioner,
@@ -156,6 +158,25 @@ async def bench(stack: Stack) -> None:
         samples = await timed(500, read)
         report("journal GET DocumentReference (token+OPA+db)", samples)
         print(f"{'  sequential throughput':<46} {1000 * len(samples) / sum(samples):,.0f} req/s")  # noqa: T201
+
+        token_endpoint = endpoints["identity"]["token_endpoint"]
+        # assertions are signed beforehand: the figure is identity's work, not the client's
+        forms = [client_form(endpoints, "masterdata", "Patient.read") for _ in range(200)]
+
+        async def client_credentials(i: int) -> None:
+            answer = await http.post(token_endpoint, data=forms[i])
+            assert answer.status_code == 200, answer.text
+
+        report(
+            "identity client credentials (private_key_jwt)", await timed(200, client_credentials)
+        )
+        upstream = mint_upstream(endpoints, "personnel", hpr, unit=gp_facts.unit_number)
+
+        async def exchange(_: int) -> None:
+            answer = await http.post(token_endpoint, data=exchange_form(upstream, "journal"))
+            assert answer.status_code == 200, answer.text
+
+        report("identity token exchange (practitioner)", await timed(200, exchange))
 
 
 def main() -> None:

@@ -76,9 +76,10 @@ TEST_CLIENT_SCOPES = [
     *(f"{t}.{a}" for t in RESOURCE_TYPES for a in ("read", "write", "search")),
     "Patient.address",
 ]
-# short local cache and publication lead, so a key rotation is seen within seconds
+# short local cache and publication lead, so a key rotation is seen within seconds: the lead
+# exceeds the services' JWKS age plus identity's own key re-read (1 s)
 JWKS_MAX_AGE_SECONDS = 2
-KEY_PUBLISH_LEAD_SECONDS = 4
+KEY_PUBLISH_LEAD_SECONDS = 5
 
 
 def discover_services() -> list[str]:

@@ -42,11 +42,13 @@ async def discovery(service: TokenServiceDep) -> dict[str, Any]:
 
 
 @router.get("/jwks", summary="The public signing keys: next, active and still-valid retired")
-async def jwks(keys: SigningKeysDep) -> JSONResponse:
+async def jwks(keys: SigningKeysDep, service: TokenServiceDep) -> JSONResponse:
+    # HTTP caches must not hold the JWKS for a good part of a rotation's publication lead
+    max_age = int(min(300.0, service.settings.key_publish_lead_seconds / 4))
     return JSONResponse(
         await keys.jwks(),
         media_type="application/jwk-set+json",
-        headers={"Cache-Control": "public, max-age=60"},
+        headers={"Cache-Control": f"public, max-age={max_age}"},
     )
 
 

@@ -56,17 +56,32 @@ def schedule(
 
 
 class SigningKeys:
-    def __init__(self, database: Database, token_lifetime_seconds: int) -> None:
+    """The key ring in the database, read at most once per ``reread_seconds`` (a rotation's
+    publication lead must exceed it plus the verifiers' JWKS cache age)."""
+
+    def __init__(
+        self, database: Database, token_lifetime_seconds: int, reread_seconds: float = 1.0
+    ) -> None:
         self.keys = database.collection(SIGNING_KEYS)
         self.retention = token_lifetime_seconds + MAX_VERIFIER_LEEWAY
+        self.reread_seconds = reread_seconds
+        self._ring: list[SigningKey] = []
+        self._read_at = -reread_seconds
+        # importing an RSA private key costs tens of milliseconds; a kid's key never changes
+        self._imported: dict[str, RSAKey] = {}
 
     async def _all(self) -> list[SigningKey]:
-        stored = [document async for document in self.keys.find({})]
-        keys = [
-            SigningKey(d["_id"], float(d["signs_from"]), RSAKey.import_key(d["private_jwk"]))
-            for d in stored
-        ]
-        return sorted(keys, key=lambda k: (k.signs_from, k.kid))
+        if time.monotonic() - self._read_at < self.reread_seconds:
+            return self._ring
+        ring = []
+        async for document in self.keys.find({}):
+            kid = document["_id"]
+            if kid not in self._imported:
+                self._imported[kid] = RSAKey.import_key(document["private_jwk"])
+            ring.append(SigningKey(kid, float(document["signs_from"]), self._imported[kid]))
+        self._ring = sorted(ring, key=lambda k: (k.signs_from, k.kid))
+        self._read_at = time.monotonic()
+        return self._ring
 
     async def add(self, signs_from: float) -> str:
         kid = f"{time.strftime('%Y%m%d', time.gmtime(signs_from))}-{uuid.uuid4().hex[:8]}"
@@ -74,6 +89,7 @@ class SigningKeys:
         await self.keys.insert_one(
             {"_id": kid, "signs_from": signs_from, "private_jwk": key.as_dict(private=True)}
         )
+        self._read_at = -self.reread_seconds
         return kid
 
     async def ensure_one(self) -> None:

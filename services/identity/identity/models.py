@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from akson_common.auth import Principal
 from akson_common.settings import ServiceSettings
@@ -35,6 +35,12 @@ class UpstreamIssuer(BaseModel):
     jwks_file: str = ""
     subject_claim: str
     unit_claim: str = ""
+
+    @model_validator(mode="after")
+    def _has_keys(self) -> UpstreamIssuer:
+        if not (self.jwks_url or self.jwks_file):
+            raise ValueError(f"upstream issuer {self.issuer}: jwks_url or jwks_file is required")
+        return self
 
 
 class IdentitySettings(ServiceSettings):

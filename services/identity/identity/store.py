@@ -19,6 +19,7 @@ from identity.models import ClientRegistration, OrganisationFacts, PersonFacts, 
 
 PRACTITIONERS = "practitioners"
 USED_ASSERTIONS = "used_client_assertions"
+ASSERTION_SWEEP_SECONDS = 60
 
 
 def practitioner_subject(hpr_number: str) -> str:
@@ -36,6 +37,7 @@ class IdentityStore:
             database, "organisations", OrganisationFacts, id_field="org_number"
         )
         self.used_assertions = database.collection(USED_ASSERTIONS)
+        self._swept_at = 0
         self.outbox = outbox
         outbox.track(PRACTITIONERS)
 
@@ -50,8 +52,10 @@ class IdentityStore:
         return True
 
     async def forget_expired_assertions(self, now: int) -> None:
-        # an expired assertion is refused on its exp alone, its jti need not be kept
-        await self.used_assertions.delete_many({"expires_at": {"$lt": now}})
+        """An expired assertion is refused on its exp alone: its jti need not be kept."""
+        if now - self._swept_at >= ASSERTION_SWEEP_SECONDS:
+            self._swept_at = now
+            await self.used_assertions.delete_many({"expires_at": {"$lt": now}})
 
     async def save_practitioner(self, event: PractitionerChangedV1) -> None:
         """Keep the practitioner's facts; a suspension or revocation disables the account in
