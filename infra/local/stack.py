@@ -717,6 +717,8 @@ def main() -> None:
     if args.command == "mint":
         if not (args.who and args.identifier):
             parser.error("mint needs personnel|citizen and an HPR number or national id")
+        if not (run_dir / "endpoints.json").exists():
+            raise SystemExit(f"nothing runs in {run_dir}: start the platform with `make up`")
         endpoints = json.loads((run_dir / "endpoints.json").read_text())
         print(mint_upstream(endpoints, args.who, args.identifier, unit=args.unit))  # noqa: T201
         return
