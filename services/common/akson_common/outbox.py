@@ -20,7 +20,7 @@ from pymongo import IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from akson_common.db import Database, Document
+from akson_common.db import Database, Document, when_not_busy
 from akson_common.events import EventPublisher
 
 log = logging.getLogger("akson.outbox")
@@ -83,7 +83,8 @@ class Outbox:
         batch = [{**document, OUTBOX_FIELD: events} for document, events in documents]
         existed: set[Any] = set()
         try:
-            await self.database.collection(collection).insert_many(batch, ordered=False)
+            target = self.database.collection(collection)
+            await when_not_busy(lambda: target.insert_many(batch, ordered=False))
         except BulkWriteError as error:
             failures = error.details.get("writeErrors", [])
             if any(failure.get("code") != DUPLICATE_KEY for failure in failures):
