@@ -62,8 +62,11 @@ class Outbox:
         upsert: bool = False,
     ) -> Document | None:
         """Apply ``update`` and append ``events`` to the same document, atomically."""
-        result = await self.database.collection(collection).find_one_and_update(
-            dict(selector), _with_events(update, events), upsert=upsert, return_document=True
+        target = self.database.collection(collection)
+        result = await when_not_busy(
+            lambda: target.find_one_and_update(
+                dict(selector), _with_events(update, events), upsert=upsert, return_document=True
+            )
         )
         self._wake.set()
         return result

@@ -103,10 +103,17 @@ class Register(Generic[In, Stored]):
                     changed.append(record)
                 else:
                     report.unchanged += 1
-            # created concurrently since we looked: those become updates
+            # Present after all: created since we looked, or by our own insert that a busy
+            # database cut short and its retry found. Only a real difference is an update.
             raced = await self.outbox.insert_many(self.name, new)
-            report.created += len(new) - len(raced)
-            changed += [r for r in batch if self.key(r) in raced]
+            now = await self._existing(list(raced)) if raced else {}
+            different = [
+                record
+                for record in batch
+                if self.key(record) in now and not _same(now[self.key(record)], self._state(record))
+            ]
+            report.created += len(new) - len(different)
+            changed += different
             for record in changed:
                 await self.outbox.save(
                     self.name,
