@@ -99,8 +99,10 @@ class Repository(Generic[M]):
         return self.database.collection(self.collection_name)
 
     async def ensure_indexes(self) -> None:
-        if self.indexes:
-            await self.collection.create_indexes(list(self.indexes))
+        # One index per command: FerretDB v1 panics (and drops the connection) when one
+        # createIndexes names two or more indexes that all exist already, i.e. at every restart.
+        for index in self.indexes:
+            await self.collection.create_indexes([index])
 
     def to_document(self, entity: M) -> Document:
         document = entity.model_dump(mode="json")
