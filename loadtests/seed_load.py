@@ -28,7 +28,7 @@ def load(run_dir: Path, persons: int, chunk: int) -> None:
     base = endpoints["services"]["masterdata"]["app"]
     started = time.monotonic()
     paths = write(generate(persons), run_dir / "seed")
-    print(f"generated in {time.monotonic() - started:.1f} s into {run_dir / 'seed'}")  # noqa: T201
+    print(f"generated in {time.monotonic() - started:.1f} s into {run_dir / 'seed'}", flush=True)  # noqa: T201
     with httpx.Client(timeout=300.0) as client:
         for kind, path in paths.items():
             lines = path.read_bytes().splitlines(keepends=True)
@@ -51,7 +51,8 @@ def load(run_dir: Path, persons: int, chunk: int) -> None:
                     totals[key] += report[key]
             took = time.monotonic() - started
             counts = " ".join(f"{k}={v}" for k, v in totals.items())
-            print(f"{kind:<16} {took:6.1f} s  {len(lines) / took:7.0f} lines/s  {counts}")  # noqa: T201
+            rate = f"{len(lines) / took:7.0f} lines/s"
+            print(f"{kind:<16} {took:6.1f} s  {rate}  {counts}", flush=True)  # noqa: T201
 
 
 def main() -> None:

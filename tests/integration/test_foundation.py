@@ -25,9 +25,11 @@ def registry_headers(platform: Platform) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
-def gp_headers(platform: Platform, hpr: str = "9144900", unit: str = "unit-gp-1") -> dict[str, str]:
+def gp_headers(
+    platform: Platform, hpr: str = "9144900", unit: str = "unit-gp-1", audience: str = "journal"
+) -> dict[str, str]:
     token = platform.token(
-        "journal",
+        audience,
         subject=f"hpr:{hpr}",
         kind="practitioner",
         hpr_number=hpr,

@@ -14,6 +14,7 @@ import pytest
 
 from akson_common.identifiers import organisation_number_valid
 from tests.integration.conftest import Platform, eventually
+from tests.integration.test_foundation import gp_headers, person
 from tests.support import new_patient_id
 
 pytestmark = pytest.mark.integration
@@ -30,16 +31,8 @@ def system(platform: Platform, scope: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
-def practitioner(platform: Platform, hpr: str, unit: str = "unit-x") -> dict[str, str]:
-    token = platform.token(
-        "masterdata",
-        subject=f"hpr:{hpr}",
-        kind="practitioner",
-        hpr_number=hpr,
-        profession="LE",
-        unit=unit,
-    )
-    return {"authorization": f"Bearer {token}"}
+def practitioner(platform: Platform, hpr: str) -> dict[str, str]:
+    return gp_headers(platform, hpr, unit="unit-x", audience="masterdata")
 
 
 def citizen(platform: Platform, national_id: str) -> dict[str, str]:
@@ -51,16 +44,6 @@ def new_org_number() -> str:
     while not organisation_number_valid(number := f"{next(_org_serial)}0"):
         pass
     return number
-
-
-def person(national_id: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        "national_id": national_id,
-        "given_name": "Test",
-        "family_name": "Syntetisk",
-        "municipality": "4601",
-        **overrides,
-    }
 
 
 def relation(patient: str, hpr: str, **overrides: Any) -> dict[str, Any]:

@@ -8,7 +8,8 @@ updates, indexes and simple queries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -16,12 +17,30 @@ from pydantic import BaseModel
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 Document = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
 
-__all__ = ["Database", "Document", "DuplicateKeyError", "Page", "Repository"]
+T = TypeVar("T")
+
+__all__ = ["Database", "Document", "DuplicateKeyError", "Page", "Repository", "when_not_busy"]
+
+
+async def when_not_busy(write: Callable[[], Awaitable[T]], attempts: int = 6) -> T:
+    """Run a write, retrying while FerretDB's SQLite backend reports the database locked.
+
+    FerretDB v1 (SQLite) answers SQLITE_BUSY instead of waiting when two writers meet;
+    MongoDB never does, so there this is a single call.
+    """
+    for attempt in range(attempts):
+        try:
+            return await write()
+        except OperationFailure as error:
+            if "SQLITE_BUSY" not in str(error) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 class Database:
@@ -80,8 +99,10 @@ class Repository(Generic[M]):
         return self.database.collection(self.collection_name)
 
     async def ensure_indexes(self) -> None:
-        if self.indexes:
-            await self.collection.create_indexes(list(self.indexes))
+        # One index per command: FerretDB v1 panics (and drops the connection) when one
+        # createIndexes names two or more indexes that all exist already, i.e. at every restart.
+        for index in self.indexes:
+            await self.collection.create_indexes([index])
 
     def to_document(self, entity: M) -> Document:
         document = entity.model_dump(mode="json")

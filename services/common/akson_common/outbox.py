@@ -17,9 +17,10 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from pymongo import IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from akson_common.db import Database, Document
+from akson_common.db import Database, Document, when_not_busy
 from akson_common.events import EventPublisher
 
 log = logging.getLogger("akson.outbox")
@@ -28,6 +29,7 @@ _tracer = trace.get_tracer("akson.outbox")
 OUTBOX_FIELD = "_outbox"
 DUPLICATE_KEY = 11000
 IDLE_BACKOFF = 16
+RELAY_CHUNK = 200
 
 
 class Outbox:
@@ -60,8 +62,11 @@ class Outbox:
         upsert: bool = False,
     ) -> Document | None:
         """Apply ``update`` and append ``events`` to the same document, atomically."""
-        result = await self.database.collection(collection).find_one_and_update(
-            dict(selector), _with_events(update, events), upsert=upsert, return_document=True
+        target = self.database.collection(collection)
+        result = await when_not_busy(
+            lambda: target.find_one_and_update(
+                dict(selector), _with_events(update, events), upsert=upsert, return_document=True
+            )
         )
         self._wake.set()
         return result
@@ -81,7 +86,8 @@ class Outbox:
         batch = [{**document, OUTBOX_FIELD: events} for document, events in documents]
         existed: set[Any] = set()
         try:
-            await self.database.collection(collection).insert_many(batch, ordered=False)
+            target = self.database.collection(collection)
+            await when_not_busy(lambda: target.insert_many(batch, ordered=False))
         except BulkWriteError as error:
             failures = error.details.get("writeErrors", [])
             if any(failure.get("code") != DUPLICATE_KEY for failure in failures):
@@ -91,18 +97,28 @@ class Outbox:
         return existed
 
     async def relay_once(self) -> int:
-        """Publish every pending event once; return how many were published."""
+        """Publish every pending event once; return how many were published.
+
+        Published entries are removed with one exact-match ``$pullAll`` per chunk of documents:
+        FerretDB v1 scans the collection for every update, so one update per event made
+        draining a large import quadratic. (A ``$pull`` with a query condition would silently
+        do nothing there; exact values work.)
+        """
         published = 0
         for name in self.collections:
             collection = self.database.collection(name)
             cursor = collection.find({f"{OUTBOX_FIELD}.id": {"$exists": True}}, {OUTBOX_FIELD: 1})
+            done_ids: list[Any] = []
+            done: list[dict[str, Any]] = []
             async for document in cursor:
                 for envelope in document.get(OUTBOX_FIELD, []):
                     await self._publish(envelope)
-                    await collection.update_one(
-                        {"_id": document["_id"]}, {"$pull": {OUTBOX_FIELD: envelope}}
-                    )
-                    published += 1
+                    done.append(envelope)
+                done_ids.append(document["_id"])
+                if len(done_ids) >= RELAY_CHUNK:
+                    published += await _pull(collection, done_ids, done)
+                    done_ids, done = [], []
+            published += await _pull(collection, done_ids, done)
         return published
 
     async def _publish(self, envelope: dict[str, Any]) -> None:
@@ -151,3 +167,11 @@ def _with_events(update: Mapping[str, Any], events: list[dict[str, Any]]) -> dic
     if events:
         operations.setdefault("$push", {})[OUTBOX_FIELD] = {"$each": events}
     return operations
+
+
+async def _pull(
+    collection: AsyncCollection[Document], ids: list[Any], envelopes: list[dict[str, Any]]
+) -> int:
+    if ids:
+        await collection.update_many({"_id": {"$in": ids}}, {"$pullAll": {OUTBOX_FIELD: envelopes}})
+    return len(envelopes)

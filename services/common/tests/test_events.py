@@ -101,3 +101,17 @@ def test_the_catalogue_renders_as_asyncapi() -> None:
         "address_protection",
         "deceased",
     ]
+
+
+def test_master_data_payloads_carry_identifiers_only() -> None:
+    from akson_common.events import CATALOGUE
+
+    for name in (
+        "masterdata.person.changed",
+        "masterdata.practitioner.changed",
+        "masterdata.organisation.changed",
+        "masterdata.care_relation.changed",
+    ):
+        fields = set(CATALOGUE[name].payload.model_fields)
+        assert not fields & {"name", "given_name", "family_name", "address"}, name
+    assert CATALOGUE["masterdata.practitioner.changed"].event_type.endswith(".v1")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 from hypothesis import given
@@ -7,6 +8,9 @@ from hypothesis import strategies as st
 
 from akson_common.identifiers import (
     NationalIdKind,
+    is_her_id,
+    is_hpr_number,
+    is_municipality_number,
     is_national_id,
     national_id_control_digits,
     national_id_kind,
@@ -79,3 +83,43 @@ def test_organisation_numbers_with_their_control_digit(first_eight: str) -> None
 def test_a_published_organisation_number() -> None:
     assert organisation_number_valid("974760673")  # Brønnøysundregistrene itself
     assert not organisation_number_valid("974760674")
+
+
+serial_validators = st.sampled_from([is_hpr_number, is_her_id])
+
+
+@given(serial_validators, st.integers(min_value=1, max_value=999_999_999))
+def test_hpr_numbers_and_her_ids_are_positive_serials_up_to_nine_digits(
+    valid: Callable[[str], bool], serial: int
+) -> None:
+    assert valid(str(serial))
+    assert not valid(f"0{serial}")  # no leading zero: the same number written twice
+    assert not valid(f"{serial:010d}")  # ten digits
+
+
+@given(serial_validators, st.text(max_size=12))
+def test_serials_are_ascii_digits_only(valid: Callable[[str], bool], text: str) -> None:
+    expected = (
+        1 <= len(text) <= 9 and text.isascii() and text.isdigit() and not text.startswith("0")
+    )
+    assert valid(text) is expected
+
+
+@given(st.integers(min_value=100, max_value=9999))
+def test_municipality_numbers_have_four_digits_and_a_county(number: int) -> None:
+    text = f"{number:04d}"
+    assert is_municipality_number(text)
+    assert not is_municipality_number(text[:3])
+    assert not is_municipality_number(text + "1")
+
+
+@given(st.text(max_size=6))
+def test_municipality_numbers_refuse_anything_else(text: str) -> None:
+    expected = len(text) == 4 and text.isascii() and text.isdigit() and text[:2] != "00"
+    assert is_municipality_number(text) is expected
+
+
+def test_known_municipality_numbers() -> None:
+    for number in ("0301", "4601", "1103", "4204", "1804"):
+        assert is_municipality_number(number)
+    assert not is_municipality_number("0001")

@@ -33,7 +33,7 @@ from masterdata.models import (
     Practitioner,
     PractitionerIn,
 )
-from masterdata.service import MasterData, public_view
+from masterdata.service import In, MasterData, Register, Stored, public_view
 
 router = APIRouter(tags=["masterdata"], responses=PROTECTED_RESPONSES)
 FHIR_JSON = "application/fhir+json"
@@ -80,6 +80,20 @@ async def about_patient(
 def _same_key(path_value: str, body_value: str, name: str) -> None:
     if path_value != body_value:
         raise Unprocessable(f"{name} in the body differs from the path")
+
+
+async def directory_write(
+    policy: PolicyEnforcementPoint,
+    principal: Principal,
+    resource_type: str,
+    register: Register[In, Stored],
+    path_key: str,
+    record: In,
+) -> Stored:
+    """Create or update a directory record (idempotent): the path names the record."""
+    _same_key(path_key, register.key(record), "the identifier")
+    await policy.enforce(principal, "write", ResourceRef(type=resource_type), REGISTRY)
+    return await register.save(record)
 
 
 def _next_link(request: Request, after: str | None) -> str | None:
@@ -173,9 +187,9 @@ async def put_practitioner(
     policy: Policy,
     service: Service,
 ) -> Practitioner:
-    _same_key(hpr_number, practitioner.hpr_number, "hpr_number")
-    await policy.enforce(principal, "write", ResourceRef(type="Practitioner"), REGISTRY)
-    return await service.practitioners.save(practitioner)
+    return await directory_write(
+        policy, principal, "Practitioner", service.practitioners, hpr_number, practitioner
+    )
 
 
 @router.get("/practitioners/{hpr_number}", response_model=Practitioner)
@@ -217,9 +231,9 @@ async def put_organisation(
     policy: Policy,
     service: Service,
 ) -> Organisation:
-    _same_key(org_number, organisation.org_number, "org_number")
-    await policy.enforce(principal, "write", ResourceRef(type="Organization"), REGISTRY)
-    return await service.organisations.save(organisation)
+    return await directory_write(
+        policy, principal, "Organization", service.organisations, org_number, organisation
+    )
 
 
 @router.get("/organisations/{org_number}", response_model=Organisation)

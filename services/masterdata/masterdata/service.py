@@ -7,7 +7,6 @@ nothing), and one event per real change. A single PUT and a bulk import go the s
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,7 +51,7 @@ PERSONS = "persons"
 PRACTITIONERS = "practitioners"
 ORGANISATIONS = "organisations"
 CARE_RELATIONS = "care_relations"
-BATCH = 500
+BATCH = 2000
 
 In = TypeVar("In", bound=Record)
 Stored = TypeVar("Stored", bound=BaseModel)
@@ -104,10 +103,17 @@ class Register(Generic[In, Stored]):
                     changed.append(record)
                 else:
                     report.unchanged += 1
-            # created concurrently since we looked: those become updates
+            # Present after all: created since we looked, or by our own insert that a busy
+            # database cut short and its retry found. Only a real difference is an update.
             raced = await self.outbox.insert_many(self.name, new)
-            report.created += len(new) - len(raced)
-            changed += [r for r in batch if self.key(r) in raced]
+            now = await self._existing(list(raced)) if raced else {}
+            different = [
+                record
+                for record in batch
+                if self.key(record) in now and not _same(now[self.key(record)], self._state(record))
+            ]
+            report.created += len(new) - len(different)
+            changed += different
             for record in changed:
                 await self.outbox.save(
                     self.name,
@@ -119,12 +125,10 @@ class Register(Generic[In, Stored]):
             report.updated += len(changed)
 
     async def _existing(self, keys: list[str]) -> dict[str, Document]:
-        # One find by _id each: FerretDB v1 answers those from its key, but scans for $in.
-        collection = self.repository.collection
-        found = await asyncio.gather(
-            *(collection.find_one({"_id": key}, {OUTBOX_FIELD: 0}) for key in keys)
-        )
-        return {document["_id"]: document for document in found if document is not None}
+        # One query per batch: FerretDB v1 scans the collection for an $in, and also for a
+        # find_one by _id that finds nothing (the common case in an import).
+        cursor = self.repository.collection.find({"_id": {"$in": keys}}, {OUTBOX_FIELD: 0})
+        return {document["_id"]: document async for document in cursor}
 
     def _state(self, record: In) -> dict[str, Any]:
         return record.model_dump(mode="json", exclude={self.repository.id_field})
