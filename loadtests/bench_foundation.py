@@ -7,6 +7,7 @@ journal read over HTTP. Starts its own stack, prints figures, stops everything.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import base64
 import statistics
 import sys
@@ -187,6 +188,7 @@ def main() -> None:
         asyncio.run(bench(stack))
     finally:
         stack.down()
+    shutil.rmtree(stack.run_dir, ignore_errors=True)  # kept only when the benchmark failed
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ upstream token for practitioners (registered in master data first) and citizens.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -98,7 +100,7 @@ class Platform:
 
 
 @pytest.fixture(scope="session")
-def platform() -> Iterator[Platform]:
+def platform(request: pytest.FixtureRequest) -> Iterator[Platform]:
     run_dir = ROOT / ".run" / f"test-{uuid.uuid4().hex[:8]}"
     stack = Stack(run_dir=run_dir)
     stack.up()
@@ -115,6 +117,9 @@ def platform() -> Iterator[Platform]:
             if process.popen is not None and process.popen.poll() is None
         ]
         assert not leftovers, f"still running after down: {leftovers}"
+        # keep the logs and data of a failed run for diagnosis; a passing run leaves nothing
+        if request.session.testsfailed == 0 and not os.environ.get("AKSON_KEEP_RUN"):
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture
