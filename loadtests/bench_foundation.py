@@ -7,8 +7,8 @@ journal read over HTTP. Starts its own stack, prints figures, stops everything.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import base64
+import shutil
 import statistics
 import sys
 import time
