@@ -92,12 +92,6 @@ class Platform:
     def db(self, service: str) -> Any:
         return self.mongo[f"akson_{service}"]
 
-    def restart(self, *names: str) -> None:
-        for name in names:
-            self.stack.stop(name)
-        for name in names:
-            self.stack.start(name)
-
 
 @pytest.fixture(scope="session")
 def platform(request: pytest.FixtureRequest) -> Iterator[Platform]:

@@ -12,10 +12,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import TypeVar
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -94,7 +94,6 @@ def create_service(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await platform.pep.start()
         await database.bootstrap()
-        await platform.outbox.ensure_indexes()
         if on_startup is not None:
             await on_startup(platform)
         platform.outbox.start()
@@ -176,18 +175,6 @@ async def _answers(http: httpx.AsyncClient, url: str) -> bool:
     except httpx.HTTPError:
         return False
     return response.is_success
-
-
-def platform_of(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
-
-
-PlatformDep = Annotated[Platform, Depends(platform_of)]
-
-
-def service_state(request: Request, name: str) -> Any:
-    return getattr(request.app.state, name)
 
 
 T = TypeVar("T")

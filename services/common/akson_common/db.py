@@ -51,18 +51,23 @@ class Database:
             url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True
         )
         self.db: AsyncDatabase[Document] = self.client[name]
-        self._repositories: list[Repository[Any]] = []
+        self._indexes: dict[str, list[IndexModel]] = {}
 
     def collection(self, name: str) -> AsyncCollection[Document]:
         return self.db[name]
 
-    def register(self, repository: Repository[Any]) -> None:
-        self._repositories.append(repository)
+    def declare_indexes(self, collection: str, indexes: Sequence[IndexModel]) -> None:
+        """Indexes a collection needs; :meth:`bootstrap` creates them at start-up."""
+        self._indexes.setdefault(collection, []).extend(indexes)
 
     async def bootstrap(self) -> None:
-        """Create every registered repository's indexes (idempotent)."""
-        for repository in self._repositories:
-            await repository.ensure_indexes()
+        """Create every declared index (idempotent)."""
+        for name, indexes in self._indexes.items():
+            # One index per command: FerretDB v1 panics (and drops the connection) when one
+            # createIndexes names two or more indexes that all exist already, i.e. at every
+            # restart.
+            for index in indexes:
+                await self.collection(name).create_indexes([index])
 
     async def ping(self) -> bool:
         try:
@@ -92,17 +97,11 @@ class Repository(Generic[M]):
     indexes: Sequence[IndexModel] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        self.database.register(self)
+        self.database.declare_indexes(self.collection_name, self.indexes)
 
     @property
     def collection(self) -> AsyncCollection[Document]:
         return self.database.collection(self.collection_name)
-
-    async def ensure_indexes(self) -> None:
-        # One index per command: FerretDB v1 panics (and drops the connection) when one
-        # createIndexes names two or more indexes that all exist already, i.e. at every restart.
-        for index in self.indexes:
-            await self.collection.create_indexes([index])
 
     def to_document(self, entity: M) -> Document:
         document = entity.model_dump(mode="json")
@@ -138,9 +137,6 @@ class Repository(Generic[M]):
         items = [self.to_model(d) for d in documents[:limit]]
         next_after = str(documents[limit - 1]["_id"]) if len(documents) > limit else None
         return Page(items=items, next_after=next_after)
-
-    async def insert(self, entity: M) -> None:
-        await self.collection.insert_one(self.to_document(entity))
 
     async def upsert(self, entity: M) -> None:
         document = self.to_document(entity)

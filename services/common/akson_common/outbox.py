@@ -45,11 +45,8 @@ class Outbox:
         """Declare a collection whose documents may carry pending events."""
         if collection not in self.collections:
             self.collections.append(collection)
-
-    async def ensure_indexes(self) -> None:
-        for name in self.collections:
-            await self.database.collection(name).create_indexes(
-                [IndexModel([(f"{OUTBOX_FIELD}.id", 1)], sparse=True)]
+            self.database.declare_indexes(
+                collection, [IndexModel([(f"{OUTBOX_FIELD}.id", 1)], sparse=True)]
             )
 
     async def save(

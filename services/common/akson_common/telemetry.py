@@ -39,7 +39,3 @@ def configure_tracing(
         app, tracer_provider=_provider, excluded_urls="healthz,readyz"
     )
     return _provider
-
-
-def tracer(name: str) -> trace.Tracer:
-    return trace.get_tracer(name)

@@ -47,10 +47,7 @@ def category_of(document: DocumentReference) -> str:
 class DocumentStore:
     def __init__(self, database: Database) -> None:
         self.collection = database.collection(DOCUMENTS)
-        self.indexes = [IndexModel([("patient", 1), ("category", 1)])]
-
-    async def ensure_indexes(self) -> None:
-        await self.collection.create_indexes(self.indexes)
+        database.declare_indexes(DOCUMENTS, [IndexModel([("patient", 1), ("category", 1)])])
 
     async def add(self, document: DocumentReference, *, patient: str, category: str) -> str:
         document_id = str(uuid.uuid4())

@@ -16,14 +16,9 @@ def configure(app: FastAPI, platform: Platform) -> None:
     app.state.documents = DocumentStore(platform.database)
 
 
-async def on_startup(platform: Platform) -> None:
-    await platform.database.collection("documents").create_index([("patient", 1)])
-
-
 app = create_service(
     settings_for(ServiceSettings, "journal"),
     title="Akson journal",
     routers=[router],
     configure=configure,
-    on_startup=on_startup,
 )

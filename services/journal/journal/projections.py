@@ -11,7 +11,7 @@ from typing import Any
 
 from pymongo import IndexModel
 
-from akson_common.db import Database, Repository
+from akson_common.db import Database
 from akson_common.events import (
     CARE_RELATION_CHANGED,
     PERSON_CHANGED,
@@ -30,13 +30,7 @@ class Projections:
     def __init__(self, database: Database, subscriptions: Subscriptions) -> None:
         self.patients = database.collection(PATIENTS)
         self.care_relations = database.collection(CARE_RELATIONS)
-        Repository(
-            database,
-            CARE_RELATIONS,
-            CareRelationChangedV1,
-            id_field="relation_id",
-            indexes=[IndexModel([("patient", 1)])],
-        )
+        database.declare_indexes(CARE_RELATIONS, [IndexModel([("patient", 1)])])
         subscriptions.on(PERSON_CHANGED)(self.on_person_changed)
         subscriptions.on(CARE_RELATION_CHANGED)(self.on_care_relation_changed)
 

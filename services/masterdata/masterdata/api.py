@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import JSONResponse
 
+from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
 from akson_common.errors import PROTECTED_RESPONSES, Unprocessable, UnsupportedMediaType
 from akson_common.policy import (
@@ -50,12 +51,7 @@ IMPORT_TYPES = {
 }
 
 
-def masterdata(request: Request) -> MasterData:
-    service: MasterData = request.app.state.masterdata
-    return service
-
-
-Service = Annotated[MasterData, Depends(masterdata)]
+Service = Annotated[MasterData, Depends(state_dependency("masterdata", MasterData))]
 Count = Annotated[int, Query(alias="_count", ge=1, le=500)]
 After = Annotated[str | None, Query(alias="_after", max_length=64)]
 
