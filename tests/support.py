@@ -87,16 +87,22 @@ def token_response(endpoints: dict[str, Any], form: dict[str, str]) -> httpx.Res
 
 
 def client_form(
-    endpoints: dict[str, Any], audience: str, scope: str, assertion: str | None = None
+    endpoints: dict[str, Any],
+    audience: str,
+    scope: str,
+    assertion: str | None = None,
+    client_id: str | None = None,
 ) -> dict[str, str]:
-    """Client credentials as the runner's registered test client."""
+    """Client credentials as the runner's registered test client (or one of its dev clients,
+    which share its key pair)."""
     client = endpoints["test_client"]
     token_endpoint = endpoints["identity"]["token_endpoint"]
+    client_id = client_id or client["client_id"]
     return {
         "grant_type": "client_credentials",
         "client_assertion_type": JWT_BEARER,
         "client_assertion": assertion
-        or client_assertion(client["private_key_file"], client["client_id"], token_endpoint),
+        or client_assertion(client["private_key_file"], client_id, token_endpoint),
         "audience": audience,
         "scope": scope,
     }
@@ -118,8 +124,12 @@ def issued(answer: httpx.Response) -> str:
     return token
 
 
-def system_token(endpoints: dict[str, Any], audience: str, scope: str) -> str:
-    return issued(token_response(endpoints, client_form(endpoints, audience, scope)))
+def system_token(
+    endpoints: dict[str, Any], audience: str, scope: str, client_id: str | None = None
+) -> str:
+    return issued(
+        token_response(endpoints, client_form(endpoints, audience, scope, client_id=client_id))
+    )
 
 
 def citizen_token(endpoints: dict[str, Any], national_id: str, audience: str) -> str:

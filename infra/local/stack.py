@@ -76,6 +76,27 @@ TEST_CLIENT_SCOPES = [
     *(f"{t}.{a}" for t in RESOURCE_TYPES for a in ("read", "write", "search")),
     "Patient.address",
 ]
+# Dev system clients registered next to the test client (same key pair, each its own id):
+# a lab system that delivers results, NAV and child welfare (organisations that read only under a
+# citizen's sharing consent) and an auditor. Organisation numbers are synthetic (valid mod 11).
+DEV_CLIENTS: dict[str, dict[str, Any]] = {
+    "lab": {
+        "client_id": "akson-dev-lab",
+        "organisation": "999000010",
+        "scopes": ["DiagnosticReport.write", "Observation.write"],
+    },
+    "nav": {"client_id": "akson-dev-nav", "organisation": "999000029", "roles": ["nav"]},
+    "child_welfare": {
+        "client_id": "akson-dev-child-welfare",
+        "organisation": "999000037",
+        "roles": ["child_welfare"],
+    },
+    "auditor": {
+        "client_id": "akson-dev-auditor",
+        "organisation": "999000045",
+        "roles": ["auditor"],
+    },
+}
 # short local cache and publication lead, so a key rotation is seen within seconds: the lead
 # exceeds the services' JWKS age plus identity's own key re-read (1 s)
 JWKS_MAX_AGE_SECONDS = 2
@@ -277,16 +298,17 @@ class Stack:
         jwks_file = self.run_dir / "identity" / f"{TEST_CLIENT}-jwks.json"
         key_file = self._key_pair(TEST_CLIENT, jwks_file)
         clients_file = self.run_dir / "identity" / "clients.json"
-        registration = {
-            "client_id": TEST_CLIENT,
-            "jwks": json.loads(jwks_file.read_text()),
-            "scopes": TEST_CLIENT_SCOPES,
-        }
-        clients_file.write_text(json.dumps([registration]))
+        jwks = json.loads(jwks_file.read_text())
+        registrations = [
+            {"client_id": TEST_CLIENT, "jwks": jwks, "scopes": TEST_CLIENT_SCOPES},
+            *({**client, "jwks": jwks} for client in DEV_CLIENTS.values()),
+        ]
+        clients_file.write_text(json.dumps(registrations))
         return {
             "client_id": TEST_CLIENT,
             "private_key_file": str(key_file),
             "clients_file": str(clients_file),
+            "dev_clients": {name: client["client_id"] for name, client in DEV_CLIENTS.items()},
         }
 
     def _render_dapr_files(self) -> None:

@@ -55,7 +55,10 @@ class Platform:
         token for ``subject``. Other claims cannot be asked for: identity decides them.
         """
         if kind == "system":
-            return system_token(self.endpoints, audience, str(claims.get("scope", "")))
+            # client="nav" | "child_welfare" | "lab" | "auditor": one of the runner's dev clients
+            dev = claims.get("client")
+            client_id = self.endpoints["test_client"]["dev_clients"][dev] if dev else None
+            return system_token(self.endpoints, audience, str(claims.get("scope", "")), client_id)
         if kind == "citizen":
             return citizen_token(self.endpoints, subject, audience)
         if kind != "practitioner":

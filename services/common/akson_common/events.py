@@ -80,6 +80,100 @@ class AccountDisabledV1(EventPayload):
     reason: Literal["suspended", "revoked"]
 
 
+DirectiveKind = Literal["block", "reservation", "consent"]
+ReservationScope = Literal["other_municipalities", "nav", "child_welfare"]
+
+
+class ConsentDirectiveChangedV1(EventPayload):
+    """A citizen's directive was recorded, changed or withdrawn (``status``). ``version`` grows
+    with every change of one directive, so a consumer can ignore a stale, reordered delivery.
+
+    - ``block``: ``practitioner`` (HPR number), ``unit`` or ``organisation`` may not access the
+      patient's record;
+    - ``reservation``: the ``categories`` (empty = every category) are not shared outside
+      ``scope`` (other municipalities, NAV, child welfare);
+    - ``consent``: ``recipient_organisation`` may read ``categories`` for ``purpose``.
+    The period bounds every kind. No free text (the reason given stays in consent).
+    """
+
+    directive_id: str
+    version: int
+    patient: str
+    kind: DirectiveKind
+    status: Literal["active", "withdrawn"]
+    practitioner: str | None = None
+    unit: str | None = None
+    organisation: str | None = None
+    categories: tuple[str, ...] = ()
+    scope: ReservationScope | None = None
+    recipient_organisation: str | None = None
+    purpose: str | None = None
+    period_start: date
+    period_end: date | None = None
+
+
+class DocumentRecordedV1(EventPayload):
+    """A journal document was recorded (or a new version of it). Codes only: never text."""
+
+    document_id: str
+    version: int
+    patient: str
+    category: str
+    type_code: str | None = None
+    author: str | None = None
+    unit: str | None = None
+    organisation: str | None = None
+    municipality: str | None = None
+    recorded_at: datetime
+
+
+class VisitCompletedV1(EventPayload):
+    """A visit (Encounter) was completed or corrected: what payroll needs and nothing else —
+    no patient, no diagnosis, no note. A correction carries the same ``encounter_id`` and a
+    higher ``version``."""
+
+    encounter_id: str
+    version: int
+    performer: str
+    unit: str
+    organisation: str | None = None
+    municipality: str | None = None
+    visit_type: str
+    start: datetime
+    end: datetime
+    status: Literal["finished", "entered-in-error"] = "finished"
+
+
+class SupplyLine(EventPayload):
+    item: str
+    quantity: float
+
+
+class SuppliesUsedV1(EventPayload):
+    """Supplies used in care, per unit: what logistics needs (no patient, no diagnosis)."""
+
+    usage_id: str
+    unit: str
+    organisation: str | None = None
+    municipality: str | None = None
+    used_at: datetime
+    items: tuple[SupplyLine, ...]
+
+
+class EmergencyAccessV1(EventPayload):
+    """Break-glass access was granted: the patient is notified and the access reviewed."""
+
+    decision_id: str | None
+    patient: str
+    practitioner: str
+    unit: str | None = None
+    organisation: str | None = None
+    reason_code: str
+    resource_type: str
+    category: str | None = None
+    at: datetime
+
+
 P = TypeVar("P", bound=EventPayload)
 
 
@@ -103,6 +197,11 @@ CARE_RELATION_CHANGED = Topic("masterdata.care_relation.changed", CareRelationCh
 PRACTITIONER_CHANGED = Topic("masterdata.practitioner.changed", PractitionerChangedV1, 1)
 ORGANISATION_CHANGED = Topic("masterdata.organisation.changed", OrganisationChangedV1, 1)
 ACCOUNT_DISABLED = Topic("identity.account.disabled", AccountDisabledV1, 1)
+CONSENT_DIRECTIVE_CHANGED = Topic("consent.directive.changed", ConsentDirectiveChangedV1, 1)
+DOCUMENT_RECORDED = Topic("journal.document.recorded", DocumentRecordedV1, 1)
+VISIT_COMPLETED = Topic("journal.visit.completed", VisitCompletedV1, 1)
+SUPPLIES_USED = Topic("journal.supplies.used", SuppliesUsedV1, 1)
+EMERGENCY_ACCESS = Topic("journal.access.emergency", EmergencyAccessV1, 1)
 
 CATALOGUE: dict[str, Topic[Any]] = {
     t.name: t
@@ -112,6 +211,11 @@ CATALOGUE: dict[str, Topic[Any]] = {
         PRACTITIONER_CHANGED,
         ORGANISATION_CHANGED,
         ACCOUNT_DISABLED,
+        CONSENT_DIRECTIVE_CHANGED,
+        DOCUMENT_RECORDED,
+        VISIT_COMPLETED,
+        SUPPLIES_USED,
+        EMERGENCY_ACCESS,
     )
 }
 

@@ -42,19 +42,45 @@ class Decision(BaseModel):
 
 
 class ResourceRef(BaseModel):
-    """What is being accessed; never its clinical content."""
+    """What is being accessed; never its clinical content (see policies/README.md).
+
+    ``unit``, ``organisation`` and ``municipality`` are where the resource was recorded;
+    ``withheld_from_patient`` marks a document the patient may not (yet) read.
+    """
 
     type: str
     patient: str | None = None
     category: str | None = None
-    sensitivity: str = "normal"
+    sensitivity: Literal["normal", "sensitive"] = "normal"
+    unit: str | None = None
     organisation: str | None = None
+    municipality: str | None = None
+    author: str | None = None
+    withheld_from_patient: bool = False
     id: str | None = None
 
 
+class PatientFacts(BaseModel):
+    """What the service's projection knows about the patient (never name or address)."""
+
+    protected_address: bool = False
+    municipality: str | None = None
+    deceased: bool = False
+
+
 class PolicyContext(BaseModel):
+    """The facts the service holds in its projections, as the policy input's ``context``.
+
+    ``care_relations``: ``{relation_id, patient, kind, practitioner, unit, active}``;
+    ``directives``: the patient's consent directives (the fields of
+    ``ConsentDirectiveChangedV1`` plus ``active``, computed from status and period at
+    decision time); ``purpose``: treatment (default), registry, nav, child_welfare, audit...;
+    ``emergency_reason``: a coded break-glass reason, or None.
+    """
+
     care_relations: list[dict[str, Any]] = Field(default_factory=list)
     directives: list[dict[str, Any]] = Field(default_factory=list)
+    patient: PatientFacts | None = None
     purpose: str = "treatment"
     emergency_reason: str | None = None
 

@@ -59,6 +59,10 @@ class ClientRegistration(BaseModel):
     client_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,100}$")
     jwks: dict[str, Any]
     scopes: tuple[str, ...] = ()
+    # the organisation the client acts for (NAV, child welfare, a lab) and its roles
+    # (e.g. auditor): both are facts of the registration, never of the request
+    organisation: str | None = None
+    roles: tuple[str, ...] = ()
 
 
 class PractitionerFacts(BaseModel):

@@ -209,7 +209,13 @@ class TokenService:
         requested = tuple(form.get("scope", "").split())
         if not set(requested) <= set(registration.scopes):
             raise OAuthError("invalid_scope", "a requested scope is not granted to this client")
-        principal = Principal(id=client_id, kind="system", scopes=requested)
+        principal = Principal(
+            id=client_id,
+            kind="system",
+            organisation=registration.organisation,
+            roles=registration.roles,
+            scopes=requested,
+        )
         return TokenGrant(principal=principal, audience=audience, client_id=client_id)
 
     async def _authenticate_client(self, assertion: str, claimed_id: str | None) -> str:
