@@ -222,16 +222,15 @@ class Stack:
         for service in self.services:
             for kind in ("app", "dapr_http", "dapr_grpc", "dapr_internal", "dapr_metrics"):
                 ports[f"{service}_{kind}"] = free_port()
-        secret_values = {
-            name: secrets.token_urlsafe(24)
-            for name in (
-                "redis_password",
-                "postgres_password",
-                "dapr_api_token",
-                "app_api_token",
-                "audit_upload_token",
-            )
-        }
+        # Kept per run folder: its PostgreSQL data was initialised with this password, so a
+        # second `make up` on the same folder must not generate new ones.
+        secret_values = self._generated_secrets(
+            "redis_password",
+            "postgres_password",
+            "dapr_api_token",
+            "app_api_token",
+            "audit_upload_token",
+        )
         self._write_secret("tokens.json", secret_values)
         self._write_secret("dapr-secrets.json", {"redis-password": secret_values["redis_password"]})
         identity_url = f"http://127.0.0.1:{ports['identity_app']}"
@@ -333,6 +332,11 @@ class Stack:
             (target / "components" / source.name).write_text(text)
         config = Template((LOCAL / "dapr" / "config.yaml").read_text()).substitute(values)
         (target / "config.yaml").write_text(config)
+
+    def _generated_secrets(self, *names: str) -> dict[str, str]:
+        existing = self.run_dir / "secrets" / "tokens.json"
+        kept: dict[str, str] = json.loads(existing.read_text()) if existing.is_file() else {}
+        return {name: kept.get(name) or secrets.token_urlsafe(24) for name in names}
 
     def _postgres(self, password: str) -> str:
         """Initialise (once per run folder) and define a PostgreSQL server; return its URL."""
