@@ -14,7 +14,7 @@ SERVICE_PACKAGES := $(patsubst %/main.py,%,$(wildcard services/*/*/main.py))
 # the runtime policies OPA serves in the chart: no tests, no manifest checks (one source: policies/)
 CHART_POLICIES ?= charts/akson/files/policies
 
-.PHONY: help up down status upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench seed clean
+.PHONY: help up down status upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access seed clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,8 +72,13 @@ chart-test: venv tools ## helm lint/template, kubeconform (Kubernetes + Dapr CRD
 
 test: lint unit policy-test chart-test integration ## everything CI runs
 
-bench: venv tools ## benchmark figures: FerretDB, OPA decisions, a policy-checked journal read
+bench: bench-foundation bench-access ## every benchmark below
+
+bench-foundation: venv tools ## FerretDB, OPA decisions, a policy-checked journal read, identity
 	$(RUN) python loadtests/bench_foundation.py
+
+bench-access: venv tools ## decisions and authorised journal reads on seeded data (ARGS="--persons N")
+	$(RUN) python loadtests/bench_access.py $(ARGS)
 
 seed: venv ## generate the synthetic population (.run/seed/*.ndjson) and load it into `make up`'s stack
 	$(RUN) python loadtests/seed_load.py
