@@ -8,6 +8,7 @@ suspended practitioner's still-valid tokens are refused everywhere within second
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -20,6 +21,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pymongo import IndexModel
 
 from akson_common.db import Database
 from akson_common.errors import ServiceUnavailable, Unauthorized
@@ -214,13 +216,32 @@ DISABLED_ACCOUNTS = "disabled_accounts"
 class Denylist:
     """Accounts the identity service disabled, kept from its events in this service's database.
 
-    In the database, not in memory: Dapr hands each event to one replica of a service, and
+    In the database, not only in memory: Dapr hands each event to one replica of a service, and
     every replica must refuse the account. A token issued at or before the moment its account
     was disabled is refused; one issued after a reinstatement is not.
+
+    Each replica keeps a snapshot of the recent entries, re-read at most every
+    ``refresh_seconds`` (so a disabled account is refused by every replica within that time of
+    the event, and a request costs no database round trip). Only entries younger than
+    ``relevant_seconds`` (the longest token lifetime plus leeway) are read: identity issues no
+    token for a disabled account, so older entries can refuse no valid token.
     """
 
-    def __init__(self, database: Database, subscriptions: Subscriptions) -> None:
+    def __init__(
+        self,
+        database: Database,
+        subscriptions: Subscriptions,
+        *,
+        refresh_seconds: float = 1.0,
+        relevant_seconds: int = 900,
+    ) -> None:
         self.accounts = database.collection(DISABLED_ACCOUNTS)
+        database.declare_indexes(DISABLED_ACCOUNTS, [IndexModel([("disabled_at", 1)])])
+        self.refresh_seconds = refresh_seconds
+        self.relevant_seconds = relevant_seconds
+        self._snapshot: dict[str, int] = {}
+        self._loaded_at = -float("inf")
+        self._lock = asyncio.Lock()
         subscriptions.on(ACCOUNT_DISABLED)(self.on_account_disabled)
 
     async def on_account_disabled(self, event: AccountDisabledV1, delivery: Delivery) -> Outcome:
@@ -230,14 +251,25 @@ class Denylist:
             {"$max": {"disabled_at": disabled_at}, "$set": {"reason": event.reason}},
             upsert=True,
         )
+        self._snapshot[event.subject] = max(disabled_at, self._snapshot.get(event.subject, 0))
         return Outcome.SUCCESS
 
+    async def _disabled(self) -> dict[str, int]:
+        if time.monotonic() - self._loaded_at >= self.refresh_seconds:
+            async with self._lock:
+                if time.monotonic() - self._loaded_at >= self.refresh_seconds:
+                    since = int(time.time()) - self.relevant_seconds
+                    cursor = self.accounts.find({"disabled_at": {"$gte": since}})
+                    self._snapshot = {str(a["_id"]): int(a["disabled_at"]) async for a in cursor}
+                    self._loaded_at = time.monotonic()
+        return self._snapshot
+
     async def refuse_disabled(self, claims: dict[str, Any]) -> None:
-        account = await self.accounts.find_one({"_id": claims.get("sub")})
-        if account is None:
+        disabled_at = (await self._disabled()).get(str(claims.get("sub")))
+        if disabled_at is None:
             return
         issued_at = claims.get("iat")
-        if not isinstance(issued_at, int) or issued_at <= int(account["disabled_at"]):
+        if not isinstance(issued_at, int) or issued_at <= disabled_at:
             raise Unauthorized("invalid token: the account is disabled")
 
 
