@@ -493,3 +493,51 @@ def test_every_subject_in_the_matrix_is_both_allowed_and_refused_somewhere(world
         outcomes = {expected(subject, p, d) for p in world.patients for d in p.docs}
         if subject.staff is not None or subject.citizen is not None or subject.client == "nav":
             assert outcomes == {True, False}, subject.name
+
+
+def test_opa_stopped_mid_run_refuses_every_journal_request_without_data(
+    platform: Platform, world: World, http: httpx.Client
+) -> None:
+    """Reads, searches, summaries and writes keep coming while OPA is stopped and restarted:
+    inside the outage every answer is 503 problem+json with no identifier of any record."""
+    journal = platform.url("journal")
+    gp = next(s for s in world.subjects if s.name == "gp")
+    patient = next(p for p in world.patients if p.state == "none")
+    doc = patient.docs[0]
+    requests: list[tuple[str, str, Any]] = [
+        ("GET", f"{journal}{FHIR}/{doc.type}/{doc.id}", None),
+        ("GET", f"{journal}{FHIR}/DocumentReference?patient={patient.id}", None),
+        ("GET", f"{journal}{FHIR}/Patient/{patient.id}/$summary", None),
+        (
+            "POST",
+            f"{journal}{FHIR}/DocumentReference",
+            resource_body("DocumentReference", patient.id, "general"),
+        ),
+    ]
+    secrets = {d.id for d in patient.docs}
+
+    def sweep() -> list[httpx.Response]:
+        return [http.request(m, url, json=body, headers=gp.headers) for m, url, body in requests]
+
+    def total() -> int:
+        answer = http.get(requests[1][1], headers=gp.headers)
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["total"])
+
+    assert [r.status_code for r in sweep()] == [200, 200, 200, 201]
+    total_before = total()
+    platform.stack.stop("opa")
+    try:
+        during = [answer for _ in range(3) for answer in sweep()]
+    finally:
+        platform.stack.start("opa")
+    for answer in during:
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["content-type"].split(";")[0] in (
+            "application/problem+json",
+            "application/fhir+json",
+        )
+        assert not any(secret in answer.text for secret in secrets), answer.text
+    eventually(lambda: http.get(requests[0][1], headers=gp.headers).status_code == 200)
+    # the writes refused during the outage stored nothing
+    assert total() == total_before
