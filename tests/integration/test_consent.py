@@ -27,7 +27,9 @@ pytestmark = pytest.mark.integration
 
 TOPIC = "consent.directive.changed"
 CONSENT_SCOPES = "Consent.read Consent.search Consent.write"
-ORG = "974760673"
+# an organisation the test practitioners do not work for (they are in 974760673): a block on
+# their own organisation would, rightly, keep them out of the patient's directives
+ORG = "910000004"
 REASON = "Pasienten ringte fra sykehuset og ba oss sperre legen på hennes vegne."
 _hpr_serial = iter(range(81_000_000, 82_000_000))
 

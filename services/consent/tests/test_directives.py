@@ -13,7 +13,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from akson_common.auth import Principal
 from akson_common.errors import Conflict, Forbidden, PreconditionFailed, Unprocessable
-from akson_common.etags import etag, expected_version
 from akson_common.identifiers import synthetic_national_id
 from akson_common.settings import ServiceSettings
 from consent import fhir
@@ -203,16 +202,6 @@ def test_withdrawal_refuses_stale_versions_repeats_missing_reasons_and_self_unbl
     blocked = Principal(id="hpr:4711", kind="practitioner", hpr_number="4711", profession="LE")
     with pytest.raises(Forbidden):
         withdrawn(directive, blocked, WithdrawalIn(reason=REASON), None, AT)
-
-
-def test_if_match_names_a_version() -> None:
-    assert etag(3) == 'W/"3"'
-    assert expected_version('W/"3"') == 3
-    assert expected_version('"12"') == 12
-    assert expected_version(None) is None and expected_version("*") is None
-    for bad in ("3", 'W/"x"', '"1", "2"', 'W/""'):
-        with pytest.raises(PreconditionFailed):
-            expected_version(bad)
 
 
 # -- FHIR ------------------------------------------------------------------------------------
