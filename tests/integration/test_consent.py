@@ -20,7 +20,6 @@ from fhir.resources.R4B.consent import Consent
 
 from tests.integration.conftest import Platform, eventually
 from tests.integration.test_foundation import gp_headers, put_person, registry_headers
-from tests.integration.test_masterdata import stream
 from tests.support import new_patient_id
 
 pytestmark = pytest.mark.integration
@@ -106,7 +105,7 @@ def published(platform: Platform, directive_id: str) -> list[dict[str, Any]]:
     """The payloads of ``consent.directive.changed`` for one directive, as any subscriber sees
     them in the broker (the Redis stream)."""
     events = []
-    for line in stream(platform, TOPIC).splitlines():
+    for line in platform.stream(TOPIC).splitlines():
         if line.startswith("{") and directive_id in line:
             envelope = json.loads(line)
             events.append(envelope["data"])
@@ -227,7 +226,7 @@ def test_practitioner_needs_a_care_relation_and_gives_a_reason_that_never_leaves
     events = eventually(lambda: len(published(platform, directive["id"])) == 2 and published(
         platform, directive["id"]))  # fmt: skip
     assert {e["organisation"] for e in events} == {ORG}
-    everything = stream(platform, TOPIC)
+    everything = platform.stream(TOPIC)
     assert "ringte" not in everything and "ombestemte" not in everything
     assert all("reason" not in e for e in events)
     stored = platform.db("consent").directives.find_one({"_id": directive["id"]})
