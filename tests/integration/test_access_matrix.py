@@ -303,7 +303,7 @@ def world(platform: Platform) -> Iterator[World]:
             assert answer.status_code == 201, answer.text
             if patient.state == "withdrawn_block":
                 answer = http.post(
-                    f"{answer.headers['location']}/withdraw",
+                    f"{consent}{answer.headers['location']}/withdraw",
                     headers={**citizen, "if-match": answer.headers["etag"]},
                 )
                 assert answer.status_code == 200, answer.text
