@@ -99,6 +99,7 @@ _tables_emergency := data.akson.authz.emergency
 _normal_allow if {
 	count(_grants) > 0
 	count(_overrides) == 0
+	not _directives_malformed
 }
 
 _grants contains "care_relation" if _practitioner_granted
@@ -178,8 +179,11 @@ _practitioner_granted if {
 
 _purpose_allowed if input.context.purpose in _tables_purposes.practitioner
 
+# care relations in any other shape than a list count as none (fails closed)
+_care_relations := input.context.care_relations if is_array(input.context.care_relations)
+
 _has_care_relation if {
-	some relation in input.context.care_relations
+	some relation in _care_relations
 	_relation_covers_subject(relation)
 }
 
@@ -213,7 +217,7 @@ _sensitive_condition_met if {
 
 _has_same_unit_relation if {
 	_nonempty_string(input.subject.unit)
-	some relation in input.context.care_relations
+	some relation in _care_relations
 	_relation_covers_subject(relation)
 	relation.unit == input.subject.unit
 }

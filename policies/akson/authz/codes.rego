@@ -11,6 +11,8 @@ _denials contains code if some code in _overrides
 
 _denials contains "unknown_subject_kind" if not _kind
 
+_denials contains "invalid_directives" if _directives_malformed
+
 _denials contains "action_not_allowed" if {
 	_kind
 	not _action_supported

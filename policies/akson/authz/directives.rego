@@ -5,6 +5,18 @@ package akson.authz
 # --- the patient's directives: blocks and reservations (overrides) -------------------
 # Only active directives about this patient count.
 
+# Directives that cannot be read (not a list, or an entry that is not an object) could hide a
+# block: nothing is allowed then, not even an emergency access (fails closed). Absent: none.
+_directives_malformed if {
+	directives := input.context.directives
+	not is_array(directives)
+}
+
+_directives_malformed if {
+	some directive in input.context.directives
+	not is_object(directive)
+}
+
 _directives contains directive if {
 	some directive in input.context.directives
 	directive.active == true
@@ -77,6 +89,7 @@ _outside_home_municipality if {
 
 _emergency_granted if {
 	not _normal_allow
+	not _directives_malformed
 	_emergency_reason_valid
 	_emergency_eligible
 }
