@@ -5,150 +5,148 @@ import data.akson.authz
 
 # --- block ----------------------------------------------------------------------------------
 
-test_block_cases if {
-	by_hpr := block({"practitioner": "1000001"})
-	blocked := {"allow": false, "reasons": ["blocked", "no_legal_basis"]}
-	mismatches({
-		"block of the practitioner": object.union(blocked, {"input": ask(gp, "read", document, {"directives": [by_hpr]})}),
-		"block of the unit": object.union(blocked, {"input": ask(gp, "search", document, {
-			"directives": [block({"unit": "unit-gp-1"})],
-		})}),
-		"block of the organisation": object.union(blocked, {"input": ask(gp, "read", document, {
-			"directives": [block({"organisation": "974600951"})],
-		})}),
-		"block holds for writes": object.union(blocked, {"input": ask(gp, "write", document, {"directives": [by_hpr]})}),
-		"block holds for demographics": object.union(blocked, {"input": ask(gp, "read", doc("demographics"), {
-			"directives": [by_hpr],
-		})}),
-		"a block among other directives": object.union(blocked, {"input": ask(gp, "read", document, {
-			"directives": [nav_consent, block({"practitioner": "2000002"}), by_hpr],
-		})}),
-		"block and no relation": {
-			"input": ask(gp, "read", document, {"directives": [by_hpr], "care_relations": []}),
-			"allow": false, "reasons": ["blocked", "no_care_relation", "no_legal_basis"],
-		},
-		"inactive block": {
-			"input": ask(gp, "read", document, {"directives": [object.union(by_hpr, {"active": false})]}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"active given as a string does not count": {
-			"input": ask(gp, "read", document, {"directives": [object.union(by_hpr, {"active": "true"})]}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"block about another patient": {
-			"input": ask(gp, "read", document, {"directives": [object.union(by_hpr, {"patient": other_patient})]}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"block of another practitioner": {
-			"input": ask(gp, "read", document, {"directives": [block({"practitioner": "2000002"})]}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"block with nulls does not match a subject without identifiers": {
-			"input": ask(object.remove(gp, ["hpr_number", "organisation"]), "read", document, {
-				"directives": [block({"unit": "unit-other"})],
-			}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"block with empty strings does not match empty identifiers": {
-			"input": ask(object.union(gp, {"hpr_number": "", "organisation": ""}), "read", document, {
-				"directives": [block({"practitioner": "", "organisation": "", "unit": "unit-other"})],
-			}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"blocks are for practitioners: a system client": {
-			"input": ask(system_client, "write", document, {"directives": [block({"organisation": "974600951"})]}),
-			"allow": true, "reasons": ["system_scope"],
-		},
-		"a kind that is not a block": {
-			"input": ask(gp, "read", document, {"directives": [object.union(by_hpr, {"kind": "blockade"})]}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"directory data has no patient to block": {
-			"input": ask(gp, "read", {"type": "Practitioner"}, {"directives": [by_hpr]}),
-			"allow": true, "reasons": ["directory"],
-		},
-	}) == []
+by_hpr := block({"practitioner": "1000001"})
+
+blocked := ["blocked", "no_legal_basis"]
+
+with_directives(directives) := {"directives": directives}
+
+block_cases := {
+	"block of the practitioner": denies(ask(gp, "read", document, with_directives([by_hpr])), blocked),
+	"block of the unit": denies(ask(gp, "search", document, with_directives([block({"unit": "unit-gp-1"})])), blocked),
+	"block of the organisation": denies(ask(gp, "read", document, with_directives([gp_org_block])), blocked),
+	"block holds for writes": denies(ask(gp, "write", document, with_directives([by_hpr])), blocked),
+	"block holds for demographics": denies(ask(gp, "read", doc("demographics"), with_directives([by_hpr])), blocked),
+	"a block among other directives": denies(
+		ask(gp, "read", document, with_directives([nav_consent, block({"practitioner": "2000002"}), by_hpr])),
+		blocked,
+	),
+	"block and no relation": denies(
+		ask(gp, "read", document, {"directives": [by_hpr], "care_relations": []}),
+		["blocked", "no_care_relation", "no_legal_basis"],
+	),
+	"inactive block": allows(
+		ask(gp, "read", document, with_directives([object.union(by_hpr, {"active": false})])),
+		["care_relation"],
+	),
+	"active given as a string does not count": allows(
+		ask(gp, "read", document, with_directives([object.union(by_hpr, {"active": "true"})])),
+		["care_relation"],
+	),
+	"block about another patient": allows(
+		ask(gp, "read", document, with_directives([object.union(by_hpr, {"patient": other_patient})])),
+		["care_relation"],
+	),
+	"block of another practitioner": allows(
+		ask(gp, "read", document, with_directives([block({"practitioner": "2000002"})])),
+		["care_relation"],
+	),
+	"block with nulls does not match a subject without identifiers": allows(
+		ask(object.remove(gp, ["hpr_number", "organisation"]), "read", document, with_directives([other_unit_block])),
+		["care_relation"],
+	),
+	"block with empty strings does not match empty identifiers": allows(
+		ask(object.union(gp, {"hpr_number": "", "organisation": ""}), "read", document, with_directives([empty_block])),
+		["care_relation"],
+	),
+	"blocks are for practitioners: a system client": allows(
+		ask(system_client, "write", document, with_directives([gp_org_block])),
+		["system_scope"],
+	),
+	"a kind that is not a block": allows(
+		ask(gp, "read", document, with_directives([object.union(by_hpr, {"kind": "blockade"})])),
+		["care_relation"],
+	),
+	"directory data has no patient to block": allows(
+		ask(gp, "read", {"type": "Practitioner"}, with_directives([by_hpr])),
+		["directory"],
+	),
 }
+
+other_unit_block := block({"unit": "unit-other"})
+
+empty_block := block({"practitioner": "", "organisation": "", "unit": "unit-other"})
+
+test_block_cases if mismatches(block_cases) == []
 
 # --- reservation ----------------------------------------------------------------------------
 
-test_reservation_cases if {
-	elsewhere := object.union(document, {"municipality": "1103", "unit": "unit-stavanger"})
-	all_categories := reservation("other_municipalities", [])
-	reserved := {"allow": false, "reasons": ["no_legal_basis", "reserved"]}
-	mismatches({
-		"record from another municipality": object.union(reserved, {"input": ask(gp, "read", elsewhere, {
-			"directives": [all_categories],
-		})}),
-		"search of another municipality's record": object.union(reserved, {"input": ask(gp, "search", elsewhere, {
-			"directives": [all_categories],
-		})}),
-		"reserved category": object.union(reserved, {"input": ask(gp, "read", elsewhere, {
-			"directives": [reservation("other_municipalities", ["general"])],
-		})}),
-		"unreadable categories reserve everything": object.union(reserved, {"input": ask(gp, "read", elsewhere, {
-			"directives": [reservation("other_municipalities", null)],
-		})}),
-		"another category is not reserved": {
-			"input": ask(gp, "read", elsewhere, {"directives": [reservation("other_municipalities", ["mental_health"])]}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"record from the practitioner's own municipality": {
-			"input": ask(gp, "read", document, {"directives": [all_categories]}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"record origin unknown": {
-			"input": ask(gp, "read", object.remove(elsewhere, ["municipality"]), {"directives": [all_categories]}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"practitioner's municipality unknown": {
-			"input": ask(object.remove(gp, ["municipality"]), "read", elsewhere, {"directives": [all_categories]}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"writing is not sharing": {
-			"input": ask(gp, "write", elsewhere, {"directives": [all_categories]}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"inactive reservation": {
-			"input": ask(gp, "read", elsewhere, {"directives": [object.union(all_categories, {"active": false})]}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"a nav reservation does not limit treatment": {
-			"input": ask(gp, "read", elsewhere, {"directives": [reservation("nav", [])]}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"a reservation without scope reserves nothing": {
-			"input": ask(gp, "read", elsewhere, {"directives": [reservation(null, [])]}),
-			"allow": true, "reasons": ["care_relation"],
-		},
-		"a nav reservation beats a nav consent": object.union(reserved, {"input": ask(nav, "read", document, {
-			"purpose": "nav",
-			"directives": [nav_consent, reservation("nav", ["general"])],
-		})}),
-		"a child welfare reservation beats its consent": object.union(reserved, {"input": ask(child_welfare, "read", document, {
-			"purpose": "child_welfare",
-			"directives": [consent("999000037", "child_welfare", ["general"]), reservation("child_welfare", [])],
-		})}),
-		"a child welfare reservation does not limit nav": {
-			"input": ask(nav, "read", document, {
-				"purpose": "nav",
-				"directives": [nav_consent, reservation("child_welfare", [])],
-			}),
-			"allow": true, "reasons": ["sharing_consent"],
-		},
-		"a nav reservation of another category": {
-			"input": ask(nav, "read", document, {
-				"purpose": "nav",
-				"directives": [nav_consent, reservation("nav", ["lab_result"])],
-			}),
-			"allow": true, "reasons": ["sharing_consent"],
-		},
-		"reserved and blocked": {
-			"input": ask(gp, "read", elsewhere, {"directives": [all_categories, block({"unit": "unit-gp-1"})]}),
-			"allow": false, "reasons": ["blocked", "no_legal_basis", "reserved"],
-		},
-	}) == []
+elsewhere := object.union(document, {"municipality": "1103", "unit": "unit-stavanger"})
+
+all_categories := reservation("other_municipalities", [])
+
+reserved := ["no_legal_basis", "reserved"]
+
+reserved_for_nav := {"purpose": "nav", "directives": [nav_consent, reservation("nav", ["general"])]}
+
+child_welfare_reserved := {
+	"purpose": "child_welfare",
+	"directives": [consent("999000037", "child_welfare", ["general"]), reservation("child_welfare", [])],
 }
+
+reservation_cases := {
+	"record from another municipality": denies(ask(gp, "read", elsewhere, with_directives([all_categories])), reserved),
+	"search of another municipality's record": denies(
+		ask(gp, "search", elsewhere, with_directives([all_categories])),
+		reserved,
+	),
+	"reserved category": denies(
+		ask(gp, "read", elsewhere, with_directives([reservation("other_municipalities", ["general"])])),
+		reserved,
+	),
+	"unreadable categories reserve everything": denies(
+		ask(gp, "read", elsewhere, with_directives([reservation("other_municipalities", null)])),
+		reserved,
+	),
+	"another category is not reserved": allows(
+		ask(gp, "read", elsewhere, with_directives([reservation("other_municipalities", ["mental_health"])])),
+		["care_relation"],
+	),
+	"record from the practitioner's own municipality": allows(
+		ask(gp, "read", document, with_directives([all_categories])),
+		["care_relation"],
+	),
+	"record origin unknown": allows(
+		ask(gp, "read", object.remove(elsewhere, ["municipality"]), with_directives([all_categories])),
+		["care_relation"],
+	),
+	"practitioner's municipality unknown": allows(
+		ask(object.remove(gp, ["municipality"]), "read", elsewhere, with_directives([all_categories])),
+		["care_relation"],
+	),
+	"writing is not sharing": allows(ask(gp, "write", elsewhere, with_directives([all_categories])), ["care_relation"]),
+	"inactive reservation": allows(
+		ask(gp, "read", elsewhere, with_directives([object.union(all_categories, {"active": false})])),
+		["care_relation"],
+	),
+	"a nav reservation does not limit treatment": allows(
+		ask(gp, "read", elsewhere, with_directives([reservation("nav", [])])),
+		["care_relation"],
+	),
+	"a reservation without scope reserves nothing": allows(
+		ask(gp, "read", elsewhere, with_directives([reservation(null, [])])),
+		["care_relation"],
+	),
+	"a nav reservation beats a nav consent": denies(ask(nav, "read", document, reserved_for_nav), reserved),
+	"a child welfare reservation beats its consent": denies(
+		ask(child_welfare, "read", document, child_welfare_reserved),
+		reserved,
+	),
+	"a child welfare reservation does not limit nav": allows(
+		ask(nav, "read", document, {"purpose": "nav", "directives": [nav_consent, reservation("child_welfare", [])]}),
+		["sharing_consent"],
+	),
+	"a nav reservation of another category": allows(
+		ask(nav, "read", document, {"purpose": "nav", "directives": [nav_consent, reservation("nav", ["lab_result"])]}),
+		["sharing_consent"],
+	),
+	"reserved and blocked": denies(
+		ask(gp, "read", elsewhere, with_directives([all_categories, block({"unit": "unit-gp-1"})])),
+		["blocked", "no_legal_basis", "reserved"],
+	),
+}
+
+test_reservation_cases if mismatches(reservation_cases) == []
 
 # --- malformed directives fail closed --------------------------------------------------------
 

@@ -133,10 +133,19 @@ ask(subject, action, resource, context) := {
 
 # --- table-driven checking -----------------------------------------------------------
 
-# The cases (name -> {input, allow, reasons, obligations?}) whose decision differs from the
-# expected one, with what was decided: [] when every case holds.
+# expected outcomes: a case is {input, allow, reasons, obligations}
+allows(req, reasons) := {"input": req, "allow": true, "reasons": reasons, "obligations": []}
+
+allows_with(req, reasons, obligations) := {"input": req, "allow": true, "reasons": reasons, "obligations": obligations}
+
+denies(req, reasons) := {"input": req, "allow": false, "reasons": reasons, "obligations": []}
+
+# The cases (name -> case) whose decision differs from the expected one, with what was
+# decided: [] when every case holds.
 mismatches(cases) := [sprintf("%s: %v", [name, decided]) |
 	some name, case in cases
+
+	# regal ignore:with-outside-test-context
 	decided := authz.decision with input as case.input
 	not expected(decided, case)
 ]
@@ -144,5 +153,5 @@ mismatches(cases) := [sprintf("%s: %v", [name, decided]) |
 expected(decided, case) if {
 	decided.allow == case.allow
 	decided.reasons == case.reasons
-	decided.obligations == object.get(case, "obligations", [])
+	decided.obligations == case.obligations
 }
