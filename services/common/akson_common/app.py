@@ -87,7 +87,11 @@ def create_service(
     configure: Callable[[FastAPI, Platform], None] | None = None,
 ) -> FastAPI:
     configure_logging(settings.service_name, settings.log_level)
-    database = Database(settings.mongo_url.get_secret_value(), settings.mongo_database)
+    database = Database(
+        settings.mongo_url.get_secret_value(),
+        settings.mongo_database,
+        serialise_writes=settings.mongo_serialise_writes,
+    )
     http = httpx.AsyncClient(timeout=5.0)
     dapr_token = settings.dapr_api_token.get_secret_value()
 
