@@ -71,6 +71,8 @@ RESOURCE_TYPES = (
     "Observation",
     "Encounter",
     "Consent",
+    # integrations' operator views (reconciliation, dead letters): not health data
+    "IntegrationExport",
 )
 TEST_CLIENT_SCOPES = [
     *(f"{t}.{a}" for t in RESOURCE_TYPES for a in ("read", "write", "search")),

@@ -94,6 +94,7 @@ _text(value) := value if is_string(value)
 
 _text(value) := sprintf("%v", [value]) if is_number(value)
 
+# a path in the input as "payload/records/0/unit"
 _location(path) := concat("/", [sprintf("%v", [step]) | some step in path])
 
 # --- violations (path + code, never the value) ---------------------------------------
@@ -103,12 +104,12 @@ _violations contains {"path": _location(path), "code": "national_id_in_value"} i
 	regex.match(_national_id_pattern, _text(value))
 }
 
-_violations contains {"path": _location(path), "code": "diagnosis_code_in_value"} if {
+_violations contains {"path": _location(array.concat(["payload"], path)), "code": "diagnosis_code_in_value"} if {
 	walk(input.payload, [path, value])
 	regex.match(_diagnosis_pattern, _text(value))
 }
 
-_violations contains {"path": _location(path), "code": "forbidden_field"} if {
+_violations contains {"path": _location(array.concat(["payload"], path)), "code": "forbidden_field"} if {
 	walk(input.payload, [path, _])
 	count(path) > 0
 	key := path[count(path) - 1]
@@ -116,12 +117,12 @@ _violations contains {"path": _location(path), "code": "forbidden_field"} if {
 	lower(key) in _tables_forbidden_fields
 }
 
-_violations contains {"path": concat("/", ["header", key]), "code": code} if {
+_violations contains {"path": concat("/", ["payload", "header", key]), "code": code} if {
 	some key, value in _header
 	some code in _field_problems(_recipient.header, key, value)
 }
 
-_violations contains {"path": concat("/", ["records", format_int(i, 10), key]), "code": code} if {
+_violations contains {"path": concat("/", ["payload", "records", format_int(i, 10), key]), "code": code} if {
 	some i, record in _records
 	is_object(record)
 	some key, value in record

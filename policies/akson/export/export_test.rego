@@ -141,7 +141,7 @@ test_a_field_of_another_recipient_refused if {
 	line := object.union(order, {"employee_id": "1000001"})
 	decision := export.decision with input as logistics([line])
 	refused_with(decision, {"field_not_allowed"})
-	{"path": "records/0/employee_id", "code": "field_not_allowed"} in decision.violations
+	{"path": "payload/records/0/employee_id", "code": "field_not_allowed"} in decision.violations
 }
 
 test_free_text_in_an_allowed_field_refused if {
@@ -159,7 +159,7 @@ test_an_unknown_header_field_refused if {
 	request := {"recipient": "payroll", "file_name": "f.csv", "payload": {"header": header, "records": []}}
 	decision := export.decision with input as request
 	refused_with(decision, {"field_not_allowed"})
-	{"path": "header/municipality", "code": "field_not_allowed"} in decision.violations
+	{"path": "payload/header/municipality", "code": "field_not_allowed"} in decision.violations
 }
 
 # --- fails closed --------------------------------------------------------------------
