@@ -146,19 +146,24 @@ def withheld(policy_input: dict[str, Any], violations: Sequence[Violation]) -> d
     run scrubbed anywhere else: a dead letter must not become the leak it prevented."""
     kept = copy.deepcopy(policy_input)
     for violation in violations:
-        steps = violation.path.split("/")
+        *steps, last = violation.path.split("/")
         node: Any = kept
-        for step in steps[:-1]:
-            node = node[int(step)] if isinstance(node, list) else node.get(step)
-            if node is None:
-                break
-        last = steps[-1]
+        for step in steps:
+            node = _child(node, step)
         if isinstance(node, dict) and last in node:
             node[last] = WITHHELD
-        elif isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        elif isinstance(node, list) and _child(node, last) is not None:
             node[int(last)] = WITHHELD
     scrubbed: dict[str, Any] = _scrub(kept)
     return scrubbed
+
+
+def _child(node: Any, step: str) -> Any:
+    if isinstance(node, dict):
+        return node.get(step)
+    if isinstance(node, list) and step.isdigit() and int(step) < len(node):
+        return node[int(step)]
+    return None
 
 
 def _scrub(value: Any) -> Any:
