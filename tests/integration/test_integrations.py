@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 import uuid
 from collections import defaultdict
 from datetime import date
@@ -337,6 +338,24 @@ def test_an_event_with_a_patient_field_is_refused_at_the_door(
     # the contract forbids extra fields: dropped to the dead-letter topic, nothing recorded
     eventually(lambda: envelope["id"] in platform.stream(f"{VISITS}.deadletter"))
     assert platform.db("integrations").visits.find_one({"_id": data["encounter_id"]}) is None
+
+
+def test_without_the_policy_engine_nothing_is_sent_until_it_answers(
+    platform: Platform, http: httpx.Client
+) -> None:
+    unit = new_unit()
+    db = platform.db("integrations")
+    platform.stack.stop("opa")
+    try:
+        publish(http, platform, SUPPLIES, usage(unit, ("swab-5x5", 15)))
+        eventually(lambda: db.orders.find_one({"unit": unit}))
+        time.sleep(5)  # a few export sweeps without a decision
+        assert db.orders.find_one({"unit": unit})["state"] == "pending"
+        assert files(platform, "logistics", unit) == {}
+    finally:
+        platform.stack.start("opa")
+    eventually(lambda: settled(platform, unit, 1, "orders"), timeout=40)
+    assert [(o["item"], o["quantity"]) for o in orders(platform, unit)] == [("swab-5x5", 15)]
 
 
 # -- replay ----------------------------------------------------------------------------------

@@ -132,7 +132,9 @@ test_diagnosis_field_in_the_header_refused if {
 
 test_diagnosis_code_as_a_value_refused if {
 	line := object.union(order, {"item": "F32.1"})
-	refused_with(export.decision, {"diagnosis_code_in_value"}) with input as logistics([line])
+	decision := export.decision with input as logistics([line])
+	refused_with(decision, {"diagnosis_code_in_value"})
+	{"path": "payload/records/0/item", "code": "diagnosis_code_in_value"} in decision.violations
 }
 
 # --- field allow-list per recipient --------------------------------------------------
