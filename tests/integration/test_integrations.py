@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import defaultdict
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import httpx
 import pytest
 
 from akson_common.identifiers import synthetic_national_id
+from masterdata.seed import generate
 from tests.integration.conftest import Platform, eventually
 
 pytestmark = pytest.mark.integration
@@ -193,6 +195,54 @@ def test_completed_visits_become_timesheet_lines_with_hand_computed_hours(
     assert row["timesheet_lines_exported"] == len(lines)
     stream = platform.stream("integrations.export.exported")
     assert PAYROLL_UNIT in stream
+
+
+SEEDED_DAY = "2026-11-21"
+
+
+def test_visits_of_the_seeded_home_care_staff_sum_to_hand_computed_hours(
+    platform: Platform, http: httpx.Client
+) -> None:
+    """The seeded population's home-care units and their active staff (masterdata.seed): the
+    n-th practitioner of a unit (by HPR number) makes n % 3 + 1 visits of 45 minutes. A unit
+    with 14 active staff makes 4 x (1 + 2 + 3) + 1 + 2 = 27 visits = 20.25 h; one with 13
+    makes 25 visits = 18.75 h (one practitioner of the first unit is suspended by the seed)."""
+    population = generate(persons=0)
+    units = sorted(
+        o["org_number"] for o in population.organisations if o.get("service_type") == "home_care"
+    )
+    staff = {
+        unit: sorted(
+            p["hpr_number"]
+            for p in population.practitioners
+            if p["status"] == "active" and any(e["unit"] == unit for e in p["employments"])
+        )
+        for unit in units
+    }
+    expected: dict[str, dict[str, float]] = {unit: {} for unit in units}
+    for unit, practitioners in staff.items():
+        for n, hpr in enumerate(practitioners):
+            for k in range(n % 3 + 1):
+                start, end = at(f"{7 + k:02d}:00", SEEDED_DAY), at(f"{7 + k:02d}:45", SEEDED_DAY)
+                publish(http, platform, VISITS, visit(f"enc-s-{hpr}-{k}", hpr, unit, start, end))
+            expected[unit][hpr] = 0.75 * (n % 3 + 1)
+    visits = {unit: sum(round(h / 0.75) for h in expected[unit].values()) for unit in units}
+    assert visits == dict(zip(units, (25, 27, 27, 27), strict=True))
+    for unit in units:
+        eventually(partial(settled, platform, unit, visits[unit], "timesheet_entries"), 90)
+        lines = timesheet_lines(platform, unit)
+        assert {e: h for (e, kind), h in hours(lines).items() if kind == "normal"} == expected[unit]
+        assert {line["date"] for line in lines} == {SEEDED_DAY}
+        answer = http.get(
+            f"{platform.url('integrations')}/reconciliation",
+            params={"date": SEEDED_DAY, "unit": unit},
+            headers=operator(platform),
+        )
+        (row,) = answer.json()["rows"]
+        assert row["visits_received"] == visits[unit]
+        assert row["timesheet_entries"]["exported"] == visits[unit]
+    total = {unit: round(sum(expected[unit].values()), 2) for unit in units}
+    assert list(total.values()) == [18.75, 20.25, 20.25, 20.25]
 
 
 def test_a_corrected_visit_produces_offsetting_lines_never_an_overwrite(

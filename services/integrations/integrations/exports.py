@@ -125,11 +125,16 @@ def order_records(orders: Sequence[SupplyOrder]) -> list[dict[str, Any]]:
             "order_id": order.id,
             "unit": order.unit,
             "item": order.item,
-            "quantity": order.quantity,
+            "quantity": _whole(order.quantity),
             "date": order.day.isoformat(),
         }
         for order in sorted(orders, key=lambda o: (o.item, o.sequence))
     ]
+
+
+def _whole(quantity: float) -> float | int:
+    """40.0 is written as 40: order lines are mostly counts."""
+    return int(quantity) if float(quantity).is_integer() else quantity
 
 
 def orders_json(header: dict[str, Any], records: list[dict[str, Any]]) -> str:
@@ -283,7 +288,8 @@ class Exporter:
             document["_id"] = document.pop("id")
             await self.outbox.insert_many(EXPORTS, [(document, [event])])
         concluded = await self.exports.find_one({"_id": batch}, {"status": 1})
-        assert concluded is not None
+        if concluded is None:
+            return 0
         await collection.update_many(
             {"batch": batch, "state": "pending"},
             {"$set": {"state": concluded["status"], "export_id": batch}},

@@ -14,8 +14,9 @@ import base64
 import hashlib
 from datetime import date, datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from akson_common.events import ExportRecipient
 from akson_common.settings import ServiceSettings
@@ -42,6 +43,12 @@ class IntegrationsSettings(ServiceSettings):
     export_batch_size: int = Field(default=500, ge=1, le=5000)
     export_binding: str = "exports"
     export_policy_package: str = "akson.export"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone: refuse to start rather than fail per event
+        return value
 
 
 def token(*parts: str, length: int = 16) -> str:
