@@ -141,6 +141,12 @@ def orders_json(header: dict[str, Any], records: list[dict[str, Any]]) -> str:
     return json.dumps({**header, "orders": records}, indent=2, ensure_ascii=False) + "\n"
 
 
+def exportable(day: date, today: date, closed_days_only: bool) -> bool:
+    """Whether a day's pending items may leave now: at once, or (``after_day_end``, payroll)
+    only once the day is over, so a unit's normal lines of a day come in one file."""
+    return not closed_days_only or day < today
+
+
 def file_segment(value: str) -> str:
     """A unit as a path segment: nothing that could climb out of the export folder."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", value).strip(".") or "_"
@@ -260,7 +266,7 @@ class Exporter:
         groups: dict[tuple[str, str], list[str]] = {}
         async for document in cursor.limit(PENDING_SCAN):
             day = str(document["day"])
-            if feed.closed_days_only and date.fromisoformat(day) >= self._today():
+            if not exportable(date.fromisoformat(day), self._today(), feed.closed_days_only):
                 continue
             groups.setdefault((day, str(document["unit"])), []).append(str(document["_id"]))
         size = self.settings.export_batch_size

@@ -17,6 +17,7 @@ from akson_common.identifiers import synthetic_national_id
 from integrations.app import create_app
 from integrations.exports import (
     PAYROLL_COLUMNS,
+    exportable,
     file_segment,
     order_records,
     orders_json,
@@ -152,6 +153,13 @@ def test_timesheet_lines_sum_per_employee_day_unit_cost_centre_and_kind() -> Non
     assert tuple(rows[0]) == PAYROLL_COLUMNS
     assert rows[2][4] == "-1.50"
     assert rows[1][:7] == ["1000001", "2026-11-20", "999000029", "CC-29", "2.25", "normal", "2"]
+
+
+def test_after_day_end_holds_a_day_until_it_is_over() -> None:
+    today = date(2026, 11, 21)
+    assert exportable(date(2026, 11, 21), today, closed_days_only=False)
+    assert not exportable(date(2026, 11, 21), today, closed_days_only=True)
+    assert exportable(date(2026, 11, 20), today, closed_days_only=True)
 
 
 def test_tokens_never_hold_long_digit_runs() -> None:
