@@ -99,6 +99,12 @@ DEV_CLIENTS: dict[str, dict[str, Any]] = {
         "roles": ["auditor"],
     },
 }
+# Development configuration of integrations: a cost centre for the first seeded home-care unit
+# (others are their own cost centre) and a per-item order threshold (others: the default, 10).
+INTEGRATIONS_ENV = {
+    "COST_CENTRES": json.dumps({"100000105": "KST-4601-HJEM"}),
+    "ORDER_THRESHOLDS": json.dumps({"compress-sterile": 30}),
+}
 # short local cache and publication lead, so a key rotation is seen within seconds: the lead
 # exceeds the services' JWKS age plus identity's own key re-read (1 s)
 JWKS_MAX_AGE_SECONDS = 2
@@ -491,6 +497,8 @@ class Stack:
             }
             if s == "identity":
                 app_env.update(self._identity_env(prefix))
+            if s == "integrations":
+                app_env.update({f"{prefix}{k}": v for k, v in INTEGRATIONS_ENV.items()})
             app_port = ports[f"{s}_app"]
             add(
                 f"{s}-app",

@@ -233,6 +233,9 @@ def test_visits_of_the_seeded_home_care_staff_sum_to_hand_computed_hours(
         lines = timesheet_lines(platform, unit)
         assert {e: h for (e, kind), h in hours(lines).items() if kind == "normal"} == expected[unit]
         assert {line["date"] for line in lines} == {SEEDED_DAY}
+        # the runner maps the first seeded home-care unit to a cost centre; others are their own
+        centre = "KST-4601-HJEM" if unit == "100000105" else unit
+        assert {line["cost_centre"] for line in lines} == {centre}
         answer = http.get(
             f"{platform.url('integrations')}/reconciliation",
             params={"date": SEEDED_DAY, "unit": unit},
@@ -296,19 +299,34 @@ def orders(platform: Platform, unit: str) -> list[dict[str, Any]]:
 def test_supply_use_above_the_threshold_produces_orders(
     platform: Platform, http: httpx.Client
 ) -> None:
-    # default threshold 10: 4 + 4 stays below, the third use (3) reaches 11
-    publish(http, platform, SUPPLIES, usage(SUPPLY_UNIT, ("bandage-10cm", 4), ("gloves-m", 25)))
+    # default threshold 10: 4 + 4 stays below, the third use (3) reaches 11; the runner
+    # configures 30 for compress-sterile: 20 stays below, 20 + 15 = 35 orders
+    publish(
+        http,
+        platform,
+        SUPPLIES,
+        usage(SUPPLY_UNIT, ("bandage-10cm", 4), ("gloves-m", 25), ("compress-sterile", 20)),
+    )
     publish(http, platform, SUPPLIES, usage(SUPPLY_UNIT, ("bandage-10cm", 4)))
     eventually(lambda: settled(platform, SUPPLY_UNIT, 1, "orders"), timeout=40)
     assert [(o["item"], o["quantity"]) for o in orders(platform, SUPPLY_UNIT)] == [("gloves-m", 25)]
-    publish(http, platform, SUPPLIES, usage(SUPPLY_UNIT, ("bandage-10cm", 3)))
-    eventually(lambda: settled(platform, SUPPLY_UNIT, 2, "orders"), timeout=40)
+    publish(
+        http,
+        platform,
+        SUPPLIES,
+        usage(SUPPLY_UNIT, ("bandage-10cm", 3), ("compress-sterile", 15)),
+    )
+    eventually(lambda: settled(platform, SUPPLY_UNIT, 3, "orders"), timeout=40)
     placed = sorted((o["item"], o["quantity"], o["date"]) for o in orders(platform, SUPPLY_UNIT))
-    assert placed == [("bandage-10cm", 11, DAY), ("gloves-m", 25, DAY)]
+    assert placed == [
+        ("bandage-10cm", 11, DAY),
+        ("compress-sterile", 35, DAY),
+        ("gloves-m", 25, DAY),
+    ]
     row = reconciliation(http, platform, SUPPLY_UNIT)
     assert row["supply_usages_received"] == 3
-    assert row["orders"] == {"pending": 0, "exported": 2, "refused": 0}
-    assert row["quantity_ordered"] == 36
+    assert row["orders"] == {"pending": 0, "exported": 3, "refused": 0}
+    assert row["quantity_ordered"] == 71
 
 
 # -- minimisation ----------------------------------------------------------------------------

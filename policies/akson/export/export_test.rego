@@ -99,6 +99,13 @@ test_national_id_in_the_file_name_refused if {
 	{"path": "file_name", "code": "national_id_in_value"} in decision.violations
 }
 
+test_national_id_as_a_configured_cost_centre_refused if {
+	line := object.union(timesheet_line, {"cost_centre": "17058012345"})
+	decision := export.decision with input as payroll([line])
+	refused_with(decision, {"national_id_in_value"})
+	{"path": "payload/records/0/cost_centre", "code": "national_id_in_value"} in decision.violations
+}
+
 test_longer_digit_runs_are_not_national_ids if {
 	line := object.union(timesheet_line, {"cost_centre": "123456789012"})
 	decision := export.decision with input as payroll([line])

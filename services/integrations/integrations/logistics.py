@@ -1,8 +1,9 @@
 """Logistics: supply use accumulates per unit and item; reaching the item's threshold places a
 replenishment order for everything used since the last one.
 
-Idempotent on the usage id (a re-published copy with a new event id counts once): each
-``(unit, item)`` counter lists the usages it has counted, and one compare-and-set on its
+Idempotent on the usage id (a re-published copy with a new event id counts once): a usage
+recorded as applied is skipped outright, and for the window before that record is written each
+``(unit, item)`` counter lists the last usages it counted; one compare-and-set on its
 ``version`` adds the quantity, the usage id and any order in a single write. The ``orders``
 collection the exporter works on is a projection of the counter's orders, keyed by
 ``(unit, item, sequence)``.
@@ -28,6 +29,8 @@ log = logging.getLogger("akson.integrations.logistics")
 COUNTERS = "stock_counters"
 ORDERS = "orders"
 CAS_ATTEMPTS = 8
+# usage ids a counter remembers; older replays are caught by the received-events record
+APPLIED_KEPT = 1000
 
 
 def threshold(settings: IntegrationsSettings, item: str) -> float:
@@ -68,7 +71,7 @@ def counted(
             "accumulated": accumulated,
             "sequence": sequence,
             "version": counter.version + 1,
-            "applied": [*counter.applied, usage_id],
+            "applied": [*counter.applied, usage_id][-APPLIED_KEPT:],
             "orders": orders,
         }
     )
@@ -96,6 +99,8 @@ class Logistics:
         quantities: dict[str, float] = {}
         for line in event.items:
             quantities[line.item] = quantities.get(line.item, 0.0) + line.quantity
+        if await self.received.applied(key):
+            return Outcome.SUCCESS  # a copy of a usage counted before (a new event id)
         if not quantities or any(q <= 0 for q in quantities.values()):
             await self.received.record(key, "supplies", day, event.unit, "invalid")
             log.warning("supply usage without positive quantities: dropped", extra={"key": key})

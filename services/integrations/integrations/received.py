@@ -24,6 +24,9 @@ class ReceivedEvents:
         self.collection = database.collection(RECEIVED)
         database.declare_indexes(RECEIVED, [IndexModel([("day", 1), ("unit", 1)])])
 
+    async def applied(self, key: str) -> bool:
+        return await self.collection.find_one({"_id": key, "outcome": "applied"}) is not None
+
     async def record(
         self, key: str, kind: EventKind, day: date, unit: str, outcome: ReceivedOutcome
     ) -> None:
