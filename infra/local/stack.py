@@ -71,6 +71,8 @@ RESOURCE_TYPES = (
     "Observation",
     "Encounter",
     "Consent",
+    # integrations' operator views (reconciliation, dead letters): not health data
+    "IntegrationExport",
 )
 TEST_CLIENT_SCOPES = [
     *(f"{t}.{a}" for t in RESOURCE_TYPES for a in ("read", "write", "search")),
@@ -96,6 +98,12 @@ DEV_CLIENTS: dict[str, dict[str, Any]] = {
         "organisation": "999000045",
         "roles": ["auditor"],
     },
+}
+# Development configuration of integrations: a cost centre for the first seeded home-care unit
+# (others are their own cost centre) and a per-item order threshold (others: the default, 10).
+INTEGRATIONS_ENV = {
+    "COST_CENTRES": json.dumps({"100000105": "KST-4601-HJEM"}),
+    "ORDER_THRESHOLDS": json.dumps({"compress-sterile": 30}),
 }
 # short local cache and publication lead, so a key rotation is seen within seconds: the lead
 # exceeds the services' JWKS age plus identity's own key re-read (1 s)
@@ -489,6 +497,8 @@ class Stack:
             }
             if s == "identity":
                 app_env.update(self._identity_env(prefix))
+            if s == "integrations":
+                app_env.update({f"{prefix}{k}": v for k, v in INTEGRATIONS_ENV.items()})
             app_port = ports[f"{s}_app"]
             add(
                 f"{s}-app",

@@ -142,7 +142,7 @@ def test_components_are_scoped_to_their_users(rendered: list[Rendered]) -> None:
     assert scopes["exports"] == ["integrations"]
     assert set(scopes["pubsub"]) >= set(SERVICES)
     default = next(r for r in rendered if r.scenario == "default-values.yaml")
-    assert [c["metadata"]["name"] for c in default.of_kind("Component")] == ["pubsub"]
+    assert [c["metadata"]["name"] for c in default.of_kind("Component")] == ["exports", "pubsub"]
 
 
 def test_helm_test_hook_asks_every_service_for_readiness(rendered: list[Rendered]) -> None:

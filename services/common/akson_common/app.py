@@ -84,6 +84,7 @@ def create_service(
     title: str,
     routers: Sequence[APIRouter] = (),
     on_startup: Startup | None = None,
+    on_shutdown: Startup | None = None,
     configure: Callable[[FastAPI, Platform], None] | None = None,
 ) -> FastAPI:
     configure_logging(settings.service_name, settings.log_level)
@@ -106,6 +107,8 @@ def create_service(
         try:
             yield
         finally:
+            if on_shutdown is not None:
+                await on_shutdown(platform)
             await enforcement.stop()
             await platform.outbox.stop()
             await platform.pep.close()
