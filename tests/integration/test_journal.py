@@ -199,9 +199,11 @@ def stream(platform: Platform, topic: str) -> list[dict[str, Any]]:
     for _, fields in entries or []:
         for value in (fields or {}).values():
             try:
-                events.append(json.loads(value))
+                event = json.loads(value)
             except ValueError:
                 continue
+            if isinstance(event, dict) and isinstance(event.get("data"), dict):
+                events.append(event)
     return events
 
 
@@ -296,7 +298,7 @@ def test_search_pages_with_totals_and_next_links(platform: Platform, http: httpx
     relate(http, platform, patient, hpr=hpr)
     gp = practitioner(platform, hpr)
     created = [
-        create(http, platform, note(patient, date=f"2025-0{month}-15"), gp)["id"]
+        create(http, platform, note(patient, date=f"2025-0{month}-15T10:00:00Z"), gp)["id"]
         for month in range(1, 6)
     ]
     first = search(http, platform, "DocumentReference", gp, patient=patient, _count=2)
@@ -355,13 +357,19 @@ def test_filtered_search_total_and_paging_exclude_what_the_caller_may_not_see(
     gp = practitioner(platform, doctor)
     hf = practitioner(platform, worker, profession="HF", unit="unit-home-care")
     general = [
-        create(http, platform, note(patient, date=f"2025-01-0{day}"), gp)["id"] for day in (1, 3, 5)
+        create(http, platform, note(patient, date=f"2025-01-0{day}T10:00:00Z"), gp)["id"]
+        for day in (1, 3, 5)
     ]
     hidden = [
         create(
             http,
             platform,
-            note(patient, category="mental_health", date=f"2025-01-0{day}", text="Depresjon."),
+            note(
+                patient,
+                category="mental_health",
+                date=f"2025-01-0{day}T10:00:00Z",
+                text="Depresjon.",
+            ),
             gp,
         )["id"]
         for day in (2, 4)
@@ -833,7 +841,7 @@ def test_invalid_and_oversized_resources_are_refused_without_echo(
     gp = practitioner(platform, hpr)
     marker = f"Hemmelig-{uuid.uuid4().hex}"
     invalid = note(patient, text=marker)
-    invalid["status"] = marker
+    invalid["date"] = marker
     answer = http.post(
         f"{base(platform)}/DocumentReference",
         content=json.dumps(invalid),
