@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +24,7 @@ DEFAULT_COUNT = 20
 MAX_COUNT = 100
 PARAMETERS = frozenset({"patient", "category", "type", "date", "status", "_count", "_cursor"})
 PREFIXES = ("eq", "ge", "gt", "le", "lt")
+CURSOR = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\|[0-9a-f-]{36}$")
 
 Json = dict[str, Any]
 
@@ -92,10 +94,15 @@ def encode_cursor(sort_key: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
+    """A cursor only moves the keyset position; the access filter applies on every page."""
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise BadRequest("_cursor is not one this server issued") from None
+        key = ""
+    if not CURSOR.match(key):
+        raise BadRequest("_cursor is not one this server issued")
+    return key
 
 
 def parse_search(items: Sequence[tuple[str, str]]) -> SearchParameters:
