@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -24,6 +25,13 @@ DEFAULT_COUNT = 20
 MAX_COUNT = 100
 PARAMETERS = frozenset({"patient", "category", "type", "date", "status", "_count", "_cursor"})
 PREFIXES = ("eq", "ge", "gt", "le", "lt")
+# normalised instants (YYYY-MM-DDTHH:MM:SSZ) compare as strings
+COMPARE: dict[str, Callable[[str, str], bool]] = {
+    "$gte": operator.ge,
+    "$gt": operator.gt,
+    "$lte": operator.le,
+    "$lt": operator.lt,
+}
 CURSOR = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\|[0-9a-f-]{36}$")
 
 Json = dict[str, Any]
@@ -40,23 +48,19 @@ class SearchParameters:
     cursor: str | None = None
     kept: tuple[tuple[str, str], ...] = field(default=())  # for links, without _cursor
 
-    def selector(self, resource_type: str, patient: str) -> Json:
-        selector: Json = {"patient": patient, "type": resource_type}
-        if self.category:
-            selector["category"] = self.category
-        if self.type_code:
-            selector["type_code"] = self.type_code
-        selector["status"] = self.status if self.status else {"$ne": ENTERED_IN_ERROR}
-        if self.date_ranges:
-            bounds: Json = {}
-            for operator, instant in self.date_ranges:
-                bounds[operator] = (
-                    max(bounds[operator], instant)
-                    if operator in bounds and operator.startswith("$g")
-                    else min(bounds.get(operator, instant), instant)
-                )
-            selector["date"] = bounds
-        return selector
+    def matches(self, resource_type: str, entry: Json) -> bool:
+        """Whether a patient index entry (see :mod:`journal.store`) meets the parameters."""
+        if entry.get("type") != resource_type:
+            return False
+        if self.category and entry.get("category") != self.category:
+            return False
+        if self.type_code and entry.get("type_code") != self.type_code:
+            return False
+        status = entry.get("status")
+        if (status != self.status) if self.status else (status == ENTERED_IN_ERROR):
+            return False
+        when = entry.get("date") or ""
+        return all(COMPARE[op](when, bound) for op, bound in self.date_ranges)
 
 
 def _code(value: str) -> str:

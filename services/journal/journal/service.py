@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,7 +54,7 @@ from journal.access import (
 )
 from journal.kinds import ENTERED_IN_ERROR, KINDS, Kind, Parsed, parse
 from journal.search import SearchParameters
-from journal.store import ACCESS_FIELDS, AccessTuple, ResourceStore, tuple_selector
+from journal.store import ACCESS_FIELDS, AccessTuple, ResourceStore
 
 CHANGED_BY = "https://akson.dev/fhir/StructureDefinition/changed-by"
 SUPPLY_USAGES = "supply_usages"
@@ -455,9 +455,8 @@ class Journal:
         if patient is None:
             raise BadRequest("a search names the patient (patient=Patient/<national id>)")
         context = await self.access.context(caller, patient)
-        selector = parameters.selector(kind.name, patient)
-        counts = await self.store.access_tuples(selector)
-        if not counts:
+        entries = [e for e in await self.store.entries(patient) if parameters.matches(kind.name, e)]
+        if not entries:
             # Nothing matches; the search is still decided (and logged), so a stopped OPA
             # gives 503 whether or not there was anything to find.
             probe = ResourceRef(type=kind.name, patient=patient, category=parameters.category)
@@ -465,61 +464,72 @@ class Journal:
             if UNAVAILABLE in decision.reasons:
                 raise_unavailable()
             return SearchPage([], 0, None)
-        decisions = await self.access.decide_many(caller, "search", patient, counts, context)
-        allowed = [key for key, d in decisions.items() if d.allow]
-        total = sum(counts[key] for key in allowed)
-        if not allowed:
-            return SearchPage([], 0, None)
-        if len(allowed) < len(counts):
-            selector = {**selector, "$or": [tuple_selector(key) for key in allowed]}
-        documents, next_key = await self.store.page(
-            selector, before=parameters.cursor, limit=parameters.count
-        )
-        resources = [
-            self._output(d["resource"], decisions[_access(d)])
-            for d in documents
-            if _access(d) in decisions and decisions[_access(d)].allow
-        ]
+        decisions = await self._decide_entries(caller, "search", patient, entries, context)
+        visible = _newest_first([e for e in entries if decisions[_access(e)].allow])
+        total = len(visible)
+        if parameters.cursor is not None:
+            visible = [e for e in visible if e["sort_key"] < parameters.cursor]
+        page = visible[: parameters.count]
+        next_key = page[-1]["sort_key"] if len(visible) > parameters.count else None
+        resources = await self._fetch_allowed(page, decisions)
         return SearchPage(resources, total, next_key)
+
+    async def _decide_entries(
+        self,
+        caller: Caller,
+        action: Action,
+        patient: str,
+        entries: Sequence[dict[str, Any]],
+        context: PolicyContext,
+    ) -> dict[AccessTuple, Decision]:
+        """One decision per distinct combination of access attributes among ``entries``."""
+        distinct = list(dict.fromkeys(_access(e) for e in entries))
+        return await self.access.decide_many(caller, action, patient, distinct, context)
+
+    async def _fetch_allowed(
+        self, page: Sequence[dict[str, Any]], decisions: dict[AccessTuple, Decision]
+    ) -> list[dict[str, Any]]:
+        """The page's resources, each re-checked on its own stored attributes: an index entry
+        that lags behind its resource can hide it, never show it."""
+        resources = []
+        for document in await self.store.fetch([e["id"] for e in page]):
+            decision = decisions.get(_access(document))
+            if decision is not None and decision.allow:
+                resources.append(self._output(document["resource"], decision))
+        return resources
 
     async def summary(self, caller: Caller, patient: str) -> list[dict[str, Any]]:
         """Critical information, current medications, latest documents and results: each
         entry decided like any read."""
-        sections: list[tuple[tuple[str, ...], int | None]] = [
-            (("AllergyIntolerance", "Flag"), None),
-            (("MedicationStatement",), None),
-            (("DocumentReference",), SUMMARY_LATEST),
-            (("DiagnosticReport",), SUMMARY_LATEST),
+        sections: list[tuple[str, int | None]] = [
+            ("AllergyIntolerance", None),
+            ("Flag", None),
+            ("MedicationStatement", None),
+            ("DocumentReference", SUMMARY_LATEST),
+            ("DiagnosticReport", SUMMARY_LATEST),
         ]
-        types = [t for names, _ in sections for t in names]
         context = await self.access.context(caller, patient)
-        base = {"patient": patient, "type": {"$in": types}, "status": {"$ne": ENTERED_IN_ERROR}}
-        counts = await self.store.access_tuples(base)
-        if not counts:
+        entries = [
+            e
+            for e in await self.store.entries(patient)
+            if e.get("type") in KINDS
+            and any(e["type"] == name for name, _ in sections)
+            and e.get("status") in KINDS[e["type"]].current_statuses
+        ]
+        if not entries:
             probe = ResourceRef(type="Patient", patient=patient)
             decision = await self.access.decide(caller, "read", probe, context)
             if UNAVAILABLE in decision.reasons:
                 raise_unavailable()
             return []
-        decisions = await self.access.decide_many(caller, "read", patient, counts, context)
-        entries: list[dict[str, Any]] = []
-        type_at = ACCESS_FIELDS.index("type")
-        for names, latest in sections:
-            for name in names:
-                allowed = [k for k, d in decisions.items() if d.allow and k[type_at] == name]
-                if not allowed:
-                    continue
-                selector = {
-                    "patient": patient,
-                    "type": name,
-                    "status": {"$in": sorted(KINDS[name].current_statuses)},
-                    "$or": [tuple_selector(k) for k in allowed],
-                }
-                documents, _ = await self.store.page(selector, before=None, limit=latest or 200)
-                entries.extend(
-                    self._output(d["resource"], decisions[_access(d)]) for d in documents
-                )
-        return entries
+        decisions = await self._decide_entries(caller, "read", patient, entries, context)
+        chosen: list[dict[str, Any]] = []
+        for name, latest in sections:
+            allowed = _newest_first(
+                [e for e in entries if e["type"] == name and decisions[_access(e)].allow]
+            )
+            chosen.extend(allowed[:latest] if latest else allowed)
+        return await self._fetch_allowed(chosen, decisions)
 
     # -- supplies ----------------------------------------------------------------------------
 
@@ -561,8 +571,12 @@ class Journal:
         return usage_id
 
 
-def _access(document: Document) -> AccessTuple:
+def _access(document: Mapping[str, Any]) -> AccessTuple:
     return tuple(document.get(name) for name in ACCESS_FIELDS)
+
+
+def _newest_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(entries, key=lambda e: str(e.get("sort_key") or ""), reverse=True)
 
 
 def _finished(document: Document) -> bool:

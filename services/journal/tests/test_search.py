@@ -40,20 +40,26 @@ def test_parameters_are_parsed_and_codes_stripped_of_their_system() -> None:
     )
     assert parameters.patient == "13018012345"
     assert parameters.category == "general" and parameters.type_code == "note"
-    selector = parameters.selector("DocumentReference", "13018012345")
-    assert selector == {
-        "patient": "13018012345",
+    entry = {
         "type": "DocumentReference",
         "category": "general",
         "type_code": "note",
         "status": "current",
+        "date": "2025-01-01T00:00:00Z",
     }
+    assert parameters.matches("DocumentReference", entry)
+    assert not parameters.matches("Flag", entry)
+    for name, other in (("category", "dental"), ("type_code", "letter"), ("status", "superseded")):
+        assert not parameters.matches("DocumentReference", {**entry, name: other})
     assert parameters.count == 5
 
 
 def test_entered_in_error_is_left_out_unless_asked_for() -> None:
-    selector = parse_search([("patient", "1")]).selector("Flag", "1")
-    assert selector["status"] == {"$ne": "entered-in-error"}
+    plain = parse_search([("patient", "1")])
+    assert plain.matches("Flag", {"type": "Flag", "status": "active"})
+    assert not plain.matches("Flag", {"type": "Flag", "status": "entered-in-error"})
+    asked = parse_search([("patient", "1"), ("status", "entered-in-error")])
+    assert asked.matches("Flag", {"type": "Flag", "status": "entered-in-error"})
 
 
 def test_count_is_capped_and_must_be_positive() -> None:
@@ -83,10 +89,13 @@ def test_date_prefixes_become_ranges() -> None:
     with pytest.raises(BadRequest):
         date_bounds("ge-yesterday")
     both = parse_search([("date", "ge2025-01-01"), ("date", "le2025-06-30")])
-    assert both.selector("Flag", "1")["date"] == {
-        "$gte": "2025-01-01T00:00:00Z",
-        "$lt": "2025-07-01T00:00:00Z",
-    }
+
+    def on(day: str) -> bool:
+        return both.matches("Flag", {"type": "Flag", "status": "active", "date": day})
+
+    assert on("2025-01-01T00:00:00Z") and on("2025-06-30T23:59:59Z")
+    assert not on("2024-12-31T23:59:59Z") and not on("2025-07-01T00:00:00Z")
+    assert not on("")
 
 
 def test_cursors_round_trip_and_forgeries_are_refused() -> None:
