@@ -25,6 +25,7 @@ stale index entry can hide a resource but never show one.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,8 +76,14 @@ def tuple_selector(values: AccessTuple) -> dict[str, Any]:
     return dict(zip(ACCESS_FIELDS, values, strict=True))
 
 
-def index_entry(document: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: document.get(name) for name in INDEXED}
+def index_entry(document: Mapping[str, Any]) -> str:
+    """An index entry as one compact JSON array: FerretDB v1 decodes a nested field at a time,
+    so 200 entries as objects took ~60 ms to read back, as strings a fraction of that."""
+    return json.dumps([document.get(name) for name in INDEXED], separators=(",", ":"))
+
+
+def read_entry(resource_id: str, entry: str) -> dict[str, Any]:
+    return {**dict(zip(INDEXED, json.loads(entry), strict=True)), "id": resource_id}
 
 
 class ResourceStore:
@@ -112,7 +119,7 @@ class ResourceStore:
         """The patient's index entries (``id`` plus :data:`INDEXED`), in no order."""
         found = await self.index.find_one({"_id": patient})
         entries = (found or {}).get("entries") or {}
-        return [{**entry, "id": resource_id} for resource_id, entry in entries.items()]
+        return [read_entry(resource_id, entry) for resource_id, entry in entries.items()]
 
     async def fetch(self, resource_ids: list[str]) -> list[Document]:
         """Current documents by id, in the order asked, skipping any not found."""
