@@ -873,3 +873,40 @@ def test_invalid_and_oversized_resources_are_refused_without_echo(
     )
     unsupported = http.get(f"{base(platform)}/Medication/123", headers=gp)
     assert unsupported.status_code == 404
+
+
+# -- fail closed ---------------------------------------------------------------------------------
+
+
+def test_with_opa_stopped_search_and_summary_return_no_data(
+    platform: Platform, http: httpx.Client
+) -> None:
+    patient, hpr = new_patient_id(), new_hpr()
+    relate(http, platform, patient, hpr=hpr)
+    gp = practitioner(platform, hpr)
+    create(http, platform, note(patient, text="Skal ikke lekke."), gp)
+    empty_patient = new_patient_id()
+    platform.stack.stop("opa")
+    try:
+        found = http.get(
+            f"{base(platform)}/DocumentReference", params={"patient": patient}, headers=gp
+        )
+        nothing = http.get(
+            f"{base(platform)}/DocumentReference", params={"patient": empty_patient}, headers=gp
+        )
+        summary = http.get(f"{base(platform)}/Patient/{patient}/$summary", headers=gp)
+    finally:
+        platform.stack.start("opa")
+    for answer in (found, nothing, summary):
+        assert answer.status_code == 503
+        assert answer.json()["resourceType"] == "OperationOutcome"
+        assert "Patient/" not in answer.text and "entry" not in answer.text
+    assert search(http, platform, "DocumentReference", gp, patient=patient)["total"] == 1
+
+
+def test_the_capability_statement_names_fhir_r4(platform: Platform, http: httpx.Client) -> None:
+    answer = http.get(f"{base(platform)}/metadata")
+    assert answer.status_code == 200
+    statement = answer.json()
+    assert statement["fhirVersion"] == "4.0.1"
+    assert {r["type"] for r in statement["rest"][0]["resource"]} >= {"Encounter", "Flag"}

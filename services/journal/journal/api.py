@@ -28,7 +28,14 @@ from akson_common.fhir import FHIR_JSON
 from akson_common.identifiers import is_national_id
 from journal.access import Caller
 from journal.kinds import KINDS, Kind, check_size
-from journal.search import collection, encode_cursor, history_bundle, parse_search, searchset
+from journal.search import (
+    capability_statement,
+    collection,
+    encode_cursor,
+    history_bundle,
+    parse_search,
+    searchset,
+)
 from journal.service import Journal as JournalService
 from journal.service import MethodNotAllowed, Stored, SupplyUse, instant, now
 from journal.settings import JournalSettings
@@ -146,7 +153,14 @@ def versioned(stored: Stored, *, status_code: int = 200, location: bool = False)
     return fhir(resource, status_code=status_code, headers=headers)
 
 
-# -- patient summary (before the generic routes: "Patient" is no stored type) ----------------
+# -- capabilities and the patient summary (before the generic routes) ------------------------
+
+
+@router.get("/fhir/R4/metadata")
+async def capabilities(request: Request) -> JSONResponse:
+    """The CapabilityStatement: FHIR R4 (4.0.1), served from fhir.resources' R4B models,
+    which are wire-compatible with R4 for every type listed."""
+    return fhir(capability_statement(base_url(request), instant(now())))
 
 
 @router.get("/fhir/R4/Patient/{patient}/$summary", responses=FHIR_RESPONSES)

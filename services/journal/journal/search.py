@@ -23,6 +23,15 @@ from journal.kinds import ENTERED_IN_ERROR, normalise_instant
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 100
+RESOURCE_TYPES = (
+    "DocumentReference",
+    "AllergyIntolerance",
+    "Flag",
+    "MedicationStatement",
+    "DiagnosticReport",
+    "Observation",
+    "Encounter",
+)
 PARAMETERS = frozenset({"patient", "category", "type", "date", "status", "_count", "_cursor"})
 PREFIXES = ("eq", "ge", "gt", "le", "lt")
 # normalised instants (YYYY-MM-DDTHH:MM:SSZ) compare as strings
@@ -207,5 +216,54 @@ def collection(base: str, resources: Sequence[Json], *, timestamp: str) -> Json:
         "timestamp": timestamp,
         "entry": [
             {"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r} for r in resources
+        ],
+    }
+
+
+def capability_statement(base: str, date: str) -> Json:
+    searches = [
+        {"name": "patient", "type": "reference"},
+        {"name": "category", "type": "token"},
+        {"name": "type", "type": "token"},
+        {"name": "date", "type": "date"},
+        {"name": "status", "type": "token"},
+        {"name": "_count", "type": "number"},
+    ]
+    interactions = ["read", "vread", "update", "delete", "history-instance", "create"]
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": date,
+        "kind": "instance",
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json"],
+        "implementation": {
+            "description": "Akson journal (validated with fhir.resources R4B models, "
+            "wire-compatible with R4 for these types); DELETE marks entered-in-error",
+            "url": base,
+        },
+        "rest": [
+            {
+                "mode": "server",
+                "security": {"description": "Bearer tokens from the Akson identity service"},
+                "resource": [
+                    {
+                        "type": name,
+                        "versioning": "versioned-update",
+                        "readHistory": True,
+                        "updateCreate": False,
+                        "conditionalDelete": "not-supported",
+                        "interaction": [{"code": code} for code in [*interactions, "search-type"]],
+                        "searchParam": searches,
+                    }
+                    for name in RESOURCE_TYPES
+                ],
+                "operation": [
+                    {
+                        "name": "summary",
+                        "definition": "http://hl7.org/fhir/uv/ips/OperationDefinition/summary",
+                    }
+                ],
+            }
         ],
     }

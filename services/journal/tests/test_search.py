@@ -140,3 +140,16 @@ def test_operation_outcomes_are_valid_fhir() -> None:
     )
     assert outcome.issue[0].code == "processing"
     assert operation_outcome(428, "x")["issue"][0]["code"] == "required"
+
+
+def test_the_capability_statement_is_valid_and_lists_every_type() -> None:
+    from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+
+    from journal.kinds import KINDS
+    from journal.search import RESOURCE_TYPES, capability_statement
+
+    statement = CapabilityStatement.model_validate(
+        capability_statement("http://x/fhir/R4", "2026-01-01T00:00:00Z")
+    )
+    assert statement.fhirVersion == "4.0.1"
+    assert set(RESOURCE_TYPES) == set(KINDS)
