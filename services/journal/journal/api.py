@@ -203,7 +203,7 @@ async def search(kind: KindDep, request: Request, who: CallerDep, journal: Journ
     page = await journal.search(who, kind, parameters)
     path = f"/fhir/R4/{kind.name}"
     kept = [*parameters.kept, ("_count", str(parameters.count))]
-    self_link = str(request.url.replace(scheme=request.url.scheme))
+    self_link = str(request.url)
     next_link = None
     if page.next_cursor is not None:
         query = urlencode([*kept, ("_cursor", encode_cursor(page.next_cursor))])
