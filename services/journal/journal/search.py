@@ -76,6 +76,19 @@ def _code(value: str) -> str:
     return value.rsplit("|", 1)[-1]
 
 
+# HL7 result categories, searched as the Akson categories results are kept under
+RESULT_CATEGORIES = {
+    "http://terminology.hl7.org/CodeSystem/v2-0074|LAB": "lab_result",
+    "http://terminology.hl7.org/CodeSystem/v2-0074|RAD": "radiology",
+    "http://terminology.hl7.org/CodeSystem/observation-category|laboratory": "lab_result",
+    "http://terminology.hl7.org/CodeSystem/observation-category|imaging": "radiology",
+}
+
+
+def _category(value: str) -> str:
+    return RESULT_CATEGORIES.get(value) or _code(value)
+
+
 def _day_after(day: str) -> str:
     following = date.fromisoformat(day) + timedelta(days=1)
     return datetime.combine(following, datetime.min.time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -146,7 +159,7 @@ def parse_search(items: Sequence[tuple[str, str]]) -> SearchParameters:
     cursor = one("_cursor")
     return SearchParameters(
         patient=patient.removeprefix("Patient/") if patient else None,
-        category=_code(c) if (c := one("category")) else None,
+        category=_category(c) if (c := one("category")) else None,
         type_code=_code(t) if (t := one("type")) else None,
         status=one("status"),
         date_ranges=tuple(ranges),

@@ -345,59 +345,13 @@ class Journal:
                 )
             ]
         if kind.name == "Encounter":
-            visit = self._visit(document, previous)
+            visit = visit_completed(document, previous)
             if visit is not None:
                 # subject: the encounter, not the patient (the event carries no patient)
                 return [
                     cloud_event(VISIT_COMPLETED, visit, source="journal", subject=document["_id"])
                 ]
         return []
-
-    def _visit(self, document: Document, previous: Document | None) -> VisitCompletedV1 | None:
-        was_finished = previous is not None and bool(previous.get("finished"))
-        status = document.get("status")
-        if status == "finished":
-            reported = "finished"
-        elif status == ENTERED_IN_ERROR and was_finished:
-            reported = ENTERED_IN_ERROR
-        else:
-            return None
-        encounter = document["resource"]
-        period = encounter.get("period") or {}
-        start, end = period.get("start"), period.get("end")
-        if not (start and end) and reported == "finished":
-            raise Unprocessable(
-                "a finished Encounter needs period.start and period.end",
-                errors=[{"loc": ["period"], "msg": "start and end required"}],
-            )
-        performer = None
-        for participant in encounter.get("participant") or []:
-            individual = (participant.get("individual") or {}).get("reference")
-            performer = _reference_id(individual, "Practitioner/")
-            if performer:
-                break
-        unit = _reference_id(
-            (encounter.get("serviceProvider") or {}).get("reference"), "Organization/"
-        )
-        unit = unit or document.get("unit")
-        if not unit:
-            raise Unprocessable(
-                "a finished Encounter needs serviceProvider (the unit)",
-                errors=[{"loc": ["serviceProvider"], "msg": "required"}],
-            )
-        visit_type = _first_type(encounter) or (encounter.get("class") or {}).get("code") or "visit"
-        return VisitCompletedV1(
-            encounter_id=document["_id"],
-            version=document["version"],
-            performer=performer or document.get("author") or "unknown",
-            unit=unit,
-            organisation=document.get("organisation"),
-            municipality=document.get("municipality"),
-            visit_type=str(visit_type),
-            start=datetime.fromisoformat(str(start or end).replace("Z", "+00:00")),
-            end=datetime.fromisoformat(str(end or start).replace("Z", "+00:00")),
-            status=reported,
-        )
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -542,6 +496,11 @@ class Journal:
                 "at least one supply line", errors=[{"loc": ["body"], "msg": "empty"}]
             )
         stored, _, _ = await self._visible(caller, "write", KINDS["Encounter"], encounter_id)
+        if stored.get("status") == ENTERED_IN_ERROR:
+            raise Unprocessable(
+                "the Encounter is entered-in-error",
+                errors=[{"loc": ["encounter"], "msg": "entered-in-error"}],
+            )
         encounter = stored["resource"]
         unit = _reference_id(
             (encounter.get("serviceProvider") or {}).get("reference"), "Organization/"
@@ -589,3 +548,50 @@ def _first_type(encounter: dict[str, Any]) -> str | None:
             if coding.get("code"):
                 return str(coding["code"])
     return None
+
+
+def visit_completed(document: Document, previous: Document | None) -> VisitCompletedV1 | None:
+    """The payroll event for an Encounter version, if it is one: finished, or a finished one
+    marked entered-in-error. Only who, where, what kind and when: never the patient."""
+    was_finished = previous is not None and bool(previous.get("finished"))
+    status = document.get("status")
+    if status == "finished":
+        reported = "finished"
+    elif status == ENTERED_IN_ERROR and was_finished:
+        reported = ENTERED_IN_ERROR
+    else:
+        return None
+    encounter = document["resource"]
+    period = encounter.get("period") or {}
+    start, end = period.get("start"), period.get("end")
+    if not (start and end) and reported == "finished":
+        raise Unprocessable(
+            "a finished Encounter needs period.start and period.end",
+            errors=[{"loc": ["period"], "msg": "start and end required"}],
+        )
+    performer = None
+    for participant in encounter.get("participant") or []:
+        individual = (participant.get("individual") or {}).get("reference")
+        performer = _reference_id(individual, "Practitioner/")
+        if performer:
+            break
+    unit = _reference_id((encounter.get("serviceProvider") or {}).get("reference"), "Organization/")
+    unit = unit or document.get("unit")
+    if not unit:
+        raise Unprocessable(
+            "a finished Encounter needs serviceProvider (the unit)",
+            errors=[{"loc": ["serviceProvider"], "msg": "required"}],
+        )
+    visit_type = _first_type(encounter) or (encounter.get("class") or {}).get("code") or "visit"
+    return VisitCompletedV1(
+        encounter_id=document["_id"],
+        version=document["version"],
+        performer=performer or document.get("author") or "unknown",
+        unit=unit,
+        organisation=document.get("organisation"),
+        municipality=document.get("municipality"),
+        visit_type=str(visit_type),
+        start=datetime.fromisoformat(str(start or end).replace("Z", "+00:00")),
+        end=datetime.fromisoformat(str(end or start).replace("Z", "+00:00")),
+        status=reported,
+    )

@@ -153,3 +153,10 @@ def test_the_capability_statement_is_valid_and_lists_every_type() -> None:
     )
     assert statement.fhirVersion == "4.0.1"
     assert set(RESOURCE_TYPES) == set(KINDS)
+
+
+def test_hl7_result_categories_search_as_akson_categories() -> None:
+    lab = parse_search([("category", "http://terminology.hl7.org/CodeSystem/v2-0074|LAB")])
+    assert lab.category == "lab_result"
+    imaging = "http://terminology.hl7.org/CodeSystem/observation-category|imaging"
+    assert parse_search([("category", imaging)]).category == "radiology"
