@@ -352,7 +352,8 @@ def test_filtered_search_total_and_paging_exclude_what_the_caller_may_not_see(
     """A health worker (HF) with a relation may see general notes, not mental health ones:
     the total, the pages and the next links count only the general ones."""
     patient, doctor, worker = new_patient_id(), new_hpr(), new_hpr()
-    relate(http, platform, patient, hpr=doctor)
+    # sensitive notes need a relation with the writer's own unit (the GP office)
+    relate(http, platform, patient, hpr=doctor, unit="unit-gp-1")
     relate(http, platform, patient, hpr=worker, kind="home_care")
     gp = practitioner(platform, doctor)
     hf = practitioner(platform, worker, profession="HF", unit="unit-home-care")
@@ -587,10 +588,10 @@ def test_the_medication_list_keeps_every_version_and_who_changed_it(
 def test_the_patient_summary_holds_only_what_the_caller_may_see(
     platform: Platform, http: httpx.Client
 ) -> None:
-    """new_policy for the critical information and medication entries (categories
-    critical_info, medication); the document part passes on the foundation policy."""
+    """Critical information, current medications and documents, each as the caller may see
+    them (a mental-health note only for the GP whose office holds the relation)."""
     patient, doctor, worker = new_patient_id(), new_hpr(), new_hpr()
-    relate(http, platform, patient, hpr=doctor)
+    relate(http, platform, patient, hpr=doctor, unit="unit-gp-1")
     relate(http, platform, patient, hpr=worker)
     gp = practitioner(platform, doctor)
     general = create(http, platform, note(patient), gp)["id"]

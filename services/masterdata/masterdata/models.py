@@ -29,6 +29,9 @@ ServiceType = Literal[
     "health_station",
     "physiotherapy",
     "public_dental",
+    "mental_health",
+    "midwifery",
+    "occupational_therapy",
 ]
 
 
@@ -178,6 +181,9 @@ class CareRelationIn(Record):
         "health_station",
         "physiotherapy",
         "dental",
+        "mental_health",
+        "midwifery",
+        "occupational_therapy",
     ]
     practitioner: HprNumber | None = None
     unit: str | None = Field(default=None, max_length=64)
