@@ -1,0 +1,257 @@
+"""Messaging's collections: the outbound queue and the inbound messages.
+
+The queue lives in the database, not in memory: an outbound message is a document with its
+status and ``next_attempt_at``. A worker claims a due message with ONE atomic update that sets a
+lease (``lease_until``, ``lease_owner``); it settles the attempt with one update conditional on
+still holding that lease, which carries the status event (outbox). A worker that dies mid-flight
+leaves the message ``queued`` with a lease that lapses, and any worker — the restarted one or
+another replica — takes it again. Delivery is therefore at least once; receivers deduplicate
+on the message id (as our inbound side does).
+
+Datetimes are stored as BSON dates (never ISO strings), so ``$lte`` compares instants.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import IndexModel, ReturnDocument
+
+from akson_common.db import Database, Document, Page, Repository, when_not_busy
+from akson_common.events import (
+    MESSAGE_DEAD_LETTERED,
+    MESSAGE_DELIVERED,
+    MESSAGE_QUEUED,
+    MESSAGE_RECEIPTED,
+    MESSAGE_RECEIVED,
+    MESSAGE_RETRY_SCHEDULED,
+    MESSAGE_SENT,
+    MessageReceivedV1,
+    MessageStatusChangedV1,
+    Topic,
+    cloud_event,
+)
+from akson_common.outbox import Outbox
+from messaging.models import InboundMessage, OutboundMessage, Receipt, StatusChange
+from messaging.transport import TransportResult
+
+OUTBOUND = "outbound_messages"
+INBOUND = "inbound_messages"
+SOURCE = "messaging"
+
+
+def _document(model: OutboundMessage | InboundMessage) -> Document:
+    document = model.model_dump(mode="python")
+    document["_id"] = document.pop("id")
+    return document
+
+
+def status_event(message: OutboundMessage, topic: Topic[Any]) -> dict[str, Any]:
+    payload = MessageStatusChangedV1(
+        message_id=message.id,
+        kind=message.kind,
+        status=message.status,
+        patient=message.patient,
+        document_id=message.document_id,
+        recipient_her_id=message.recipient_her_id,
+        attempts=message.attempts,
+        error_code=message.last_error_code,
+        in_reply_to=message.in_reply_to,
+    )
+    return cloud_event(topic, payload, source=SOURCE, subject=message.patient or message.id)
+
+
+class OutboundQueue:
+    def __init__(self, database: Database, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.repository = Repository(
+            database,
+            OUTBOUND,
+            OutboundMessage,
+            indexes=[
+                IndexModel([("status", 1), ("next_attempt_at", 1)]),
+                IndexModel([("patient", 1)]),
+            ],
+        )
+        outbox.track(OUTBOUND)
+
+    @property
+    def collection(self) -> Any:
+        return self.repository.collection
+
+    async def enqueue(self, message: OutboundMessage) -> bool:
+        """Store a new queued message and its ``queued`` event; False if the id existed."""
+        existed = await self.outbox.insert_many(
+            OUTBOUND, [(_document(message), [status_event(message, MESSAGE_QUEUED)])]
+        )
+        return message.id not in existed
+
+    async def get(self, message_id: str) -> OutboundMessage | None:
+        return await self.repository.get_one_or_none(message_id)
+
+    async def page(self, query: dict[str, Any], limit: int, after: str | None) -> Page[Any]:
+        return await self.repository.paginate(query, limit=limit, after=after)
+
+    async def claim(self, now: datetime, owner: str, lease: timedelta) -> OutboundMessage | None:
+        """Take the most overdue queued message whose lease (if any) has lapsed."""
+        document = await when_not_busy(
+            lambda: self.collection.find_one_and_update(
+                {
+                    "status": "queued",
+                    "next_attempt_at": {"$lte": now},
+                    "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
+                },
+                {"$set": {"lease_until": now + lease, "lease_owner": owner}},
+                sort=[("next_attempt_at", 1)],
+                return_document=ReturnDocument.AFTER,
+            )
+        )
+        return None if document is None else self.repository.to_model(document)
+
+    async def settle(
+        self,
+        message: OutboundMessage,
+        owner: str,
+        result: TransportResult,
+        now: datetime,
+        *,
+        max_attempts: int,
+        backoff: timedelta,
+    ) -> OutboundMessage | None:
+        """Record one attempt's outcome (with its event) if the lease is still ours; None when
+        it is not (the lease lapsed and another worker took it, or a receipt came first)."""
+        attempts = message.attempts + 1
+        changes: dict[str, Any] = {
+            "attempts": attempts,
+            "lease_until": None,
+            "lease_owner": None,
+            "updated_at": now,
+            "last_error_code": result.error_code,
+            "last_error": result.reason,
+        }
+        if result.outcome in ("delivered", "sent"):
+            changes.update(status=result.outcome, next_attempt_at=None)
+            topic: Topic[Any] = MESSAGE_DELIVERED if result.outcome == "delivered" else MESSAGE_SENT
+        elif result.outcome == "retry" and attempts < max_attempts:
+            changes.update(status="queued", next_attempt_at=now + backoff)
+            topic = MESSAGE_RETRY_SCHEDULED
+        else:
+            changes.update(status="dead_lettered", next_attempt_at=None)
+            topic = MESSAGE_DEAD_LETTERED
+        settled = message.model_copy(update=changes)
+        change = StatusChange(
+            status=settled.status, at=now, attempts=attempts, error_code=result.error_code
+        )
+        saved = await self.outbox.save(
+            OUTBOUND,
+            {"_id": message.id, "status": "queued", "lease_owner": owner},
+            {"$set": changes, "$push": {"history": change.model_dump(mode="python")}},
+            [status_event(settled, topic)],
+        )
+        return None if saved is None else settled
+
+    async def apply_receipt(self, message_id: str, receipt: Receipt) -> OutboundMessage | None:
+        """Record the first application receipt of a message; None if unknown or already
+        receipted (a repeated AppRec changes nothing)."""
+        message = await self.get(message_id)
+        if message is None or message.receipt is not None:
+            return None
+        status = "receipted_ok" if receipt.status == "ok" else "receipted_error"
+        error_code = None if receipt.status == "ok" else f"apprec_{receipt.status}"
+        changes: dict[str, Any] = {
+            "status": status,
+            "receipt": receipt.model_dump(mode="python"),
+            "next_attempt_at": None,
+            "updated_at": receipt.received_at,
+            "last_error_code": error_code,
+        }
+        receipted = message.model_copy(
+            update={**changes, "receipt": receipt, "last_error_code": error_code}
+        )
+        change = StatusChange(
+            status=receipted.status,
+            at=receipt.received_at,
+            attempts=message.attempts,
+            error_code=error_code,
+        )
+        saved = await self.outbox.save(
+            OUTBOUND,
+            {"_id": message_id, "receipt": None},
+            {"$set": changes, "$push": {"history": change.model_dump(mode="python")}},
+            [status_event(receipted, MESSAGE_RECEIPTED)],
+        )
+        return None if saved is None else receipted
+
+    async def requeue(self, message: OutboundMessage, now: datetime) -> OutboundMessage | None:
+        """A dead-lettered message back in the queue (an operator's resend): attempts start
+        over; None if it is no longer dead-lettered."""
+        changes: dict[str, Any] = {
+            "status": "queued",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "lease_until": None,
+            "lease_owner": None,
+            "updated_at": now,
+        }
+        queued = message.model_copy(update=changes)
+        change = StatusChange(status="queued", at=now, attempts=0)
+        saved = await self.outbox.save(
+            OUTBOUND,
+            {"_id": message.id, "status": "dead_lettered"},
+            {"$set": changes, "$push": {"history": change.model_dump(mode="python")}},
+            [status_event(queued, MESSAGE_QUEUED)],
+        )
+        return None if saved is None else queued
+
+
+class InboundStore:
+    def __init__(self, database: Database, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.repository = Repository(
+            database, INBOUND, InboundMessage, indexes=[IndexModel([("patient", 1)])]
+        )
+        outbox.track(INBOUND)
+
+    async def store_once(self, message: InboundMessage) -> InboundMessage:
+        """Store a message the first time its id is seen (with ``messaging.message.received``
+        when accepted); on a repeat, count the delivery and return what was stored first."""
+        events = []
+        if message.status == "accepted" and message.patient is not None:
+            payload = MessageReceivedV1(
+                message_id=message.id,
+                kind=message.kind,
+                patient=message.patient,
+                sender_her_id=message.sender_her_id,
+                document_id=message.document_id,
+                received_at=message.received_at,
+            )
+            events.append(
+                cloud_event(MESSAGE_RECEIVED, payload, source=SOURCE, subject=message.patient)
+            )
+        existed = await self.outbox.insert_many(INBOUND, [(_document(message), events)])
+        if message.id not in existed:
+            return message
+        document = await when_not_busy(
+            lambda: self.repository.collection.find_one_and_update(
+                {"_id": message.id},
+                {"$inc": {"deliveries": 1}, "$set": {"last_received_at": message.received_at}},
+                return_document=ReturnDocument.AFTER,
+            )
+        )
+        if document is None:
+            raise LookupError(f"inbound message {message.id} vanished")
+        return self.repository.to_model(document)
+
+    async def receipted(self, message_id: str, apprec_id: str) -> None:
+        await when_not_busy(
+            lambda: self.repository.collection.update_one(
+                {"_id": message_id}, {"$push": {"receipts": apprec_id}}
+            )
+        )
+
+    async def get(self, message_id: str) -> InboundMessage | None:
+        return await self.repository.get_one_or_none(message_id)
+
+    async def page(self, query: dict[str, Any], limit: int, after: str | None) -> Page[Any]:
+        return await self.repository.paginate(query, limit=limit, after=after)
