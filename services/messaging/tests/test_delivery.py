@@ -1,0 +1,60 @@
+"""What one transport attempt comes to, and when the next one is due."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from messaging.settings import MessagingSettings
+from messaging.transport import classify
+from messaging.worker import backoff
+
+
+def peer_answer(status: int, body: object = b"") -> tuple[int, httpx.Headers, bytes]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return 200, httpx.Headers({"metadata.statusCode": str(status)}), raw
+
+
+def test_a_2xx_from_the_peer_is_delivered_and_202_only_sent() -> None:
+    assert classify(*peer_answer(200)).outcome == "delivered"
+    assert classify(*peer_answer(204)).outcome == "delivered"
+    assert classify(*peer_answer(202)).outcome == "sent"
+
+
+def test_a_failing_peer_is_retried_with_its_reason() -> None:
+    outcome = {"resourceType": "OperationOutcome", "issue": [{"diagnostics": "EPJ nede"}]}
+    result = classify(*peer_answer(503, outcome))
+    assert (result.outcome, result.error_code) == ("retry", "peer_http_503")
+    assert result.reason == "the peer answered 503: EPJ nede"
+    assert classify(*peer_answer(429)).outcome == "retry"
+
+
+def test_a_refusing_peer_is_not_retried() -> None:
+    result = classify(*peer_answer(400, b"unknown recipient"))
+    assert (result.outcome, result.error_code) == ("permanent", "peer_http_400")
+    assert result.reason == "the peer answered 400: unknown recipient"
+
+
+def test_a_sidecar_error_means_the_transport_is_unavailable() -> None:
+    body = json.dumps({"errorCode": "ERR_INVOKE_OUTPUT_BINDING", "message": "connection refused"})
+    result = classify(500, httpx.Headers(), body.encode())
+    assert (result.outcome, result.error_code) == ("retry", "transport_unavailable")
+    assert result.reason == "connection refused"
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    waits = [backoff(n, 0.5, 4) for n in range(1, 7)]
+    assert waits == [timedelta(seconds=s) for s in (0.5, 1, 2, 4, 4, 4)]
+
+
+def test_a_placeholder_inbound_token_is_refused_outside_development() -> None:
+    real = {"dapr_api_token": "x" * 20, "app_api_token": "y" * 20, "jwks_file": "/k.json"}
+    with pytest.raises(ValueError, match="inbound_token"):
+        MessagingSettings(service_name="messaging", environment="production", **real)
+    ok = MessagingSettings(
+        service_name="messaging", environment="production", inbound_token="z" * 24, **real
+    )
+    assert ok.dispatch_rules["18842-5"] == "discharge_summary"
