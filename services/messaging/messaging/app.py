@@ -17,15 +17,17 @@ from messaging.settings import MessagingSettings
 from messaging.store import InboundStore, OutboundQueue
 from messaging.transport import Transport
 from messaging.worker import SendWorker
+from messaging.writes import LockedOutbox
 
 
 def create_app(settings: MessagingSettings) -> FastAPI:
     def configure(app: FastAPI, platform: Platform) -> None:
-        queue = OutboundQueue(platform.database, platform.outbox)
+        outbox = LockedOutbox(platform.database, platform.publisher, settings.outbox_sweep_seconds)
+        queue = OutboundQueue(platform.database, outbox)
         service = Messaging(
             settings,
             queue,
-            InboundStore(platform.database, platform.outbox),
+            InboundStore(platform.database, outbox),
             Directory(platform.database, platform.subscriptions),
             MasterDataProjections(platform.database, platform.subscriptions),
             platform.pep,
@@ -45,17 +47,20 @@ def create_app(settings: MessagingSettings) -> FastAPI:
         app.state.messaging = service
         app.state.worker = worker
 
-        # the worker runs inside the platform's lifespan (database and sidecar client open)
+        # messaging's outbox relay and the worker run inside the platform's lifespan
+        # (database and sidecar client open)
         platform_lifespan = app.router.lifespan_context
 
         @asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             async with platform_lifespan(app):
+                outbox.start()
                 worker.start()
                 try:
                     yield
                 finally:
                     await worker.stop()
+                    await outbox.stop()
 
         app.router.lifespan_context = lifespan
 

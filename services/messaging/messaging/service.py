@@ -292,19 +292,18 @@ class Messaging:
             last_received_at=at,
         )
         stored = await self.inbound.store_once(message)
-        duplicate = stored.deliveries > 1
-        apprec_id = await self._receipt(stored, at)
-        await self.inbound.receipted(stored.id, apprec_id)
+        apprec_id = str(uuid.uuid4())
+        deliveries = await self.inbound.delivered(stored.id, apprec_id, at)
+        await self._receipt(stored, apprec_id, at)
         return InboundAnswer(
             message_id=stored.id,
             status=stored.status,
-            duplicate=duplicate,
+            duplicate=deliveries > 1,
             receipt_id=apprec_id,
             errors=stored.errors,
         )
 
-    async def _receipt(self, message: InboundMessage, at: datetime) -> str:
-        apprec_id = str(uuid.uuid4())
+    async def _receipt(self, message: InboundMessage, apprec_id: str, at: datetime) -> None:
         status: ReceiptStatus = "ok" if message.status == "accepted" else "rejected"
         bundle = fhir.apprec_bundle(
             apprec_id=apprec_id,
@@ -327,4 +326,3 @@ class Messaging:
                 in_reply_to=message.id,
             )
         )
-        return apprec_id

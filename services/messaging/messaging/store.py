@@ -32,12 +32,13 @@ from akson_common.events import (
     Topic,
     cloud_event,
 )
-from akson_common.outbox import Outbox
 from messaging.models import InboundMessage, OutboundMessage, Receipt, StatusChange
 from messaging.transport import TransportResult
+from messaging.writes import LockedOutbox
 
 OUTBOUND = "outbound_messages"
 INBOUND = "inbound_messages"
+DELIVERIES = "inbound_deliveries"
 SOURCE = "messaging"
 
 
@@ -63,7 +64,7 @@ def status_event(message: OutboundMessage, topic: Topic[Any]) -> dict[str, Any]:
 
 
 class OutboundQueue:
-    def __init__(self, database: Database, outbox: Outbox) -> None:
+    def __init__(self, database: Database, outbox: LockedOutbox) -> None:
         self.outbox = outbox
         self.repository = Repository(
             database,
@@ -95,7 +96,12 @@ class OutboundQueue:
 
     async def claim(self, now: datetime, owner: str, lease: timedelta) -> OutboundMessage | None:
         """Take the most overdue queued message whose lease (if any) has lapsed."""
-        document = await when_not_busy(
+        async with self.outbox.lock:
+            document = await self._claim(now, owner, lease)
+        return None if document is None else self.repository.to_model(document)
+
+    async def _claim(self, now: datetime, owner: str, lease: timedelta) -> Document | None:
+        return await when_not_busy(
             lambda: self.collection.find_one_and_update(
                 {
                     "status": "queued",
@@ -107,7 +113,6 @@ class OutboundQueue:
                 return_document=ReturnDocument.AFTER,
             )
         )
-        return None if document is None else self.repository.to_model(document)
 
     async def settle(
         self,
@@ -143,17 +148,22 @@ class OutboundQueue:
         change = StatusChange(
             status=settled.status, at=now, attempts=attempts, error_code=result.error_code
         )
-        saved = await self.outbox.save(
-            OUTBOUND,
-            {"_id": message.id, "status": "queued", "lease_owner": owner},
-            {"$set": changes, "$push": {"history": change.model_dump(mode="python")}},
-            [status_event(settled, topic)],
-        )
+        async with self.outbox.lock:
+            saved = await self.outbox.save(
+                OUTBOUND,
+                {"_id": message.id, "status": "queued", "lease_owner": owner},
+                {"$set": changes, "$push": {"history": change.model_dump(mode="python")}},
+                [status_event(settled, topic)],
+            )
         return None if saved is None else settled
 
     async def apply_receipt(self, message_id: str, receipt: Receipt) -> OutboundMessage | None:
         """Record the first application receipt of a message; None if unknown or already
         receipted (a repeated AppRec changes nothing)."""
+        async with self.outbox.lock:
+            return await self._apply_receipt(message_id, receipt)
+
+    async def _apply_receipt(self, message_id: str, receipt: Receipt) -> OutboundMessage | None:
         message = await self.get(message_id)
         if message is None or message.receipt is not None:
             return None
@@ -196,26 +206,33 @@ class OutboundQueue:
         }
         queued = message.model_copy(update=changes)
         change = StatusChange(status="queued", at=now, attempts=0)
-        saved = await self.outbox.save(
-            OUTBOUND,
-            {"_id": message.id, "status": "dead_lettered"},
-            {"$set": changes, "$push": {"history": change.model_dump(mode="python")}},
-            [status_event(queued, MESSAGE_QUEUED)],
-        )
+        async with self.outbox.lock:
+            saved = await self.outbox.save(
+                OUTBOUND,
+                {"_id": message.id, "status": "dead_lettered"},
+                {"$set": changes, "$push": {"history": change.model_dump(mode="python")}},
+                [status_event(queued, MESSAGE_QUEUED)],
+            )
         return None if saved is None else queued
 
 
 class InboundStore:
-    def __init__(self, database: Database, outbox: Outbox) -> None:
+    """Inbound messages, one document per message id, written once (the relay then pulls its
+    event); each delivery of it is a document of its own in ``inbound_deliveries`` (named by
+    the receipt it was answered with), so a repeat never updates the message."""
+
+    def __init__(self, database: Database, outbox: LockedOutbox) -> None:
         self.outbox = outbox
         self.repository = Repository(
             database, INBOUND, InboundMessage, indexes=[IndexModel([("patient", 1)])]
         )
+        self.deliveries = database.collection(DELIVERIES)
+        database.declare_indexes(DELIVERIES, [IndexModel([("message_id", 1)])])
         outbox.track(INBOUND)
 
     async def store_once(self, message: InboundMessage) -> InboundMessage:
         """Store a message the first time its id is seen (with ``messaging.message.received``
-        when accepted); on a repeat, count the delivery and return what was stored first."""
+        when accepted); on a repeat, return what was stored first."""
         events = []
         if message.status == "accepted" and message.patient is not None:
             payload = MessageReceivedV1(
@@ -229,29 +246,51 @@ class InboundStore:
             events.append(
                 cloud_event(MESSAGE_RECEIVED, payload, source=SOURCE, subject=message.patient)
             )
-        existed = await self.outbox.insert_many(INBOUND, [(_document(message), events)])
+        document = _document(message)
+        for derived in ("deliveries", "receipts", "last_received_at"):
+            document.pop(derived)
+        existed = await self.outbox.insert_many(INBOUND, [(document, events)])
         if message.id not in existed:
             return message
-        document = await when_not_busy(
-            lambda: self.repository.collection.find_one_and_update(
-                {"_id": message.id},
-                {"$inc": {"deliveries": 1}, "$set": {"last_received_at": message.received_at}},
-                return_document=ReturnDocument.AFTER,
-            )
-        )
-        if document is None:
+        stored = await self.repository.collection.find_one({"_id": message.id})
+        if stored is None:
             raise LookupError(f"inbound message {message.id} vanished")
-        return self.repository.to_model(document)
+        return self._model(stored, [])
 
-    async def receipted(self, message_id: str, apprec_id: str) -> None:
+    async def delivered(self, message_id: str, receipt_id: str, at: datetime) -> int:
+        """Record one delivery (answered by ``receipt_id``); return how many there were."""
         await when_not_busy(
-            lambda: self.repository.collection.update_one(
-                {"_id": message_id}, {"$push": {"receipts": apprec_id}}
+            lambda: self.deliveries.insert_one(
+                {"_id": receipt_id, "message_id": message_id, "at": at}
             )
         )
+        return await self.deliveries.count_documents({"message_id": message_id})
+
+    def _model(self, document: Document, deliveries: list[Document]) -> InboundMessage:
+        received_at = document["received_at"]
+        return self.repository.to_model(
+            {
+                **document,
+                "deliveries": max(len(deliveries), 1),
+                "receipts": [d["_id"] for d in deliveries],
+                "last_received_at": max([d["at"] for d in deliveries], default=received_at),
+            }
+        )
+
+    async def _with_deliveries(self, document: Document) -> InboundMessage:
+        cursor = self.deliveries.find({"message_id": document["_id"]}).sort("at", 1)
+        return self._model(document, [d async for d in cursor])
 
     async def get(self, message_id: str) -> InboundMessage | None:
-        return await self.repository.get_one_or_none(message_id)
+        document = await self.repository.collection.find_one({"_id": message_id})
+        return None if document is None else await self._with_deliveries(document)
 
     async def page(self, query: dict[str, Any], limit: int, after: str | None) -> Page[Any]:
-        return await self.repository.paginate(query, limit=limit, after=after)
+        selector = dict(query)
+        if after is not None:
+            selector["_id"] = {"$gt": after}
+        cursor = self.repository.collection.find(selector).sort("_id", 1).limit(limit + 1)
+        documents = [d async for d in cursor]
+        items = [await self._with_deliveries(d) for d in documents[:limit]]
+        next_after = str(documents[limit - 1]["_id"]) if len(documents) > limit else None
+        return Page(items=items, next_after=next_after)
