@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -190,7 +191,8 @@ def inbound_bundle(message_id: str, patient: str, sender: str = HOSPITAL_HER_ID)
                 "resource": {
                     "resourceType": "MessageHeader",
                     "id": message_id,
-                    "eventCoding": {"system": "urn:akson:message-event", "code": "discharge_summary"},
+                    "eventCoding": {"system": "urn:akson:message-event",
+                                    "code": "discharge_summary"},
                     "source": {"endpoint": f"her:{sender}"},
                     "sender": {"identifier": {"system": HER_SYSTEM, "value": sender}},
                     "destination": [{"endpoint": "her:8000001"}],
@@ -203,8 +205,10 @@ def inbound_bundle(message_id: str, patient: str, sender: str = HOSPITAL_HER_ID)
                     "resourceType": "DocumentReference",
                     "status": "current",
                     "subject": {"identifier": {"system": NATIONAL_ID_SYSTEM, "value": patient}},
-                    "identifier": [{"system": "urn:hospital:epikrise", "value": f"epi-{message_id}"}],
-                    "content": [{"attachment": {"contentType": "text/plain", "data": "RXBpa3Jpc2U="}}],
+                    "identifier": [{"system": "urn:hospital:epikrise",
+                                    "value": f"epi-{message_id}"}],
+                    "content": [{"attachment": {"contentType": "text/plain",
+                                                "data": "RXBpa3Jpc2U="}}],
                 },
             },
         ],
@@ -261,8 +265,8 @@ def test_a_message_is_sent_receipted_and_its_status_visible(
     # every status change is an event; identifiers and codes only, never the text
     for topic in ("queued", "delivered", "receipted"):
         (event,) = eventually(
-            lambda t=topic: events_about(platform, f"messaging.message.{t}", sent["id"])
-        )  # type: ignore[misc]  # noqa: E501
+            partial(events_about, platform, f"messaging.message.{topic}", sent["id"])
+        )
         assert event["data"]["patient"] == patient
     assert "brystsmerter" not in platform.stream("messaging.message.queued")
 
@@ -369,8 +373,9 @@ def test_a_duplicate_inbound_message_is_stored_once_and_receipted_twice(
     assert second.json()["duplicate"] is True
     assert first.json()["receipt_id"] != second.json()["receipt_id"]
 
-    stored = list(platform.db("messaging").inbound_messages.find({"_id": message_id}))
-    assert len(stored) == 1 and stored[0]["deliveries"] == 2
+    assert platform.db("messaging").inbound_messages.count_documents({"_id": message_id}) == 1
+    deliveries = platform.db("messaging").inbound_deliveries
+    assert deliveries.count_documents({"message_id": message_id}) == 2
     # two receipts, both OK, both to the sender, through the binding
     receipts = eventually(
         lambda: len(r := [m for m in peer_received(http, platform, HOSPITAL_HER_ID)["messages"]
@@ -386,6 +391,8 @@ def test_a_duplicate_inbound_message_is_stored_once_and_receipted_twice(
     doctor = gp_headers(platform, hpr, unit="unit-msg", audience="messaging")
     read = http.get(f"{platform.url('messaging')}/messages/inbound/{message_id}", headers=doctor)
     assert read.status_code == 200 and read.json()["document_id"] == f"epi-{message_id}"
+    assert read.json()["deliveries"] == 2
+    assert read.json()["receipts"] == [first.json()["receipt_id"], second.json()["receipt_id"]]
     stranger = gp_headers(platform, str(next(_hpr_serial)), audience="messaging")
     hidden = http.get(
         f"{platform.url('messaging')}/messages/inbound/{message_id}", headers=stranger

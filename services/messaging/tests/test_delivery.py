@@ -51,10 +51,14 @@ def test_backoff_doubles_up_to_its_cap() -> None:
 
 
 def test_a_placeholder_inbound_token_is_refused_outside_development() -> None:
-    real = {"dapr_api_token": "x" * 20, "app_api_token": "y" * 20, "jwks_file": "/k.json"}
+    real = {
+        "service_name": "messaging",
+        "environment": "production",
+        "dapr_api_token": "x" * 20,
+        "app_api_token": "y" * 20,
+        "jwks_file": "/k.json",
+    }
     with pytest.raises(ValueError, match="inbound_token"):
-        MessagingSettings(service_name="messaging", environment="production", **real)
-    ok = MessagingSettings(
-        service_name="messaging", environment="production", inbound_token="z" * 24, **real
-    )
+        MessagingSettings.model_validate(real)
+    ok = MessagingSettings.model_validate({**real, "inbound_token": "z" * 24})
     assert ok.dispatch_rules["18842-5"] == "discharge_summary"

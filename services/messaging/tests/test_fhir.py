@@ -12,6 +12,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from akson_common.identifiers import synthetic_national_id
 from messaging import fhir
+from messaging.models import ReceiptStatus
 
 PATIENT = synthetic_national_id(datetime(1970, 1, 1).date(), 0)
 AT = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
@@ -94,7 +95,7 @@ def test_a_message_reads_back_as_what_was_sent() -> None:
     ],
 )  # fmt: skip
 def test_an_apprec_answers_the_message_and_reads_back(
-    status: fhir.ReceiptStatus, code: str, issues: list[str]
+    status: ReceiptStatus, code: str, issues: list[str]
 ) -> None:
     apprec = fhir.apprec_bundle(
         apprec_id=str(uuid.uuid4()),
