@@ -274,7 +274,9 @@ class Messaging:
                 issues=parsed.receipt_issues,
                 received_at=at,
             )
-            applied = await self.queue.apply_receipt(parsed.in_reply_to, receipt)
+            applied = await self.queue.apply_receipt(
+                parsed.in_reply_to, parsed.sender_her_id, receipt
+            )
             return InboundAnswer(
                 message_id=parsed.message_id,
                 status="receipt_applied" if applied else "receipt_unknown",

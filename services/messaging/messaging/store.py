@@ -157,15 +157,23 @@ class OutboundQueue:
             )
         return None if saved is None else settled
 
-    async def apply_receipt(self, message_id: str, receipt: Receipt) -> OutboundMessage | None:
-        """Record the first application receipt of a message; None if unknown or already
-        receipted (a repeated AppRec changes nothing)."""
+    async def apply_receipt(
+        self, message_id: str, sender_her_id: str, receipt: Receipt
+    ) -> OutboundMessage | None:
+        """Record the first application receipt of a message from the party it was sent to;
+        None if unknown, from someone else, or already receipted (a repeat changes nothing)."""
         async with self.outbox.lock:
-            return await self._apply_receipt(message_id, receipt)
+            return await self._apply_receipt(message_id, sender_her_id, receipt)
 
-    async def _apply_receipt(self, message_id: str, receipt: Receipt) -> OutboundMessage | None:
+    async def _apply_receipt(
+        self, message_id: str, sender_her_id: str, receipt: Receipt
+    ) -> OutboundMessage | None:
         message = await self.get(message_id)
-        if message is None or message.receipt is not None:
+        if (
+            message is None
+            or message.receipt is not None
+            or message.recipient_her_id != sender_her_id
+        ):
             return None
         status = "receipted_ok" if receipt.status == "ok" else "receipted_error"
         error_code = None if receipt.status == "ok" else f"apprec_{receipt.status}"
