@@ -63,6 +63,35 @@ def status_event(message: OutboundMessage, topic: Topic[Any]) -> dict[str, Any]:
     return cloud_event(topic, payload, source=SOURCE, subject=message.patient or message.id)
 
 
+def attempt_outcome(
+    message: OutboundMessage,
+    result: TransportResult,
+    now: datetime,
+    max_attempts: int,
+    backoff: timedelta,
+) -> tuple[dict[str, Any], Topic[Any]]:
+    """What one attempt changes in a message, and the event that says so: delivered or sent,
+    queued again after ``backoff`` while attempts remain for a retryable failure, else
+    dead-lettered (the last retry failed, or the peer refused for good)."""
+    attempts = message.attempts + 1
+    changes: dict[str, Any] = {
+        "attempts": attempts,
+        "lease_until": None,
+        "lease_owner": None,
+        "updated_at": now,
+        "last_error_code": result.error_code,
+        "last_error": result.reason,
+    }
+    if result.outcome in ("delivered", "sent"):
+        changes.update(status=result.outcome, next_attempt_at=None)
+        return changes, MESSAGE_DELIVERED if result.outcome == "delivered" else MESSAGE_SENT
+    if result.outcome == "retry" and attempts < max_attempts:
+        changes.update(status="queued", next_attempt_at=now + backoff)
+        return changes, MESSAGE_RETRY_SCHEDULED
+    changes.update(status="dead_lettered", next_attempt_at=None)
+    return changes, MESSAGE_DEAD_LETTERED
+
+
 class OutboundQueue:
     def __init__(self, database: Database, outbox: LockedOutbox) -> None:
         self.outbox = outbox
@@ -126,27 +155,10 @@ class OutboundQueue:
     ) -> OutboundMessage | None:
         """Record one attempt's outcome (with its event) if the lease is still ours; None when
         it is not (the lease lapsed and another worker took it, or a receipt came first)."""
-        attempts = message.attempts + 1
-        changes: dict[str, Any] = {
-            "attempts": attempts,
-            "lease_until": None,
-            "lease_owner": None,
-            "updated_at": now,
-            "last_error_code": result.error_code,
-            "last_error": result.reason,
-        }
-        if result.outcome in ("delivered", "sent"):
-            changes.update(status=result.outcome, next_attempt_at=None)
-            topic: Topic[Any] = MESSAGE_DELIVERED if result.outcome == "delivered" else MESSAGE_SENT
-        elif result.outcome == "retry" and attempts < max_attempts:
-            changes.update(status="queued", next_attempt_at=now + backoff)
-            topic = MESSAGE_RETRY_SCHEDULED
-        else:
-            changes.update(status="dead_lettered", next_attempt_at=None)
-            topic = MESSAGE_DEAD_LETTERED
+        changes, topic = attempt_outcome(message, result, now, max_attempts, backoff)
         settled = message.model_copy(update=changes)
         change = StatusChange(
-            status=settled.status, at=now, attempts=attempts, error_code=result.error_code
+            status=settled.status, at=now, attempts=settled.attempts, error_code=result.error_code
         )
         async with self.outbox.lock:
             saved = await self.outbox.save(

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
+from akson_common.events import (
+    MESSAGE_DEAD_LETTERED,
+    MESSAGE_DELIVERED,
+    MESSAGE_RETRY_SCHEDULED,
+    MESSAGE_SENT,
+)
+from messaging.models import OutboundMessage, Sender
 from messaging.settings import MessagingSettings
-from messaging.transport import classify
+from messaging.store import attempt_outcome
+from messaging.transport import TransportResult, classify
 from messaging.worker import backoff
 
 
@@ -62,3 +70,59 @@ def test_a_placeholder_inbound_token_is_refused_outside_development() -> None:
         MessagingSettings.model_validate(real)
     ok = MessagingSettings.model_validate({**real, "inbound_token": "z" * 24})
     assert ok.dispatch_rules["18842-5"] == "discharge_summary"
+
+
+def queued_message(attempts: int = 0) -> OutboundMessage:
+    at = datetime(2026, 11, 22, tzinfo=UTC)
+    return OutboundMessage(
+        id="m-1",
+        kind="referral",
+        trigger="explicit",
+        patient="01017000000",
+        recipient_her_id="123456",
+        sender=Sender(kind="system", id="ops"),
+        bundle={},
+        status="queued",
+        attempts=attempts,
+        next_attempt_at=at,
+        lease_owner="worker-1",
+        created_at=at,
+        updated_at=at,
+    )
+
+
+NOW = datetime(2026, 11, 22, 1, tzinfo=UTC)
+WAIT = timedelta(seconds=2)
+
+
+def test_an_attempt_delivers_and_releases_the_lease() -> None:
+    changes, topic = attempt_outcome(
+        queued_message(), TransportResult("delivered", 200), NOW, 6, WAIT
+    )
+    assert topic is MESSAGE_DELIVERED
+    assert changes["status"] == "delivered" and changes["attempts"] == 1
+    assert changes["lease_owner"] is None and changes["next_attempt_at"] is None
+    _, sent = attempt_outcome(queued_message(), TransportResult("sent", 202), NOW, 6, WAIT)
+    assert sent is MESSAGE_SENT
+
+
+def test_a_failed_attempt_is_queued_again_until_the_last_then_dead_lettered() -> None:
+    failure = TransportResult("retry", 503, "peer_http_503", "the peer answered 503: busy")
+    changes, topic = attempt_outcome(queued_message(attempts=4), failure, NOW, 6, WAIT)
+    assert topic is MESSAGE_RETRY_SCHEDULED
+    assert (changes["status"], changes["attempts"]) == ("queued", 5)
+    assert changes["next_attempt_at"] == NOW + WAIT
+    assert changes["last_error"] == "the peer answered 503: busy"
+    last, topic = attempt_outcome(queued_message(attempts=5), failure, NOW, 6, WAIT)
+    assert topic is MESSAGE_DEAD_LETTERED
+    assert (last["status"], last["attempts"], last["last_error_code"]) == (
+        "dead_lettered",
+        6,
+        "peer_http_503",
+    )
+
+
+def test_a_permanent_refusal_dead_letters_at_the_first_attempt() -> None:
+    refusal = TransportResult("permanent", 400, "peer_http_400", "unknown recipient")
+    changes, topic = attempt_outcome(queued_message(), refusal, NOW, 6, WAIT)
+    assert topic is MESSAGE_DEAD_LETTERED and changes["attempts"] == 1
