@@ -342,11 +342,13 @@ def test_with_the_peer_answering_errors_the_message_ends_dead_lettered_with_the_
 def test_a_refusing_peer_dead_letters_at_once_and_an_apprec_error_is_kept(
     platform: Platform, http: httpx.Client
 ) -> None:
-    refusing, erring, patient = new_her_id(), new_her_id(), new_patient_id()
+    refusing, erring, relaying, patient = new_her_id(), new_her_id(), new_her_id(), new_patient_id()
     behave(http, platform, refusing, "reject", reason="ukjent mottaker")
     behave(http, platform, erring, "apprec_error", reason="pasienten er ikke på listen")
+    behave(http, platform, relaying, "accepted")
     refused = send(http, platform, refusing, patient).json()["id"]
     receipted = send(http, platform, erring, patient).json()["id"]
+    relayed = send(http, platform, relaying, patient).json()["id"]
 
     dead = when_status(http, platform, refused, "dead_lettered")
     assert dead["attempts"] == 1 and dead["last_error_code"] == "peer_http_400"
@@ -354,6 +356,45 @@ def test_a_refusing_peer_dead_letters_at_once_and_an_apprec_error_is_kept(
     assert bad["receipt"]["status"] == "rejected"
     assert bad["receipt"]["issues"] == ["pasienten er ikke på listen"]
     assert bad["last_error_code"] == "apprec_rejected"
+    # an exchange that takes a message over (202) has sent it; the AppRec still settles it
+    assert statuses(when_status(http, platform, relayed, "receipted_ok")) == [
+        "queued",
+        "sent",
+        "receipted_ok",
+    ]
+
+
+def test_a_receipt_counts_only_from_the_party_the_message_went_to(
+    platform: Platform, http: httpx.Client
+) -> None:
+    her_id, patient = new_her_id(), new_patient_id()
+    behave(http, platform, her_id, "silent")
+    message_id = send(http, platform, her_id, patient).json()["id"]
+    when_status(http, platform, message_id, "delivered")
+    forged: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "message",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": {
+                    "resourceType": "MessageHeader",
+                    "id": str(uuid.uuid4()),
+                    "eventCoding": {"system": "urn:akson:message-event", "code": "AppRec"},
+                    "source": {"endpoint": f"her:{HOSPITAL_HER_ID}"},
+                    "response": {"identifier": message_id, "code": "ok"},
+                },
+            }
+        ],
+    }
+    answer = deliver_inbound(http, platform, forged)
+    assert answer.status_code == 202 and answer.json()["status"] == "receipt_unknown"
+    assert message(http, platform, message_id)["status"] == "delivered"
+    forged["entry"][0]["resource"]["source"] = {"endpoint": f"her:{her_id}"}
+    answer = deliver_inbound(http, platform, forged)
+    assert answer.json()["status"] == "receipt_applied"
+    assert message(http, platform, message_id)["status"] == "receipted_ok"
 
 
 # -- inbound ----------------------------------------------------------------------------------
