@@ -71,6 +71,8 @@ RESOURCE_TYPES = (
     "Observation",
     "Encounter",
     "Consent",
+    # integrations' operator views (reconciliation, dead letters): not health data
+    "IntegrationExport",
     "Communication",
 )
 TEST_CLIENT_SCOPES = [
@@ -97,6 +99,12 @@ DEV_CLIENTS: dict[str, dict[str, Any]] = {
         "organisation": "999000045",
         "roles": ["auditor"],
     },
+}
+# Development configuration of integrations: a cost centre for the first seeded home-care unit
+# (others are their own cost centre) and a per-item order threshold (others: the default, 10).
+INTEGRATIONS_ENV = {
+    "COST_CENTRES": json.dumps({"100000105": "KST-4601-HJEM"}),
+    "ORDER_THRESHOLDS": json.dumps({"compress-sterile": 30}),
 }
 # short local cache and publication lead, so a key rotation is seen within seconds: the lead
 # exceeds the services' JWKS age plus identity's own key re-read (1 s)
@@ -536,6 +544,8 @@ class Stack:
             }
             if s == "identity":
                 app_env.update(self._identity_env(prefix))
+            if s == "integrations":
+                app_env.update({f"{prefix}{k}": v for k, v in INTEGRATIONS_ENV.items()})
             if s == "messaging":
                 app_env[f"{prefix}INBOUND_TOKEN"] = tokens["message_inbound_token"]
                 app_env.update({f"{prefix}{k}": v for k, v in MESSAGING_TIMINGS.items()})

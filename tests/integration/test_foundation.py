@@ -254,13 +254,16 @@ def test_journal_read_asks_opa_and_returns_the_decision_id(
     assert read.json()["subject"]["reference"] == f"Patient/{patient}"
     assert read.headers["akson-decision-id"]
 
+    # Denied reads look exactly like reads of unknown ids (404 OperationOutcome); the decision
+    # (with its reasons) is in the decision log under the returned id.
     stranger = http.get(
         f"{platform.url('journal')}{location}",
         headers=gp_headers(platform, "9144999", unit="unit-other"),
     )
-    assert stranger.status_code == 403
-    assert stranger.headers["content-type"] == "application/problem+json"
-    assert "no_care_relation" in stranger.json()["reasons"]
+    assert stranger.status_code == 404
+    assert stranger.headers["content-type"] == "application/fhir+json"
+    assert stranger.json()["resourceType"] == "OperationOutcome"
+    assert stranger.headers["akson-decision-id"]
     assert "content" not in stranger.text
 
 
@@ -316,12 +319,14 @@ def test_with_opa_stopped_reads_are_denied_and_return_no_data(
     finally:
         platform.stack.start("opa")
     assert denied.status_code == 503
-    assert denied.headers["content-type"] == "application/problem+json"
-    assert denied.json()["reasons"] == ["policy_unavailable"]
+    assert denied.headers["content-type"] == "application/fhir+json"
+    assert denied.json()["resourceType"] == "OperationOutcome"
+    assert "policy_unavailable" in denied.json()["issue"][0]["diagnostics"]
     encoded = document_reference(patient, secret_text)["content"][0]["attachment"]["data"]
     assert encoded not in denied.text and "Patient/" not in denied.text
     assert written.status_code == 503
-    assert platform.db("journal").documents.count_documents({"patient": patient}) == 1
+    stored = platform.db("journal").resources
+    assert stored.count_documents({"patient": patient, "type": "DocumentReference"}) == 1
     assert http.get(url, headers=gp_headers(platform, hpr)).status_code == 200
 
 

@@ -84,10 +84,15 @@ def create_service(
     title: str,
     routers: Sequence[APIRouter] = (),
     on_startup: Startup | None = None,
+    on_shutdown: Startup | None = None,
     configure: Callable[[FastAPI, Platform], None] | None = None,
 ) -> FastAPI:
     configure_logging(settings.service_name, settings.log_level)
-    database = Database(settings.mongo_url.get_secret_value(), settings.mongo_database)
+    database = Database(
+        settings.mongo_url.get_secret_value(),
+        settings.mongo_database,
+        serialise_writes=settings.mongo_serialise_writes,
+    )
     http = httpx.AsyncClient(timeout=5.0)
     dapr_token = settings.dapr_api_token.get_secret_value()
 
@@ -102,6 +107,8 @@ def create_service(
         try:
             yield
         finally:
+            if on_shutdown is not None:
+                await on_shutdown(platform)
             await enforcement.stop()
             await platform.outbox.stop()
             await platform.pep.close()

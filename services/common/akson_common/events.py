@@ -160,6 +160,36 @@ class SuppliesUsedV1(EventPayload):
     items: tuple[SupplyLine, ...]
 
 
+ExportRecipient = Literal["payroll", "logistics"]
+
+
+class ExportExportedV1(EventPayload):
+    """An export file (payroll timesheet lines, logistics replenishment orders) went out through
+    the ``exports`` binding after the minimisation policy (``akson.export``) allowed it."""
+
+    export_id: str
+    recipient: ExportRecipient
+    file_name: str
+    day: date
+    unit: str
+    records: int
+    decision_id: str | None = None
+    at: datetime
+
+
+class ExportRefusedV1(EventPayload):
+    """An alert: the minimisation policy refused an export; it was dead-lettered, never sent.
+    Carries the policy's reason codes, not the payload (nor its unit: the offending value
+    may be anywhere in it)."""
+
+    export_id: str
+    recipient: ExportRecipient
+    records: int
+    reasons: tuple[str, ...]
+    decision_id: str | None = None
+    at: datetime
+
+
 class EmergencyAccessV1(EventPayload):
     """Break-glass access was granted: the patient is notified and the access reviewed."""
 
@@ -253,6 +283,8 @@ VISIT_COMPLETED = Topic("journal.visit.completed", VisitCompletedV1, 1)
 SUPPLIES_USED = Topic("journal.supplies.used", SuppliesUsedV1, 1)
 EMERGENCY_ACCESS = Topic("journal.access.emergency", EmergencyAccessV1, 1)
 DECISIONS_ENFORCED = Topic("policy.decision.enforced", DecisionsEnforcedV1, 1)
+EXPORT_EXPORTED = Topic("integrations.export.exported", ExportExportedV1, 1)
+EXPORT_REFUSED = Topic("integrations.export.refused", ExportRefusedV1, 1)
 MESSAGE_QUEUED = Topic("messaging.message.queued", MessageStatusChangedV1, 1)
 MESSAGE_RETRY_SCHEDULED = Topic("messaging.message.retry_scheduled", MessageStatusChangedV1, 1)
 MESSAGE_SENT = Topic("messaging.message.sent", MessageStatusChangedV1, 1)
@@ -275,6 +307,8 @@ CATALOGUE: dict[str, Topic[Any]] = {
         SUPPLIES_USED,
         EMERGENCY_ACCESS,
         DECISIONS_ENFORCED,
+        EXPORT_EXPORTED,
+        EXPORT_REFUSED,
         MESSAGE_QUEUED,
         MESSAGE_RETRY_SCHEDULED,
         MESSAGE_SENT,

@@ -3,6 +3,10 @@
 One query per decision to ``akson/authz/decision``. OPA unreachable, slow, erroring or returning
 no result all mean **deny**. The decision ids are returned to the caller in the
 ``Akson-Decision-Id`` response header (set by the app factory's middleware).
+
+Other policies with the same decision shape (e.g. ``akson/export/decision``, which minimises
+outbound payloads) are asked through :meth:`PolicyEnforcementPoint.decide_at`, with the same
+fail-closed semantics and the same double recording of decision ids.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class Decision(BaseModel):
     allow: bool = False
     reasons: tuple[str, ...] = ()
     obligations: tuple[Any, ...] = ()
+    # where a content policy (akson.export) found problems: ``{path, code}``, never values
+    violations: tuple[Any, ...] = ()
     policy_version: str | None = None
     decision_id: str | None = None
 
@@ -127,8 +133,16 @@ class PolicyEnforcementPoint:
             "resource": resource.model_dump(mode="json"),
             "context": context.model_dump(mode="json"),
         }
+        return await self.decide_at(POLICY_PACKAGE, POLICY_RULE, policy_input)
+
+    async def decide_at(self, package: str, rule: str, policy_input: dict[str, Any]) -> Decision:
+        """Ask ``package``'s ``rule`` (a decision document: ``allow``, ``reasons``...).
+
+        Fails closed like :meth:`decide`: no answer is a deny with ``policy_unavailable``, an
+        undefined rule a deny with ``policy_undefined``.
+        """
         try:
-            response = await self.client.query_rule(policy_input, POLICY_PACKAGE, POLICY_RULE)
+            response = await self.client.query_rule(policy_input, package, rule)
             result = response.get("result")
             decision = Decision.model_validate(
                 {
@@ -141,7 +155,10 @@ class PolicyEnforcementPoint:
                     update={"allow": False, "reasons": ("policy_undefined",)}
                 )
         except (Exception, ValidationError) as error:  # fail closed on anything
-            log.warning("policy decision unavailable: deny", extra={"error": type(error).__name__})
+            log.warning(
+                "policy decision unavailable: deny",
+                extra={"error": type(error).__name__, "package": package},
+            )
             decision = Decision(allow=False, reasons=("policy_unavailable",))
         if decision.decision_id:
             taken = decision_ids.get()

@@ -1,100 +1,176 @@
-"""Read models of master data's facts, kept from its events by every service that decides access.
+"""Read models of other services' facts, kept from their events by every service that decides
+access: decisions are made from these, never from a call to another service at decision time.
 
-Access decisions are made from these: a patient's active care relations and registry facts come
-from master data's events (``masterdata.care_relation.changed``, ``masterdata.person.changed``),
-never from a call to master data at decision time.
+Everything a decision needs about one patient is in ONE document of ``patients`` (``_id`` =
+national id), so a decision costs one ``_id`` lookup:
+
+- person facts from master data (``municipality``, ``address_protection``, ``deceased``);
+- ``relations``: care relations from master data, keyed by a digest of the relation id
+  (ids may contain dots, which field paths cannot);
+- ``directives`` (when asked for): consent directives from the consent service, keyed the same
+  way; only a higher ``version`` of a directive replaces the one held, so a stale or reordered
+  delivery changes nothing.
+
+``care_relations`` (one document per relation) is kept as well, written after the patient
+document: whoever sees a relation there can rely on the patient document having it too.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime
 from typing import Any
 
 from pymongo import IndexModel
 
-from akson_common.db import Database
+from akson_common.db import Database, Document, DuplicateKeyError, when_not_busy
 from akson_common.events import (
     CARE_RELATION_CHANGED,
+    CONSENT_DIRECTIVE_CHANGED,
     PERSON_CHANGED,
     CareRelationChangedV1,
+    ConsentDirectiveChangedV1,
     Delivery,
     Outcome,
     PersonChangedV1,
     Subscriptions,
 )
-from akson_common.policy import PatientFacts
+from akson_common.policy import PatientFacts, PolicyContext
 
 PATIENTS = "patients"
 CARE_RELATIONS = "care_relations"
 
 
-class MasterDataProjections:
-    """Patients (registry facts, no name or address) and care relations, by patient."""
+def field_key(identifier: str) -> str:
+    return hashlib.sha256(identifier.encode()).hexdigest()[:32]
 
-    def __init__(self, database: Database, subscriptions: Subscriptions) -> None:
+
+def _covers(start: str | None, end: str | None, day: str) -> bool:
+    return start is not None and start <= day and (end is None or day <= end)
+
+
+def today_iso(today: date | None = None) -> str:
+    return (today or datetime.now(UTC).date()).isoformat()
+
+
+def access_facts(
+    patient: str, document: Document | None, today: date | None = None
+) -> PolicyContext:
+    """The policy context for ``patient`` from their projection document (purpose and
+    emergency reason are the caller's to add)."""
+    day = today_iso(today)
+    document = document or {}
+    relations = [
+        {
+            "relation_id": relation["relation_id"],
+            "patient": patient,
+            "kind": relation["kind"],
+            "practitioner": relation.get("practitioner"),
+            "unit": relation.get("unit"),
+            "active": True,
+        }
+        for relation in (document.get("relations") or {}).values()
+        if _covers(relation.get("period_start"), relation.get("period_end"), day)
+    ]
+    directives = [
+        {
+            **directive,
+            "active": directive.get("status") == "active"
+            and _covers(directive.get("period_start"), directive.get("period_end"), day),
+        }
+        for directive in (document.get("directives") or {}).values()
+    ]
+    facts = PatientFacts(
+        protected_address=document.get("address_protection", "none") != "none",
+        municipality=document.get("municipality"),
+        deceased=bool(document.get("deceased", False)),
+    )
+    return PolicyContext(care_relations=relations, directives=directives, patient=facts)
+
+
+class PatientProjections:
+    def __init__(
+        self, database: Database, subscriptions: Subscriptions, *, directives: bool = False
+    ) -> None:
         self.patients = database.collection(PATIENTS)
         self.care_relations = database.collection(CARE_RELATIONS)
         database.declare_indexes(CARE_RELATIONS, [IndexModel([("patient", 1)])])
         subscriptions.on(PERSON_CHANGED)(self.on_person_changed)
         subscriptions.on(CARE_RELATION_CHANGED)(self.on_care_relation_changed)
+        if directives:
+            subscriptions.on(CONSENT_DIRECTIVE_CHANGED)(self.on_directive_changed)
 
     async def on_person_changed(self, event: PersonChangedV1, delivery: Delivery) -> Outcome:
-        await self.patients.update_one(
-            {"_id": event.national_id},
-            {
-                "$set": {
-                    **event.model_dump(mode="json", exclude={"national_id"}),
-                    "last_event": delivery.event_id,
-                    "updated_at": datetime.now(UTC),
+        await when_not_busy(
+            lambda: self.patients.update_one(
+                {"_id": event.national_id},
+                {
+                    "$set": {
+                        **event.model_dump(mode="json", exclude={"national_id"}),
+                        "last_event": delivery.event_id,
+                        "updated_at": datetime.now(UTC),
+                    },
+                    # how many distinct changes were applied: a duplicate delivery must not count
+                    "$inc": {"applied_changes": 1},
                 },
-                # how many distinct changes were applied: a duplicate delivery must not count
-                "$inc": {"applied_changes": 1},
-            },
-            upsert=True,
+                upsert=True,
+            )
         )
         return Outcome.SUCCESS
 
     async def on_care_relation_changed(
         self, event: CareRelationChangedV1, delivery: Delivery
     ) -> Outcome:
-        await self.care_relations.replace_one(
-            {"_id": event.relation_id},
-            {
-                **event.model_dump(mode="json", exclude={"relation_id"}),
-                "last_event": delivery.event_id,
-            },
-            upsert=True,
+        relation = event.model_dump(mode="json")
+        await when_not_busy(
+            lambda: self.patients.update_one(
+                {"_id": event.patient},
+                {"$set": {f"relations.{field_key(event.relation_id)}": relation}},
+                upsert=True,
+            )
+        )
+        await when_not_busy(
+            lambda: self.care_relations.replace_one(
+                {"_id": event.relation_id},
+                {
+                    **event.model_dump(mode="json", exclude={"relation_id"}),
+                    "last_event": delivery.event_id,
+                },
+                upsert=True,
+            )
         )
         return Outcome.SUCCESS
 
-    async def active_care_relations(
-        self, patient: str, today: date | None = None
-    ) -> list[dict[str, Any]]:
-        """The patient's relations in force ``today``, as the policy input's care relations."""
-        today_iso = (today or datetime.now(UTC).date()).isoformat()
-        relations = []
-        async for document in self.care_relations.find({"patient": patient}):
-            end = document.get("period_end")
-            active = document["period_start"] <= today_iso and (end is None or end >= today_iso)
-            relations.append(
-                {
-                    "relation_id": document["_id"],
-                    "patient": patient,
-                    "kind": document["kind"],
-                    "practitioner": document.get("practitioner"),
-                    "unit": document.get("unit"),
-                    "active": active,
-                }
+    async def on_directive_changed(
+        self, event: ConsentDirectiveChangedV1, delivery: Delivery
+    ) -> Outcome:
+        path = f"directives.{field_key(event.directive_id)}"
+        try:
+            # Matches unless the held version is as new or newer; when it is, the upsert's
+            # insert collides with the existing patient document: a stale delivery.
+            await when_not_busy(
+                lambda: self.patients.update_one(
+                    {"_id": event.patient, f"{path}.version": {"$not": {"$gte": event.version}}},
+                    {"$set": {path: event.model_dump(mode="json")}},
+                    upsert=True,
+                )
             )
-        return [r for r in relations if r["active"]]
+        except DuplicateKeyError:
+            pass
+        return Outcome.SUCCESS
+
+    async def patient_document(self, patient: str) -> Document | None:
+        return await self.patients.find_one({"_id": patient})
+
+    async def context(self, patient: str) -> PolicyContext:
+        return access_facts(patient, await self.patient_document(patient))
+
+    async def active_care_relations(self, patient: str) -> list[dict[str, Any]]:
+        return (await self.context(patient)).care_relations
 
     async def patient_facts(self, patient: str) -> PatientFacts | None:
         """What master data's events said about the patient; None while no event has arrived."""
-        document = await self.patients.find_one({"_id": patient})
-        if document is None:
+        document = await self.patient_document(patient)
+        if document is None or "municipality" not in document:
             return None
-        return PatientFacts(
-            protected_address=document.get("address_protection", "none") != "none",
-            municipality=document.get("municipality"),
-            deceased=bool(document.get("deceased", False)),
-        )
+        return access_facts(patient, document).patient

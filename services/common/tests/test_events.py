@@ -115,3 +115,14 @@ def test_master_data_payloads_carry_identifiers_only() -> None:
         fields = set(CATALOGUE[name].payload.model_fields)
         assert not fields & {"name", "given_name", "family_name", "address"}, name
     assert CATALOGUE["masterdata.practitioner.changed"].event_type.endswith(".v1")
+
+
+def test_export_events_carry_no_payload_and_the_alert_no_unit() -> None:
+    from akson_common.events import CATALOGUE
+
+    exported = set(CATALOGUE["integrations.export.exported"].payload.model_fields)
+    refused = set(CATALOGUE["integrations.export.refused"].payload.model_fields)
+    for fields in (exported, refused):
+        assert not fields & {"patient", "payload", "records_data", "content", "note"}
+    # the offending value of a refused export may be its unit: the alert does not repeat it
+    assert "unit" not in refused and "reasons" in refused

@@ -49,3 +49,17 @@ def test_development_accepts_missing_secrets_and_derives_names() -> None:
     settings = ServiceSettings(service_name="journal", environment="development")
     assert settings.mongo_database == "akson_journal"
     assert settings.jwt_audience == "journal"
+
+
+async def test_any_policy_package_is_asked_fail_closed() -> None:
+    """``decide_at`` (e.g. akson.export) keeps the enforcement point's semantics: no answer is
+    a deny the caller can tell from a refusal (``policy_unavailable``)."""
+    pep = PolicyEnforcementPoint(f"http://127.0.0.1:{unused_port()}", timeout_seconds=0.3)
+    await pep.start()
+    try:
+        decision = await pep.decide_at("akson.export", "decision", {"recipient": "payroll"})
+        assert decision.allow is False
+        assert decision.reasons == ("policy_unavailable",)
+        assert decision.violations == ()
+    finally:
+        await pep.close()

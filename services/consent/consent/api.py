@@ -33,7 +33,7 @@ from akson_common.policy import (
     PolicyEnforcementPoint,
     ResourceRef,
 )
-from akson_common.projections import MasterDataProjections
+from akson_common.projections import PatientProjections
 from consent import fhir
 from consent.models import Directive, DirectiveIn, DirectiveList, DirectiveStatus, WithdrawalIn
 from consent.service import ConsentDirectives, policy_directives
@@ -46,7 +46,7 @@ NATIONAL_ID = r"^\d{11}$"
 
 Service = Annotated[ConsentDirectives, Depends(state_dependency("directives", ConsentDirectives))]
 ReadModels = Annotated[
-    MasterDataProjections, Depends(state_dependency("projections", MasterDataProjections))
+    PatientProjections, Depends(state_dependency("projections", PatientProjections))
 ]
 Patient = Annotated[str, Query(pattern=NATIONAL_ID)]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
@@ -72,7 +72,7 @@ async def about_patient(
     action: Action,
     patient: str,
     directives: list[Directive],
-    read_models: MasterDataProjections,
+    read_models: PatientProjections,
     directive_id: str | None = None,
 ) -> Decision:
     """Ask about a patient's directives, with the patient's care relations, registry facts and
@@ -92,7 +92,7 @@ async def readable(
     principal: Principal,
     policy: PolicyEnforcementPoint,
     service: ConsentDirectives,
-    read_models: MasterDataProjections,
+    read_models: PatientProjections,
 ) -> Directive:
     directive = await service.get(directive_id)
     if directive is None:

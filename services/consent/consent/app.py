@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
-from akson_common.projections import MasterDataProjections
+from akson_common.projections import PatientProjections
 from akson_common.settings import ServiceSettings
 from consent.api import router
 from consent.service import ConsentDirectives
 
 
 def configure(app: FastAPI, platform: Platform) -> None:
-    app.state.projections = MasterDataProjections(platform.database, platform.subscriptions)
+    app.state.projections = PatientProjections(platform.database, platform.subscriptions)
     app.state.directives = ConsentDirectives(platform)
 
 

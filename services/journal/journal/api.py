@@ -1,81 +1,305 @@
-"""Journal HTTP API (FHIR R4 under /fhir/R4): the policy is asked before data leaves the store."""
+"""Journal HTTP API: FHIR R4 under /fhir/R4 (one set of routes for every resource type in
+:data:`journal.kinds.KINDS`), plus supply use on visits. The policy is asked before data
+leaves the store (see :mod:`journal.service`).
+
+Errors under /fhir/R4 are OperationOutcome (``application/fhir+json``), elsewhere
+problem+json. A resource the caller may not see reads exactly like an unknown one: 404.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Body, Depends, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Path, Request, status
 from fastapi.responses import JSONResponse
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal
-from akson_common.errors import PROTECTED_RESPONSES, NotFound
-from akson_common.policy import Policy, PolicyContext, ResourceRef
-from journal.documents import DocumentStore, category_of, parse_document, patient_of
-from journal.projections import Projections
+from akson_common.errors import (
+    PROBLEM_JSON,
+    PROTECTED_RESPONSES,
+    BadRequest,
+    Problem,
+    UnsupportedMediaType,
+)
+from akson_common.fhir import FHIR_JSON
+from akson_common.identifiers import is_national_id
+from journal.access import Caller
+from journal.kinds import KINDS, Kind, check_size
+from journal.search import (
+    capability_statement,
+    collection,
+    encode_cursor,
+    history_bundle,
+    parse_search,
+    searchset,
+)
+from journal.service import Journal as JournalService
+from journal.service import MethodNotAllowed, Stored, SupplyUse, instant, now
+from journal.settings import JournalSettings
 
-router = APIRouter(prefix="/fhir/R4", tags=["fhir"])
-FHIR_JSON = "application/fhir+json"
+router = APIRouter(tags=["fhir"])
+PURPOSE_HEADER = "Akson-Purpose"
+EMERGENCY_HEADER = "Akson-Emergency-Reason"
+CODE = r"^[a-z][a-z0-9_]{0,63}$"
 
 
-Documents = Annotated[DocumentStore, Depends(state_dependency("documents", DocumentStore))]
-ReadModels = Annotated[Projections, Depends(state_dependency("projections", Projections))]
+Journal = Annotated[JournalService, Depends(state_dependency("journal", JournalService))]
+Settings = Annotated[
+    JournalSettings, Depends(state_dependency("journal_settings", JournalSettings))
+]
+
+FHIR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **{
+        code: {**answer, "content": {FHIR_JSON: {}}} for code, answer in PROTECTED_RESPONSES.items()
+    },
+    404: {
+        "description": "Unknown, or not yours to see (the same answer)",
+        "content": {FHIR_JSON: {}},
+    },
+}
+BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {FHIR_JSON: {"schema": {"type": "object"}}},
+    }
+}
+
+
+def caller(
+    principal: CurrentPrincipal,
+    purpose: Annotated[
+        str,
+        Header(
+            alias=PURPOSE_HEADER,
+            pattern=CODE,
+            description="Why the data is needed: treatment (default), nav, child_welfare, …",
+        ),
+    ] = "treatment",
+    emergency_reason: Annotated[
+        str | None,
+        Header(
+            alias=EMERGENCY_HEADER,
+            pattern=CODE,
+            description=(
+                "Break-glass: a coded reason (e.g. life_threatening, unconscious_patient, "
+                "acute_care_no_relation). Granted access is logged, the patient notified and "
+                "the access reviewed."
+            ),
+        ),
+    ] = None,
+) -> Caller:
+    return Caller(principal, purpose, emergency_reason)
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
+
+
+def kind_of(resource_type: Annotated[str, Path(description=", ".join(KINDS))]) -> Kind:
+    kind = KINDS.get(resource_type)
+    if kind is None:
+        raise NotSupported(f"this server keeps no {resource_type[:40]!r} resources")
+    return kind
+
+
+class NotSupported(Problem):
+    status, title, type_slug = 404, "Not Found", "not-found"
+
+
+KindDep = Annotated[Kind, Depends(kind_of)]
+
+
+async def fhir_body(request: Request, settings: Settings) -> Any:
+    """The submitted resource: JSON, at most ``max_resource_bytes`` (413 beyond)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip()
+    if media not in {FHIR_JSON, "application/json"}:
+        raise UnsupportedMediaType(f"send {FHIR_JSON}")
+    length = request.headers.get("content-length", "")
+    if length.isdigit():
+        check_size(int(length), settings.max_resource_bytes)
+    raw = await request.body()
+    check_size(len(raw), settings.max_resource_bytes)
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise BadRequest("the body is not JSON") from None
+
+
+FhirBody = Annotated[Any, Depends(fhir_body)]
+
+
+def base_url(request: Request) -> str:
+    return f"{str(request.base_url).rstrip('/')}/fhir/R4"
+
+
+def fhir(
+    resource: dict[str, Any], *, status_code: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(resource, status_code=status_code, media_type=FHIR_JSON, headers=headers)
+
+
+def versioned(stored: Stored, *, status_code: int = 200, location: bool = False) -> JSONResponse:
+    resource = stored.resource
+    headers = {
+        "ETag": f'W/"{stored.version}"',
+        "Last-Modified": resource["meta"]["lastUpdated"],
+    }
+    if location:
+        headers["Location"] = (
+            f"/fhir/R4/{resource['resourceType']}/{resource['id']}/_history/{stored.version}"
+        )
+    return fhir(resource, status_code=status_code, headers=headers)
+
+
+# -- capabilities and the patient summary (before the generic routes) ------------------------
+
+
+@router.get("/fhir/R4/metadata")
+async def capabilities(request: Request) -> JSONResponse:
+    """The CapabilityStatement: FHIR R4 (4.0.1), served from fhir.resources' R4B models,
+    which are wire-compatible with R4 for every type listed."""
+    return fhir(capability_statement(base_url(request), instant(now())))
+
+
+@router.get("/fhir/R4/Patient/{patient}/$summary", responses=FHIR_RESPONSES)
+async def patient_summary(
+    patient: str, request: Request, who: CallerDep, journal: Journal
+) -> JSONResponse:
+    """Critical information, current medications, latest documents and results, each entry
+    decided by the policy like any read (a Bundle of type collection)."""
+    if not is_national_id(patient):
+        raise BadRequest("not a national identity number")
+    entries = await journal.summary(who, patient)
+    return fhir(collection(base_url(request), entries, timestamp=instant(now())))
+
+
+# -- the generic routes --------------------------------------------------------------------
 
 
 @router.post(
-    "/DocumentReference", status_code=status.HTTP_201_CREATED, responses=PROTECTED_RESPONSES
+    "/fhir/R4/{resource_type}",
+    status_code=status.HTTP_201_CREATED,
+    responses={**FHIR_RESPONSES, 413: {"description": "Too large"}},
+    openapi_extra=BODY,
 )
-async def create_document(
-    body: Annotated[dict[str, Any], Body()],
-    principal: CurrentPrincipal,
-    policy: Policy,
-    store: Documents,
-    read_models: ReadModels,
-    response: Response,
-) -> JSONResponse:
-    document = parse_document(body)
-    patient, category = patient_of(document), category_of(document)
-    await policy.enforce(
-        principal,
-        "write",
-        ResourceRef(type="DocumentReference", patient=patient, category=category),
-        PolicyContext(care_relations=await read_models.active_care_relations(patient)),
-    )
-    document_id = await store.add(document, patient=patient, category=category)
-    return JSONResponse(
-        document.model_dump(mode="json", exclude_none=True),
-        status_code=201,
-        media_type=FHIR_JSON,
-        headers={"Location": f"/fhir/R4/DocumentReference/{document_id}", "ETag": 'W/"1"'},
-    )
+async def create(kind: KindDep, body: FhirBody, who: CallerDep, journal: Journal) -> JSONResponse:
+    """Create (201, Location, ETag ``W/"1"``). The writer's HPR number, unit, organisation and
+    municipality (from the token) are recorded with it."""
+    stored = await journal.create(who, kind, body)
+    response = versioned(stored, status_code=201, location=True)
+    # Location names the resource itself (its version is in the ETag)
+    response.headers["Location"] = f"/fhir/R4/{kind.name}/{stored.resource['id']}"
+    return response
 
 
-@router.get("/DocumentReference/{document_id}", responses=PROTECTED_RESPONSES)
-async def read_document(
-    document_id: str,
-    principal: CurrentPrincipal,
-    policy: Policy,
-    store: Documents,
-    read_models: ReadModels,
-) -> JSONResponse:
-    stored = await store.get(document_id)
-    if stored is None:
-        # Same answer whether it does not exist or is not yours to know about.
-        await policy.enforce(
-            principal, "read", ResourceRef(type="DocumentReference"), PolicyContext()
+@router.get("/fhir/R4/{resource_type}", responses=FHIR_RESPONSES)
+async def search(kind: KindDep, request: Request, who: CallerDep, journal: Journal) -> JSONResponse:
+    """Search: patient (required, except a citizen's own), category, type, date (ge/gt/le/lt/
+    eq, repeatable), status (entered-in-error only when asked for), _count (≤ 100), _cursor.
+    ``total`` and paging count only what the caller may see."""
+    parameters = parse_search(list(request.query_params.multi_items()))
+    page = await journal.search(who, kind, parameters)
+    path = f"/fhir/R4/{kind.name}"
+    kept = [*parameters.kept, ("_count", str(parameters.count))]
+    self_link = str(request.url)
+    next_link = None
+    if page.next_cursor is not None:
+        query = urlencode([*kept, ("_cursor", encode_cursor(page.next_cursor))])
+        next_link = f"{str(request.base_url).rstrip('/')}{path}?{query}"
+    return fhir(
+        searchset(
+            base_url(request),
+            kind.name,
+            page.resources,
+            total=page.total,
+            self_link=self_link,
+            next_link=next_link,
         )
-        raise NotFound("no such DocumentReference")
-    await policy.enforce(
-        principal,
-        "read",
-        ResourceRef(
-            type="DocumentReference",
-            patient=stored["patient"],
-            category=stored["category"],
-            id=document_id,
-        ),
-        PolicyContext(care_relations=await read_models.active_care_relations(stored["patient"])),
     )
-    return JSONResponse(
-        stored["resource"], media_type=FHIR_JSON, headers={"ETag": f'W/"{stored["version"]}"'}
-    )
+
+
+@router.get("/fhir/R4/{resource_type}/{resource_id}", responses=FHIR_RESPONSES)
+async def read(kind: KindDep, resource_id: str, who: CallerDep, journal: Journal) -> JSONResponse:
+    return versioned(await journal.read(who, kind, resource_id))
+
+
+@router.put(
+    "/fhir/R4/{resource_type}/{resource_id}",
+    responses={
+        **FHIR_RESPONSES,
+        412: {"description": "If-Match is not the current version"},
+        428: {"description": "If-Match is required"},
+    },
+    openapi_extra=BODY,
+)
+async def update(
+    kind: KindDep,
+    resource_id: str,
+    body: FhirBody,
+    who: CallerDep,
+    journal: Journal,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> JSONResponse:
+    """Versioned update: If-Match ``W/"<version>"`` required (428 without, 412 if stale)."""
+    return versioned(await journal.update(who, kind, resource_id, body, if_match))
+
+
+@router.delete("/fhir/R4/{resource_type}/{resource_id}", responses=FHIR_RESPONSES)
+async def enter_in_error(
+    kind: KindDep,
+    resource_id: str,
+    who: CallerDep,
+    journal: Journal,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> JSONResponse:
+    """Nothing is ever deleted: DELETE records a new version with status entered-in-error
+    (If-Match optional) and returns it."""
+    return versioned(await journal.enter_in_error(who, kind, resource_id, if_match))
+
+
+@router.get("/fhir/R4/{resource_type}/{resource_id}/_history", responses=FHIR_RESPONSES)
+async def history(
+    kind: KindDep, resource_id: str, request: Request, who: CallerDep, journal: Journal
+) -> JSONResponse:
+    """Every version, newest first, each with who changed it (meta.extension changed-by)."""
+    versions = await journal.history(who, kind, resource_id)
+    return fhir(history_bundle(base_url(request), versions))
+
+
+@router.get("/fhir/R4/{resource_type}/{resource_id}/_history/{version}", responses=FHIR_RESPONSES)
+async def read_version(
+    kind: KindDep,
+    resource_id: str,
+    version: Annotated[int, Path(ge=1)],
+    who: CallerDep,
+    journal: Journal,
+) -> JSONResponse:
+    return versioned(await journal.read_version(who, kind, resource_id, version))
+
+
+@router.patch("/fhir/R4/{resource_type}/{resource_id}", include_in_schema=False)
+async def patch(resource_type: str, resource_id: str) -> None:
+    raise MethodNotAllowed("use PUT with If-Match")
+
+
+# -- supply use (not FHIR) -----------------------------------------------------------------
+
+
+@router.post(
+    "/visits/{encounter_id}/supplies",
+    status_code=status.HTTP_201_CREATED,
+    tags=["visits"],
+    responses={**PROTECTED_RESPONSES, 404: {"content": {PROBLEM_JSON: {}}}},
+)
+async def record_supplies(
+    encounter_id: str,
+    lines: Annotated[list[SupplyUse], Body(min_length=1, max_length=100)],
+    who: CallerDep,
+    journal: Journal,
+) -> dict[str, str]:
+    """Supplies used on a visit (a write on the Encounter); emits ``journal.supplies.used``
+    with the unit and the items, never the patient."""
+    usage_id = await journal.record_supplies(who, encounter_id, lines)
+    return {"usage_id": usage_id}

@@ -5,19 +5,28 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
-from akson_common.settings import ServiceSettings, settings_for
+from akson_common.fhir import install_fhir_outcomes
+from akson_common.settings import settings_for
+from journal.access import Access
 from journal.api import router
-from journal.documents import DocumentStore
 from journal.projections import Projections
+from journal.service import Journal
+from journal.settings import JournalSettings
+
+settings = settings_for(JournalSettings, "journal")
 
 
 def configure(app: FastAPI, platform: Platform) -> None:
-    app.state.projections = Projections(platform.database, platform.subscriptions)
-    app.state.documents = DocumentStore(platform.database)
+    projections = Projections(platform.database, platform.subscriptions)
+    access = Access(platform.pep, projections, platform.database, platform.outbox)
+    app.state.projections = projections
+    app.state.journal = Journal(platform.database, platform.outbox, access)
+    app.state.journal_settings = settings
+    install_fhir_outcomes(app)
 
 
 app = create_service(
-    settings_for(ServiceSettings, "journal"),
+    settings,
     title="Akson journal",
     routers=[router],
     configure=configure,

@@ -1,14 +1,14 @@
-"""Local read models of other services' facts, kept from their events.
-
-Access decisions are made from these: the patient's active care relations come from master
-data's events, never from a call to master data at decision time. The master-data part is
-shared with every service that decides access (``akson_common.projections``).
-"""
+"""The journal's read models: patients with their care relations and consent directives."""
 
 from __future__ import annotations
 
-from akson_common.projections import MasterDataProjections
+from akson_common.db import Database
+from akson_common.events import Subscriptions
+from akson_common.projections import PatientProjections, access_facts, field_key
+
+__all__ = ["Projections", "access_facts", "field_key"]
 
 
-class Projections(MasterDataProjections):
-    """The journal's read models: master data's patients and care relations."""
+class Projections(PatientProjections):
+    def __init__(self, database: Database, subscriptions: Subscriptions) -> None:
+        super().__init__(database, subscriptions, directives=True)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
 from akson_common.events import DOCUMENT_RECORDED
-from akson_common.projections import MasterDataProjections
+from akson_common.projections import PatientProjections
 from messaging.api import router
 from messaging.directory import Directory
 from messaging.service import Messaging
@@ -17,19 +17,17 @@ from messaging.settings import MessagingSettings
 from messaging.store import InboundStore, OutboundQueue
 from messaging.transport import Transport
 from messaging.worker import SendWorker
-from messaging.writes import LockedOutbox
 
 
 def create_app(settings: MessagingSettings) -> FastAPI:
     def configure(app: FastAPI, platform: Platform) -> None:
-        outbox = LockedOutbox(platform.database, platform.publisher, settings.outbox_sweep_seconds)
-        queue = OutboundQueue(platform.database, outbox)
+        queue = OutboundQueue(platform.database, platform.outbox)
         service = Messaging(
             settings,
             queue,
-            InboundStore(platform.database, outbox),
+            InboundStore(platform.database, platform.outbox),
             Directory(platform.database, platform.subscriptions),
-            MasterDataProjections(platform.database, platform.subscriptions),
+            PatientProjections(platform.database, platform.subscriptions, directives=True),
             platform.pep,
         )
         transport = Transport(
@@ -47,20 +45,18 @@ def create_app(settings: MessagingSettings) -> FastAPI:
         app.state.messaging = service
         app.state.worker = worker
 
-        # messaging's outbox relay and the worker run inside the platform's lifespan
+        # the worker runs inside the platform's lifespan
         # (database and sidecar client open)
         platform_lifespan = app.router.lifespan_context
 
         @asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             async with platform_lifespan(app):
-                outbox.start()
                 worker.start()
                 try:
                     yield
                 finally:
                     await worker.stop()
-                    await outbox.stop()
 
         app.router.lifespan_context = lifespan
 

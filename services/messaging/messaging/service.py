@@ -17,7 +17,7 @@ from akson_common.auth import Principal
 from akson_common.errors import BadRequest, Conflict, Unprocessable
 from akson_common.events import Delivery, DocumentRecordedV1, Outcome
 from akson_common.policy import PolicyContext, PolicyEnforcementPoint, ResourceRef
-from akson_common.projections import MasterDataProjections
+from akson_common.projections import PatientProjections
 from messaging import fhir
 from messaging.directory import Directory
 from messaging.models import (
@@ -64,7 +64,7 @@ class Messaging:
         queue: OutboundQueue,
         inbound: InboundStore,
         directory: Directory,
-        projections: MasterDataProjections,
+        projections: PatientProjections,
         pep: PolicyEnforcementPoint,
     ) -> None:
         self.settings = settings
@@ -76,13 +76,10 @@ class Messaging:
         self.on_enqueued: list[Any] = []
 
     async def policy_context(self, patient: str | None) -> PolicyContext:
+        """The patient's care relations, consent directives and registry facts (one lookup)."""
         if patient is None:
             return PolicyContext()
-        return PolicyContext(
-            care_relations=await self.projections.active_care_relations(patient),
-            directives=await self.directory.policy_directives(patient),
-            patient=await self.projections.patient_facts(patient),
-        )
+        return await self.projections.context(patient)
 
     def _new(
         self,

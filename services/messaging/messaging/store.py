@@ -32,9 +32,9 @@ from akson_common.events import (
     Topic,
     cloud_event,
 )
+from akson_common.outbox import Outbox
 from messaging.models import InboundMessage, OutboundMessage, Receipt, StatusChange
 from messaging.transport import TransportResult
-from messaging.writes import LockedOutbox
 
 OUTBOUND = "outbound_messages"
 INBOUND = "inbound_messages"
@@ -93,7 +93,7 @@ def attempt_outcome(
 
 
 class OutboundQueue:
-    def __init__(self, database: Database, outbox: LockedOutbox) -> None:
+    def __init__(self, database: Database, outbox: Outbox) -> None:
         self.outbox = outbox
         self.repository = Repository(
             database,
@@ -125,8 +125,7 @@ class OutboundQueue:
 
     async def claim(self, now: datetime, owner: str, lease: timedelta) -> OutboundMessage | None:
         """Take the most overdue queued message whose lease (if any) has lapsed."""
-        async with self.outbox.lock:
-            document = await self._claim(now, owner, lease)
+        document = await self._claim(now, owner, lease)
         return None if document is None else self.repository.to_model(document)
 
     async def _claim(self, now: datetime, owner: str, lease: timedelta) -> Document | None:
@@ -160,13 +159,12 @@ class OutboundQueue:
         change = StatusChange(
             status=settled.status, at=now, attempts=settled.attempts, error_code=result.error_code
         )
-        async with self.outbox.lock:
-            saved = await self.outbox.save(
-                OUTBOUND,
-                {"_id": message.id, "status": "queued", "lease_owner": owner},
-                {"$set": changes, "$push": {"history": change.model_dump(mode="python")}},
-                [status_event(settled, topic)],
-            )
+        saved = await self.outbox.save(
+            OUTBOUND,
+            {"_id": message.id, "status": "queued", "lease_owner": owner},
+            {"$set": changes, "$push": {"history": change.model_dump(mode="python")}},
+            [status_event(settled, topic)],
+        )
         return None if saved is None else settled
 
     async def apply_receipt(
@@ -174,8 +172,7 @@ class OutboundQueue:
     ) -> OutboundMessage | None:
         """Record the first application receipt of a message from the party it was sent to;
         None if unknown, from someone else, or already receipted (a repeat changes nothing)."""
-        async with self.outbox.lock:
-            return await self._apply_receipt(message_id, sender_her_id, receipt)
+        return await self._apply_receipt(message_id, sender_her_id, receipt)
 
     async def _apply_receipt(
         self, message_id: str, sender_her_id: str, receipt: Receipt
@@ -226,13 +223,12 @@ class OutboundQueue:
         }
         queued = message.model_copy(update=changes)
         change = StatusChange(status="queued", at=now, attempts=0)
-        async with self.outbox.lock:
-            saved = await self.outbox.save(
-                OUTBOUND,
-                {"_id": message.id, "status": "dead_lettered"},
-                {"$set": changes, "$push": {"history": change.model_dump(mode="python")}},
-                [status_event(queued, MESSAGE_QUEUED)],
-            )
+        saved = await self.outbox.save(
+            OUTBOUND,
+            {"_id": message.id, "status": "dead_lettered"},
+            {"$set": changes, "$push": {"history": change.model_dump(mode="python")}},
+            [status_event(queued, MESSAGE_QUEUED)],
+        )
         return None if saved is None else queued
 
 
@@ -241,7 +237,7 @@ class InboundStore:
     event); each delivery of it is a document of its own in ``inbound_deliveries`` (named by
     the receipt it was answered with), so a repeat never updates the message."""
 
-    def __init__(self, database: Database, outbox: LockedOutbox) -> None:
+    def __init__(self, database: Database, outbox: Outbox) -> None:
         self.outbox = outbox
         self.repository = Repository(
             database, INBOUND, InboundMessage, indexes=[IndexModel([("patient", 1)])]

@@ -1,0 +1,138 @@
+"""FHIR R4 plumbing every service with a FHIR API shares: the media type and errors as
+``OperationOutcome`` (with the same HTTP status the problem+json answer would have had).
+
+Routes outside the FHIR base keep problem+json (RFC 9457). Like problem details, an outcome
+never echoes submitted values: validation errors name locations only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from akson_common.errors import PROBLEM_JSON, Problem
+
+FHIR_JSON = "application/fhir+json"
+
+# HTTP status -> OperationOutcome issue type (http://hl7.org/fhir/issue-type)
+ISSUE_TYPES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    409: "conflict",
+    412: "conflict",
+    413: "too-costly",
+    415: "not-supported",
+    422: "processing",
+    428: "required",
+    503: "transient",
+}
+
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def operation_outcome(
+    status: int, diagnostics: str, *, locations: list[str] | None = None, severity: str = "error"
+) -> dict[str, Any]:
+    issue: dict[str, Any] = {
+        "severity": severity,
+        "code": ISSUE_TYPES.get(status, "exception"),
+        "diagnostics": diagnostics,
+    }
+    if locations:
+        issue["expression"] = locations
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def outcome_response(
+    status: int,
+    diagnostics: str,
+    *,
+    locations: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        operation_outcome(status, diagnostics, locations=locations),
+        status_code=status,
+        media_type=FHIR_JSON,
+        headers=headers,
+    )
+
+
+def _locations(errors: Any) -> list[str]:
+    locations = []
+    for error in errors or []:
+        loc = error.get("loc") if isinstance(error, dict) else None
+        if loc:
+            locations.append(".".join(str(part) for part in loc))
+    return locations
+
+
+def install_fhir_outcomes(app: FastAPI, base: str = "/fhir/") -> None:
+    """Answer errors under ``base`` as OperationOutcome; elsewhere keep problem+json.
+
+    Call after the problem handlers are installed (the app factory does that first).
+    """
+    previous: dict[Any, ExceptionHandler] = dict(app.exception_handlers)
+
+    def wrap(kind: type[Exception], fhir: ExceptionHandler) -> None:
+        fallback = previous.get(kind)
+
+        async def handler(request: Request, exc: Exception) -> Response:
+            if request.url.path.startswith(base) or fallback is None:
+                return await fhir(request, exc)
+            return await fallback(request, exc)
+
+        app.add_exception_handler(kind, handler)
+
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        reasons = exc.extra.get("reasons")
+        detail = f"{exc.detail} (reasons: {', '.join(reasons)})" if reasons else exc.detail
+        return outcome_response(
+            exc.status,
+            detail,
+            locations=_locations(exc.extra.get("errors")),
+            headers=exc.headers,
+        )
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return outcome_response(
+            400 if _in_query(exc) else 422,
+            "The request is not valid.",
+            locations=_locations(exc.errors()),
+        )
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return outcome_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        return outcome_response(500, "An unexpected error occurred.")
+
+    wrap(Problem, on_problem)
+    wrap(RequestValidationError, on_validation)
+    wrap(StarletteHTTPException, on_http)
+    wrap(Exception, on_unexpected)
+
+
+def _in_query(exc: RequestValidationError) -> bool:
+    return all((e.get("loc") or ("",))[0] in {"query", "header", "path"} for e in exc.errors())
+
+
+__all__ = [
+    "FHIR_JSON",
+    "PROBLEM_JSON",
+    "install_fhir_outcomes",
+    "operation_outcome",
+    "outcome_response",
+]

@@ -1,0 +1,165 @@
+"""Logistics: supply use accumulates per unit and item; reaching the item's threshold places a
+replenishment order for everything used since the last one.
+
+Idempotent on the usage id (a re-published copy with a new event id counts once): a usage
+recorded as applied is skipped outright, and for the window before that record is written each
+``(unit, item)`` counter lists the last usages it counted; one compare-and-set on its
+``version`` adds the quantity, the usage id and any order in a single write. The ``orders``
+collection the exporter works on is a projection of the counter's orders, keyed by
+``(unit, item, sequence)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from pymongo import IndexModel
+
+from akson_common.db import Database, DuplicateKeyError, when_not_busy
+from akson_common.events import Delivery, Outcome, SuppliesUsedV1
+from integrations.models import IntegrationsSettings, StockCounter, SupplyOrder, token
+from integrations.received import ReceivedEvents
+from integrations.store import insert_new
+
+log = logging.getLogger("akson.integrations.logistics")
+
+COUNTERS = "stock_counters"
+ORDERS = "orders"
+CAS_ATTEMPTS = 8
+# usage ids a counter remembers; older replays are caught by the received-events record
+APPLIED_KEPT = 1000
+
+
+def threshold(settings: IntegrationsSettings, item: str) -> float:
+    return settings.order_thresholds.get(item, settings.default_order_threshold)
+
+
+def counted(
+    counter: StockCounter,
+    usage_id: str,
+    quantity: float,
+    limit: float,
+    *,
+    at: datetime,
+    day: str,
+) -> StockCounter:
+    """The counter after one usage: an order when the accumulated use reaches ``limit``."""
+    accumulated = round(counter.accumulated + quantity, 6)
+    sequence = counter.sequence
+    orders = list(counter.orders)
+    if accumulated >= limit:
+        sequence += 1
+        orders.append(
+            SupplyOrder.model_validate(
+                {
+                    "id": f"ord-{token(counter.unit, counter.item, str(sequence))}",
+                    "unit": counter.unit,
+                    "item": counter.item,
+                    "quantity": accumulated,
+                    "day": day,
+                    "sequence": sequence,
+                    "recorded_at": at,
+                }
+            )
+        )
+        accumulated = 0.0
+    return counter.model_copy(
+        update={
+            "accumulated": accumulated,
+            "sequence": sequence,
+            "version": counter.version + 1,
+            "applied": [*counter.applied, usage_id][-APPLIED_KEPT:],
+            "orders": orders,
+        }
+    )
+
+
+class Logistics:
+    def __init__(
+        self,
+        database: Database,
+        settings: IntegrationsSettings,
+        received: ReceivedEvents,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.received = received
+        self.on_change = on_change
+        self.counters = database.collection(COUNTERS)
+        self.orders = database.collection(ORDERS)
+        database.declare_indexes(ORDERS, [IndexModel([("state", 1), ("batch", 1)])])
+        database.declare_indexes(ORDERS, [IndexModel([("day", 1), ("unit", 1)])])
+
+    async def on_supplies_used(self, event: SuppliesUsedV1, delivery: Delivery) -> Outcome:
+        day = event.used_at.astimezone(ZoneInfo(self.settings.timezone)).date()
+        key = f"supplies:{event.usage_id}"
+        quantities: dict[str, float] = {}
+        for line in event.items:
+            quantities[line.item] = quantities.get(line.item, 0.0) + line.quantity
+        if await self.received.applied(key):
+            return Outcome.SUCCESS  # a copy of a usage counted before (a new event id)
+        if not quantities or any(q <= 0 for q in quantities.values()):
+            await self.received.record(key, "supplies", day, event.unit, "invalid")
+            log.warning("supply usage without positive quantities: dropped", extra={"key": key})
+            return Outcome.DROP
+        for item, quantity in sorted(quantities.items()):
+            if not await self._count(event, item, quantity, day.isoformat()):
+                return Outcome.RETRY
+        await self.received.record(key, "supplies", day, event.unit, "applied")
+        self.on_change()
+        return Outcome.SUCCESS
+
+    async def _count(self, event: SuppliesUsedV1, item: str, quantity: float, day: str) -> bool:
+        counter_id = f"{event.unit}/{item}"
+        for _ in range(CAS_ATTEMPTS):
+            document = await self.counters.find_one({"_id": counter_id})
+            current = (
+                StockCounter(id=counter_id, unit=event.unit, item=item)
+                if document is None
+                else StockCounter.model_validate({**document, "id": document["_id"]})
+            )
+            if event.usage_id in current.applied:
+                await self._project(current.orders)  # repair a delivery that stopped halfway
+                return True
+            changed = counted(
+                current,
+                event.usage_id,
+                quantity,
+                threshold(self.settings, item),
+                at=datetime.now(UTC),
+                day=day,
+            )
+            if await self._compare_and_set(document is None, current, changed):
+                await self._project(changed.orders[len(current.orders) :])
+                return True
+        return False
+
+    async def _compare_and_set(
+        self, new: bool, current: StockCounter, changed: StockCounter
+    ) -> bool:
+        document = changed.model_dump(mode="json")
+        document["_id"] = document.pop("id")
+        if new:
+            try:
+                await when_not_busy(lambda: self.counters.insert_one(document))
+            except DuplicateKeyError:
+                return False
+            return True
+        result = await when_not_busy(
+            lambda: self.counters.update_one(
+                {"_id": current.id, "version": current.version},
+                {"$set": {k: v for k, v in document.items() if k != "_id"}},
+            )
+        )
+        return result.matched_count == 1
+
+    async def _project(self, orders: list[SupplyOrder]) -> None:
+        documents = []
+        for order in orders:
+            document = order.model_dump(mode="json")
+            document["_id"] = document.pop("id")
+            documents.append(document)
+        await insert_new(self.orders, documents)

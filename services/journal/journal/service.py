@@ -1,0 +1,597 @@
+"""The journal's logic: every operation asks the policy before data leaves the store.
+
+Reads of a resource the caller may not see answer exactly like reads of one that does not
+exist: **404** with the same OperationOutcome (the policy is still asked for unknown ids, so
+a stopped OPA gives 503 either way and the attempt is in the decision log). Writes of new
+resources that the policy refuses answer 403 with the reasons: the caller sent the content,
+nothing about the record is revealed.
+
+Searches are filtered before paging: the distinct combinations of access attributes among the
+matching resources are decided once each, and only the allowed combinations are queried, so
+``total``, page sizes and ``next`` links count only what the caller may see.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from akson_common.db import Database, Document, when_not_busy
+from akson_common.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    Problem,
+    Unprocessable,
+)
+from akson_common.events import (
+    DOCUMENT_RECORDED,
+    SUPPLIES_USED,
+    VISIT_COMPLETED,
+    DocumentRecordedV1,
+    SuppliesUsedV1,
+    SupplyLine,
+    VisitCompletedV1,
+    cloud_event,
+)
+from akson_common.outbox import Outbox
+from akson_common.policy import Action, Decision, PolicyContext, ResourceRef
+from journal.access import (
+    MASK_ADDRESS,
+    UNAVAILABLE,
+    Access,
+    Caller,
+    mask_addresses,
+    obligations,
+    raise_unavailable,
+    resource_ref,
+)
+from journal.kinds import ENTERED_IN_ERROR, KINDS, Kind, Parsed, parse
+from journal.search import SearchParameters
+from journal.store import ACCESS_FIELDS, AccessTuple, ResourceStore
+
+CHANGED_BY = "https://akson.dev/fhir/StructureDefinition/changed-by"
+SUPPLY_USAGES = "supply_usages"
+SUMMARY_LATEST = 10
+ETAG = re.compile(r'^(?:W/)?"(\d+)"$')
+
+
+class PreconditionRequired(Problem):
+    status, title, type_slug = 428, "Precondition Required", "precondition-required"
+
+
+class PreconditionFailed(Problem):
+    status, title, type_slug = 412, "Precondition Failed", "precondition-failed"
+
+
+class MethodNotAllowed(Problem):
+    status, title, type_slug = 405, "Method Not Allowed", "method-not-allowed"
+
+
+class SupplyUse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="article number or code")
+    quantity: float = Field(gt=0, le=10_000)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A resource as returned: its JSON (obligations applied) and its version."""
+
+    resource: dict[str, Any]
+    version: int
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    resources: list[dict[str, Any]]
+    total: int
+    next_cursor: str | None
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def instant(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def expected_version(if_match: str | None, *, required: bool) -> int | None:
+    if not if_match:
+        if required:
+            raise PreconditionRequired("an update needs If-Match with the version it replaces")
+        return None
+    match = ETAG.match(if_match.strip())
+    if match is None:
+        raise PreconditionFailed('If-Match must be an ETag like W/"3"')
+    return int(match.group(1))
+
+
+def not_found(resource_type: str, resource_id: str) -> NotFound:
+    # The same words whether it does not exist or is not the caller's to see.
+    return NotFound(f"{resource_type}/{resource_id} is not known")
+
+
+def _reference_id(reference: Any, prefix: str) -> str | None:
+    if isinstance(reference, str) and reference.startswith(prefix):
+        return reference.removeprefix(prefix)
+    return None
+
+
+class Journal:
+    def __init__(self, database: Database, outbox: Outbox, access: Access) -> None:
+        self.store = ResourceStore(database, outbox)
+        self.access = access
+        self.outbox = outbox
+        self.supply_usages = database.collection(SUPPLY_USAGES)
+        outbox.track(SUPPLY_USAGES)
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    async def _enforce(
+        self, caller: Caller, action: Action, resource: ResourceRef, context: PolicyContext
+    ) -> Decision:
+        decision = await self.access.decide(caller, action, resource, context)
+        if decision.allow:
+            return decision
+        if UNAVAILABLE in decision.reasons:
+            raise_unavailable()
+        raise Forbidden("Access denied by policy.", reasons=list(decision.reasons))
+
+    async def _visible(
+        self, caller: Caller, action: Action, kind: Kind, resource_id: str
+    ) -> tuple[Document, Decision, PolicyContext]:
+        """The stored resource if the caller may ``action`` it; else 404 as if unknown."""
+        stored = await self.store.get(resource_id)
+        if stored is None or stored["type"] != kind.name:
+            # Still asked: the attempt is logged, and no OPA means 503 here too.
+            decision = await self.access.decide(
+                caller,
+                action,
+                ResourceRef(type=kind.name, id=resource_id),
+                await self.access.context(caller, None),
+            )
+            if UNAVAILABLE in decision.reasons:
+                raise_unavailable()
+            raise not_found(kind.name, resource_id)
+        context = await self.access.context(caller, stored["patient"])
+        decision = await self.access.decide(caller, action, resource_ref(stored), context)
+        if UNAVAILABLE in decision.reasons:
+            raise_unavailable()
+        if not decision.allow:
+            raise not_found(kind.name, resource_id)
+        return stored, decision, context
+
+    @staticmethod
+    def _output(resource: dict[str, Any], decision: Decision) -> dict[str, Any]:
+        return mask_addresses(resource) if MASK_ADDRESS in obligations(decision) else resource
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _origin(self, caller: Caller) -> dict[str, Any]:
+        principal = caller.principal
+        return {
+            "author": caller.writer,
+            "unit": principal.unit,
+            "organisation": principal.organisation,
+            "municipality": principal.municipality,
+        }
+
+    def _new_ref(self, parsed: Parsed, origin: dict[str, Any], resource_id: str) -> ResourceRef:
+        return resource_ref(
+            {
+                "_id": resource_id,
+                "type": parsed.kind.name,
+                "patient": parsed.patient,
+                "category": parsed.category,
+                "sensitivity": parsed.sensitivity,
+                "withheld": parsed.withheld_from_patient,
+                **origin,
+            }
+        )
+
+    def _versioned(
+        self, caller: Caller, parsed: Parsed, resource_id: str, version: int, moment: datetime
+    ) -> dict[str, Any]:
+        resource = dict(parsed.resource)
+        resource["id"] = resource_id
+        principal = caller.principal
+        changed_by = (
+            {"reference": f"Practitioner/{principal.hpr_number}"}
+            if principal.hpr_number
+            else {"identifier": {"system": "urn:akson:client", "value": principal.id}}
+        )
+        meta = {k: v for k, v in (resource.get("meta") or {}).items() if k != "extension"}
+        extensions = [
+            e
+            for e in (resource.get("meta") or {}).get("extension", [])
+            if e.get("url") != CHANGED_BY
+        ]
+        resource["meta"] = {
+            **meta,
+            "versionId": str(version),
+            "lastUpdated": moment.isoformat().replace("+00:00", "Z"),
+            "extension": [*extensions, {"url": CHANGED_BY, "valueReference": changed_by}],
+        }
+        return resource
+
+    def _facts(self, parsed: Parsed, resource_id: str, moment: datetime) -> dict[str, Any]:
+        when = parsed.date or instant(moment)
+        return {
+            "patient": parsed.patient,
+            "category": parsed.category,
+            "sensitivity": parsed.sensitivity,
+            "withheld": parsed.withheld_from_patient,
+            "status": parsed.status,
+            "date": when,
+            "type_code": parsed.type_code,
+            "sort_key": f"{when}|{resource_id}",
+            "updated_at": moment,
+        }
+
+    async def create(self, caller: Caller, kind: Kind, body: Any) -> Stored:
+        parsed = parse(kind, body)
+        resource_id = str(uuid.uuid4())
+        origin = self._origin(caller)
+        context = await self.access.context(caller, parsed.patient)
+        await self._enforce(caller, "write", self._new_ref(parsed, origin, resource_id), context)
+        moment = now()
+        resource = self._versioned(caller, parsed, resource_id, 1, moment)
+        document: Document = {
+            "_id": resource_id,
+            "type": kind.name,
+            **origin,
+            **self._facts(parsed, resource_id, moment),
+            "version": 1,
+            "created_at": moment,
+            "changed_by": self._origin(caller),
+            "resource": resource,
+        }
+        events = self._events(kind, document, previous=None)
+        document["finished"] = _finished(document)
+        await self.store.insert(document, events)
+        return Stored(resource, 1)
+
+    async def update(
+        self, caller: Caller, kind: Kind, resource_id: str, body: Any, if_match: str | None
+    ) -> Stored:
+        expected = expected_version(if_match, required=True)
+        if isinstance(body, dict) and body.get("id") not in (None, resource_id):
+            raise BadRequest("the resource id differs from the URL")
+        parsed = parse(kind, body)
+        return await self._next_version(caller, kind, resource_id, parsed, expected)
+
+    async def enter_in_error(
+        self, caller: Caller, kind: Kind, resource_id: str, if_match: str | None
+    ) -> Stored:
+        """Nothing is deleted: the resource gets a new version with status entered-in-error."""
+        expected = expected_version(if_match, required=False)
+        stored, _, _ = await self._visible(caller, "write", kind, resource_id)
+        resource = {k: v for k, v in stored["resource"].items() if k != "meta"}
+        kind.mark_entered_in_error(resource)
+        parsed = parse(kind, resource)
+        return await self._next_version(caller, kind, resource_id, parsed, expected, stored)
+
+    async def _next_version(
+        self,
+        caller: Caller,
+        kind: Kind,
+        resource_id: str,
+        parsed: Parsed,
+        expected: int | None,
+        stored: Document | None = None,
+    ) -> Stored:
+        if stored is None:
+            stored, _, context = await self._visible(caller, "write", kind, resource_id)
+        else:
+            context = await self.access.context(caller, stored["patient"])
+        if expected is not None and expected != stored["version"]:
+            raise PreconditionFailed(f"the current version is {stored['version']}")
+        if parsed.patient != stored["patient"]:
+            raise Unprocessable(
+                "a resource cannot move to another patient",
+                errors=[{"loc": [kind.patient_field], "msg": "patient changed"}],
+            )
+        origin = {k: stored.get(k) for k in ("author", "unit", "organisation", "municipality")}
+        changed = self._new_ref(parsed, origin, resource_id)
+        if changed != resource_ref(stored):
+            # Reclassifying (category, sensitivity, withheld) must be allowed for the new
+            # attributes too.
+            await self._enforce(caller, "write", changed, context)
+        moment = now()
+        version = stored["version"] + 1
+        resource = self._versioned(caller, parsed, resource_id, version, moment)
+        changes = {
+            **self._facts(parsed, resource_id, moment),
+            "changed_by": self._origin(caller),
+            "resource": resource,
+        }
+        after = {**stored, **changes, "version": version}
+        events = self._events(kind, after, previous=stored)
+        changes["finished"] = bool(stored.get("finished")) or _finished(after)
+        if await self.store.replace(stored, changes, events) is None:
+            raise PreconditionFailed("the resource changed meanwhile; read it again")
+        return Stored(resource, version)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _events(
+        self, kind: Kind, document: Document, previous: Document | None
+    ) -> list[dict[str, Any]]:
+        if kind.name == "DocumentReference":
+            payload = DocumentRecordedV1(
+                document_id=document["_id"],
+                version=document["version"],
+                patient=document["patient"],
+                category=document["category"],
+                type_code=document.get("type_code"),
+                author=document.get("author"),
+                unit=document.get("unit"),
+                organisation=document.get("organisation"),
+                municipality=document.get("municipality"),
+                recorded_at=document["updated_at"],
+            )
+            return [
+                cloud_event(
+                    DOCUMENT_RECORDED, payload, source="journal", subject=document["patient"]
+                )
+            ]
+        if kind.name == "Encounter":
+            visit = visit_completed(document, previous)
+            if visit is not None:
+                # subject: the encounter, not the patient (the event carries no patient)
+                return [
+                    cloud_event(VISIT_COMPLETED, visit, source="journal", subject=document["_id"])
+                ]
+        return []
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def read(self, caller: Caller, kind: Kind, resource_id: str) -> Stored:
+        stored, decision, _ = await self._visible(caller, "read", kind, resource_id)
+        return Stored(self._output(stored["resource"], decision), stored["version"])
+
+    async def read_version(
+        self, caller: Caller, kind: Kind, resource_id: str, version: int
+    ) -> Stored:
+        stored, decision, context = await self._visible(caller, "read", kind, resource_id)
+        if version == stored["version"]:
+            return Stored(self._output(stored["resource"], decision), version)
+        earlier = await self.store.version(resource_id, version)
+        if earlier is None or version > stored["version"]:
+            raise NotFound(f"{kind.name}/{resource_id} has no version {version}")
+        older = await self.access.decide(
+            caller, "read", resource_ref({**earlier, "_id": resource_id}), context
+        )
+        if UNAVAILABLE in older.reasons:
+            raise_unavailable()
+        if not older.allow:
+            raise NotFound(f"{kind.name}/{resource_id} has no version {version}")
+        return Stored(self._output(earlier["resource"], older), version)
+
+    async def history(self, caller: Caller, kind: Kind, resource_id: str) -> list[dict[str, Any]]:
+        """Every version the caller may see (each decided on its own attributes), newest
+        first, with who changed it (``meta.extension`` changed-by)."""
+        stored, decision, context = await self._visible(caller, "read", kind, resource_id)
+        earlier = await self.store.earlier_versions(resource_id, stored["version"])
+        tuples = {_access(d) for d in earlier} - {_access(stored)}
+        decisions = await self.access.decide_many(
+            caller, "read", stored["patient"], tuples, context
+        )
+        decisions[_access(stored)] = decision
+        versions = []
+        for document in [stored, *earlier]:
+            allowed = decisions[_access(document)]
+            if not allowed.allow:
+                continue
+            versions.append(
+                {
+                    "resource": self._output(document["resource"], allowed),
+                    "version": document["version"],
+                    "updated_at": document["resource"]["meta"]["lastUpdated"],
+                    "method": "POST" if document["version"] == 1 else "PUT",
+                }
+            )
+        return versions
+
+    async def search(self, caller: Caller, kind: Kind, parameters: SearchParameters) -> SearchPage:
+        patient = parameters.patient
+        if patient is None and caller.principal.kind == "citizen":
+            patient = caller.principal.id
+        if patient is None:
+            raise BadRequest("a search names the patient (patient=Patient/<national id>)")
+        context = await self.access.context(caller, patient)
+        entries = [e for e in await self.store.entries(patient) if parameters.matches(kind.name, e)]
+        if not entries:
+            # Nothing matches; the search is still decided (and logged), so a stopped OPA
+            # gives 503 whether or not there was anything to find.
+            probe = ResourceRef(type=kind.name, patient=patient, category=parameters.category)
+            decision = await self.access.decide(caller, "search", probe, context)
+            if UNAVAILABLE in decision.reasons:
+                raise_unavailable()
+            return SearchPage([], 0, None)
+        decisions = await self._decide_entries(caller, "search", patient, entries, context)
+        visible = _newest_first([e for e in entries if decisions[_access(e)].allow])
+        total = len(visible)
+        if parameters.cursor is not None:
+            visible = [e for e in visible if e["sort_key"] < parameters.cursor]
+        page = visible[: parameters.count]
+        next_key = page[-1]["sort_key"] if len(visible) > parameters.count else None
+        resources = await self._fetch_allowed(page, decisions)
+        return SearchPage(resources, total, next_key)
+
+    async def _decide_entries(
+        self,
+        caller: Caller,
+        action: Action,
+        patient: str,
+        entries: Sequence[dict[str, Any]],
+        context: PolicyContext,
+    ) -> dict[AccessTuple, Decision]:
+        """One decision per distinct combination of access attributes among ``entries``."""
+        distinct = list(dict.fromkeys(_access(e) for e in entries))
+        return await self.access.decide_many(caller, action, patient, distinct, context)
+
+    async def _fetch_allowed(
+        self, page: Sequence[dict[str, Any]], decisions: dict[AccessTuple, Decision]
+    ) -> list[dict[str, Any]]:
+        """The page's resources, each re-checked on its own stored attributes: an index entry
+        that lags behind its resource can hide it, never show it."""
+        resources = []
+        for document in await self.store.fetch([e["id"] for e in page]):
+            decision = decisions.get(_access(document))
+            if decision is not None and decision.allow:
+                resources.append(self._output(document["resource"], decision))
+        return resources
+
+    async def summary(self, caller: Caller, patient: str) -> list[dict[str, Any]]:
+        """Critical information, current medications, latest documents and results: each
+        entry decided like any read."""
+        sections: list[tuple[str, int | None]] = [
+            ("AllergyIntolerance", None),
+            ("Flag", None),
+            ("MedicationStatement", None),
+            ("DocumentReference", SUMMARY_LATEST),
+            ("DiagnosticReport", SUMMARY_LATEST),
+        ]
+        context = await self.access.context(caller, patient)
+        entries = [
+            e
+            for e in await self.store.entries(patient)
+            if e.get("type") in KINDS
+            and any(e["type"] == name for name, _ in sections)
+            and e.get("status") in KINDS[e["type"]].current_statuses
+        ]
+        if not entries:
+            probe = ResourceRef(type="Patient", patient=patient)
+            decision = await self.access.decide(caller, "read", probe, context)
+            if UNAVAILABLE in decision.reasons:
+                raise_unavailable()
+            return []
+        decisions = await self._decide_entries(caller, "read", patient, entries, context)
+        chosen: list[dict[str, Any]] = []
+        for name, latest in sections:
+            allowed = _newest_first(
+                [e for e in entries if e["type"] == name and decisions[_access(e)].allow]
+            )
+            chosen.extend(allowed[:latest] if latest else allowed)
+        return await self._fetch_allowed(chosen, decisions)
+
+    # -- supplies ----------------------------------------------------------------------------
+
+    async def record_supplies(
+        self, caller: Caller, encounter_id: str, lines: Sequence[SupplyUse]
+    ) -> str:
+        """Supply use during a visit: a write on the Encounter; the event names no patient."""
+        if not lines:
+            raise Unprocessable(
+                "at least one supply line", errors=[{"loc": ["body"], "msg": "empty"}]
+            )
+        stored, _, _ = await self._visible(caller, "write", KINDS["Encounter"], encounter_id)
+        if stored.get("status") == ENTERED_IN_ERROR:
+            raise Unprocessable(
+                "the Encounter is entered-in-error",
+                errors=[{"loc": ["encounter"], "msg": "entered-in-error"}],
+            )
+        encounter = stored["resource"]
+        unit = _reference_id(
+            (encounter.get("serviceProvider") or {}).get("reference"), "Organization/"
+        ) or stored.get("unit")
+        if not unit:
+            raise Unprocessable(
+                "the Encounter names no unit (serviceProvider)",
+                errors=[{"loc": ["serviceProvider"], "msg": "required"}],
+            )
+        usage_id = str(uuid.uuid4())
+        event = SuppliesUsedV1(
+            usage_id=usage_id,
+            unit=unit,
+            organisation=stored.get("organisation"),
+            municipality=stored.get("municipality"),
+            used_at=now(),
+            items=tuple(SupplyLine(item=line.item, quantity=line.quantity) for line in lines),
+        )
+        record = {
+            "_id": usage_id,
+            "encounter": encounter_id,
+            "recorded_by": caller.writer,
+            **event.model_dump(mode="json", exclude={"usage_id"}),
+        }
+        envelope = cloud_event(SUPPLIES_USED, event, source="journal", subject=unit)
+        await when_not_busy(lambda: self.outbox.insert_many(SUPPLY_USAGES, [(record, [envelope])]))
+        return usage_id
+
+
+def _access(document: Mapping[str, Any]) -> AccessTuple:
+    return tuple(document.get(name) for name in ACCESS_FIELDS)
+
+
+def _newest_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(entries, key=lambda e: str(e.get("sort_key") or ""), reverse=True)
+
+
+def _finished(document: Document) -> bool:
+    return document.get("type") == "Encounter" and document.get("status") == "finished"
+
+
+def _first_type(encounter: dict[str, Any]) -> str | None:
+    for concept in encounter.get("type") or []:
+        for coding in concept.get("coding") or []:
+            if coding.get("code"):
+                return str(coding["code"])
+    return None
+
+
+def visit_completed(document: Document, previous: Document | None) -> VisitCompletedV1 | None:
+    """The payroll event for an Encounter version, if it is one: finished, or a finished one
+    marked entered-in-error. Only who, where, what kind and when: never the patient."""
+    was_finished = previous is not None and bool(previous.get("finished"))
+    status = document.get("status")
+    if status == "finished":
+        reported = "finished"
+    elif status == ENTERED_IN_ERROR and was_finished:
+        reported = ENTERED_IN_ERROR
+    else:
+        return None
+    encounter = document["resource"]
+    period = encounter.get("period") or {}
+    start, end = period.get("start"), period.get("end")
+    if not (start and end) and reported == "finished":
+        raise Unprocessable(
+            "a finished Encounter needs period.start and period.end",
+            errors=[{"loc": ["period"], "msg": "start and end required"}],
+        )
+    performer = None
+    for participant in encounter.get("participant") or []:
+        individual = (participant.get("individual") or {}).get("reference")
+        performer = _reference_id(individual, "Practitioner/")
+        if performer:
+            break
+    unit = _reference_id((encounter.get("serviceProvider") or {}).get("reference"), "Organization/")
+    unit = unit or document.get("unit")
+    if not unit:
+        raise Unprocessable(
+            "a finished Encounter needs serviceProvider (the unit)",
+            errors=[{"loc": ["serviceProvider"], "msg": "required"}],
+        )
+    visit_type = _first_type(encounter) or (encounter.get("class") or {}).get("code") or "visit"
+    return VisitCompletedV1(
+        encounter_id=document["_id"],
+        version=document["version"],
+        performer=performer or document.get("author") or "unknown",
+        unit=unit,
+        organisation=document.get("organisation"),
+        municipality=document.get("municipality"),
+        visit_type=str(visit_type),
+        start=datetime.fromisoformat(str(start or end).replace("Z", "+00:00")),
+        end=datetime.fromisoformat(str(end or start).replace("Z", "+00:00")),
+        status=reported,
+    )
