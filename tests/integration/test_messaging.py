@@ -20,7 +20,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from akson_common.identifiers import organisation_number_valid
 from tests.integration.conftest import Platform, eventually
-from tests.integration.test_foundation import gp_headers, put_person
+from tests.integration.test_foundation import document_reference, gp_headers, put_person
 from tests.support import new_patient_id
 
 pytestmark = pytest.mark.integration
@@ -564,3 +564,48 @@ def test_a_discharge_summary_for_a_patient_whose_gp_is_off_the_platform_goes_to_
     assert [m["message_id"] for m in peer_received(http, platform, off_her)["messages"]][:1] == [
         created["_id"]
     ]
+
+
+def test_a_discharge_summary_written_in_the_journal_is_sent_to_the_off_platform_gp(
+    platform: Platform, http: httpx.Client
+) -> None:
+    """End to end: the journal records the document and publishes the event; messaging sends."""
+    gp_her = new_her_id()
+    gp_office = organisation(http, platform, gp_her, on_platform=False)
+    patient, writer = new_patient_id(), str(next(_hpr_serial))
+    with_gp(http, platform, patient, str(next(_hpr_serial)), unit=gp_office)
+    ward_relation = {
+        "relation_id": f"rel-{uuid.uuid4().hex[:12]}",
+        "patient": patient,
+        "kind": "nursing_home",
+        "practitioner": writer,
+        "period_start": "2020-01-01",
+    }
+    saved = http.put(
+        f"{platform.url('masterdata')}/care-relations/{ward_relation['relation_id']}",
+        json=ward_relation,
+        headers=masterdata(platform, REGISTRY),
+    )
+    assert saved.status_code in (200, 204), saved.text
+    relations = platform.db("journal").care_relations
+    eventually(lambda: relations.find_one({"_id": ward_relation["relation_id"]}))
+    summary = {
+        **document_reference(patient, "Epikrise: innlagt med pneumoni, behandlet med penicillin."),
+        "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
+    }
+    written = http.post(
+        f"{platform.url('journal')}/fhir/R4/DocumentReference",
+        content=json.dumps(summary),
+        headers={
+            **gp_headers(platform, writer, unit="unit-ward"),
+            "content-type": "application/fhir+json",
+        },
+    )
+    assert written.status_code == 201, written.text
+    document_id = written.json()["id"]
+
+    outbound = platform.db("messaging").outbound_messages
+    created = eventually(lambda: outbound.find_one({"document_id": document_id}), timeout=30)
+    assert created["recipient_her_id"] == gp_her and created["kind"] == "discharge_summary"
+    done = when_status(http, platform, created["_id"], "receipted_ok")
+    assert "pneumoni" not in json.dumps(done["bundle"])  # a reference to the document, no text
