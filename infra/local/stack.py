@@ -73,6 +73,7 @@ RESOURCE_TYPES = (
     "Consent",
     # integrations' operator views (reconciliation, dead letters): not health data
     "IntegrationExport",
+    "Communication",
 )
 TEST_CLIENT_SCOPES = [
     *(f"{t}.{a}" for t in RESOURCE_TYPES for a in ("read", "write", "search")),
@@ -109,6 +110,16 @@ INTEGRATIONS_ENV = {
 # exceeds the services' JWKS age plus identity's own key re-read (1 s)
 JWKS_MAX_AGE_SECONDS = 2
 KEY_PUBLISH_LEAD_SECONDS = 5
+# Messaging's retry timings locally: seconds, not production's minutes, so a down peer, a
+# failing peer and a restart all play out within a test (6 attempts over about 11 s).
+MESSAGING_TIMINGS = {
+    "MAX_ATTEMPTS": "6",
+    "RETRY_BASE_SECONDS": "0.5",
+    "RETRY_MAX_SECONDS": "4",
+    "LEASE_SECONDS": "4",
+    "POLL_SECONDS": "0.5",
+}
+MESSAGE_PEER = "message-peer"
 
 
 def discover_services() -> list[str]:
@@ -226,6 +237,7 @@ class Stack:
             "ferretdb_debug": free_port(),
             "postgres": free_port(),
             "opa_diagnostics": free_port(),
+            "message_peer": free_port(),
         }
         for service in self.services:
             for kind in ("app", "dapr_http", "dapr_grpc", "dapr_internal", "dapr_metrics"):
@@ -238,6 +250,7 @@ class Stack:
             "dapr_api_token",
             "app_api_token",
             "audit_upload_token",
+            "message_inbound_token",
         )
         self._write_secret("tokens.json", secret_values)
         self._write_secret("dapr-secrets.json", {"redis-password": secret_values["redis_password"]})
@@ -256,6 +269,7 @@ class Stack:
             },
             "upstream": {name: self._upstream_issuer(name) for name in UPSTREAM},
             "test_client": self._test_client(),
+            "message_peer": {"url": self._message_peer_url(ports)},
             "services": {
                 s: {
                     "app": f"http://127.0.0.1:{ports[f'{s}_app']}",
@@ -318,6 +332,14 @@ class Stack:
             "dev_clients": {name: client["client_id"] for name, client in DEV_CLIENTS.items()},
         }
 
+    @staticmethod
+    def _message_peer_url(ports: dict[str, int]) -> str:
+        """Where the ``message-transport`` binding sends: AKSON_MESSAGE_PEER_URL if set (a real
+        exchange or your own peer), else the built-in test peer (``message_peer.py``)."""
+        return (
+            os.environ.get("AKSON_MESSAGE_PEER_URL") or f"http://127.0.0.1:{ports['message_peer']}"
+        )
+
     def _render_dapr_files(self) -> None:
         ports = self.endpoints["ports"]
         otel = ""
@@ -330,7 +352,7 @@ class Stack:
         values = {
             "REDIS_ADDR": f"127.0.0.1:{ports['redis']}",
             "RUN_DIR": str(self.run_dir),
-            "MESSAGE_PEER_URL": os.environ.get("AKSON_MESSAGE_PEER_URL", "http://127.0.0.1:9"),
+            "MESSAGE_PEER_URL": self.endpoints["message_peer"]["url"],
             "APP_IDS": "\n".join(f"  - {s}" for s in self.services),
             "OTEL_TRACING": otel,
         }
@@ -478,6 +500,31 @@ class Stack:
             lambda: http_ok(f"http://127.0.0.1:{ports['opa']}/health"),
             {"AUDIT_URL": audit, "AUDIT_UPLOAD_TOKEN": tokens["audit_upload_token"]},
         )
+        if not os.environ.get("AKSON_MESSAGE_PEER_URL") and "messaging" in self.services:
+            messaging_app = self.endpoints["services"]["messaging"]["app"]
+            add(
+                MESSAGE_PEER,
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "message_peer:app",
+                    "--app-dir",
+                    str(LOCAL),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(ports["message_peer"]),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                lambda: http_ok(f"http://127.0.0.1:{ports['message_peer']}/healthz"),
+                {
+                    "MESSAGE_PEER_REPLY_URL": f"{messaging_app}/messages/inbound",
+                    "MESSAGE_PEER_REPLY_TOKEN": tokens["message_inbound_token"],
+                },
+            )
         for s in self.services:
             prefix = f"AKSON_{s.upper()}_"
             app_env = {
@@ -499,6 +546,9 @@ class Stack:
                 app_env.update(self._identity_env(prefix))
             if s == "integrations":
                 app_env.update({f"{prefix}{k}": v for k, v in INTEGRATIONS_ENV.items()})
+            if s == "messaging":
+                app_env[f"{prefix}INBOUND_TOKEN"] = tokens["message_inbound_token"]
+                app_env.update({f"{prefix}{k}": v for k, v in MESSAGING_TIMINGS.items()})
             app_port = ports[f"{s}_app"]
             add(
                 f"{s}-app",
@@ -579,6 +629,7 @@ class Stack:
             *(["postgres"] if "postgres" in self.processes else []),
             "ferretdb",
             "opa",
+            *([MESSAGE_PEER] if MESSAGE_PEER in self.processes else []),
         ]
         apps = [name for s in self.services for name in (f"{s}-app", f"{s}-dapr")]
         return infra + apps
@@ -665,6 +716,7 @@ class Stack:
             ("redis", f"redis://{e['redis']['address']}", "pub/sub + state (Redis Streams)"),
             ("ferretdb", e["mongo"]["url"], f"MongoDB wire protocol, {DB_BACKEND} backend"),
             ("opa", e["opa"]["url"], "POST /v1/data/akson/authz/decision"),
+            ("message peer", e["message_peer"]["url"], "message-transport binding target"),
         ]
         for s, urls in e["services"].items():
             rows.append((s, urls["app"], f"OpenAPI {urls['app']}/docs"))

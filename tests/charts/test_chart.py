@@ -142,7 +142,10 @@ def test_components_are_scoped_to_their_users(rendered: list[Rendered]) -> None:
     assert scopes["exports"] == ["integrations"]
     assert set(scopes["pubsub"]) >= set(SERVICES)
     default = next(r for r in rendered if r.scenario == "default-values.yaml")
-    assert [c["metadata"]["name"] for c in default.of_kind("Component")] == ["exports", "pubsub"]
+    # by default only what the default services list: pubsub, messaging's transport, exports
+    components = {c["metadata"]["name"]: c["scopes"] for c in default.of_kind("Component")}
+    assert sorted(components) == ["exports", "message-transport", "pubsub"]
+    assert components["message-transport"] == ["messaging"]
 
 
 def test_helm_test_hook_asks_every_service_for_readiness(rendered: list[Rendered]) -> None:

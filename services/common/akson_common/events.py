@@ -204,6 +204,42 @@ class EmergencyAccessV1(EventPayload):
     at: datetime
 
 
+OutboundStatus = Literal[
+    "queued", "sent", "delivered", "receipted_ok", "receipted_error", "dead_lettered"
+]
+
+
+class MessageStatusChangedV1(EventPayload):
+    """An outbound electronic message changed status (``messaging.message.*``): identifiers,
+    status and codes only — never the message's content or the peer's free-text answer.
+
+    ``error_code`` says why an attempt failed or a receipt was not OK (``transport_unavailable``,
+    ``peer_http_503``, ``apprec_rejected``...); ``in_reply_to`` is set on application receipts
+    (the inbound message they answer)."""
+
+    message_id: str
+    kind: str
+    status: OutboundStatus
+    patient: str | None = None
+    document_id: str | None = None
+    recipient_her_id: str
+    attempts: int = 0
+    error_code: str | None = None
+    in_reply_to: str | None = None
+
+
+class MessageReceivedV1(EventPayload):
+    """An inbound message was received, validated and stored (once, whatever the number of
+    deliveries): the journal fetches it from messaging by ``message_id``."""
+
+    message_id: str
+    kind: str
+    patient: str
+    sender_her_id: str
+    document_id: str | None = None
+    received_at: datetime
+
+
 class EnforcedDecision(EventPayload):
     decision_id: str
     allow: bool
@@ -249,6 +285,13 @@ EMERGENCY_ACCESS = Topic("journal.access.emergency", EmergencyAccessV1, 1)
 DECISIONS_ENFORCED = Topic("policy.decision.enforced", DecisionsEnforcedV1, 1)
 EXPORT_EXPORTED = Topic("integrations.export.exported", ExportExportedV1, 1)
 EXPORT_REFUSED = Topic("integrations.export.refused", ExportRefusedV1, 1)
+MESSAGE_QUEUED = Topic("messaging.message.queued", MessageStatusChangedV1, 1)
+MESSAGE_RETRY_SCHEDULED = Topic("messaging.message.retry_scheduled", MessageStatusChangedV1, 1)
+MESSAGE_SENT = Topic("messaging.message.sent", MessageStatusChangedV1, 1)
+MESSAGE_DELIVERED = Topic("messaging.message.delivered", MessageStatusChangedV1, 1)
+MESSAGE_RECEIPTED = Topic("messaging.message.receipted", MessageStatusChangedV1, 1)
+MESSAGE_DEAD_LETTERED = Topic("messaging.message.dead_lettered", MessageStatusChangedV1, 1)
+MESSAGE_RECEIVED = Topic("messaging.message.received", MessageReceivedV1, 1)
 
 CATALOGUE: dict[str, Topic[Any]] = {
     t.name: t
@@ -266,6 +309,13 @@ CATALOGUE: dict[str, Topic[Any]] = {
         DECISIONS_ENFORCED,
         EXPORT_EXPORTED,
         EXPORT_REFUSED,
+        MESSAGE_QUEUED,
+        MESSAGE_RETRY_SCHEDULED,
+        MESSAGE_SENT,
+        MESSAGE_DELIVERED,
+        MESSAGE_RECEIPTED,
+        MESSAGE_DEAD_LETTERED,
+        MESSAGE_RECEIVED,
     )
 }
 
