@@ -19,11 +19,9 @@ import base64
 import json
 import random
 import shutil
-import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "infra" / "local"), str(ROOT), str(ROOT / "loadtests")]
 
+from measure import report, timed  # noqa: E402
 from seed_load import load  # noqa: E402
 from stack import Stack, mint_upstream  # noqa: E402
 
@@ -40,22 +39,6 @@ from akson_common.policy import PolicyContext, PolicyEnforcementPoint, ResourceR
 from tests.support import exchange_form, issued, token_response  # noqa: E402
 
 FHIR = "/fhir/R4"
-
-
-def report(name: str, samples_ms: list[float]) -> None:
-    samples_ms.sort()
-    p50 = statistics.median(samples_ms)
-    p99 = samples_ms[min(len(samples_ms) - 1, int(len(samples_ms) * 0.99))]
-    print(f"{name:<52} n={len(samples_ms):<6} p50={p50:7.2f} ms  p99={p99:7.2f} ms")  # noqa: T201
-
-
-async def timed(n: int, call: Callable[[int], Awaitable[Any]]) -> list[float]:
-    samples = []
-    for i in range(n):
-        started = time.perf_counter()
-        await call(i)
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
 
 
 def seeded_gps(run_dir: Path, count: int) -> list[tuple[str, str, list[str]]]:

@@ -9,13 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import shutil
-import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -24,6 +21,7 @@ sys.path[:0] = [
     str(Path(__file__).resolve().parents[1]),
 ]
 
+from measure import report, timed  # noqa: E402
 from stack import ROOT, Stack, mint_upstream  # noqa: E402
 
 from akson_common.auth import Principal  # noqa: E402
@@ -38,22 +36,6 @@ from tests.support import (  # noqa: E402
     register_practitioner,
     system_token,
 )
-
-
-def report(name: str, samples_ms: list[float]) -> None:
-    samples_ms.sort()
-    p50 = statistics.median(samples_ms)
-    p99 = samples_ms[min(len(samples_ms) - 1, int(len(samples_ms) * 0.99))]
-    print(f"{name:<46} n={len(samples_ms):<6} p50={p50:7.2f} ms  p99={p99:7.2f} ms")  # noqa: T201
-
-
-async def timed(n: int, call: Callable[[int], Awaitable[Any]]) -> list[float]:
-    samples = []
-    for i in range(n):
-        started = time.perf_counter()
-        await call(i)
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
 
 
 async def bench(stack: Stack) -> None:

@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 
 from pymongo import IndexModel
 
-from akson_common.db import Database, DuplicateKeyError, when_not_busy
+from akson_common.db import Database
 from akson_common.events import Delivery, Outcome, SuppliesUsedV1
 from integrations.models import IntegrationsSettings, StockCounter, SupplyOrder, token
 from integrations.received import ReceivedEvents
-from integrations.store import insert_new
+from integrations.store import compare_and_set, insert_models
 
 log = logging.getLogger("akson.integrations.logistics")
 
@@ -122,7 +122,9 @@ class Logistics:
                 else StockCounter.model_validate({**document, "id": document["_id"]})
             )
             if event.usage_id in current.applied:
-                await self._project(current.orders)  # repair a delivery that stopped halfway
+                await insert_models(
+                    self.orders, current.orders
+                )  # repair a delivery that stopped halfway
                 return True
             changed = counted(
                 current,
@@ -132,34 +134,9 @@ class Logistics:
                 at=datetime.now(UTC),
                 day=day,
             )
-            if await self._compare_and_set(document is None, current, changed):
-                await self._project(changed.orders[len(current.orders) :])
+            if await compare_and_set(
+                self.counters, None if document is None else current.version, changed
+            ):
+                await insert_models(self.orders, changed.orders[len(current.orders) :])
                 return True
         return False
-
-    async def _compare_and_set(
-        self, new: bool, current: StockCounter, changed: StockCounter
-    ) -> bool:
-        document = changed.model_dump(mode="json")
-        document["_id"] = document.pop("id")
-        if new:
-            try:
-                await when_not_busy(lambda: self.counters.insert_one(document))
-            except DuplicateKeyError:
-                return False
-            return True
-        result = await when_not_busy(
-            lambda: self.counters.update_one(
-                {"_id": current.id, "version": current.version},
-                {"$set": {k: v for k, v in document.items() if k != "_id"}},
-            )
-        )
-        return result.matched_count == 1
-
-    async def _project(self, orders: list[SupplyOrder]) -> None:
-        documents = []
-        for order in orders:
-            document = order.model_dump(mode="json")
-            document["_id"] = document.pop("id")
-            documents.append(document)
-        await insert_new(self.orders, documents)

@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 
 from pymongo import IndexModel
 
-from akson_common.db import Database, DuplicateKeyError, when_not_busy
+from akson_common.db import Database
 from akson_common.events import Delivery, Outcome, VisitCompletedV1
 from integrations.models import IntegrationsSettings, LineKind, TimesheetEntry, VisitState
 from integrations.received import ReceivedEvents
-from integrations.store import insert_new
+from integrations.store import compare_and_set, insert_models
 
 log = logging.getLogger("akson.integrations.payroll")
 
@@ -125,44 +125,21 @@ class Payroll:
                 if current.version == event.version:
                     # a copy of the version we hold: add nothing, but repair the projection
                     # (and the received record) should the first delivery have stopped halfway
-                    await self._project(current.entries)
+                    await insert_models(self.entries, current.entries)
                     await self.received.record(key, "visit", day, event.unit, "applied")
                 else:
                     await self.received.record(key, "visit", day, event.unit, "superseded")
                 return Outcome.SUCCESS
             state, added = next_state(current, event, self.settings, datetime.now(UTC))
-            if not await self._compare_and_set(current, state):
+            if not await compare_and_set(
+                self.visits, None if current is None else current.version, state
+            ):
                 continue  # another delivery of this visit won the race: look again
-            await self._project(added)
+            await insert_models(self.entries, added)
             await self.received.record(key, "visit", day, event.unit, "applied")
             self.on_change()
             return Outcome.SUCCESS
         return Outcome.RETRY
-
-    async def _compare_and_set(self, current: VisitState | None, state: VisitState) -> bool:
-        document = state.model_dump(mode="json")
-        document["_id"] = document.pop("id")
-        if current is None:
-            try:
-                await when_not_busy(lambda: self.visits.insert_one(document))
-            except DuplicateKeyError:
-                return False
-            return True
-        result = await when_not_busy(
-            lambda: self.visits.update_one(
-                {"_id": current.id, "version": current.version},
-                {"$set": {k: v for k, v in document.items() if k != "_id"}},
-            )
-        )
-        return result.matched_count == 1
-
-    async def _project(self, entries: list[TimesheetEntry]) -> None:
-        documents = []
-        for entry in entries:
-            document = entry.model_dump(mode="json")
-            document["_id"] = document.pop("id")
-            documents.append(document)
-        await insert_new(self.entries, documents)
 
 
 def _visit(document: dict[str, object]) -> VisitState:
