@@ -37,23 +37,6 @@ from akson_common.outbox import OUTBOX_FIELD, Outbox
 RESOURCES = "resources"
 VERSIONS = "resource_versions"
 PATIENT_INDEX = "patient_index"
-# the facts an index entry keeps (never content)
-INDEXED = (
-    "type",
-    "category",
-    "sensitivity",
-    "unit",
-    "organisation",
-    "municipality",
-    "author",
-    "withheld",
-    "status",
-    "date",
-    "type_code",
-    "sort_key",
-    "version",
-)
-
 # The attributes an access decision depends on: one decision per distinct combination.
 ACCESS_FIELDS = (
     "type",
@@ -65,6 +48,8 @@ ACCESS_FIELDS = (
     "author",
     "withheld",
 )
+# the facts an index entry keeps (never content)
+INDEXED = (*ACCESS_FIELDS, "status", "date", "type_code", "sort_key", "version")
 AccessTuple = tuple[Any, ...]
 
 
