@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from pymongo import MongoClient
 from stack import ROOT, Stack
 
@@ -96,18 +96,35 @@ class Platform:
     def db(self, service: str) -> Any:
         return self.mongo[f"akson_{service}"]
 
+    def _stream_values(self, topic: str) -> list[str]:
+        host, port = self.endpoints["redis"]["address"].rsplit(":", 1)
+        client = redis.Redis(host=host, port=int(port), password=self.tokens["redis_password"])
+        try:
+            entries = client.xrange(topic)
+        finally:
+            client.close()
+        return [
+            value.decode() if isinstance(value, bytes) else str(value)
+            for _, fields in entries or []
+            for value in (fields or {}).values()
+        ]
+
     def stream(self, topic: str) -> str:
         """Every message the Redis stream of ``topic`` holds, as text (what any subscriber
         sees)."""
-        host, port = self.endpoints["redis"]["address"].split(":")
-        answer = subprocess.run(
-            ["redis-cli", "-h", host, "-p", port, "--no-auth-warning", "XRANGE", topic, "-", "+"],
-            env={"REDISCLI_AUTH": self.tokens["redis_password"]},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return answer.stdout
+        return "\n".join(self._stream_values(topic))
+
+    def events(self, topic: str) -> list[dict[str, Any]]:
+        """Every CloudEvent Dapr has put on ``topic``'s Redis stream."""
+        events = []
+        for value in self._stream_values(topic):
+            try:
+                event = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and isinstance(event.get("data"), dict):
+                events.append(event)
+        return events
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from tests.integration.conftest import Platform, eventually
 from tests.support import as_organisation_number, new_patient_id
@@ -185,26 +184,6 @@ def all_pages(http: httpx.Client, first: dict[str, Any], headers: dict[str, str]
         bundle = http.get(url, headers=headers).json()
         found += ids(bundle)
     return found
-
-
-def stream(platform: Platform, topic: str) -> list[dict[str, Any]]:
-    """Every CloudEvent Dapr has put on ``topic``'s Redis stream."""
-    host, port = platform.endpoints["redis"]["address"].rsplit(":", 1)
-    client = redis.Redis(host=host, port=int(port), password=platform.tokens["redis_password"])
-    try:
-        entries = client.xrange(topic)
-    finally:
-        client.close()
-    events = []
-    for _, fields in entries or []:
-        for value in (fields or {}).values():
-            try:
-                event = json.loads(value)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and isinstance(event.get("data"), dict):
-                events.append(event)
-    return events
 
 
 # -- create, read, update, history --------------------------------------------------------------
@@ -656,7 +635,7 @@ def test_a_finished_visit_emits_its_completion_without_the_patient(
     def completions() -> list[dict[str, Any]]:
         return [
             e
-            for e in stream(platform, "journal.visit.completed")
+            for e in platform.events("journal.visit.completed")
             if e["data"]["encounter_id"] == encounter["id"]
         ]
 
@@ -693,9 +672,7 @@ def test_supply_use_on_a_visit_emits_an_event_without_the_patient(
     usage_id = answer.json()["usage_id"]
     used = eventually(
         lambda: [
-            e
-            for e in stream(platform, "journal.supplies.used")
-            if e["data"]["usage_id"] == usage_id
+            e for e in platform.events("journal.supplies.used") if e["data"]["usage_id"] == usage_id
         ]
     )[0]
     assert [line["item"] for line in used["data"]["items"]] == ["ART-1001", "ART-2002"]
@@ -734,7 +711,7 @@ def test_emergency_access_needs_a_reason_and_emits_an_event(
     event = eventually(
         lambda: [
             e
-            for e in stream(platform, "journal.access.emergency")
+            for e in platform.events("journal.access.emergency")
             if e["data"]["decision_id"] == decision_id
         ]
     )[0]
