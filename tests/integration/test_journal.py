@@ -707,6 +707,8 @@ def test_emergency_access_needs_a_reason_and_emits_an_event(
         url, headers={**emergency_doctor, "akson-emergency-reason": "unconscious_patient"}
     )
     assert granted.status_code == 200, granted.text
+    # the obligations are the caller's to see too: the patient will be told, the access reviewed
+    assert granted.headers["akson-obligations"] == "notify_patient,review_emergency_access"
     decision_id = granted.headers["akson-decision-id"]
     event = eventually(
         lambda: [

@@ -26,7 +26,13 @@ from akson_common.errors import install_problem_handlers
 from akson_common.events import EventPublisher, Subscriptions
 from akson_common.logs import configure_logging
 from akson_common.outbox import Outbox
-from akson_common.policy import DECISION_HEADER, PolicyEnforcementPoint, decision_ids
+from akson_common.policy import (
+    DECISION_HEADER,
+    OBLIGATIONS_HEADER,
+    PolicyEnforcementPoint,
+    decision_ids,
+    decision_obligations,
+)
 from akson_common.settings import ServiceSettings
 from akson_common.telemetry import configure_tracing
 
@@ -50,7 +56,8 @@ Startup = Callable[[Platform], Awaitable[None]]
 
 
 class RequestContextMiddleware:
-    """Request id in and out, and the ids of the access decisions the request took."""
+    """Request id in and out, the ids of the access decisions the request took and the
+    obligations of those that allowed (e.g. ``notify_patient`` after an emergency access)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -62,13 +69,19 @@ class RequestContextMiddleware:
         headers = dict(scope.get("headers", []))
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
         taken: list[str] = []
+        owed: set[str] = set()
         token = decision_ids.set(taken)
+        owed_token = decision_obligations.set(owed)
 
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start":
                 extra = [(REQUEST_ID_HEADER.lower().encode(), request_id.encode())]
                 if taken:
                     extra.append((DECISION_HEADER.lower().encode(), ",".join(taken).encode()))
+                if owed:
+                    extra.append(
+                        (OBLIGATIONS_HEADER.lower().encode(), ",".join(sorted(owed)).encode())
+                    )
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
@@ -76,6 +89,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_ids)
         finally:
             decision_ids.reset(token)
+            decision_obligations.reset(owed_token)
 
 
 def create_service(

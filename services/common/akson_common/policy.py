@@ -12,7 +12,7 @@ fail-closed semantics and the same double recording of decision ids.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -27,6 +27,7 @@ from akson_common.errors import Forbidden, ServiceUnavailable
 log = logging.getLogger("akson.policy")
 
 DECISION_HEADER = "Akson-Decision-Id"
+OBLIGATIONS_HEADER = "Akson-Obligations"
 POLICY_PACKAGE = "akson.authz"
 POLICY_RULE = "decision"
 
@@ -34,6 +35,8 @@ Action = Literal["read", "search", "write"]
 
 # The decision ids taken while serving the current request; the middleware owns the list.
 decision_ids: ContextVar[list[str] | None] = ContextVar("decision_ids", default=None)
+# The obligations of the allowing decisions taken for the current request (told to the caller).
+decision_obligations: ContextVar[set[str] | None] = ContextVar("decision_obligations", default=None)
 
 
 class Decision(BaseModel):
@@ -46,6 +49,19 @@ class Decision(BaseModel):
     violations: tuple[Any, ...] = ()
     policy_version: str | None = None
     decision_id: str | None = None
+
+    def obligation_codes(self) -> set[str]:
+        """Obligation codes, whether the policy gives them as strings or as objects."""
+        codes = set()
+        for obligation in self.obligations:
+            if isinstance(obligation, str):
+                codes.add(obligation)
+            elif isinstance(obligation, Mapping):
+                for key in ("code", "id", "type", "name"):
+                    if isinstance(obligation.get(key), str):
+                        codes.add(obligation[key])
+                        break
+        return codes
 
 
 class ResourceRef(BaseModel):
@@ -166,6 +182,9 @@ class PolicyEnforcementPoint:
                 taken.append(decision.decision_id)
             if self.on_decision is not None:
                 self.on_decision(decision.decision_id, decision.allow)
+        owed = decision_obligations.get()
+        if owed is not None and decision.allow:
+            owed.update(decision.obligation_codes())
         return decision
 
     async def enforce(

@@ -48,17 +48,7 @@ class Caller:
 
 
 def obligations(decision: Decision) -> set[str]:
-    """Obligation codes, whether the policy gives them as strings or as objects."""
-    codes = set()
-    for obligation in decision.obligations:
-        if isinstance(obligation, str):
-            codes.add(obligation)
-        elif isinstance(obligation, Mapping):
-            for key in ("code", "id", "type", "name"):
-                if isinstance(obligation.get(key), str):
-                    codes.add(obligation[key])
-                    break
-    return codes
+    return decision.obligation_codes()
 
 
 def resource_ref(document: Mapping[str, Any], *, with_id: bool = True) -> ResourceRef:
