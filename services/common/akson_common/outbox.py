@@ -39,6 +39,10 @@ class Outbox:
         self.publisher = publisher
         self.sweep_seconds = sweep_seconds
         self.collections: list[str] = []
+        # documents written by this process with events not yet relayed: relayed by _id, so a
+        # write does not make the relay scan every tracked collection (FerretDB v1 scans for
+        # the pending filter); the full sweep is for what a crash left behind
+        self._written: dict[str, set[Any]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -66,6 +70,8 @@ class Outbox:
                 dict(selector), _with_events(update, events), upsert=upsert, return_document=True
             )
         )
+        if events and result is not None:
+            self._written.setdefault(collection, set()).add(result["_id"])
         self._wake.set()
         return result
 
@@ -91,8 +97,31 @@ class Outbox:
             if any(failure.get("code") != DUPLICATE_KEY for failure in failures):
                 raise
             existed = {batch[failure["index"]]["_id"] for failure in failures}
+        written = {d["_id"] for d, events in documents if events} - existed
+        self._written.setdefault(collection, set()).update(written)
         self._wake.set()
         return existed
+
+    async def relay_written(self) -> int:
+        """Publish the pending events of the documents this process wrote since the last relay."""
+        published = 0
+        for name, ids in list(self._written.items()):
+            if not ids:
+                continue
+            chosen = list(ids)[:RELAY_CHUNK]
+            ids.difference_update(chosen)
+            collection = self.database.collection(name)
+            try:
+                documents = await collection.find(
+                    {"_id": {"$in": chosen}}, {OUTBOX_FIELD: 1}
+                ).to_list()
+                published += await self._relay_chunk(
+                    collection, [d for d in documents if d.get(OUTBOX_FIELD)]
+                )
+            except Exception:
+                ids.update(chosen)  # try again on the next round
+                raise
+        return published
 
     async def relay_once(self) -> int:
         """Publish every pending event once; return how many were published.
@@ -154,24 +183,33 @@ class Outbox:
             await self.publisher.publish(envelope)
 
     async def _run(self) -> None:
-        # A sweep reads every tracked collection (FerretDB v1 scans for the pending filter), so
-        # while sweeps find nothing they back off, up to IDLE_BACKOFF sweep intervals; a save
-        # wakes the relay at once, and a failed publish keeps the normal interval.
-        wait = self.sweep_seconds
+        # Woken by a write: relay what this process wrote, by _id. A full sweep (which reads
+        # every tracked collection) runs at start-up, after a failure, and otherwise at most
+        # every sweep interval, backing off up to IDLE_BACKOFF intervals while it finds nothing.
+        full_every = self.sweep_seconds
+        last_full = -float("inf")
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_seconds)
             self._wake.clear()
             try:
-                published = await self.relay_once()
+                while any(self._written.values()):
+                    await self.relay_written()
+                if asyncio.get_running_loop().time() - last_full >= full_every:
+                    found = await self.relay_once()
+                    last_full = asyncio.get_running_loop().time()
+                    full_every = (
+                        min(full_every * 2, self.sweep_seconds * IDLE_BACKOFF)
+                        if found == 0
+                        else self.sweep_seconds
+                    )
             except Exception as error:
-                # The sidecar or broker is away: keep the events and try again on the next sweep.
+                # The sidecar or broker is away: keep the events and try again shortly.
                 log.warning(
                     "outbox relay failed, will retry", extra={"error": type(error).__name__}
                 )
-                published = 1
-            idle = published == 0 and not self._wake.is_set()
-            wait = min(wait * 2, self.sweep_seconds * IDLE_BACKOFF) if idle else self.sweep_seconds
+                full_every, last_full = self.sweep_seconds, -float("inf")
+                await asyncio.sleep(self.sweep_seconds)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
