@@ -144,7 +144,8 @@ async def verify(
             report.finding = Finding(
                 link.position,
                 "reordered",
-                "the record is not chained to its predecessor: records were moved or replaced",
+                "the record is not chained to the record before it: records were moved, or the "
+                "one before it was replaced",
             )
             return report
         if recomputed != link.hash:
