@@ -159,12 +159,13 @@ def test_keyset_paging_walks_every_decision_once(platform: Platform, http: httpx
     params = {"patient": patient, "resource_type": "DocumentReference", "_count": "2"}
 
     def all_pages() -> list[str]:
-        seen, url, query = [], decisions_url(platform), dict(params)
+        seen, url = [], decisions_url(platform)
+        query: dict[str, str] | None = dict(params)
         while url:
             page = http.get(url, params=query, headers=headers).json()
             seen += [i["decision_id"] for i in page["items"]]
             url = f"{platform.url('audit')}{page['next']}" if page["next"] else ""
-            query = {}
+            query = None  # httpx replaces the link's query string with an empty params dict
         return seen
 
     seen = eventually(lambda: set(read_ids) <= set(pages := all_pages()) and pages, timeout=15)
