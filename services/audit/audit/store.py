@@ -102,7 +102,7 @@ class DecisionStore:
                         raise
                     failed = int(failures[0]["index"])
                     if failed:
-                        await self._advance(links[failed - 1])
+                        await self._advance(links[:failed])
                     stored += failed
                     conflict = await self.decisions.find_one(
                         {"position": links[failed].position}, {"_id": 1}
@@ -114,7 +114,7 @@ class DecisionStore:
                         await self._catch_up(links[failed].position - 1)
                         pending = pending[failed:]
                     continue
-                await self._advance(links[-1])
+                await self._advance(links)
                 stored += len(links)
                 pending = []
             raise RuntimeError("could not append to the decision chain (too much contention)")
@@ -147,50 +147,58 @@ class DecisionStore:
             return Head()
         return Head(int(document["position"]), str(document["hash"]))
 
-    async def _advance(self, link: Link) -> None:
-        """Move the head forward to ``link`` (never backwards), then write due checkpoints."""
-        state = {"position": link.position, "hash": link.hash, "at": datetime.now(UTC)}
+    async def _advance(self, links: list[Link]) -> None:
+        """Move the head forward to the last of ``links`` (never backwards), then write the
+        checkpoints that fall among them."""
+        last = links[-1]
+        state = {"position": last.position, "hash": last.hash, "at": datetime.now(UTC)}
         try:
             await self.chain.update_one(
-                {"_id": HEAD_ID, "position": {"$lt": link.position}}, {"$set": state}, upsert=True
+                {"_id": HEAD_ID, "position": {"$lt": last.position}}, {"$set": state}, upsert=True
             )
         except DuplicateKeyError:
             pass  # the head exists and is already at or past this link
-        await self._checkpoints_up_to(link)
+        for link in links:
+            if link.position % self.checkpoint_every == 0:
+                await self._checkpoint(link)
 
-    async def _checkpoints_up_to(self, link: Link) -> None:
-        position = link.position - link.position % self.checkpoint_every
-        if position <= 0:
-            return
-        if position == link.position:
-            digest = link.hash
-        else:
-            document = await self.decisions.find_one({"position": position}, {"hash": 1})
-            if document is None:
-                return
-            digest = str(document["hash"])
+    async def _checkpoint(self, link: Link) -> None:
+        checkpoint = {
+            "_id": link.position,
+            "hash": link.hash,
+            # the record's own time: retention decides on checkpoints alone
+            "record_at": query_fields(link.record)["at"] if link.record else None,
+            "at": datetime.now(UTC),
+        }
         try:
-            await self.checkpoints.insert_one(
-                {"_id": position, "hash": digest, "at": datetime.now(UTC)}
-            )
+            await self.checkpoints.insert_one(checkpoint)
         except DuplicateKeyError:
             return
-        log.info("audit checkpoint", extra={"position": position, "hash": digest})
+        log.info("audit checkpoint", extra={"position": link.position, "hash": link.hash})
 
     async def _catch_up(self, known: int) -> None:
-        """The head lags behind the stored records: walk forward from ``known`` to the tail."""
-        position, last = known, None
+        """The head lags behind the stored records (a writer stopped between its insert and
+        moving the head): walk forward from ``known`` to the tail. Rare, and each step is a
+        lookup by position."""
+        position, walked = known, []
         while True:
             document = await self.decisions.find_one(
-                {"position": position + 1}, {"position": 1, "hash": 1, "previous_hash": 1}
+                {"position": position + 1},
+                {"position": 1, "hash": 1, "previous_hash": 1, "record": 1},
             )
             if document is None:
                 break
-            last, position = document, position + 1
-        if last is not None:
-            await self._advance(
-                Link(int(last["position"]), str(last["previous_hash"]), str(last["hash"]), {})
+            position += 1
+            walked.append(
+                Link(
+                    position,
+                    str(document["previous_hash"]),
+                    str(document["hash"]),
+                    document.get("record") or {},
+                )
             )
+        if walked:
+            await self._advance(walked)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -268,8 +276,8 @@ class DecisionStore:
             position = int(checkpoint["_id"])
             if position <= anchor.position:
                 continue
-            last = await self.decisions.find_one({"position": position}, {"at": 1})
-            if last is None or last.get("at") is None or last["at"] >= older_than:
+            record_at = _comparable(checkpoint.get("record_at"))
+            if record_at is None or record_at >= older_than:
                 break
             cut = (position, str(checkpoint["hash"]))
         if cut is None:
