@@ -18,7 +18,7 @@ import subprocess
 import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -482,3 +482,46 @@ def test_an_emergency_access_is_queued_for_review_and_reviewed_once(
         f"{reviews}/does-not-exist", json={"outcome": "justified", "comment": "x"}, headers=headers
     )
     assert missing.status_code == 404
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+def test_retention_prunes_whole_segments_from_the_start_and_the_rest_verifies(
+    platform: Platform,
+) -> None:
+    """On its own database (pruning the shared one would take other tests' decisions)."""
+    name = f"akson_audit_retention_{uuid.uuid4().hex[:8]}"
+    patient = new_patient_id()
+
+    def aged(n: int, days: int) -> dict[str, Any]:
+        entry = fake_entry(patient, n)
+        at = datetime.now(UTC) - timedelta(days=days)
+        entry["timestamp"] = at.isoformat().replace("+00:00", "Z")
+        return entry
+
+    async def scenario() -> tuple[int, Any, Any, Any]:
+        database = Database(platform.endpoints["mongo"]["url"], name)
+        store = DecisionStore(database, checkpoint_every=10)
+        await database.bootstrap()
+        try:
+            # 25 records a year old, then 10 from today: segments 1-10 and 11-20 may go
+            await store.append([aged(n, 365) for n in range(25)])
+            await store.append([aged(n, 0) for n in range(25, 35)])
+            deleted = await store.prune(datetime.now(UTC) - timedelta(days=30))
+            kept = await store.verify()
+            again = await store.prune(datetime.now(UTC) - timedelta(days=30))
+            # deleting the oldest kept record is still caught
+            await database.collection("decisions").delete_one({"position": 21})
+            broken = await store.verify()
+            return deleted, kept, again, broken
+        finally:
+            await database.client.drop_database(name)
+            await database.close()
+
+    deleted, kept, again, broken = asyncio.run(scenario())
+    assert deleted == 20 and again == 0
+    assert kept.intact, kept.summary()
+    assert (kept.start, kept.checked, kept.last_position) == (21, 15, 35)
+    assert broken.finding is not None
+    assert (broken.finding.position, broken.finding.problem) == (21, "deleted")
