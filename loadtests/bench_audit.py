@@ -133,7 +133,8 @@ async def load(
             if done % (batch * 20) == 0 or done == decisions:
                 elapsed = time.perf_counter() - started
                 print(  # noqa: T201
-                    f"  loaded {done:>9,} decisions in {elapsed:7.1f} s ({done / elapsed:,.0f}/s)",
+                    f"  loaded {done:>9,} decisions ({(done - first_n) / elapsed:,.0f}/s "
+                    f"since {first_n:,})",
                     flush=True,
                 )
     finally:
