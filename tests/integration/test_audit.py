@@ -14,6 +14,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -235,6 +236,33 @@ def test_export_streams_ndjson_and_csv(platform: Platform, http: httpx.Client) -
     assert {r["decision_id"] for r in parsed} == {line["decision_id"] for line in lines}
     assert {r["hpr"] for r in parsed if r["decision_id"] in read_ids} == {hpr}
     assert "Kontroll" not in table.text and "Kontroll" not in str(lines)
+
+
+def test_the_cli_prints_the_query_as_a_table(platform: Platform, http: httpx.Client) -> None:
+    patient, hpr = new_patient_id(), "9144955"
+    read_ids = read_documents(http, platform, patient, hpr, reads=1)
+    eventually(lambda: stored(platform, read_ids[0]), timeout=15)
+    env = {"AKSON_AUDIT_URL": platform.url("audit"), "AKSON_TOKEN": auditor_token(platform)}
+    result = subprocess.run(
+        [sys.executable, "-m", "audit.cli", "query", "--patient", patient, "--outcome", "allow"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr
+    header, rule, *rows = result.stdout.splitlines()
+    assert header.split()[:3] == ["#", "time", "(UTC)"]
+    assert set(rule) <= {"-", " "}
+    assert any(patient in row and f"hpr:{hpr}" in row and " read " in row for row in rows), rows
+    refused = subprocess.run(
+        [sys.executable, "-m", "audit.cli", "query", "--patient", patient],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env, "AKSON_TOKEN": "not-a-token"},
+    )
+    assert refused.returncode != 0 and "401" in refused.stderr
 
 
 # -- intake: idempotent, gap-free under concurrency ------------------------------------------

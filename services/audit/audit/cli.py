@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import httpx
 
@@ -53,6 +53,11 @@ REVIEW_COLUMNS = (
     ("reason_code", "reason"),
     ("outcome", "outcome"),
 )
+
+
+def fail(message: str) -> NoReturn:
+    sys.stderr.write(f"akson-audit: {message}\n")
+    raise SystemExit(2)
 
 
 def cell(name: str, value: Any) -> str:
@@ -96,7 +101,7 @@ def filters(args: argparse.Namespace) -> dict[str, str]:
 class Api:
     def __init__(self, url: str, token: str) -> None:
         if not url or not token:
-            raise SystemExit("set --url/AKSON_AUDIT_URL and --token/AKSON_TOKEN")
+            fail("set --url/AKSON_AUDIT_URL and --token/AKSON_TOKEN")
         self.client = httpx.Client(
             base_url=url.rstrip("/"), headers={"authorization": f"Bearer {token}"}, timeout=60
         )
@@ -114,7 +119,7 @@ class Api:
             detail = f"{problem.get('title')}: {problem.get('detail')} {problem.get('reasons', '')}"
         except ValueError:
             detail = response.text[:200]
-        raise SystemExit(f"{response.status_code} {detail}".strip())
+        fail(f"{response.status_code} {detail}".strip())
 
 
 def run_query(api: Api, args: argparse.Namespace, out: TextIO) -> int:
