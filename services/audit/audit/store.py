@@ -34,7 +34,16 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from akson_common.db import Database, Document, when_not_busy
-from audit.chain import GENESIS, Head, Link, Report, StoredLink, extend, verify
+from audit.chain import (
+    GENESIS,
+    Head,
+    Link,
+    Report,
+    StoredLink,
+    extend,
+    in_position_order,
+    verify,
+)
 from audit.records import QUERY_FIELDS, query_fields, sanitise
 
 log = logging.getLogger("akson.audit.store")
@@ -245,7 +254,7 @@ class DecisionStore:
             if int(c["_id"]) > anchor.position
         }
         return await verify(
-            self._links(anchor.position),
+            in_position_order(self._links(anchor.position), anchor.position + 1),
             anchor=anchor,
             head=head,
             checkpoints=checkpoints,
@@ -253,8 +262,9 @@ class DecisionStore:
         )
 
     async def _links(self, after: int) -> AsyncIterator[StoredLink]:
+        # storage order, not sorted: see chain.in_position_order
         selector = {"position": {"$gt": after}} if after else {}
-        cursor = self.decisions.find(selector).sort("position", ASCENDING).batch_size(2000)
+        cursor = self.decisions.find(selector).batch_size(2000)
         async for document in cursor:
             yield StoredLink(
                 position=int(document.get("position", -1)),

@@ -10,7 +10,17 @@ from typing import Any
 
 import pytest
 
-from audit.chain import GENESIS, Head, Link, StoredLink, canonical, chain_hash, extend, verify
+from audit.chain import (
+    GENESIS,
+    Head,
+    Link,
+    StoredLink,
+    canonical,
+    chain_hash,
+    extend,
+    in_position_order,
+    verify,
+)
 from audit.records import query_fields, sanitise
 
 
@@ -231,3 +241,18 @@ def test_query_fields_come_from_the_record() -> None:
     emergency = entry(5)
     emergency["input"]["context"]["emergency_reason"] = "life_threatening"
     assert query_fields(sanitise(emergency))["emergency"] is True
+
+
+async def test_storage_order_is_put_back_in_position_order_without_hiding_gaps() -> None:
+    links = chain(8)
+    shuffled = [links[i] for i in (0, 2, 1, 3, 6, 5, 7)]  # position 5 deleted, some swapped
+
+    async def storage() -> AsyncIterator[StoredLink]:
+        for link in shuffled:
+            yield link
+
+    ordered = [link.position async for link in in_position_order(storage(), 1)]
+    assert ordered == [1, 2, 3, 4, 6, 7, 8]
+    report = await verify(in_position_order(storage(), 1), derive=query_fields)
+    assert report.finding is not None
+    assert (report.finding.position, report.finding.problem) == (5, "deleted")
