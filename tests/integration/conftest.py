@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -94,6 +95,19 @@ class Platform:
 
     def db(self, service: str) -> Any:
         return self.mongo[f"akson_{service}"]
+
+    def stream(self, topic: str) -> str:
+        """Every message the Redis stream of ``topic`` holds, as text (what any subscriber
+        sees)."""
+        host, port = self.endpoints["redis"]["address"].split(":")
+        answer = subprocess.run(
+            ["redis-cli", "-h", host, "-p", port, "--no-auth-warning", "XRANGE", topic, "-", "+"],
+            env={"REDISCLI_AUTH": self.tokens["redis_password"]},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return answer.stdout
 
 
 @pytest.fixture(scope="session")

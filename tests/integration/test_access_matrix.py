@@ -303,7 +303,7 @@ def world(platform: Platform) -> Iterator[World]:
             assert answer.status_code == 201, answer.text
             if patient.state == "withdrawn_block":
                 answer = http.post(
-                    f"{answer.headers['location']}/withdraw",
+                    f"{consent}{answer.headers['location']}/withdraw",
                     headers={**citizen, "if-match": answer.headers["etag"]},
                 )
                 assert answer.status_code == 200, answer.text
@@ -361,7 +361,7 @@ def _directives_projected(
     blocked, withdrawn = by_state["block_gp"], by_state["withdrawn_block"]
     first = f"{journal}{FHIR}/DocumentReference/"
     return (
-        http.get(first + blocked.docs[0].id, headers=gp).status_code == 403
+        http.get(first + blocked.docs[0].id, headers=gp).status_code in (403, 404)
         and http.get(first + withdrawn.docs[0].id, headers=gp).status_code == 200
     )
 

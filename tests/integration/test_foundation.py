@@ -264,6 +264,34 @@ def test_journal_read_asks_opa_and_returns_the_decision_id(
     assert "content" not in stranger.text
 
 
+def test_enforced_decision_ids_are_published_for_reconciliation(
+    platform: Platform, http: httpx.Client
+) -> None:
+    """Double recording: the journal publishes the ids of the decisions it enforced (allow and
+    deny), batched, on `policy.decision.enforced`, with no patient or subject in the event."""
+    patient, hpr = new_patient_id(), "9144903"
+    give_gp_relation(http, platform, patient, hpr)
+    created = http.post(
+        f"{platform.url('journal')}/fhir/R4/DocumentReference",
+        json=document_reference(patient),
+        headers=gp_headers(platform, hpr),
+    )
+    assert created.status_code == 201, created.text
+    url = f"{platform.url('journal')}{created.headers['location']}"
+    allowed = http.get(url, headers=gp_headers(platform, hpr))
+    denied = http.get(url, headers=gp_headers(platform, "9144998", unit="unit-other"))
+    assert (allowed.status_code, denied.status_code) == (200, 403)
+    ids = [r.headers["akson-decision-id"] for r in (created, allowed, denied)]
+    assert all(ids)
+
+    def all_published() -> str | None:
+        text = platform.stream("policy.decision.enforced")
+        return text if all(i in text for i in ids) else None
+
+    published = eventually(all_published)
+    assert patient not in published and hpr not in published
+
+
 def test_with_opa_stopped_reads_are_denied_and_return_no_data(
     platform: Platform, http: httpx.Client
 ) -> None:

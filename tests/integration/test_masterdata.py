@@ -4,7 +4,6 @@ import, and the protected address that must not leak anywhere."""
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from datetime import date, timedelta
 from typing import Any
@@ -72,19 +71,6 @@ def follow_pages(http: httpx.Client, base: str, first: str, headers: dict[str, s
         url, pages = page.json()["next"], pages + 1
     assert pages > 1
     return items
-
-
-def stream(platform: Platform, topic: str) -> str:
-    """Every message the Redis stream of ``topic`` holds, as text (what any subscriber sees)."""
-    host, port = platform.endpoints["redis"]["address"].split(":")
-    answer = subprocess.run(
-        ["redis-cli", "-h", host, "-p", port, "--no-auth-warning", "XRANGE", topic, "-", "+"],
-        env={"REDISCLI_AUTH": platform.tokens["redis_password"]},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return answer.stdout
 
 
 # -- persons ---------------------------------------------------------------------------------
@@ -189,7 +175,7 @@ def test_organisations_units_and_practitioners_as_directory_and_fhir(
     assert http.get(f"{base}/practitioners/{hpr}", headers=reader).json()["status"] == "suspended"
 
     def published() -> list[dict[str, Any]]:
-        text = stream(platform, "masterdata.practitioner.changed")
+        text = platform.stream("masterdata.practitioner.changed")
         return [
             json.loads(line)["data"]
             for line in text.splitlines()
@@ -200,7 +186,7 @@ def test_organisations_units_and_practitioners_as_directory_and_fhir(
     assert events[-1] == {
         "hpr_number": hpr, "status": "suspended", "professions": ["LE"], "units": [unit],
     }  # fmt: skip
-    assert "Syntetisk" not in stream(platform, "masterdata.practitioner.changed")
+    assert "Syntetisk" not in platform.stream("masterdata.practitioner.changed")
     assert http.put(f"{base}/practitioners/{hpr}", json=doctor, headers=reader).status_code == 403
     assert http.get(f"{base}/practitioners/{hpr}",
                     headers=citizen(platform, new_patient_id())).status_code == 403  # fmt: skip
@@ -365,9 +351,9 @@ def test_a_protected_address_reaches_no_caller_event_or_log_without_the_right(
     )
     assert projected["address_protection"] == "strengt_fortrolig"
     assert street not in json.dumps(projected, default=str)
-    eventually(lambda: national_id in stream(platform, "masterdata.person.changed"))
+    eventually(lambda: national_id in platform.stream("masterdata.person.changed"))
     for topic in ("masterdata.person.changed", "masterdata.care_relation.changed"):
-        assert street not in stream(platform, topic)
+        assert street not in platform.stream(topic)
     # every log line of every process of the stack
     log_files = list((platform.stack.run_dir / "logs").glob("*"))
     assert log_files

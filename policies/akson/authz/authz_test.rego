@@ -25,7 +25,11 @@ document := {
 	"patient": patient,
 	"category": "general",
 	"sensitivity": "normal",
+	"unit": "unit-gp-1",
 	"organisation": "974600951",
+	"municipality": "4601",
+	"author": "1000001",
+	"withheld_from_patient": false,
 	"content": {"text": "clinical note"},
 }
 
@@ -173,7 +177,7 @@ test_practitioner_all_failures_listed_denied if {
 	subject := object.union(gp, {"profession": "TL"})
 	resource := object.union(document, {"category": "mental_health"})
 	d := authz.decision with input as request(subject, "read", resource, [])
-	d.reasons == ["no_care_relation", "no_legal_basis", "profession_not_allowed"]
+	d.reasons == ["no_care_relation", "no_legal_basis", "profession_not_allowed", "sensitive_requires_same_unit"]
 }
 
 test_practitioner_unsupported_action_denied if {

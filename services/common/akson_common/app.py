@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from akson_common.auth import Denylist, JwksSource, TokenVerifier
 from akson_common.db import Database
+from akson_common.enforcement import EnforcementLog
 from akson_common.errors import install_problem_handlers
 from akson_common.events import EventPublisher, Subscriptions
 from akson_common.logs import configure_logging
@@ -97,9 +98,11 @@ def create_service(
         if on_startup is not None:
             await on_startup(platform)
         platform.outbox.start()
+        enforcement.start()
         try:
             yield
         finally:
+            await enforcement.stop()
             await platform.outbox.stop()
             await platform.pep.close()
             await http.aclose()
@@ -113,16 +116,20 @@ def create_service(
         license_info={"name": "Apache-2.0"},
     )
     publisher = EventPublisher(http, settings.dapr_http_endpoint, settings.pubsub_name, dapr_token)
+    outbox = Outbox(database, publisher, settings.outbox_sweep_seconds)
+    enforcement = EnforcementLog(outbox, settings.service_name)
     platform = Platform(
         settings=settings,
         database=database,
         http=http,
         publisher=publisher,
-        outbox=Outbox(database, publisher, settings.outbox_sweep_seconds),
+        outbox=outbox,
         subscriptions=Subscriptions(
             app, database, settings.pubsub_name, settings.app_api_token.get_secret_value()
         ),
-        pep=PolicyEnforcementPoint(settings.opa_url, settings.opa_timeout_seconds),
+        pep=PolicyEnforcementPoint(
+            settings.opa_url, settings.opa_timeout_seconds, on_decision=enforcement.record
+        ),
     )
     app.state.platform = platform
     app.state.pep = platform.pep

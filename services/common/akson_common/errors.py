@@ -67,6 +67,10 @@ class Conflict(Problem):
     status, title, type_slug = 409, "Conflict", "conflict"
 
 
+class PreconditionFailed(Problem):
+    status, title, type_slug = 412, "Precondition Failed", "precondition-failed"
+
+
 class UnsupportedMediaType(Problem):
     status, title, type_slug = 415, "Unsupported Media Type", "unsupported-media-type"
 

@@ -174,6 +174,20 @@ class EmergencyAccessV1(EventPayload):
     at: datetime
 
 
+class EnforcedDecision(EventPayload):
+    decision_id: str
+    allow: bool
+    at: datetime
+
+
+class DecisionsEnforcedV1(EventPayload):
+    """The decision ids an enforcement point asked for and enforced, batched (double recording:
+    audit reconciles them with OPA's decision log and reports any id seen on one side only)."""
+
+    service: str
+    decisions: tuple[EnforcedDecision, ...]
+
+
 P = TypeVar("P", bound=EventPayload)
 
 
@@ -202,6 +216,7 @@ DOCUMENT_RECORDED = Topic("journal.document.recorded", DocumentRecordedV1, 1)
 VISIT_COMPLETED = Topic("journal.visit.completed", VisitCompletedV1, 1)
 SUPPLIES_USED = Topic("journal.supplies.used", SuppliesUsedV1, 1)
 EMERGENCY_ACCESS = Topic("journal.access.emergency", EmergencyAccessV1, 1)
+DECISIONS_ENFORCED = Topic("policy.decision.enforced", DecisionsEnforcedV1, 1)
 
 CATALOGUE: dict[str, Topic[Any]] = {
     t.name: t
@@ -216,6 +231,7 @@ CATALOGUE: dict[str, Topic[Any]] = {
         VISIT_COMPLETED,
         SUPPLIES_USED,
         EMERGENCY_ACCESS,
+        DECISIONS_ENFORCED,
     )
 }
 

@@ -7,8 +7,12 @@ H-numbers (month + 40) and synthetic test numbers from the national test data se
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 _K1 = (3, 7, 6, 1, 8, 9, 4, 5, 2)
 _K2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
@@ -111,3 +115,27 @@ def synthetic_national_id(birth: date, sequence: int) -> str:
         if found == sequence:
             return first_nine + control
     raise ValueError("no more synthetic numbers for that birth date")
+
+
+# -- the same rules as pydantic field types ----------------------------------------------------
+
+
+def _checked(valid: Callable[[str], bool], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not valid(value):
+            raise ValueError(f"not a valid {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _national_id(value: str) -> str:
+    national_id_kind(value)  # says why a number is invalid
+    return value
+
+
+NationalId = Annotated[str, AfterValidator(_national_id)]
+Municipality = Annotated[str, _checked(is_municipality_number, "municipality number")]
+HprNumber = Annotated[str, _checked(is_hpr_number, "HPR number")]
+HerId = Annotated[str, _checked(is_her_id, "HER-id")]
+OrganisationNumber = Annotated[str, _checked(organisation_number_valid, "organisation number")]

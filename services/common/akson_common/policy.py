@@ -8,6 +8,7 @@ no result all mean **deny**. The decision ids are returned to the caller in the
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -86,7 +87,15 @@ class PolicyContext(BaseModel):
 
 
 class PolicyEnforcementPoint:
-    def __init__(self, opa_url: str, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        opa_url: str,
+        timeout_seconds: float,
+        on_decision: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        """``on_decision(decision_id, allow)`` is told of every decision OPA made for us (the
+        double recording audit reconciles with OPA's decision log)."""
+        self.on_decision = on_decision
         parts = urlsplit(opa_url)
         self.client = AsyncOpaClient(
             host=parts.hostname or "127.0.0.1",
@@ -134,9 +143,12 @@ class PolicyEnforcementPoint:
         except (Exception, ValidationError) as error:  # fail closed on anything
             log.warning("policy decision unavailable: deny", extra={"error": type(error).__name__})
             decision = Decision(allow=False, reasons=("policy_unavailable",))
-        taken = decision_ids.get()
-        if taken is not None and decision.decision_id:
-            taken.append(decision.decision_id)
+        if decision.decision_id:
+            taken = decision_ids.get()
+            if taken is not None:
+                taken.append(decision.decision_id)
+            if self.on_decision is not None:
+                self.on_decision(decision.decision_id, decision.allow)
         return decision
 
     async def enforce(

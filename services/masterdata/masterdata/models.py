@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from akson_common.identifiers import (
-    is_her_id,
-    is_hpr_number,
-    is_municipality_number,
-    national_id_kind,
-    organisation_number_valid,
+    HerId,
+    HprNumber,
+    Municipality,
+    NationalId,
+    OrganisationNumber,
 )
 
 AddressProtection = Literal["none", "fortrolig", "strengt_fortrolig"]
-
-
-def _checked(valid: object, what: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if not valid(value):  # type: ignore[operator]
-            raise ValueError(f"not a valid {what}")
-        return value
-
-    return AfterValidator(check)
-
-
-def _national_id(value: str) -> str:
-    national_id_kind(value)
-    return value
-
-
-NationalId = Annotated[str, AfterValidator(_national_id)]
-Municipality = Annotated[str, _checked(is_municipality_number, "municipality number")]
-HprNumber = Annotated[str, _checked(is_hpr_number, "HPR number")]
-HerId = Annotated[str, _checked(is_her_id, "HER-id")]
-OrganisationNumber = Annotated[str, _checked(organisation_number_valid, "organisation number")]
 
 # HPR "9060 Kategori helsepersonell" (OID 2.16.578.1.12.4.1.1.9060), the codes in use here.
 ProfessionCode = Literal[

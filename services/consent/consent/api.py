@@ -1,0 +1,218 @@
+"""Consent HTTP API: thin routes, every access through the policy first.
+
+- ``POST /directives`` registers a directive: 201, ``Location`` and ``ETag``;
+- ``GET /directives/{id}`` (``ETag``) and ``GET /directives?patient=`` (every directive of the
+  patient, withdrawn ones too, oldest first; ``status`` narrows it);
+- ``POST /directives/{id}/withdraw`` withdraws one (status ``withdrawn``; nothing is deleted),
+  optionally conditional on ``If-Match``: 412 when the version differs, 409 when it is already
+  withdrawn or changed meanwhile;
+- ``GET /fhir/R4/Consent/{id}`` and ``GET /fhir/R4/Consent?patient=`` (searchset): the FHIR view.
+
+Personnel (and systems) act on the patient's behalf and must give a ``reason`` (422 without);
+the patient acting on their own record need not. The policy decides who may act at all: the
+patient on their own record, personnel with a care relation (resource type ``Consent``,
+category ``consent``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, status
+from fastapi.responses import JSONResponse
+
+from akson_common.app import state_dependency
+from akson_common.auth import CurrentPrincipal, Principal
+from akson_common.errors import PROBLEM_JSON, PROTECTED_RESPONSES, NotFound
+from akson_common.etags import etag, expected_version
+from akson_common.policy import (
+    Action,
+    Decision,
+    Policy,
+    PolicyContext,
+    PolicyEnforcementPoint,
+    ResourceRef,
+)
+from akson_common.projections import MasterDataProjections
+from consent import fhir
+from consent.models import Directive, DirectiveIn, DirectiveList, DirectiveStatus, WithdrawalIn
+from consent.service import ConsentDirectives, policy_directives
+
+router = APIRouter(tags=["consent"], responses=PROTECTED_RESPONSES)
+FHIR_JSON = "application/fhir+json"
+RESOURCE_TYPE = "Consent"
+CATEGORY = "consent"
+NATIONAL_ID = r"^\d{11}$"
+
+Service = Annotated[ConsentDirectives, Depends(state_dependency("directives", ConsentDirectives))]
+ReadModels = Annotated[
+    MasterDataProjections, Depends(state_dependency("projections", MasterDataProjections))
+]
+Patient = Annotated[str, Query(pattern=NATIONAL_ID)]
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
+
+
+def _problem(status_code: int, description: str) -> dict[int | str, dict[str, Any]]:
+    return {status_code: {"description": description, "content": {PROBLEM_JSON: {}}}}
+
+
+NOT_FOUND = _problem(404, "No such directive")
+INVALID = _problem(422, "Invalid directive, or no reason given on the patient's behalf")
+CHANGE = {
+    **NOT_FOUND,
+    **INVALID,
+    **_problem(409, "Already withdrawn or changed meanwhile"),
+    **_problem(412, "If-Match names another version"),
+}
+
+
+async def about_patient(
+    policy: PolicyEnforcementPoint,
+    principal: Principal,
+    action: Action,
+    patient: str,
+    directives: list[Directive],
+    read_models: MasterDataProjections,
+    directive_id: str | None = None,
+) -> Decision:
+    """Ask about a patient's directives, with the patient's care relations, registry facts and
+    ``directives`` (so the policy can, e.g., refuse a blocked practitioner) as context."""
+    context = PolicyContext(
+        care_relations=await read_models.active_care_relations(patient),
+        directives=policy_directives(directives),
+        patient=await read_models.patient_facts(patient),
+    )
+    resource = ResourceRef(type=RESOURCE_TYPE, patient=patient, category=CATEGORY, id=directive_id)
+    return await policy.enforce(principal, action, resource, context)
+
+
+async def readable(
+    directive_id: str,
+    action: Action,
+    principal: Principal,
+    policy: PolicyEnforcementPoint,
+    service: ConsentDirectives,
+    read_models: MasterDataProjections,
+) -> Directive:
+    directive = await service.get(directive_id)
+    if directive is None:
+        # Same answer whether it does not exist or is not yours to know about.
+        await policy.enforce(principal, action, ResourceRef(type=RESOURCE_TYPE), PolicyContext())
+        raise NotFound("no such directive")
+    patient = directive.patient
+    directives = await service.for_patient(patient)
+    await about_patient(policy, principal, action, patient, directives, read_models, directive_id)
+    return directive
+
+
+def _json(directive: Directive, status_code: int = 200, **headers: str) -> JSONResponse:
+    return JSONResponse(
+        directive.model_dump(mode="json"),
+        status_code=status_code,
+        headers={"ETag": etag(directive.version), **headers},
+    )
+
+
+def _fhir(resource: Any, **headers: str) -> JSONResponse:
+    return JSONResponse(
+        resource.model_dump(mode="json", exclude_none=True), media_type=FHIR_JSON, headers=headers
+    )
+
+
+@router.post(
+    "/directives",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Directive,
+    responses={**INVALID, **_problem(409, "The patient is deceased")},
+)
+async def register_directive(
+    directive: Annotated[DirectiveIn, Body()],
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+    read_models: ReadModels,
+) -> JSONResponse:
+    """Register a block, reservation or sharing consent for a patient."""
+    directives = await service.for_patient(directive.patient)
+    await about_patient(policy, principal, "write", directive.patient, directives, read_models)
+    patient = await read_models.patient_facts(directive.patient)
+    saved = await service.register(directive, principal, patient)
+    return _json(saved, 201, Location=f"/directives/{saved.id}")
+
+
+@router.get("/directives/{directive_id}", response_model=Directive, responses=NOT_FOUND)
+async def get_directive(
+    directive_id: str,
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+    read_models: ReadModels,
+) -> JSONResponse:
+    directive = await readable(directive_id, "read", principal, policy, service, read_models)
+    return _json(directive)
+
+
+@router.get("/directives", response_model=DirectiveList)
+async def list_directives(
+    patient: Patient,
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+    read_models: ReadModels,
+    directive_status: Annotated[DirectiveStatus | None, Query(alias="status")] = None,
+) -> DirectiveList:
+    """Every directive of one patient, oldest first; ``status`` narrows the list."""
+    directives = await service.for_patient(patient)
+    await about_patient(policy, principal, "search", patient, directives, read_models)
+    return DirectiveList(
+        items=[d for d in directives if directive_status in (None, d.status)],
+    )
+
+
+@router.post("/directives/{directive_id}/withdraw", response_model=Directive, responses=CHANGE)
+async def withdraw_directive(
+    directive_id: str,
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+    read_models: ReadModels,
+    if_match: IfMatch = None,
+    withdrawal: Annotated[WithdrawalIn | None, Body()] = None,
+) -> JSONResponse:
+    """Withdraw a directive (its status becomes ``withdrawn``; it stays on record)."""
+    expected = expected_version(if_match)
+    directive = await readable(directive_id, "write", principal, policy, service, read_models)
+    changed = await service.withdraw(directive, principal, withdrawal or WithdrawalIn(), expected)
+    return _json(changed)
+
+
+# -- FHIR ------------------------------------------------------------------------------------
+
+
+@router.get("/fhir/R4/Consent/{directive_id}", tags=["fhir"], responses=NOT_FOUND)
+async def read_consent(
+    directive_id: str,
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+    read_models: ReadModels,
+) -> JSONResponse:
+    directive = await readable(directive_id, "read", principal, policy, service, read_models)
+    return _fhir(fhir.consent_resource(directive), ETag=etag(directive.version))
+
+
+@router.get("/fhir/R4/Consent", tags=["fhir"])
+async def search_consents(
+    request: Request,
+    patient: Annotated[str, Query(pattern=r"^(Patient/)?\d{11}$")],
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+    read_models: ReadModels,
+) -> JSONResponse:
+    """The patient's directives as a searchset Bundle (``patient``: ``[Patient/]<national id>``)."""
+    national_id = patient.removeprefix("Patient/")
+    directives = await service.for_patient(national_id)
+    await about_patient(policy, principal, "search", national_id, directives, read_models)
+    base = str(request.base_url).rstrip("/")
+    return _fhir(fhir.searchset(directives, base))

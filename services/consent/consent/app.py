@@ -1,0 +1,20 @@
+"""Wiring of the consent service: master data's read models, the directives, the routes."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from akson_common.app import Platform, create_service
+from akson_common.projections import MasterDataProjections
+from akson_common.settings import ServiceSettings
+from consent.api import router
+from consent.service import ConsentDirectives
+
+
+def configure(app: FastAPI, platform: Platform) -> None:
+    app.state.projections = MasterDataProjections(platform.database, platform.subscriptions)
+    app.state.directives = ConsentDirectives(platform)
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    return create_service(settings, title="Akson consent", routers=[router], configure=configure)
