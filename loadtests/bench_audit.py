@@ -226,7 +226,9 @@ def add_gin_indexes(stack: Stack) -> None:
             check=True,
             capture_output=True,
         )
-    subprocess.run([*base, "-c", f"analyze akson_audit.{table}"], env=env, check=True)
+    subprocess.run(
+        [*base, "-c", f"analyze akson_audit.{table}"], env=env, check=True, capture_output=True
+    )
     print(f"GIN indexes on patient, hpr built in {time.perf_counter() - started:.1f} s")  # noqa: T201
 
 
