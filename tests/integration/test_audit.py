@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -263,6 +264,46 @@ def test_the_cli_prints_the_query_as_a_table(platform: Platform, http: httpx.Cli
         env={**os.environ, **env, "AKSON_TOKEN": "not-a-token"},
     )
     assert refused.returncode != 0 and "401" in refused.stderr
+
+
+# -- the citizen's access log ---------------------------------------------------------------
+
+
+def test_a_citizen_sees_a_new_access_to_their_record_within_seconds(
+    platform: Platform, http: httpx.Client
+) -> None:
+    patient, hpr = new_patient_id(), "9144956"
+    citizen = {
+        "authorization": f"Bearer {platform.token('audit', subject=patient, kind='citizen')}"
+    }
+    log_url = f"{platform.url('audit')}/audit/access-log"
+    # an auditor looking into the patient's log is not an access to the record
+    http.get(decisions_url(platform), params={"patient": patient}, headers=auditor(platform))
+    started = time.monotonic()
+    read_id = read_documents(http, platform, patient, hpr, reads=1)[0]
+
+    def listed() -> list[dict[str, Any]]:
+        response = http.get(log_url, headers=citizen)
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    accesses = eventually(lambda: any(a["action"] == "read" for a in listed()), timeout=10)
+    assert accesses and time.monotonic() - started < 10
+    items = listed()
+    read = next(a for a in items if a["action"] == "read")
+    assert read["hpr"] == hpr and read["profession"] == "LE"
+    assert read["organisation"] == "974760673" and read["category"] == "general"
+    assert read["basis"] == ["care_relation"] and read["emergency"] is False
+    # the registry's care-relation write is listed too; the auditor's query is not
+    assert {a["resource_type"] for a in items} == {"DocumentReference", "CareRelation"}
+    assert "Kontroll" not in str(items) and read_id not in str(items)
+    # someone else's log does not show it, and a practitioner has no access log to read
+    other = platform.token("audit", subject=new_patient_id(), kind="citizen")
+    others = http.get(log_url, headers={"authorization": f"Bearer {other}"}).json()["items"]
+    assert all(a["hpr"] != hpr for a in others)
+    gp = http.get(log_url, headers=gp_headers(platform, hpr, audience="audit"))
+    assert gp.status_code == 403
 
 
 # -- intake: idempotent, gap-free under concurrency ------------------------------------------

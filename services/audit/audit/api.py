@@ -314,3 +314,82 @@ for path in ("/decisions", "/decisions/{decision_id}", "/chain/verify"):
             "through the API",
             headers={"Allow": "GET"},
         )
+
+
+# -- the citizen's access log ------------------------------------------------------------------
+
+AUDIT_TYPES = ["AuditEvent", "DecisionLog", "AccessLog"]
+
+
+class AccessView(BaseModel):
+    """One access to the citizen's record: who, from where, when, what kind, on what basis."""
+
+    at: str | None
+    actor: str | None
+    actor_kind: str | None
+    hpr: str | None
+    profession: str | None
+    organisation: str | None
+    unit: str | None
+    municipality: str | None
+    action: str | None
+    resource_type: str | None
+    category: str | None
+    basis: list[str]
+    emergency: bool
+
+
+class AccessPage(BaseModel):
+    items: list[AccessView]
+    next: str | None
+
+
+citizen_router = APIRouter(prefix="/audit", tags=["access log"], responses=PROTECTED_RESPONSES)
+
+
+@citizen_router.get("/access-log", response_model=AccessPage)
+async def my_access_log(
+    request: Request,
+    principal: CurrentPrincipal,
+    policy: Policy,
+    store: Store,
+    count: Annotated[int, Query(alias="_count", ge=1, le=200)] = 50,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+) -> AccessPage:
+    """Who accessed my record (allowed accesses by others; not my own, not audit queries),
+    newest first. No clinical content: the kind of record and the basis only."""
+    await policy.enforce(
+        principal, "read", ResourceRef(type="AccessLog", patient=principal.id), AUDIT
+    )
+    selector = {
+        "patient": principal.id,
+        "allow": True,
+        "actor": {"$ne": principal.id},
+        "resource_type": {"$nin": AUDIT_TYPES},
+    }
+    documents, before = await store.page(selector, limit=count, before=cursor)
+    following = None
+    if before is not None:
+        url = request.url.include_query_params(cursor=before)
+        following = f"{url.path}?{url.query}"
+    items = []
+    for document in documents:
+        item = view(document)
+        items.append(
+            AccessView(
+                at=item.at,
+                actor=item.actor,
+                actor_kind=item.actor_kind,
+                hpr=item.hpr,
+                profession=item.profession,
+                organisation=item.organisation,
+                unit=item.unit,
+                municipality=item.municipality,
+                action=item.action,
+                resource_type=item.resource_type,
+                category=item.category,
+                basis=item.reasons,
+                emergency=item.emergency_reason is not None or "emergency" in item.reasons,
+            )
+        )
+    return AccessPage(items=items, next=following)

@@ -23,6 +23,6 @@ def configure(app: FastAPI, platform: Platform) -> None:
 app = create_service(
     settings,
     title="Akson audit",
-    routers=[router, api.router, reviews.router],
+    routers=[router, api.router, api.citizen_router, reviews.router],
     configure=configure,
 )
