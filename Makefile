@@ -14,7 +14,7 @@ SERVICE_PACKAGES := $(patsubst %/main.py,%,$(wildcard services/*/*/main.py))
 # the runtime policies OPA serves in the chart: no tests, no manifest checks (one source: policies/)
 CHART_POLICIES ?= charts/akson/files/policies
 
-.PHONY: help up down status upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access seed clean
+.PHONY: help up down status upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access bench-audit seed clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,13 +72,16 @@ chart-test: venv tools ## helm lint/template, kubeconform (Kubernetes + Dapr CRD
 
 test: lint unit policy-test chart-test integration ## everything CI runs
 
-bench: bench-foundation bench-access ## every benchmark below
+bench: bench-foundation bench-access bench-audit ## every benchmark below
 
 bench-foundation: venv tools ## FerretDB, OPA decisions, a policy-checked journal read, identity
 	$(RUN) python loadtests/bench_foundation.py
 
 bench-access: venv tools ## decisions and authorised journal reads on seeded data (ARGS="--persons N")
 	$(RUN) python loadtests/bench_access.py $(ARGS)
+
+bench-audit: venv tools ## the auditor's query by patient over a large decision log (ARGS="--decisions N")
+	$(RUN) python loadtests/bench_audit.py $(ARGS)
 
 seed: venv ## generate the synthetic population (.run/seed/*.ndjson) and load it into `make up`'s stack
 	$(RUN) python loadtests/seed_load.py

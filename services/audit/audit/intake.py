@@ -1,7 +1,8 @@
 """Intake of OPA's decision-log uploads (gzip-compressed JSON arrays), idempotent on decision id.
 
 Only OPA may upload: it presents the shared upload token as a bearer credential. The mask
-policy in OPA has already erased clinical content; identifiers and outcomes are kept.
+policy in OPA has already erased clinical content; the store keeps an allow-list of the rest
+(identifiers, outcome, basis) and chains every entry (see ``store``).
 """
 
 from __future__ import annotations
@@ -10,27 +11,27 @@ import gzip
 import hmac
 import json
 import logging
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
-from pymongo import InsertOne
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
+from pydantic import Field
 
-from akson_common.db import Document
 from akson_common.errors import BadRequest, Unauthorized
 from akson_common.settings import ServiceSettings
+from audit.store import DecisionStore
 
 log = logging.getLogger("akson.audit.intake")
 router = APIRouter(tags=["decision logs"])
-DECISIONS = "decisions"
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024
-DUPLICATE_KEY = 11000
 
 
 class AuditSettings(ServiceSettings):
     audit_upload_token: str = ""
+    # a checkpoint (position, hash) every this many records
+    checkpoint_every: int = Field(default=1000, ge=1)
+    # AKSON_AUDIT_RETENTION_DAYS: decisions older than this are pruned by whole checkpoint
+    # segments (`akson-audit prune`); 0 keeps everything
+    retention_days: int = Field(default=0, ge=0)
 
 
 @router.post(
@@ -61,27 +62,7 @@ async def receive_decision_logs(
         isinstance(e, dict) and isinstance(e.get("decision_id"), str) for e in batch
     ):
         raise BadRequest("every entry needs a decision_id")
-    stored = await store_decisions(request.app.state.platform.database.collection(DECISIONS), batch)
+    store: DecisionStore = request.app.state.decisions
+    stored = await store.append(batch)
     log.info("decision logs received", extra={"received": len(batch), "stored": stored})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-async def store_decisions(
-    collection: AsyncCollection[Document], batch: list[dict[str, Any]]
-) -> int:
-    """Insert each entry once; a re-sent entry (same decision id) is ignored."""
-    if not batch:
-        return 0
-    received_at = datetime.now(UTC)
-    operations = [
-        InsertOne({"_id": entry["decision_id"], "received_at": received_at, "entry": entry})
-        for entry in batch
-    ]
-    try:
-        result = await collection.bulk_write(operations, ordered=False)
-        return int(result.inserted_count)
-    except BulkWriteError as error:
-        write_errors = error.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in write_errors):
-            raise
-        return int(error.details.get("nInserted", 0))

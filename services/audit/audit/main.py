@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
-from akson_common.app import create_service
-from akson_common.settings import settings_for
-from audit.intake import AuditSettings, router
+from fastapi import FastAPI
 
-app = create_service(settings_for(AuditSettings, "audit"), title="Akson audit", routers=[router])
+from akson_common.app import Platform, create_service
+from akson_common.settings import settings_for
+from audit import api, reviews
+from audit.intake import AuditSettings, router
+from audit.store import DecisionStore
+
+settings = settings_for(AuditSettings, "audit")
+
+
+def configure(app: FastAPI, platform: Platform) -> None:
+    app.state.decisions = DecisionStore(
+        platform.database, checkpoint_every=settings.checkpoint_every
+    )
+    app.state.reviews = reviews.ReviewQueue(platform.database, platform.subscriptions)
+
+
+app = create_service(
+    settings,
+    title="Akson audit",
+    routers=[router, api.router, api.citizen_router, reviews.router],
+    configure=configure,
+)

@@ -1,0 +1,395 @@
+"""The auditor API: query and export the decision log, verify the chain. Read-only.
+
+Every call asks the policy first (type ``DecisionLog``, purpose ``audit``): only the auditor
+role is allowed. OPA logs that decision like any other, so auditors' own queries are in the
+log too. There is no update or delete: PUT, PATCH and DELETE on these paths answer 405.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from akson_common.app import state_dependency
+from akson_common.auth import CurrentPrincipal, Principal
+from akson_common.errors import PROTECTED_RESPONSES, NotFound, Problem
+from akson_common.policy import Action, Policy, PolicyContext, PolicyEnforcementPoint, ResourceRef
+from audit.store import DecisionStore
+
+router = APIRouter(prefix="/audit", tags=["audit"], responses=PROTECTED_RESPONSES)
+AUDIT = PolicyContext(purpose="audit")
+NDJSON = "application/x-ndjson"
+
+Store = Annotated[DecisionStore, Depends(state_dependency("decisions", DecisionStore))]
+Identifier = Annotated[str | None, Query(min_length=1, max_length=80)]
+
+
+class MethodNotAllowed(Problem):
+    status, title, type_slug = 405, "Method Not Allowed", "method-not-allowed"
+
+
+class DecisionFilter(BaseModel):
+    """The auditor's query; every field narrows it (AND)."""
+
+    patient: str | None = None
+    practitioner: str | None = None
+    actor: str | None = None
+    organisation: str | None = None
+    municipality: str | None = None
+    from_: datetime | None = None
+    to: datetime | None = None
+    outcome: Literal["allow", "deny"] | None = None
+    reason: str | None = None
+    emergency: bool | None = None
+    resource_type: str | None = None
+
+    def selector(self) -> dict[str, Any]:
+        selector: dict[str, Any] = {}
+        for field, name in (
+            ("patient", "patient"),
+            ("practitioner", "hpr"),
+            ("actor", "actor"),
+            ("organisation", "organisation"),
+            ("municipality", "municipality"),
+            ("reason", "reasons"),
+            ("resource_type", "resource_type"),
+            ("emergency", "emergency"),
+        ):
+            value = getattr(self, field)
+            if value is not None:
+                selector[name] = value
+        if self.outcome is not None:
+            selector["allow"] = self.outcome == "allow"
+        window: dict[str, datetime] = {}
+        if self.from_ is not None:
+            window["$gte"] = self.from_
+        if self.to is not None:
+            window["$lt"] = self.to
+        if window:
+            selector["at"] = window
+        return selector
+
+
+def decision_filter(
+    patient: Identifier = None,
+    practitioner: Annotated[str | None, Query(pattern=r"^\d{1,9}$")] = None,
+    actor: Identifier = None,
+    organisation: Annotated[str | None, Query(pattern=r"^[\w-]{1,40}$")] = None,
+    municipality: Annotated[str | None, Query(pattern=r"^\d{4}$")] = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    outcome: Literal["allow", "deny"] | None = None,
+    reason: Annotated[str | None, Query(pattern=r"^[a-z_]{1,64}$")] = None,
+    emergency: bool | None = None,
+    resource_type: Annotated[str | None, Query(pattern=r"^[A-Za-z]{1,64}$")] = None,
+) -> DecisionFilter:
+    return DecisionFilter(
+        patient=patient,
+        practitioner=practitioner,
+        actor=actor,
+        organisation=organisation,
+        municipality=municipality,
+        from_=from_,
+        to=to,
+        outcome=outcome,
+        reason=reason,
+        emergency=emergency,
+        resource_type=resource_type,
+    )
+
+
+Filter = Annotated[DecisionFilter, Depends(decision_filter)]
+
+
+class DecisionView(BaseModel):
+    """One logged decision: who, what, when, the outcome and its basis (no clinical content)."""
+
+    position: int
+    decision_id: str
+    hash: str
+    at: str | None
+    actor: str | None
+    actor_kind: str | None
+    hpr: str | None
+    profession: str | None
+    organisation: str | None
+    unit: str | None
+    municipality: str | None
+    action: str | None
+    resource_type: str | None
+    resource_id: str | None
+    patient: str | None
+    category: str | None
+    allow: bool
+    reasons: list[str]
+    obligations: list[str]
+    emergency_reason: str | None
+    purpose: str | None
+    care_relations: list[dict[str, Any]]
+    policy_version: str | None
+
+
+class DecisionPage(BaseModel):
+    items: list[DecisionView]
+    next: str | None
+
+
+def view(document: dict[str, Any]) -> DecisionView:
+    record = document.get("record") or {}
+    policy_input = record.get("input") or {}
+    subject = policy_input.get("subject") or {}
+    resource = policy_input.get("resource") or {}
+    context = policy_input.get("context") or {}
+    result = record.get("result") or {}
+    return DecisionView(
+        position=int(document["position"]),
+        decision_id=str(document["_id"]),
+        hash=str(document["hash"]),
+        at=record.get("timestamp"),
+        actor=subject.get("id"),
+        actor_kind=subject.get("kind"),
+        hpr=subject.get("hpr_number"),
+        profession=subject.get("profession"),
+        organisation=subject.get("organisation"),
+        unit=subject.get("unit"),
+        municipality=subject.get("municipality"),
+        action=policy_input.get("action"),
+        resource_type=resource.get("type"),
+        resource_id=resource.get("id"),
+        patient=resource.get("patient"),
+        category=resource.get("category"),
+        allow=result.get("allow") is True,
+        reasons=list(result.get("reasons") or []),
+        obligations=list(result.get("obligations") or []),
+        emergency_reason=context.get("emergency_reason"),
+        purpose=context.get("purpose"),
+        care_relations=list(context.get("care_relations") or []),
+        policy_version=result.get("policy_version"),
+    )
+
+
+CSV_COLUMNS = [
+    name
+    for name in DecisionView.model_fields
+    if name not in {"care_relations"}  # nested: in NDJSON only
+]
+
+
+async def ask(
+    policy: PolicyEnforcementPoint,
+    principal: Principal,
+    action: Action,
+    patient: str | None = None,
+    resource_type: str = "DecisionLog",
+) -> None:
+    await policy.enforce(principal, action, ResourceRef(type=resource_type, patient=patient), AUDIT)
+
+
+@router.get("/decisions", response_model=DecisionPage)
+async def search_decisions(
+    request: Request,
+    principal: CurrentPrincipal,
+    policy: Policy,
+    store: Store,
+    query: Filter,
+    count: Annotated[int, Query(alias="_count", ge=1, le=500)] = 50,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+) -> DecisionPage:
+    """Decisions matching every given filter, newest first; ``next`` pages on (keyset)."""
+    await ask(policy, principal, "search", query.patient)
+    documents, before = await store.page(query.selector(), limit=count, before=cursor)
+    following = None
+    if before is not None:
+        url = request.url.include_query_params(cursor=before)
+        following = f"{url.path}?{url.query}"
+    return DecisionPage(items=[view(d) for d in documents], next=following)
+
+
+@router.get(
+    "/decisions/export",
+    responses={200: {"content": {NDJSON: {}, "text/csv": {}}}},
+    response_class=StreamingResponse,
+)
+async def export_decisions(
+    principal: CurrentPrincipal,
+    policy: Policy,
+    store: Store,
+    query: Filter,
+    format: Literal["ndjson", "csv"] = "ndjson",
+) -> StreamingResponse:
+    """Every matching decision, newest first, streamed as NDJSON or CSV."""
+    await ask(policy, principal, "search", query.patient)
+    documents = store.stream(query.selector())
+    if format == "csv":
+        return StreamingResponse(
+            _csv(documents),
+            media_type="text/csv",
+            headers={"content-disposition": 'attachment; filename="decisions.csv"'},
+        )
+    return StreamingResponse(_ndjson(documents), media_type=NDJSON)
+
+
+async def _ndjson(documents: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    async for document in documents:
+        yield (json.dumps(view(document).model_dump(mode="json")) + "\n").encode()
+
+
+async def _csv(documents: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    async for document in documents:
+        row = view(document).model_dump(mode="json")
+        row["reasons"] = " ".join(row["reasons"])
+        row["obligations"] = " ".join(row["obligations"])
+        writer.writerow(row)
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()
+
+
+@router.get("/decisions/{decision_id}", response_model=DecisionView)
+async def get_decision(
+    decision_id: Annotated[str, Path(max_length=80)],
+    principal: CurrentPrincipal,
+    policy: Policy,
+    store: Store,
+) -> DecisionView:
+    await ask(policy, principal, "read")
+    document = await store.one(decision_id)
+    if document is None:
+        raise NotFound("no such decision")
+    return view(document)
+
+
+class VerifyResult(BaseModel):
+    intact: bool
+    checked: int
+    start: int
+    last_position: int
+    checkpoints_checked: int
+    first_bad_position: int | None
+    problem: str | None
+    message: str
+
+
+@router.get("/chain/verify", response_model=VerifyResult)
+async def verify_chain(principal: CurrentPrincipal, policy: Policy, store: Store) -> VerifyResult:
+    """Recompute the whole chain (it reads every record: an operator's tool, not a hot path)."""
+    await ask(policy, principal, "read")
+    report = await store.verify()
+    return VerifyResult(
+        intact=report.intact,
+        checked=report.checked,
+        start=report.start,
+        last_position=report.last_position,
+        checkpoints_checked=report.checkpoints_checked,
+        first_bad_position=report.finding.position if report.finding else None,
+        problem=report.finding.problem if report.finding else None,
+        message=report.summary(),
+    )
+
+
+# The log is append-only: say so explicitly rather than with a bare routing error.
+for path in ("/decisions", "/decisions/{decision_id}", "/chain/verify"):
+
+    @router.api_route(
+        path,
+        methods=["POST", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
+    )
+    async def refuse_change(request: Request) -> None:
+        raise MethodNotAllowed(
+            "the decision log is append-only: records cannot be created, changed or deleted "
+            "through the API",
+            headers={"Allow": "GET"},
+        )
+
+
+# -- the citizen's access log ------------------------------------------------------------------
+
+AUDIT_TYPES = ["AuditEvent", "DecisionLog", "AccessLog"]
+
+
+class AccessView(BaseModel):
+    """One access to the citizen's record: who, from where, when, what kind, on what basis."""
+
+    at: str | None
+    actor: str | None
+    actor_kind: str | None
+    hpr: str | None
+    profession: str | None
+    organisation: str | None
+    unit: str | None
+    municipality: str | None
+    action: str | None
+    resource_type: str | None
+    category: str | None
+    basis: list[str]
+    emergency: bool
+
+
+class AccessPage(BaseModel):
+    items: list[AccessView]
+    next: str | None
+
+
+citizen_router = APIRouter(prefix="/audit", tags=["access log"], responses=PROTECTED_RESPONSES)
+
+
+@citizen_router.get("/access-log", response_model=AccessPage)
+async def my_access_log(
+    request: Request,
+    principal: CurrentPrincipal,
+    policy: Policy,
+    store: Store,
+    count: Annotated[int, Query(alias="_count", ge=1, le=200)] = 50,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+) -> AccessPage:
+    """Who accessed my record (allowed accesses by others; not my own, not audit queries),
+    newest first. No clinical content: the kind of record and the basis only."""
+    await policy.enforce(
+        principal, "read", ResourceRef(type="AccessLog", patient=principal.id), AUDIT
+    )
+    selector = {
+        "patient": principal.id,
+        "allow": True,
+        "actor": {"$ne": principal.id},
+        "resource_type": {"$nin": AUDIT_TYPES},
+    }
+    documents, before = await store.page(selector, limit=count, before=cursor)
+    following = None
+    if before is not None:
+        url = request.url.include_query_params(cursor=before)
+        following = f"{url.path}?{url.query}"
+    items = []
+    for document in documents:
+        item = view(document)
+        items.append(
+            AccessView(
+                at=item.at,
+                actor=item.actor,
+                actor_kind=item.actor_kind,
+                hpr=item.hpr,
+                profession=item.profession,
+                organisation=item.organisation,
+                unit=item.unit,
+                municipality=item.municipality,
+                action=item.action,
+                resource_type=item.resource_type,
+                category=item.category,
+                basis=item.reasons,
+                emergency=item.emergency_reason is not None or "emergency" in item.reasons,
+            )
+        )
+    return AccessPage(items=items, next=following)
