@@ -289,6 +289,14 @@ auditor_cases := {
 		ask(auditor, "read", document, for_audit),
 		["missing_scope", "no_legal_basis"],
 	),
+	"auditor records a review outcome": allows(
+		ask(auditor, "write", {"type": "AccessReview", "patient": patient}, for_audit),
+		["auditor"],
+	),
+	"only an auditor records a review outcome": denies(
+		ask(lab, "write", {"type": "AccessReview", "patient": patient}, for_audit),
+		["missing_scope", "no_legal_basis"],
+	),
 	"auditor does not write the log": denies(
 		ask(auditor, "write", audit_event, for_audit),
 		["missing_scope", "no_legal_basis"],

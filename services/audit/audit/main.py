@@ -17,7 +17,9 @@ def configure(app: FastAPI, platform: Platform) -> None:
     app.state.decisions = DecisionStore(
         platform.database, checkpoint_every=settings.checkpoint_every
     )
-    app.state.reviews = reviews.ReviewQueue(platform.database, platform.subscriptions)
+    app.state.reviews = reviews.ReviewQueue(
+        platform.database, platform.subscriptions, platform.outbox
+    )
 
 
 app = create_service(

@@ -2,9 +2,8 @@
 
 Every ``journal.access.emergency`` event opens a review (one per decision id, or per event when
 the decision id is unknown). An auditor closes it as justified or not justified with a comment
-(policy: type ``AuditEvent``, action ``write``). The outcome is stored with its event envelope in
-the same single-document update (outbox-ready): the envelope waits in ``held_events`` until the
-topic is in the catalogue (``akson_common.events``), then moving it to ``_outbox`` publishes it.
+(policy: type ``AccessReview``, action ``write``: the only thing an auditor writes). The outcome
+and its ``audit.emergency_access.reviewed`` event are one single-document update (the outbox).
 """
 
 from __future__ import annotations
@@ -22,37 +21,20 @@ from akson_common.db import Database, DuplicateKeyError, when_not_busy
 from akson_common.errors import PROTECTED_RESPONSES, Conflict, NotFound
 from akson_common.events import (
     EMERGENCY_ACCESS,
+    EMERGENCY_ACCESS_REVIEWED,
     Delivery,
+    EmergencyAccessReviewedV1,
     EmergencyAccessV1,
-    EventPayload,
     Outcome,
     Subscriptions,
-    Topic,
     cloud_event,
 )
+from akson_common.outbox import Outbox
 from akson_common.policy import Policy, PolicyContext, ResourceRef
 
 REVIEWS = "emergency_reviews"
 AUDIT = PolicyContext(purpose="audit")
 ReviewOutcome = Literal["justified", "not_justified"]
-
-
-class EmergencyAccessReviewedV1(EventPayload):
-    """Proposed for the catalogue: a break-glass access was reviewed. Identifiers and the
-    verdict only; the reviewer's comment stays in audit (it may describe the situation)."""
-
-    review_id: str
-    decision_id: str | None
-    patient: str
-    practitioner: str
-    organisation: str | None = None
-    outcome: ReviewOutcome
-    reviewer: str
-    reviewed_at: datetime
-
-
-# Not in akson_common.events yet: proposed to the lead (topic name and payload above).
-EMERGENCY_ACCESS_REVIEWED = Topic("audit.emergency_access.reviewed", EmergencyAccessReviewedV1, 1)
 
 
 class Review(BaseModel):
@@ -86,8 +68,10 @@ class ReviewVerdict(BaseModel):
 
 
 class ReviewQueue:
-    def __init__(self, database: Database, subscriptions: Subscriptions) -> None:
+    def __init__(self, database: Database, subscriptions: Subscriptions, outbox: Outbox) -> None:
         self.reviews = database.collection(REVIEWS)
+        self.outbox = outbox
+        outbox.track(REVIEWS)
         database.declare_indexes(
             REVIEWS,
             [
@@ -141,21 +125,19 @@ class ReviewQueue:
             EMERGENCY_ACCESS_REVIEWED, payload, source="audit", subject=review.patient
         )
         # one conditional single-document update: the verdict and its event together, once
-        updated = await when_not_busy(
-            lambda: self.reviews.find_one_and_update(
-                {"_id": review.id, "status": "open"},
-                {
-                    "$set": {
-                        "status": "closed",
-                        "outcome": verdict.outcome,
-                        "comment": verdict.comment,
-                        "reviewer": reviewer,
-                        "reviewed_at": now,
-                    },
-                    "$push": {"held_events": envelope},
-                },
-                return_document=True,
-            )
+        updated = await self.outbox.save(
+            REVIEWS,
+            {"_id": review.id, "status": "open"},
+            {
+                "$set": {
+                    "status": "closed",
+                    "outcome": verdict.outcome,
+                    "comment": verdict.comment,
+                    "reviewer": reviewer,
+                    "reviewed_at": now,
+                }
+            },
+            [envelope],
         )
         if updated is None:
             raise Conflict("the review is already closed")
@@ -163,7 +145,7 @@ class ReviewQueue:
 
 
 def _review(document: dict[str, Any]) -> Review:
-    values = {k: v for k, v in document.items() if not k.startswith("_") and k != "held_events"}
+    values = {k: v for k, v in document.items() if not k.startswith("_")}
     return Review.model_validate({**values, "id": document["_id"]})
 
 
@@ -201,7 +183,9 @@ async def review_emergency_access(
     review = await queue.find(review_id)
     # the policy is asked before anything about the review is revealed (even its absence)
     patient = review.patient if review is not None else None
-    await policy.enforce(principal, "write", ResourceRef(type="AuditEvent", patient=patient), AUDIT)
+    await policy.enforce(
+        principal, "write", ResourceRef(type="AccessReview", patient=patient), AUDIT
+    )
     if review is None:
         raise NotFound("no such review")
     return await queue.close(review, verdict, principal.id)

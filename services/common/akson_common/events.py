@@ -240,6 +240,20 @@ class MessageReceivedV1(EventPayload):
     received_at: datetime
 
 
+class EmergencyAccessReviewedV1(EventPayload):
+    """A break-glass access was reviewed. Identifiers and the verdict only; the reviewer's
+    comment stays in audit (it may describe the situation)."""
+
+    review_id: str
+    decision_id: str | None
+    patient: str
+    practitioner: str
+    organisation: str | None = None
+    outcome: Literal["justified", "not_justified"]
+    reviewer: str
+    reviewed_at: datetime
+
+
 class EnforcedDecision(EventPayload):
     decision_id: str
     allow: bool
@@ -283,6 +297,7 @@ VISIT_COMPLETED = Topic("journal.visit.completed", VisitCompletedV1, 1)
 SUPPLIES_USED = Topic("journal.supplies.used", SuppliesUsedV1, 1)
 EMERGENCY_ACCESS = Topic("journal.access.emergency", EmergencyAccessV1, 1)
 DECISIONS_ENFORCED = Topic("policy.decision.enforced", DecisionsEnforcedV1, 1)
+EMERGENCY_ACCESS_REVIEWED = Topic("audit.emergency_access.reviewed", EmergencyAccessReviewedV1, 1)
 EXPORT_EXPORTED = Topic("integrations.export.exported", ExportExportedV1, 1)
 EXPORT_REFUSED = Topic("integrations.export.refused", ExportRefusedV1, 1)
 MESSAGE_QUEUED = Topic("messaging.message.queued", MessageStatusChangedV1, 1)
@@ -307,6 +322,7 @@ CATALOGUE: dict[str, Topic[Any]] = {
         SUPPLIES_USED,
         EMERGENCY_ACCESS,
         DECISIONS_ENFORCED,
+        EMERGENCY_ACCESS_REVIEWED,
         EXPORT_EXPORTED,
         EXPORT_REFUSED,
         MESSAGE_QUEUED,

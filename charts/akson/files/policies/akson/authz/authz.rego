@@ -91,6 +91,9 @@ _tables_citizen_writable_types := data.akson.authz.citizen_writable_types
 _tables_audit_types := data.akson.authz.audit_types
 
 # regal ignore:unresolved-reference
+_tables_auditor_writable_types := data.akson.authz.auditor_writable_types
+
+# regal ignore:unresolved-reference
 _tables_emergency := data.akson.authz.emergency
 
 # --- outcome -------------------------------------------------------------------------
@@ -296,11 +299,23 @@ _sharing_consent_granted if {
 # --- auditor: audit data only, never clinical types ---------------------------------
 
 _auditor_granted if {
+	_is_auditor
+	input.action in _read_actions
+	input.resource.type in _tables_audit_types
+}
+
+# An auditor writes one thing: the outcome of a review (e.g. of an emergency access), never
+# the log itself.
+_auditor_granted if {
+	_is_auditor
+	input.action == "write"
+	input.resource.type in _tables_auditor_writable_types
+}
+
+_is_auditor if {
 	_kind
 	is_array(input.subject.roles)
 	"auditor" in input.subject.roles
-	input.action in _read_actions
-	input.resource.type in _tables_audit_types
 }
 
 # --- helpers -----------------------------------------------------------------------
