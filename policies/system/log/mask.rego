@@ -21,3 +21,10 @@ mask contains "/input/resource/content"
 mask contains "/input/resource/text"
 
 mask contains "/input/context/note"
+
+# The export policy (akson/export) is asked about whole outbound payloads; a refused one may
+# hold the very identifier it was refused for. The decision (allow, reasons, violation paths
+# and codes) is what an audit needs, not the payload or the file name it was to be written to.
+mask contains "/input/payload"
+
+mask contains "/input/file_name"

@@ -19,7 +19,10 @@ event := {
 	"result": {"allow": true, "reasons": ["care_relation"]},
 }
 
-clinical_paths := {"/input/resource/content", "/input/resource/text", "/input/context/note"}
+clinical_paths := {
+	"/input/resource/content", "/input/resource/text", "/input/context/note",
+	"/input/payload", "/input/file_name",
+}
 
 test_mask_clinical_content_erased if {
 	masked := log.mask with input as event
