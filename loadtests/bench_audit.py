@@ -20,12 +20,10 @@ import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "infra" / "local"), str(ROOT)]
 
+from measure import report, timed  # noqa: E402
 from stack import Stack, postgres_bin  # noqa: E402
 
 from akson_common.db import Database  # noqa: E402
@@ -43,22 +42,6 @@ from tests.support import system_token  # noqa: E402
 
 CATEGORIES = ("general", "general", "general", "mental_health", "demographics")
 REASONS_ALLOW = (["care_relation"], ["care_relation"], ["own_record"], ["emergency"])
-
-
-def report(name: str, samples_ms: list[float]) -> None:
-    samples_ms.sort()
-    p50 = statistics.median(samples_ms)
-    p99 = samples_ms[min(len(samples_ms) - 1, int(len(samples_ms) * 0.99))]
-    print(f"{name:<58} n={len(samples_ms):<5} p50={p50:8.2f} ms  p99={p99:8.2f} ms")  # noqa: T201
-
-
-async def timed(n: int, call: Callable[[int], Awaitable[Any]]) -> list[float]:
-    samples = []
-    for i in range(n):
-        started = time.perf_counter()
-        await call(i)
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
 
 
 def patient_id(n: int) -> str:
