@@ -25,6 +25,7 @@ from stack import ROOT, Stack
 
 from tests.support import (
     PractitionerFacts,
+    as_organisation_number,
     citizen_token,
     client_form,
     exchange_form,
@@ -92,6 +93,39 @@ class Platform:
 
     def exchange(self, subject_token: str, audience: str) -> str:
         return issued(token_response(self.endpoints, exchange_form(subject_token, audience)))
+
+    def relate(
+        self,
+        patient: str,
+        *,
+        hpr: str | None = None,
+        unit: str | None = None,
+        kind: str = "gp_list",
+        seen_by: str = "journal",
+    ) -> str:
+        """A care relation through master data (``unit`` may be any name: it stands for a
+        synthetic organisation number); returns once ``seen_by``'s projection has it."""
+        relation_id = f"rel-{uuid.uuid4().hex[:12]}"
+        body: dict[str, Any] = {
+            "relation_id": relation_id,
+            "patient": patient,
+            "kind": kind,
+            "period_start": "2020-01-01",
+        }
+        if hpr:
+            body["practitioner"] = hpr
+        if unit:
+            body["unit"] = as_organisation_number(unit)
+        token = self.client_token("masterdata", "CareRelation.write")
+        answer = httpx.put(
+            f"{self.url('masterdata')}/care-relations/{relation_id}",
+            json=body,
+            headers={"authorization": f"Bearer {token}"},
+            timeout=10.0,
+        )
+        assert answer.status_code == 204, answer.text
+        eventually(lambda: self.db(seen_by).care_relations.find_one({"_id": relation_id}))
+        return relation_id
 
     def db(self, service: str) -> Any:
         return self.mongo[f"akson_{service}"]

@@ -30,7 +30,7 @@ from akson_common.auth import unverified_claims
 from akson_common.db import Database
 from audit.store import DecisionStore
 from tests.integration.conftest import Platform, eventually
-from tests.integration.test_foundation import document_reference, give_gp_relation, gp_headers
+from tests.integration.test_foundation import document_reference, gp_headers
 from tests.support import new_patient_id
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,7 @@ def read_documents(
     http: httpx.Client, platform: Platform, patient: str, hpr: str, reads: int
 ) -> list[str]:
     """Record one document for the patient and read it ``reads`` times; the read decision ids."""
-    give_gp_relation(http, platform, patient, hpr)
+    platform.relate(patient, hpr=hpr)
     created = http.post(
         f"{platform.url('journal')}/fhir/R4/DocumentReference",
         json=document_reference(patient),

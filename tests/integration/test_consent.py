@@ -19,7 +19,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.consent import Consent
 
 from tests.integration.conftest import Platform, eventually
-from tests.integration.test_foundation import gp_headers, put_person, registry_headers
+from tests.integration.test_foundation import gp_headers, put_person
 from tests.support import new_patient_id
 
 pytestmark = pytest.mark.integration
@@ -81,24 +81,6 @@ def registered_by_system(http: httpx.Client, platform: Platform, body: dict[str,
     assert created.status_code == 201, created.text
     directive_id: str = created.json()["id"]
     return directive_id
-
-
-def give_care_relation(http: httpx.Client, platform: Platform, patient: str, hpr: str) -> None:
-    """Through master data; consent learns it from ``masterdata.care_relation.changed``."""
-    relation_id = f"rel-{uuid.uuid4().hex[:12]}"
-    answer = http.put(
-        f"{platform.url('masterdata')}/care-relations/{relation_id}",
-        json={
-            "relation_id": relation_id,
-            "patient": patient,
-            "kind": "gp_list",
-            "practitioner": hpr,
-            "period_start": "2020-01-01",
-        },
-        headers=registry_headers(platform),
-    )
-    assert answer.status_code == 204, answer.text
-    eventually(lambda: platform.db("consent").care_relations.find_one({"_id": relation_id}))
 
 
 def published(platform: Platform, directive_id: str) -> list[dict[str, Any]]:
@@ -205,7 +187,7 @@ def test_practitioner_needs_a_care_relation_and_gives_a_reason_that_never_leaves
     assert without_relation.status_code == 403
     assert "no_care_relation" in without_relation.json()["reasons"]
 
-    give_care_relation(http, platform, patient, hpr)
+    platform.relate(patient, hpr=hpr, seen_by="consent")
     no_reason = http.post(f"{base}/directives", json=body, headers=doctor)
     assert no_reason.status_code == 422, no_reason.text
     assert no_reason.headers["content-type"] == "application/problem+json"

@@ -85,23 +85,6 @@ def document_reference(patient: str, text: str = "Kontroll hos fastlege.") -> di
     }
 
 
-def give_gp_relation(http: httpx.Client, platform: Platform, patient: str, hpr: str) -> None:
-    relation_id = f"rel-{uuid.uuid4().hex[:12]}"
-    response = http.put(
-        f"{platform.url('masterdata')}/care-relations/{relation_id}",
-        json={
-            "relation_id": relation_id,
-            "patient": patient,
-            "kind": "gp_list",
-            "practitioner": hpr,
-            "period_start": "2020-01-01",
-        },
-        headers=registry_headers(platform),
-    )
-    assert response.status_code == 204, response.text
-    eventually(lambda: platform.db("journal").care_relations.find_one({"_id": relation_id}))
-
-
 # -- the stack itself ------------------------------------------------------------------------
 
 
@@ -240,7 +223,7 @@ def test_journal_read_asks_opa_and_returns_the_decision_id(
     platform: Platform, http: httpx.Client
 ) -> None:
     patient, hpr = new_patient_id(), "9144901"
-    give_gp_relation(http, platform, patient, hpr)
+    platform.relate(patient, hpr=hpr)
     created = http.post(
         f"{platform.url('journal')}/fhir/R4/DocumentReference",
         json=document_reference(patient),
@@ -273,7 +256,7 @@ def test_enforced_decision_ids_are_published_for_reconciliation(
     """Double recording: the journal publishes the ids of the decisions it enforced (allow and
     deny), batched, on `policy.decision.enforced`, with no patient or subject in the event."""
     patient, hpr = new_patient_id(), "9144903"
-    give_gp_relation(http, platform, patient, hpr)
+    platform.relate(patient, hpr=hpr)
     created = http.post(
         f"{platform.url('journal')}/fhir/R4/DocumentReference",
         json=document_reference(patient),
@@ -299,7 +282,7 @@ def test_with_opa_stopped_reads_are_denied_and_return_no_data(
     platform: Platform, http: httpx.Client
 ) -> None:
     patient, hpr = new_patient_id(), "9144902"
-    give_gp_relation(http, platform, patient, hpr)
+    platform.relate(patient, hpr=hpr)
     secret_text = "Pasienten har diabetes type 2."
     created = http.post(
         f"{platform.url('journal')}/fhir/R4/DocumentReference",
@@ -447,7 +430,7 @@ def test_trace_context_crosses_the_outbox_and_pub_sub(
 
 def test_no_health_data_or_names_in_any_log(platform: Platform, http: httpx.Client) -> None:
     patient, hpr = new_patient_id(), "9144904"
-    give_gp_relation(http, platform, patient, hpr)
+    platform.relate(patient, hpr=hpr)
     marker = f"Journalnotat-{uuid.uuid4().hex}"
     put_person(http, platform, patient, given_name=marker)
     created = http.post(

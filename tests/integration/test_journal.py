@@ -74,37 +74,6 @@ def registry(platform: Platform) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
-def relate(
-    http: httpx.Client,
-    platform: Platform,
-    patient: str,
-    *,
-    hpr: str | None = None,
-    unit: str | None = None,
-    kind: str = "gp_list",
-) -> str:
-    """A care relation through master data; returns once the journal's projection has it."""
-    relation_id = f"rel-{uuid.uuid4().hex[:12]}"
-    body: dict[str, Any] = {
-        "relation_id": relation_id,
-        "patient": patient,
-        "kind": kind,
-        "period_start": "2020-01-01",
-    }
-    if hpr:
-        body["practitioner"] = hpr
-    if unit:
-        body["unit"] = as_organisation_number(unit)
-    answer = http.put(
-        f"{platform.url('masterdata')}/care-relations/{relation_id}",
-        json=body,
-        headers=registry(platform),
-    )
-    assert answer.status_code == 204, answer.text
-    eventually(lambda: platform.db("journal").care_relations.find_one({"_id": relation_id}))
-    return relation_id
-
-
 def note(
     patient: str,
     *,
@@ -193,7 +162,7 @@ def test_create_read_and_versioned_update_with_if_match(
     platform: Platform, http: httpx.Client
 ) -> None:
     patient, hpr = new_patient_id(), new_hpr()
-    relate(http, platform, patient, hpr=hpr)
+    platform.relate(patient, hpr=hpr)
     gp = practitioner(platform, hpr)
     answer = http.post(
         f"{base(platform)}/DocumentReference",
@@ -250,7 +219,7 @@ def test_delete_marks_entered_in_error_and_nothing_is_removed(
     platform: Platform, http: httpx.Client
 ) -> None:
     patient, hpr = new_patient_id(), new_hpr()
-    relate(http, platform, patient, hpr=hpr)
+    platform.relate(patient, hpr=hpr)
     gp = practitioner(platform, hpr)
     document_id = create(http, platform, note(patient), gp)["id"]
     url = f"{base(platform)}/DocumentReference/{document_id}"
@@ -274,7 +243,7 @@ def test_delete_marks_entered_in_error_and_nothing_is_removed(
 
 def test_search_pages_with_totals_and_next_links(platform: Platform, http: httpx.Client) -> None:
     patient, hpr = new_patient_id(), new_hpr()
-    relate(http, platform, patient, hpr=hpr)
+    platform.relate(patient, hpr=hpr)
     gp = practitioner(platform, hpr)
     created = [
         create(http, platform, note(patient, date=f"2025-0{month}-15T10:00:00Z"), gp)["id"]
@@ -332,8 +301,8 @@ def test_filtered_search_total_and_paging_exclude_what_the_caller_may_not_see(
     the total, the pages and the next links count only the general ones."""
     patient, doctor, worker = new_patient_id(), new_hpr(), new_hpr()
     # sensitive notes need a relation with the writer's own unit (the GP office)
-    relate(http, platform, patient, hpr=doctor, unit="unit-gp-1")
-    relate(http, platform, patient, hpr=worker, kind="home_care")
+    platform.relate(patient, hpr=doctor, unit="unit-gp-1")
+    platform.relate(patient, hpr=worker, kind="home_care")
     gp = practitioner(platform, doctor)
     hf = practitioner(platform, worker, profession="HF", unit="unit-home-care")
     general = [
@@ -386,7 +355,7 @@ def test_filtered_search_total_and_paging_exclude_what_the_caller_may_not_see(
 
 def test_a_citizen_reads_their_own_record_only(platform: Platform, http: httpx.Client) -> None:
     patient, hpr = new_patient_id(), new_hpr()
-    relate(http, platform, patient, hpr=hpr)
+    platform.relate(patient, hpr=hpr)
     gp = practitioner(platform, hpr)
     document_id = create(http, platform, note(patient), gp)["id"]
     own = citizen(platform, patient)
@@ -418,7 +387,7 @@ def test_a_document_withheld_from_the_patient_is_not_shown_to_them(
 ) -> None:
     """new_policy: withheld_from_patient denies the citizen."""
     patient, hpr = new_patient_id(), new_hpr()
-    relate(http, platform, patient, hpr=hpr)
+    platform.relate(patient, hpr=hpr)
     gp = practitioner(platform, hpr)
     shown = create(http, platform, note(patient), gp)["id"]
     withheld = create(http, platform, note(patient, withheld=True), gp)["id"]
@@ -470,7 +439,7 @@ def test_a_lab_system_delivers_results_but_cannot_read_notes(
     platform: Platform, http: httpx.Client
 ) -> None:
     patient, hpr = new_patient_id(), new_hpr()
-    relate(http, platform, patient, hpr=hpr)
+    platform.relate(patient, hpr=hpr)
     gp = practitioner(platform, hpr)
     note_id = create(http, platform, note(patient), gp)["id"]
     system = lab(platform)
@@ -495,7 +464,7 @@ def test_a_lab_system_delivers_results_but_cannot_read_notes(
 def test_treating_personnel_look_up_lab_results(platform: Platform, http: httpx.Client) -> None:
     """new_policy: category lab_result for practitioners."""
     patient, hpr = new_patient_id(), new_hpr()
-    relate(http, platform, patient, hpr=hpr)
+    platform.relate(patient, hpr=hpr)
     observation, report = lab_report(patient)
     report_id = create(http, platform, report, lab(platform))["id"]
     gp = practitioner(platform, hpr)
@@ -541,8 +510,8 @@ def test_the_medication_list_keeps_every_version_and_who_changed_it(
 ) -> None:
     """new_policy: category medication."""
     patient, first, second = new_patient_id(), new_hpr(), new_hpr()
-    relate(http, platform, patient, hpr=first)
-    relate(http, platform, patient, hpr=second)
+    platform.relate(patient, hpr=first)
+    platform.relate(patient, hpr=second)
     gp, locum = practitioner(platform, first), practitioner(platform, second)
     statement = create(http, platform, medication(patient, "C07AB02"), gp)
     create(http, platform, medication(patient, "A10BA02"), gp)
@@ -570,8 +539,8 @@ def test_the_patient_summary_holds_only_what_the_caller_may_see(
     """Critical information, current medications and documents, each as the caller may see
     them (a mental-health note only for the GP whose office holds the relation)."""
     patient, doctor, worker = new_patient_id(), new_hpr(), new_hpr()
-    relate(http, platform, patient, hpr=doctor, unit="unit-gp-1")
-    relate(http, platform, patient, hpr=worker)
+    platform.relate(patient, hpr=doctor, unit="unit-gp-1")
+    platform.relate(patient, hpr=worker)
     gp = practitioner(platform, doctor)
     general = create(http, platform, note(patient), gp)["id"]
     mental = create(http, platform, note(patient, category="mental_health"), gp)["id"]
@@ -622,7 +591,7 @@ def test_a_finished_visit_emits_its_completion_without_the_patient(
     """new_policy: category visit."""
     patient, nurse = new_patient_id(), new_hpr()
     unit = "unit-home-care"
-    relate(http, platform, patient, unit=unit, kind="home_care")
+    platform.relate(patient, unit=unit, kind="home_care")
     sp = practitioner(platform, nurse, profession="SP", unit=unit)
     encounter = create(http, platform, visit(patient, nurse, unit), sp)
     url = f"{base(platform)}/Encounter/{encounter['id']}"
@@ -660,7 +629,7 @@ def test_supply_use_on_a_visit_emits_an_event_without_the_patient(
     """new_policy: category visit (the supply record is a write on the Encounter)."""
     patient, nurse = new_patient_id(), new_hpr()
     unit = "unit-home-care"
-    relate(http, platform, patient, unit=unit, kind="home_care")
+    platform.relate(patient, unit=unit, kind="home_care")
     sp = practitioner(platform, nurse, profession="SP", unit=unit)
     encounter = create(http, platform, visit(patient, nurse, unit, status="finished"), sp)
     answer = http.post(
@@ -697,7 +666,7 @@ def test_emergency_access_needs_a_reason_and_emits_an_event(
 ) -> None:
     """new_policy: emergency access with obligations notify_patient, review_emergency_access."""
     patient, doctor = new_patient_id(), new_hpr()
-    relate(http, platform, patient, hpr=doctor)
+    platform.relate(patient, hpr=doctor)
     document_id = create(http, platform, note(patient), practitioner(platform, doctor))["id"]
     url = f"{base(platform)}/DocumentReference/{document_id}"
     emergency_doctor = practitioner(platform, new_hpr(), unit="unit-emergency-clinic")
@@ -783,8 +752,8 @@ def test_a_block_hides_the_record_from_the_blocked_practitioner(
 ) -> None:
     """new_policy: an active block directive wins over the care relation."""
     patient, doctor, other = new_patient_id(), new_hpr(), new_hpr()
-    relate(http, platform, patient, hpr=doctor)
-    relate(http, platform, patient, hpr=other)
+    platform.relate(patient, hpr=doctor)
+    platform.relate(patient, hpr=other)
     gp = practitioner(platform, doctor)
     document_id = create(http, platform, note(patient), gp)["id"]
     blocked = practitioner(platform, other)
@@ -817,7 +786,7 @@ def test_invalid_and_oversized_resources_are_refused_without_echo(
     platform: Platform, http: httpx.Client
 ) -> None:
     patient, hpr = new_patient_id(), new_hpr()
-    relate(http, platform, patient, hpr=hpr)
+    platform.relate(patient, hpr=hpr)
     gp = practitioner(platform, hpr)
     marker = f"Hemmelig-{uuid.uuid4().hex}"
     invalid = note(patient, text=marker)
@@ -862,7 +831,7 @@ def test_with_opa_stopped_search_and_summary_return_no_data(
     platform: Platform, http: httpx.Client
 ) -> None:
     patient, hpr = new_patient_id(), new_hpr()
-    relate(http, platform, patient, hpr=hpr)
+    platform.relate(patient, hpr=hpr)
     gp = practitioner(platform, hpr)
     create(http, platform, note(patient, text="Skal ikke lekke."), gp)
     empty_patient = new_patient_id()
