@@ -268,6 +268,24 @@ class DecisionsEnforcedV1(EventPayload):
     decisions: tuple[EnforcedDecision, ...]
 
 
+class DecisionGapV1(EventPayload):
+    """A decision seen on one side of the double recording only, after the grace period
+    (``audit.alert.gap``), or such a gap filled later (``audit.alert.gap.resolved``: the missing
+    side arrived late). Identifiers and codes only.
+
+    ``side``: ``enforced_only`` — an enforcement point enforced it but OPA's decision log never
+    delivered it (a lost log entry); ``logged_only`` — OPA logged it but no enforcement point
+    reported enforcing it."""
+
+    decision_id: str
+    side: Literal["enforced_only", "logged_only"]
+    service: str | None = None
+    allow: bool | None = None
+    status: Literal["open", "resolved"]
+    detected_at: datetime
+    resolved_at: datetime | None = None
+
+
 P = TypeVar("P", bound=EventPayload)
 
 
@@ -298,6 +316,8 @@ SUPPLIES_USED = Topic("journal.supplies.used", SuppliesUsedV1, 1)
 EMERGENCY_ACCESS = Topic("journal.access.emergency", EmergencyAccessV1, 1)
 DECISIONS_ENFORCED = Topic("policy.decision.enforced", DecisionsEnforcedV1, 1)
 EMERGENCY_ACCESS_REVIEWED = Topic("audit.emergency_access.reviewed", EmergencyAccessReviewedV1, 1)
+DECISION_GAP = Topic("audit.alert.gap", DecisionGapV1, 1)
+DECISION_GAP_RESOLVED = Topic("audit.alert.gap.resolved", DecisionGapV1, 1)
 EXPORT_EXPORTED = Topic("integrations.export.exported", ExportExportedV1, 1)
 EXPORT_REFUSED = Topic("integrations.export.refused", ExportRefusedV1, 1)
 MESSAGE_QUEUED = Topic("messaging.message.queued", MessageStatusChangedV1, 1)
@@ -323,6 +343,8 @@ CATALOGUE: dict[str, Topic[Any]] = {
         EMERGENCY_ACCESS,
         DECISIONS_ENFORCED,
         EMERGENCY_ACCESS_REVIEWED,
+        DECISION_GAP,
+        DECISION_GAP_RESOLVED,
         EXPORT_EXPORTED,
         EXPORT_REFUSED,
         MESSAGE_QUEUED,
