@@ -31,6 +31,7 @@ from akson_common.db import Database
 from audit.store import DecisionStore
 from tests.integration.conftest import Platform, eventually
 from tests.integration.test_foundation import document_reference, give_gp_relation, gp_headers
+from tests.integration.test_masterdata import DIRECTORY, _hpr_serial, new_org_number, system
 from tests.support import new_patient_id
 
 pytestmark = pytest.mark.integration
@@ -304,6 +305,57 @@ def test_a_citizen_sees_a_new_access_to_their_record_within_seconds(
     assert all(a["hpr"] != hpr for a in others)
     gp = http.get(log_url, headers=gp_headers(platform, hpr, audience="audit"))
     assert gp.status_code == 403
+
+
+def test_the_citizens_access_log_names_who_accessed_from_master_data(
+    platform: Platform, http: httpx.Client
+) -> None:
+    """Name, profession and unit resolved from master data's register (public HPR and
+    organisation names, projected from its events); no clinical content."""
+    patient, hpr, unit = new_patient_id(), str(next(_hpr_serial)), new_org_number()
+    directory = system(platform, DIRECTORY)
+    base = platform.url("masterdata")
+    saved = http.put(
+        f"{base}/organisations/{unit}",
+        json={"org_number": unit, "name": "Legekontor Syntetisk", "municipality": "4601"},
+        headers=directory,
+    )
+    assert saved.status_code == 200, saved.text
+    doctor = {
+        "hpr_number": hpr,
+        "given_name": "Kari",
+        "family_name": "Lege",
+        "status_from": "2010-01-01",
+        "authorisations": [{"profession": "LE", "valid_from": "2010-01-01"}],
+        "employments": [{"unit": unit, "period_start": "2015-01-01"}],
+    }
+    saved = http.put(f"{base}/practitioners/{hpr}", json=doctor, headers=directory)
+    assert saved.status_code == 200, saved.text
+    eventually(lambda: platform.db("audit").practitioners.find_one({"_id": hpr}), timeout=15)
+    citizen = {
+        "authorization": f"Bearer {platform.token('audit', subject=patient, kind='citizen')}"
+    }
+    started = time.monotonic()
+    give_gp_relation(http, platform, patient, hpr)
+    created = http.post(
+        f"{platform.url('journal')}/fhir/R4/DocumentReference",
+        json=document_reference(patient),
+        headers=gp_headers(platform, hpr, unit=unit),
+    )
+    assert created.status_code == 201, created.text
+
+    def listed() -> list[dict[str, Any]]:
+        response = http.get(f"{platform.url('audit')}/audit/access-log", headers=citizen)
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return [a for a in items if a["resource_type"] == "DocumentReference"]
+
+    written = eventually(listed, timeout=10)[0]
+    assert time.monotonic() - started < 10
+    assert written["name"] == "Kari Lege" and written["profession"] == "LE"
+    assert written["unit"] == unit and written["unit_name"] == "Legekontor Syntetisk"
+    assert written["action"] == "write" and written["basis"] == ["care_relation"]
+    assert "Kontroll" not in str(written)
 
 
 # -- intake: idempotent, gap-free under concurrency ------------------------------------------

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
 from akson_common.settings import settings_for
-from audit import api, completeness, reviews
+from audit import api, completeness, directory, reviews
 from audit.intake import AuditSettings, router
 from audit.store import DecisionStore
 
@@ -21,6 +21,7 @@ def configure(app: FastAPI, platform: Platform) -> None:
     app.state.reviews = reviews.ReviewQueue(
         platform.database, platform.subscriptions, platform.outbox
     )
+    app.state.directory = directory.Directory(platform.database, platform.subscriptions)
     app.state.reconciler = completeness.Reconciler(
         platform.database,
         platform.subscriptions,

@@ -52,16 +52,22 @@ class CareRelationChangedV1(EventPayload):
 
 class PractitionerChangedV1(EventPayload):
     """A practitioner's authorisation or employment changed; ``status`` other than ``active``
-    means every session of that practitioner must end (the identity service revokes tokens)."""
+    means every session of that practitioner must end (the identity service revokes tokens).
+
+    ``name`` (given and family name) is public register data (the health personnel register,
+    HPR, publishes it), not health data: the citizen's access log shows who accessed a record by
+    name. No other personal data (birth date, address, contact details) is carried."""
 
     hpr_number: str
     status: Literal["active", "suspended", "revoked"]
     professions: tuple[str, ...]
     units: tuple[str, ...]
+    name: str | None = None
 
 
 class OrganisationChangedV1(EventPayload):
-    """An organisation or unit changed: identifiers and addressing facts, no names."""
+    """An organisation or unit changed: identifiers, addressing facts and its public name (the
+    register's name of a business, shown in citizens' access logs)."""
 
     org_number: str
     parent: str | None = None
@@ -69,6 +75,7 @@ class OrganisationChangedV1(EventPayload):
     service_type: str | None = None
     her_id: str | None = None
     on_platform: bool
+    name: str | None = None
 
 
 class AccountDisabledV1(EventPayload):
