@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
 from akson_common.settings import settings_for
-from audit import api, completeness, directory, reviews
+from audit import api, completeness, directory, reviews, signals
 from audit.intake import AuditSettings, router
 from audit.store import DecisionStore
 
@@ -45,7 +45,14 @@ async def stop(platform: Platform) -> None:
 app = create_service(
     settings,
     title="Akson audit",
-    routers=[router, api.router, api.citizen_router, reviews.router, completeness.router],
+    routers=[
+        router,
+        api.router,
+        api.citizen_router,
+        reviews.router,
+        completeness.router,
+        signals.router,
+    ],
     configure=configure,
     on_startup=start,
     on_shutdown=stop,
