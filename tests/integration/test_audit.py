@@ -650,3 +650,80 @@ def test_retention_prunes_whole_segments_from_the_start_and_the_rest_verifies(
     assert (kept.start, kept.checked, kept.last_position) == (21, 15, 35)
     assert broken.finding is not None
     assert (broken.finding.position, broken.finding.problem) == (21, "deleted")
+
+
+# -- snooping signals ------------------------------------------------------------------------
+
+
+def access_entry(
+    hpr: str,
+    patient: str,
+    at: datetime,
+    reasons: list[str],
+    protected: bool = False,
+    emergency_reason: str | None = None,
+) -> dict[str, Any]:
+    """A decision-log entry as OPA uploads it: a practitioner's allowed read of a record."""
+    return {
+        "decision_id": str(uuid.uuid4()),
+        "timestamp": at.isoformat().replace("+00:00", "Z"),
+        "path": "akson/authz/decision",
+        "labels": {"app": "akson-authz", "environment": "test"},
+        "input": {
+            "subject": {"id": f"hpr:{hpr}", "kind": "practitioner", "hpr_number": hpr},
+            "action": "read",
+            "resource": {"type": "DocumentReference", "patient": patient, "category": "general"},
+            "context": {
+                "care_relations": [],
+                "purpose": "treatment",
+                "patient": {"protected_address": protected, "deceased": False},
+                **({"emergency_reason": emergency_reason} if emergency_reason else {}),
+            },
+        },
+        "result": {"allow": True, "reasons": reasons, "obligations": []},
+    }
+
+
+def test_snooping_signals_flag_volume_protected_addresses_and_repeated_emergency(
+    platform: Platform, http: httpx.Client
+) -> None:
+    """Decisions go in through OPA's intake (as OPA uploads them, with past timestamps for the
+    baseline); the signals name each practitioner with the rule and numbers that fired."""
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    snooper, steady, hider, breaker = (str(next(_hpr_serial)) for _ in range(4))
+    batch = []
+    for days_ago in range(1, 8):  # a week of 2 patients a day each
+        for who in (snooper, steady):
+            for n in range(2):
+                patient = f"base-{who}-{days_ago}-{n}"
+                at = now - timedelta(days=days_ago)
+                batch.append(access_entry(who, patient, at, ["care_relation"]))
+    batch += [access_entry(snooper, new_patient_id(), now, ["care_relation"]) for _ in range(15)]
+    batch += [access_entry(steady, new_patient_id(), now, ["care_relation"]) for _ in range(2)]
+    hidden = new_patient_id()
+    batch.append(access_entry(hider, hidden, now, ["care_relation"], protected=True))
+    batch += [
+        access_entry(breaker, new_patient_id(), now, ["emergency"], emergency_reason="unconscious")
+        for _ in range(3)
+    ]
+    assert upload(http, platform, batch) == 204
+    signals_url = f"{platform.url('audit')}/audit/signals"
+    response = http.get(signals_url, params={"baseline_days": 7}, headers=auditor(platform))
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    mine = {(s["rule"], s["practitioner"]): s for s in items}
+
+    volume = mine[("unusual_volume", snooper)]
+    assert volume["count"] == 15 and volume["numbers"]["baseline_mean"] == 2.0
+    assert "15 distinct patients" in volume["explanation"]
+    assert ("unusual_volume", steady) not in mine
+    protected = mine[("protected_address", hider)]
+    assert protected["patient"] == hidden and protected["count"] == 1
+    assert ("protected_address", snooper) not in mine
+    emergency = mine[("repeated_emergency", breaker)]
+    assert emergency["count"] == 3 and "only by emergency" in emergency["explanation"]
+    assert ("repeated_emergency", snooper) not in mine
+
+    # auditors only
+    gp = http.get(signals_url, headers=gp_headers(platform, snooper, audience="audit"))
+    assert gp.status_code == 403

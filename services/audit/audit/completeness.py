@@ -13,9 +13,9 @@ the reconciler:
 
 1. takes the pending logged ids and looks them up in ``enforced`` (``_id`` ``$in``): an id on
    both sides is complete and leaves both;
-2. takes the pending enforced ids and looks the rest up in ``decisions`` (the chain itself: a
-   re-sent enforcement, or an intake that stopped between the chain and ``logged``): found ones
-   are complete;
+2. takes the pending enforced ids that waited out the grace period and looks them up in
+   ``decisions`` (the chain itself: a re-sent enforcement, or an intake that stopped between the
+   chain and ``logged``): found ones are complete (and leave ``logged`` too);
 3. an id still on one side only once it has waited ``grace`` seconds since it arrived is a
    **gap**: one document in ``gaps`` (``_id`` = decision id, so a gap is raised once whatever
    the number of replicas) with its ``audit.alert.gap`` event, through the outbox;
@@ -160,25 +160,29 @@ class Reconciler:
             counts["raised"] += await self._raise(
                 [_gap(d["_id"], "logged_only", None, None, now) for d in expired]
             )
-            done = {*on_both, *known, *(d["_id"] for d in expired)}
+            finished = {*on_both, *known, *(d["_id"] for d in expired)}
             counts["matched"] += len(on_both)
-            await self._forget(self.logged, done)
+            await self._forget(self.logged, finished)
         enforced = await self.enforced.find({}).to_list(None)
         for chunk in _chunks(enforced):
             ids = [d["_id"] for d in chunk]
             in_chain = await self._ids(self.decisions, ids)
             counts["resolved"] += await self._resolve(list(in_chain), now)
-            counts["matched"] += len(in_chain)
-            expired = [
-                d for d in chunk if d["_id"] not in in_chain and _aware(d["seen_at"]) <= cutoff
-            ]
+            expired = [d for d in chunk if _aware(d["seen_at"]) <= cutoff]
+            # in the chain: complete. Only forgotten once expired: the intake writes the chain
+            # before ``logged``, so a young one is left for the logged side to meet (forgetting
+            # it now would leave that logged id alone: a false gap)
+            done = [d["_id"] for d in expired if d["_id"] in in_chain]
+            counts["matched"] += len(done)
+            missing = [d for d in expired if d["_id"] not in in_chain]
             counts["raised"] += await self._raise(
                 [
                     _gap(d["_id"], "enforced_only", d.get("service"), d.get("allow"), now)
-                    for d in expired
+                    for d in missing
                 ]
             )
-            await self._forget(self.enforced, [*in_chain, *(d["_id"] for d in expired)])
+            await self._forget(self.enforced, [*done, *(d["_id"] for d in missing)])
+            await self._forget(self.logged, done)
         if counts["raised"] or counts["resolved"]:
             log.warning("decision log reconciled", extra=counts)
         return counts
