@@ -329,14 +329,19 @@ def test_the_citizens_access_log_names_who_accessed_from_master_data(
         "authorisations": [{"profession": "LE", "valid_from": "2010-01-01"}],
         "employments": [{"unit": unit, "period_start": "2015-01-01"}],
     }
+    # the relation helper registers the practitioner with generic facts: name them afterwards
+    give_gp_relation(http, platform, patient, hpr)
     saved = http.put(f"{base}/practitioners/{hpr}", json=doctor, headers=directory)
     assert saved.status_code == 200, saved.text
-    eventually(lambda: platform.db("audit").practitioners.find_one({"_id": hpr}), timeout=15)
+    practitioners = platform.db("audit").practitioners
+    eventually(
+        lambda: (practitioners.find_one({"_id": hpr}) or {}).get("name") == "Kari Lege",
+        timeout=15,
+    )
     citizen = {
         "authorization": f"Bearer {platform.token('audit', subject=patient, kind='citizen')}"
     }
     started = time.monotonic()
-    give_gp_relation(http, platform, patient, hpr)
     created = http.post(
         f"{platform.url('journal')}/fhir/R4/DocumentReference",
         json=document_reference(patient),
