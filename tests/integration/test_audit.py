@@ -313,11 +313,19 @@ def test_the_citizens_access_log_names_who_accessed_from_master_data(
     """Name, profession and unit resolved from master data's register (public HPR and
     organisation names, projected from its events); no clinical content."""
     patient, hpr, unit = new_patient_id(), str(next(_hpr_serial)), new_org_number()
+    # the token helper registers the practitioner and unit with generic facts: name them after
+    gp = gp_headers(platform, hpr, unit=unit)
+    give_gp_relation(http, platform, patient, hpr)
     directory = system(platform, DIRECTORY)
     base = platform.url("masterdata")
     saved = http.put(
         f"{base}/organisations/{unit}",
-        json={"org_number": unit, "name": "Legekontor Syntetisk", "municipality": "4601"},
+        json={
+            "org_number": unit,
+            "name": "Legekontor Syntetisk",
+            "municipality": "4601",
+            "parent": "974760673",
+        },
         headers=directory,
     )
     assert saved.status_code == 200, saved.text
@@ -325,17 +333,19 @@ def test_the_citizens_access_log_names_who_accessed_from_master_data(
         "hpr_number": hpr,
         "given_name": "Kari",
         "family_name": "Lege",
-        "status_from": "2010-01-01",
-        "authorisations": [{"profession": "LE", "valid_from": "2010-01-01"}],
-        "employments": [{"unit": unit, "period_start": "2015-01-01"}],
+        "status_from": "2000-01-01",
+        "authorisations": [{"profession": "LE", "valid_from": "2000-01-01"}],
+        "employments": [{"unit": unit, "period_start": "2000-01-01"}],
     }
-    # the relation helper registers the practitioner with generic facts: name them afterwards
-    give_gp_relation(http, platform, patient, hpr)
     saved = http.put(f"{base}/practitioners/{hpr}", json=doctor, headers=directory)
     assert saved.status_code == 200, saved.text
-    practitioners = platform.db("audit").practitioners
+    audit_db = platform.db("audit")
     eventually(
-        lambda: (practitioners.find_one({"_id": hpr}) or {}).get("name") == "Kari Lege",
+        lambda: (
+            (audit_db.practitioners.find_one({"_id": hpr}) or {}).get("name") == "Kari Lege"
+            and (audit_db.organisations.find_one({"_id": unit}) or {}).get("name")
+            == "Legekontor Syntetisk"
+        ),
         timeout=15,
     )
     citizen = {
@@ -345,7 +355,7 @@ def test_the_citizens_access_log_names_who_accessed_from_master_data(
     created = http.post(
         f"{platform.url('journal')}/fhir/R4/DocumentReference",
         json=document_reference(patient),
-        headers=gp_headers(platform, hpr, unit=unit),
+        headers=gp,
     )
     assert created.status_code == 201, created.text
 
@@ -359,6 +369,7 @@ def test_the_citizens_access_log_names_who_accessed_from_master_data(
     assert time.monotonic() - started < 10
     assert written["name"] == "Kari Lege" and written["profession"] == "LE"
     assert written["unit"] == unit and written["unit_name"] == "Legekontor Syntetisk"
+    assert written["organisation"] == "974760673" and written["organisation_name"]
     assert written["action"] == "write" and written["basis"] == ["care_relation"]
     assert "Kontroll" not in str(written)
 
