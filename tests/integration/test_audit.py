@@ -743,3 +743,15 @@ def test_snooping_signals_flag_volume_protected_addresses_and_repeated_emergency
     # auditors only
     gp = http.get(signals_url, headers=gp_headers(platform, snooper, audience="audit"))
     assert gp.status_code == 403
+    # the same from the CLI, as a table with the reason in words
+    env = {"AKSON_AUDIT_URL": platform.url("audit"), "AKSON_TOKEN": auditor_token(platform)}
+    result = subprocess.run(
+        [sys.executable, "-m", "audit.cli", "signals", "--baseline-days", "7"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if snooper in line)
+    assert "unusual_volume" in row and "15 distinct patients" in row
