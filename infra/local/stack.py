@@ -599,6 +599,10 @@ class Stack:
                 app_env.update(self._identity_env(prefix))
             if s == "integrations":
                 app_env.update({f"{prefix}{k}": v for k, v in INTEGRATIONS_ENV.items()})
+            if s == "audit":
+                # double recording: report a one-sided decision 10 s after it arrived
+                app_env[f"{prefix}RECONCILE_GRACE_SECONDS"] = "10"
+                app_env[f"{prefix}RECONCILE_INTERVAL_SECONDS"] = "1"
             if s == "messaging":
                 app_env[f"{prefix}INBOUND_TOKEN"] = tokens["message_inbound_token"]
                 app_env.update({f"{prefix}{k}": v for k, v in MESSAGING_TIMINGS.items()})

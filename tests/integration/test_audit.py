@@ -31,6 +31,7 @@ from akson_common.db import Database
 from audit.store import DecisionStore
 from tests.integration.conftest import Platform, eventually
 from tests.integration.test_foundation import document_reference, gp_headers
+from tests.integration.test_masterdata import DIRECTORY, _hpr_serial, new_org_number, system
 from tests.support import new_patient_id
 
 pytestmark = pytest.mark.integration
@@ -304,6 +305,73 @@ def test_a_citizen_sees_a_new_access_to_their_record_within_seconds(
     assert all(a["hpr"] != hpr for a in others)
     gp = http.get(log_url, headers=gp_headers(platform, hpr, audience="audit"))
     assert gp.status_code == 403
+
+
+def test_the_citizens_access_log_names_who_accessed_from_master_data(
+    platform: Platform, http: httpx.Client
+) -> None:
+    """Name, profession and unit resolved from master data's register (public HPR and
+    organisation names, projected from its events); no clinical content."""
+    patient, hpr, unit = new_patient_id(), str(next(_hpr_serial)), new_org_number()
+    # the token helper registers the practitioner and unit with generic facts: name them after
+    gp = gp_headers(platform, hpr, unit=unit)
+    platform.relate(patient, hpr=hpr)
+    directory = system(platform, DIRECTORY)
+    base = platform.url("masterdata")
+    saved = http.put(
+        f"{base}/organisations/{unit}",
+        json={
+            "org_number": unit,
+            "name": "Legekontor Syntetisk",
+            "municipality": "4601",
+            "parent": "974760673",
+        },
+        headers=directory,
+    )
+    assert saved.status_code == 200, saved.text
+    doctor = {
+        "hpr_number": hpr,
+        "given_name": "Kari",
+        "family_name": "Lege",
+        "status_from": "2000-01-01",
+        "authorisations": [{"profession": "LE", "valid_from": "2000-01-01"}],
+        "employments": [{"unit": unit, "period_start": "2000-01-01"}],
+    }
+    saved = http.put(f"{base}/practitioners/{hpr}", json=doctor, headers=directory)
+    assert saved.status_code == 200, saved.text
+    audit_db = platform.db("audit")
+    eventually(
+        lambda: (
+            (audit_db.practitioners.find_one({"_id": hpr}) or {}).get("name") == "Kari Lege"
+            and (audit_db.organisations.find_one({"_id": unit}) or {}).get("name")
+            == "Legekontor Syntetisk"
+        ),
+        timeout=15,
+    )
+    citizen = {
+        "authorization": f"Bearer {platform.token('audit', subject=patient, kind='citizen')}"
+    }
+    started = time.monotonic()
+    created = http.post(
+        f"{platform.url('journal')}/fhir/R4/DocumentReference",
+        json=document_reference(patient),
+        headers=gp,
+    )
+    assert created.status_code == 201, created.text
+
+    def listed() -> list[dict[str, Any]]:
+        response = http.get(f"{platform.url('audit')}/audit/access-log", headers=citizen)
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return [a for a in items if a["resource_type"] == "DocumentReference"]
+
+    written = eventually(listed, timeout=10)[0]
+    assert time.monotonic() - started < 10
+    assert written["name"] == "Kari Lege" and written["profession"] == "LE"
+    assert written["unit"] == unit and written["unit_name"] == "Legekontor Syntetisk"
+    assert written["organisation"] == "974760673" and written["organisation_name"]
+    assert written["action"] == "write" and written["basis"] == ["care_relation"]
+    assert "Kontroll" not in str(written)
 
 
 # -- intake: idempotent, gap-free under concurrency ------------------------------------------
@@ -598,3 +666,92 @@ def test_retention_prunes_whole_segments_from_the_start_and_the_rest_verifies(
     assert (kept.start, kept.checked, kept.last_position) == (21, 15, 35)
     assert broken.finding is not None
     assert (broken.finding.position, broken.finding.problem) == (21, "deleted")
+
+
+# -- snooping signals ------------------------------------------------------------------------
+
+
+def access_entry(
+    hpr: str,
+    patient: str,
+    at: datetime,
+    reasons: list[str],
+    protected: bool = False,
+    emergency_reason: str | None = None,
+) -> dict[str, Any]:
+    """A decision-log entry as OPA uploads it: a practitioner's allowed read of a record."""
+    return {
+        "decision_id": str(uuid.uuid4()),
+        "timestamp": at.isoformat().replace("+00:00", "Z"),
+        "path": "akson/authz/decision",
+        "labels": {"app": "akson-authz", "environment": "test"},
+        "input": {
+            "subject": {"id": f"hpr:{hpr}", "kind": "practitioner", "hpr_number": hpr},
+            "action": "read",
+            "resource": {"type": "DocumentReference", "patient": patient, "category": "general"},
+            "context": {
+                "care_relations": [],
+                "purpose": "treatment",
+                "patient": {"protected_address": protected, "deceased": False},
+                **({"emergency_reason": emergency_reason} if emergency_reason else {}),
+            },
+        },
+        "result": {"allow": True, "reasons": reasons, "obligations": []},
+    }
+
+
+def test_snooping_signals_flag_volume_protected_addresses_and_repeated_emergency(
+    platform: Platform, http: httpx.Client
+) -> None:
+    """Decisions go in through OPA's intake (as OPA uploads them, with past timestamps for the
+    baseline); the signals name each practitioner with the rule and numbers that fired."""
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    snooper, steady, hider, breaker = (str(next(_hpr_serial)) for _ in range(4))
+    batch = []
+    for days_ago in range(1, 8):  # a week of 2 patients a day each
+        for who in (snooper, steady):
+            for n in range(2):
+                patient = f"base-{who}-{days_ago}-{n}"
+                at = now - timedelta(days=days_ago)
+                batch.append(access_entry(who, patient, at, ["care_relation"]))
+    batch += [access_entry(snooper, new_patient_id(), now, ["care_relation"]) for _ in range(15)]
+    batch += [access_entry(steady, new_patient_id(), now, ["care_relation"]) for _ in range(2)]
+    hidden = new_patient_id()
+    batch.append(access_entry(hider, hidden, now, ["care_relation"], protected=True))
+    batch += [
+        access_entry(breaker, new_patient_id(), now, ["emergency"], emergency_reason="unconscious")
+        for _ in range(3)
+    ]
+    assert upload(http, platform, batch) == 204
+    signals_url = f"{platform.url('audit')}/audit/signals"
+    response = http.get(signals_url, params={"baseline_days": 7}, headers=auditor(platform))
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    mine = {(s["rule"], s["practitioner"]): s for s in items}
+
+    volume = mine[("unusual_volume", snooper)]
+    assert volume["count"] == 15 and volume["numbers"]["baseline_mean"] == 2.0
+    assert "15 distinct patients" in volume["explanation"]
+    assert ("unusual_volume", steady) not in mine
+    protected = mine[("protected_address", hider)]
+    assert protected["patient"] == hidden and protected["count"] == 1
+    assert ("protected_address", snooper) not in mine
+    emergency = mine[("repeated_emergency", breaker)]
+    assert emergency["count"] == 3 and "only by emergency" in emergency["explanation"]
+    assert ("repeated_emergency", snooper) not in mine
+
+    # auditors only
+    gp = http.get(signals_url, headers=gp_headers(platform, snooper, audience="audit"))
+    assert gp.status_code == 403
+    # the same from the CLI, as a table with the reason in words
+    env = {"AKSON_AUDIT_URL": platform.url("audit"), "AKSON_TOKEN": auditor_token(platform)}
+    result = subprocess.run(
+        [sys.executable, "-m", "audit.cli", "signals", "--baseline-days", "7"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if snooper in line)
+    assert "unusual_volume" in row and "15 distinct patients" in row

@@ -22,6 +22,7 @@ from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
 from akson_common.errors import PROTECTED_RESPONSES, NotFound, Problem
 from akson_common.policy import Action, Policy, PolicyContext, PolicyEnforcementPoint, ResourceRef
+from audit.directory import Directory
 from audit.store import DecisionStore
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses=PROTECTED_RESPONSES)
@@ -29,6 +30,7 @@ AUDIT = PolicyContext(purpose="audit")
 NDJSON = "application/x-ndjson"
 
 Store = Annotated[DecisionStore, Depends(state_dependency("decisions", DecisionStore))]
+Names = Annotated[Directory, Depends(state_dependency("directory", Directory))]
 Identifier = Annotated[str | None, Query(min_length=1, max_length=80)]
 
 
@@ -328,9 +330,12 @@ class AccessView(BaseModel):
     actor: str | None
     actor_kind: str | None
     hpr: str | None
+    name: str | None  # from master data (public register data); None when not known
     profession: str | None
     organisation: str | None
+    organisation_name: str | None
     unit: str | None
+    unit_name: str | None
     municipality: str | None
     action: str | None
     resource_type: str | None
@@ -353,6 +358,7 @@ async def my_access_log(
     principal: CurrentPrincipal,
     policy: Policy,
     store: Store,
+    directory: Names,
     count: Annotated[int, Query(alias="_count", ge=1, le=200)] = 50,
     cursor: Annotated[int | None, Query(ge=1)] = None,
 ) -> AccessPage:
@@ -372,18 +378,25 @@ async def my_access_log(
     if before is not None:
         url = request.url.include_query_params(cursor=before)
         following = f"{url.path}?{url.query}"
+    views = [view(document) for document in documents]
+    people = await directory.practitioner_names(v.hpr for v in views)
+    places = await directory.organisation_names(
+        [*(v.organisation for v in views), *(v.unit for v in views)]
+    )
     items = []
-    for document in documents:
-        item = view(document)
+    for item in views:
         items.append(
             AccessView(
                 at=item.at,
                 actor=item.actor,
                 actor_kind=item.actor_kind,
                 hpr=item.hpr,
+                name=people.get(item.hpr or ""),
                 profession=item.profession,
                 organisation=item.organisation,
+                organisation_name=places.get(item.organisation or ""),
                 unit=item.unit,
+                unit_name=places.get(item.unit or ""),
                 municipality=item.municipality,
                 action=item.action,
                 resource_type=item.resource_type,

@@ -6,6 +6,8 @@
     akson-audit export [filters] [--format ndjson|csv] [-o FILE]
     akson-audit reviews [--status open|closed]                emergency-access review queue
     akson-audit review ID justified|not_justified COMMENT
+    akson-audit gaps [--status open|resolved]                 decisions seen on one side only
+    akson-audit signals [--day D] [--baseline-days N]         snooping signals, explained
     akson-audit verify [--api]      recompute the hash chain (from the database; --api: through
                                     the service) and name the first broken position
     akson-audit prune [--days N]    retention: drop whole checkpoint segments older than N days
@@ -54,6 +56,22 @@ REVIEW_COLUMNS = (
     ("outcome", "outcome"),
 )
 
+GAP_COLUMNS = (
+    ("decision_id", "decision"),
+    ("side", "side"),
+    ("service", "service"),
+    ("status", "status"),
+    ("detected_at", "detected (UTC)"),
+    ("resolved_at", "resolved (UTC)"),
+)
+SIGNAL_COLUMNS = (
+    ("rule", "rule"),
+    ("practitioner", "practitioner"),
+    ("patient", "patient"),
+    ("count", "count"),
+    ("explanation", "why"),
+)
+
 
 def fail(message: str) -> NoReturn:
     sys.stderr.write(f"akson-audit: {message}\n")
@@ -65,7 +83,7 @@ def cell(name: str, value: Any) -> str:
         return "allow" if value else "DENY"
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
-    if name in {"at", "accessed_at"} and isinstance(value, str):
+    if name in {"at", "accessed_at", "detected_at", "resolved_at"} and isinstance(value, str):
         return value[:19].replace("T", " ")
     return "" if value is None else str(value)
 
@@ -166,6 +184,23 @@ def run_review(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def run_gaps(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+    params = {"status": args.status} if args.status else {}
+    items = api.get("/audit/gaps", params)["items"]
+    out.write(table(items, GAP_COLUMNS) + f"\n{len(items)} gap(s)\n")
+    return 0
+
+
+def run_signals(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+    params: dict[str, Any] = {"baseline_days": args.baseline_days}
+    if args.day:
+        params["day"] = args.day
+    page = api.get("/audit/signals", params)
+    items = page["items"]
+    out.write(table(items, SIGNAL_COLUMNS) + f"\n{len(items)} signal(s) for {page['day']}\n")
+    return 0
+
+
 def run_verify(args: argparse.Namespace, out: TextIO) -> int:
     if args.api:
         result = Api(args.url, args.token).get("/audit/chain/verify")
@@ -243,6 +278,11 @@ def parser() -> argparse.ArgumentParser:
     review.add_argument("review_id")
     review.add_argument("outcome", choices=["justified", "not_justified"])
     review.add_argument("comment")
+    gaps = commands.add_parser("gaps", help="decisions seen on one side of double recording")
+    gaps.add_argument("--status", choices=["open", "resolved"])
+    signals = commands.add_parser("signals", help="snooping signals with their reasons")
+    signals.add_argument("--day", help="YYYY-MM-DD (default today, UTC)")
+    signals.add_argument("--baseline-days", type=int, default=14)
     verify = commands.add_parser("verify", help="recompute the hash chain")
     verify.add_argument("--api", action="store_true", help="through the service, not the DB")
     prune = commands.add_parser("prune", help="apply the retention period")
@@ -262,6 +302,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         "export": run_export,
         "reviews": run_reviews,
         "review": run_review,
+        "gaps": run_gaps,
+        "signals": run_signals,
     }
     return commands[args.command](api, args, out)
 

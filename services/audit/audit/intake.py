@@ -18,6 +18,7 @@ from pydantic import Field
 
 from akson_common.errors import BadRequest, Unauthorized
 from akson_common.settings import ServiceSettings
+from audit.completeness import Reconciler
 from audit.store import DecisionStore
 
 log = logging.getLogger("akson.audit.intake")
@@ -32,6 +33,9 @@ class AuditSettings(ServiceSettings):
     # AKSON_AUDIT_RETENTION_DAYS: decisions older than this are pruned by whole checkpoint
     # segments (`akson-audit prune`); 0 keeps everything
     retention_days: int = Field(default=0, ge=0)
+    # double recording: an id seen on one side only this long after it arrived is a gap
+    reconcile_grace_seconds: float = Field(default=120.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=10.0, gt=0)
 
 
 @router.post(
@@ -63,6 +67,11 @@ async def receive_decision_logs(
     ):
         raise BadRequest("every entry needs a decision_id")
     store: DecisionStore = request.app.state.decisions
-    stored = await store.append(batch)
+    new_ids: list[str] = []
+    stored = await store.append(batch, new_ids)
+    # then the reconciliation queue: a crash in between leaves the decision in the chain,
+    # where the reconciler looks too, so nothing is reported missing that is stored
+    reconciler: Reconciler = request.app.state.reconciler
+    await reconciler.logged_now(new_ids)
     log.info("decision logs received", extra={"received": len(batch), "stored": stored})
     return Response(status_code=status.HTTP_204_NO_CONTENT)

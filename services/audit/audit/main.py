@@ -6,11 +6,12 @@ from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
 from akson_common.settings import settings_for
-from audit import api, reviews
+from audit import api, completeness, directory, reviews, signals
 from audit.intake import AuditSettings, router
 from audit.store import DecisionStore
 
 settings = settings_for(AuditSettings, "audit")
+background: list[completeness.Reconciler] = []
 
 
 def configure(app: FastAPI, platform: Platform) -> None:
@@ -20,11 +21,39 @@ def configure(app: FastAPI, platform: Platform) -> None:
     app.state.reviews = reviews.ReviewQueue(
         platform.database, platform.subscriptions, platform.outbox
     )
+    app.state.directory = directory.Directory(platform.database, platform.subscriptions)
+    app.state.reconciler = completeness.Reconciler(
+        platform.database,
+        platform.subscriptions,
+        platform.outbox,
+        grace_seconds=settings.reconcile_grace_seconds,
+        interval_seconds=settings.reconcile_interval_seconds,
+    )
+    background.append(app.state.reconciler)
+
+
+async def start(platform: Platform) -> None:
+    for task in background:
+        task.start()
+
+
+async def stop(platform: Platform) -> None:
+    for task in background:
+        await task.stop()
 
 
 app = create_service(
     settings,
     title="Akson audit",
-    routers=[router, api.router, api.citizen_router, reviews.router],
+    routers=[
+        router,
+        api.router,
+        api.citizen_router,
+        reviews.router,
+        completeness.router,
+        signals.router,
+    ],
     configure=configure,
+    on_startup=start,
+    on_shutdown=stop,
 )

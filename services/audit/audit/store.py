@@ -83,8 +83,9 @@ class DecisionStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    async def append(self, entries: list[dict[str, Any]]) -> int:
-        """Store each entry once, in order, chained; return how many were new."""
+    async def append(self, entries: list[dict[str, Any]], new_ids: list[str] | None = None) -> int:
+        """Store each entry once, in order, chained; return how many were new (and add their
+        decision ids to ``new_ids`` when given)."""
         seen: set[str] = set()
         pending = []
         for entry in entries:
@@ -113,6 +114,8 @@ class DecisionStore:
                     if failed:
                         await self._advance(links[:failed])
                     stored += failed
+                    if new_ids is not None:
+                        new_ids.extend(decision_id for decision_id, _ in pending[:failed])
                     conflict = await self.decisions.find_one(
                         {"position": links[failed].position}, {"_id": 1}
                     )
@@ -125,6 +128,8 @@ class DecisionStore:
                     continue
                 await self._advance(links)
                 stored += len(links)
+                if new_ids is not None:
+                    new_ids.extend(decision_id for decision_id, _ in pending)
                 pending = []
             raise RuntimeError("could not append to the decision chain (too much contention)")
         return stored

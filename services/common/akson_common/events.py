@@ -52,16 +52,22 @@ class CareRelationChangedV1(EventPayload):
 
 class PractitionerChangedV1(EventPayload):
     """A practitioner's authorisation or employment changed; ``status`` other than ``active``
-    means every session of that practitioner must end (the identity service revokes tokens)."""
+    means every session of that practitioner must end (the identity service revokes tokens).
+
+    ``name`` (given and family name) is public register data (the health personnel register,
+    HPR, publishes it), not health data: the citizen's access log shows who accessed a record by
+    name. No other personal data (birth date, address, contact details) is carried."""
 
     hpr_number: str
     status: Literal["active", "suspended", "revoked"]
     professions: tuple[str, ...]
     units: tuple[str, ...]
+    name: str | None = None
 
 
 class OrganisationChangedV1(EventPayload):
-    """An organisation or unit changed: identifiers and addressing facts, no names."""
+    """An organisation or unit changed: identifiers, addressing facts and its public name (the
+    register's name of a business, shown in citizens' access logs)."""
 
     org_number: str
     parent: str | None = None
@@ -69,6 +75,7 @@ class OrganisationChangedV1(EventPayload):
     service_type: str | None = None
     her_id: str | None = None
     on_platform: bool
+    name: str | None = None
 
 
 class AccountDisabledV1(EventPayload):
@@ -268,6 +275,24 @@ class DecisionsEnforcedV1(EventPayload):
     decisions: tuple[EnforcedDecision, ...]
 
 
+class DecisionGapV1(EventPayload):
+    """A decision seen on one side of the double recording only, after the grace period
+    (``audit.alert.gap``), or such a gap filled later (``audit.alert.gap.resolved``: the missing
+    side arrived late). Identifiers and codes only.
+
+    ``side``: ``enforced_only`` — an enforcement point enforced it but OPA's decision log never
+    delivered it (a lost log entry); ``logged_only`` — OPA logged it but no enforcement point
+    reported enforcing it."""
+
+    decision_id: str
+    side: Literal["enforced_only", "logged_only"]
+    service: str | None = None
+    allow: bool | None = None
+    status: Literal["open", "resolved"]
+    detected_at: datetime
+    resolved_at: datetime | None = None
+
+
 P = TypeVar("P", bound=EventPayload)
 
 
@@ -298,6 +323,8 @@ SUPPLIES_USED = Topic("journal.supplies.used", SuppliesUsedV1, 1)
 EMERGENCY_ACCESS = Topic("journal.access.emergency", EmergencyAccessV1, 1)
 DECISIONS_ENFORCED = Topic("policy.decision.enforced", DecisionsEnforcedV1, 1)
 EMERGENCY_ACCESS_REVIEWED = Topic("audit.emergency_access.reviewed", EmergencyAccessReviewedV1, 1)
+DECISION_GAP = Topic("audit.alert.gap", DecisionGapV1, 1)
+DECISION_GAP_RESOLVED = Topic("audit.alert.gap.resolved", DecisionGapV1, 1)
 EXPORT_EXPORTED = Topic("integrations.export.exported", ExportExportedV1, 1)
 EXPORT_REFUSED = Topic("integrations.export.refused", ExportRefusedV1, 1)
 MESSAGE_QUEUED = Topic("messaging.message.queued", MessageStatusChangedV1, 1)
@@ -323,6 +350,8 @@ CATALOGUE: dict[str, Topic[Any]] = {
         EMERGENCY_ACCESS,
         DECISIONS_ENFORCED,
         EMERGENCY_ACCESS_REVIEWED,
+        DECISION_GAP,
+        DECISION_GAP_RESOLVED,
         EXPORT_EXPORTED,
         EXPORT_REFUSED,
         MESSAGE_QUEUED,

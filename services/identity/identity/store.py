@@ -60,7 +60,7 @@ class IdentityStore:
     async def save_practitioner(self, event: PractitionerChangedV1) -> None:
         """Keep the practitioner's facts; a suspension or revocation disables the account in
         the same write as the event that tells every service (outbox)."""
-        facts = PractitionerFacts.model_validate(event.model_dump())
+        facts = PractitionerFacts.model_validate(event.model_dump(exclude={"name"}))
         document = self.practitioners.to_document(facts)
         events = []
         if event.status != "active":

@@ -159,13 +159,12 @@ def _practitioner_event(practitioner: PractitionerIn) -> PractitionerChangedV1:
         status=practitioner.status,
         professions=practitioner.professions_on(day),
         units=practitioner.units_on(day),
+        name=f"{practitioner.given_name} {practitioner.family_name}",
     )
 
 
 def _organisation_event(organisation: OrganisationIn) -> OrganisationChangedV1:
-    return OrganisationChangedV1.model_validate(
-        organisation.model_dump(exclude={"name"}, mode="json")
-    )
+    return OrganisationChangedV1.model_validate(organisation.model_dump(mode="json"))
 
 
 def _care_relation_event(relation: CareRelationIn) -> CareRelationChangedV1:

@@ -1,0 +1,339 @@
+"""Completeness by double recording: OPA's decision log reconciled with the enforcement points.
+
+Two streams name the same decisions:
+
+- every enforcement point publishes the decision ids it enforced (``policy.decision.enforced``,
+  batched, through its outbox): audit inserts each id into ``enforced`` (``_id`` = decision id);
+- every decision OPA's log delivers and the store keeps for the first time is inserted into
+  ``logged`` (``_id`` = decision id) by the intake.
+
+Both are *pending* collections: an id leaves them once reconciled, so they stay small and the
+reconciler's scans (a sequential scan on FerretDB v1) cost little. Every ``interval`` seconds
+the reconciler:
+
+1. takes the pending logged ids and looks them up in ``enforced`` (``_id`` ``$in``): an id on
+   both sides is complete and leaves both;
+2. takes the pending enforced ids that waited out the grace period and looks them up in
+   ``decisions`` (the chain itself: a re-sent enforcement, or an intake that stopped between the
+   chain and ``logged``): found ones are complete (and leave ``logged`` too);
+3. an id still on one side only once it has waited ``grace`` seconds since it arrived is a
+   **gap**: one document in ``gaps`` (``_id`` = decision id, so a gap is raised once whatever
+   the number of replicas) with its ``audit.alert.gap`` event, through the outbox;
+4. an open gap whose missing side arrives later (a late OPA upload, a late enforcement report)
+   is marked ``resolved`` with an ``audit.alert.gap.resolved`` event.
+
+The grace period must exceed OPA's upload delay plus the enforcement points' flush and relay
+delay (locally 1–2 s and ~1 s; in production OPA's reporting delay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import BulkWriteError
+
+from akson_common.app import state_dependency
+from akson_common.auth import CurrentPrincipal
+from akson_common.db import Database, Document, when_not_busy
+from akson_common.errors import PROTECTED_RESPONSES
+from akson_common.events import (
+    DECISION_GAP,
+    DECISION_GAP_RESOLVED,
+    DECISIONS_ENFORCED,
+    DecisionGapV1,
+    DecisionsEnforcedV1,
+    Delivery,
+    Outcome,
+    Subscriptions,
+    cloud_event,
+)
+from akson_common.outbox import Outbox
+from akson_common.policy import Policy, PolicyContext, ResourceRef
+
+log = logging.getLogger("akson.audit.completeness")
+
+ENFORCED = "enforced"
+LOGGED = "logged"
+GAPS = "gaps"
+DECISIONS = "decisions"
+DUPLICATE_KEY = 11000
+CHUNK = 500
+AUDIT = PolicyContext(purpose="audit")
+Side = Literal["enforced_only", "logged_only"]
+
+
+async def insert_new(database: Database, collection: str, documents: list[Document]) -> None:
+    """Insert, ignoring documents whose ``_id`` exists already (idempotent)."""
+    if not documents:
+        return
+    target = database.collection(collection)
+    try:
+        await when_not_busy(lambda: target.insert_many(documents, ordered=False))
+    except BulkWriteError as error:
+        failures = error.details.get("writeErrors", [])
+        if any(failure.get("code") != DUPLICATE_KEY for failure in failures):
+            raise
+
+
+class Reconciler:
+    def __init__(
+        self,
+        database: Database,
+        subscriptions: Subscriptions,
+        outbox: Outbox,
+        *,
+        grace_seconds: float,
+        interval_seconds: float,
+    ) -> None:
+        self.database = database
+        self.outbox = outbox
+        self.grace = timedelta(seconds=grace_seconds)
+        self.interval = interval_seconds
+        self.enforced = database.collection(ENFORCED)
+        self.logged = database.collection(LOGGED)
+        self.gaps = database.collection(GAPS)
+        self.decisions = database.collection(DECISIONS)
+        outbox.track(GAPS)
+        database.declare_indexes(
+            GAPS, [IndexModel([("status", ASCENDING), ("detected_at", DESCENDING)])]
+        )
+        subscriptions.on(DECISIONS_ENFORCED)(self.on_enforced)
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the two streams -----------------------------------------------------------------------
+
+    async def on_enforced(self, event: DecisionsEnforcedV1, delivery: Delivery) -> Outcome:
+        now = datetime.now(UTC)
+        await insert_new(
+            self.database,
+            ENFORCED,
+            [
+                {
+                    "_id": d.decision_id,
+                    "service": event.service,
+                    "allow": d.allow,
+                    "enforced_at": d.at,
+                    "seen_at": now,
+                }
+                for d in event.decisions
+            ],
+        )
+        return Outcome.SUCCESS
+
+    async def logged_now(self, decision_ids: Iterable[str]) -> None:
+        """The intake stored these decisions for the first time."""
+        now = datetime.now(UTC)
+        await insert_new(
+            self.database, LOGGED, [{"_id": i, "seen_at": now} for i in dict.fromkeys(decision_ids)]
+        )
+
+    # -- reconciling ---------------------------------------------------------------------------
+
+    async def reconcile(self, now: datetime | None = None) -> dict[str, int]:
+        """One round; returns counts (matched, gaps raised, gaps resolved)."""
+        now = now or datetime.now(UTC)
+        cutoff = now - self.grace
+        counts = {"matched": 0, "raised": 0, "resolved": 0}
+        logged = await self.logged.find({}).to_list(None)
+        for chunk in _chunks(logged):
+            ids = [d["_id"] for d in chunk]
+            on_both = await self._ids(self.enforced, ids)
+            if on_both:
+                await self._forget(self.enforced, on_both)
+            counts["resolved"] += await self._resolve(ids, now)
+            known = await self._ids(self.gaps, ids)  # a gap raised before: resolved above
+            expired = [
+                d
+                for d in chunk
+                if d["_id"] not in on_both
+                and d["_id"] not in known
+                and _aware(d["seen_at"]) <= cutoff
+            ]
+            counts["raised"] += await self._raise(
+                [_gap(d["_id"], "logged_only", None, None, now) for d in expired]
+            )
+            finished = {*on_both, *known, *(d["_id"] for d in expired)}
+            counts["matched"] += len(on_both)
+            await self._forget(self.logged, finished)
+        enforced = await self.enforced.find({}).to_list(None)
+        for chunk in _chunks(enforced):
+            ids = [d["_id"] for d in chunk]
+            in_chain = await self._ids(self.decisions, ids)
+            counts["resolved"] += await self._resolve(list(in_chain), now)
+            expired = [d for d in chunk if _aware(d["seen_at"]) <= cutoff]
+            # in the chain: complete. Only forgotten once expired: the intake writes the chain
+            # before ``logged``, so a young one is left for the logged side to meet (forgetting
+            # it now would leave that logged id alone: a false gap)
+            done = [d["_id"] for d in expired if d["_id"] in in_chain]
+            counts["matched"] += len(done)
+            missing = [d for d in expired if d["_id"] not in in_chain]
+            counts["raised"] += await self._raise(
+                [
+                    _gap(d["_id"], "enforced_only", d.get("service"), d.get("allow"), now)
+                    for d in missing
+                ]
+            )
+            await self._forget(self.enforced, [*done, *(d["_id"] for d in missing)])
+            await self._forget(self.logged, done)
+        if counts["raised"] or counts["resolved"]:
+            log.warning("decision log reconciled", extra=counts)
+        return counts
+
+    async def _ids(self, collection: Any, ids: list[Any]) -> set[Any]:
+        if not ids:
+            return set()
+        cursor = collection.find({"_id": {"$in": ids}}, {"_id": 1})
+        return {d["_id"] async for d in cursor}
+
+    async def _forget(self, collection: Any, ids: Iterable[Any]) -> None:
+        chosen = list(dict.fromkeys(ids))
+        if chosen:
+            await when_not_busy(lambda: collection.delete_many({"_id": {"$in": chosen}}))
+
+    async def _raise(self, gaps: list[Document]) -> int:
+        if not gaps:
+            return 0
+        documents = []
+        for gap in gaps:
+            payload = DecisionGapV1(
+                decision_id=gap["_id"],
+                side=gap["side"],
+                service=gap["service"],
+                allow=gap["allow"],
+                status="open",
+                detected_at=gap["detected_at"],
+            )
+            event = cloud_event(DECISION_GAP, payload, source="audit", subject=gap["_id"])
+            documents.append((gap, [event]))
+        existed = await self.outbox.insert_many(GAPS, documents)
+        return len(gaps) - len(existed)
+
+    async def _resolve(self, ids: list[Any], now: datetime) -> int:
+        """Close the open gaps among ``ids``: their missing side has arrived."""
+        if not ids:
+            return 0
+        resolved = 0
+        async for gap in self.gaps.find({"_id": {"$in": ids}, "status": "open"}):
+            payload = DecisionGapV1(
+                decision_id=gap["_id"],
+                side=gap["side"],
+                service=gap.get("service"),
+                allow=gap.get("allow"),
+                status="resolved",
+                detected_at=_aware(gap["detected_at"]),
+                resolved_at=now,
+            )
+            event = cloud_event(DECISION_GAP_RESOLVED, payload, source="audit", subject=gap["_id"])
+            updated = await self.outbox.save(
+                GAPS,
+                {"_id": gap["_id"], "status": "open"},
+                {"$set": {"status": "resolved", "resolved_at": now}},
+                [event],
+            )
+            resolved += updated is not None
+        return resolved
+
+    # -- the background task -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.reconcile()
+            except Exception as error:
+                log.warning("reconciliation failed, will retry", extra={"error": repr(error)})
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="audit-reconciler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def list(self, status: str | None, limit: int) -> list[Document]:
+        selector = {} if status is None else {"status": status}
+        cursor = self.gaps.find(selector, {"_outbox": 0}).sort("detected_at", DESCENDING)
+        return await cursor.limit(limit).to_list(None)
+
+
+def _gap(
+    decision_id: str, side: Side, service: str | None, allow: bool | None, now: datetime
+) -> Document:
+    return {
+        "_id": decision_id,
+        "side": side,
+        "service": service,
+        "allow": allow,
+        "status": "open",
+        "detected_at": now,
+        "resolved_at": None,
+    }
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _chunks(documents: list[Document]) -> Iterable[list[Document]]:
+    for start in range(0, len(documents), CHUNK):
+        yield documents[start : start + CHUNK]
+
+
+# -- the auditors' view ------------------------------------------------------------------------
+
+
+class GapView(BaseModel):
+    decision_id: str
+    side: Side
+    service: str | None
+    allow: bool | None
+    status: Literal["open", "resolved"]
+    detected_at: datetime
+    resolved_at: datetime | None
+
+
+class GapPage(BaseModel):
+    items: list[GapView]
+
+
+router = APIRouter(prefix="/audit", tags=["completeness"], responses=PROTECTED_RESPONSES)
+Gaps = Annotated[Reconciler, Depends(state_dependency("reconciler", Reconciler))]
+
+
+@router.get("/gaps", response_model=GapPage)
+async def list_gaps(
+    principal: CurrentPrincipal,
+    policy: Policy,
+    reconciler: Gaps,
+    status: Literal["open", "resolved"] | None = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
+) -> GapPage:
+    """Decisions seen on one side of the double recording only (newest first): ``enforced_only``
+    (OPA's log lost it) or ``logged_only`` (no enforcement point reported it); ``resolved`` when
+    the missing side arrived late."""
+    await policy.enforce(principal, "search", ResourceRef(type="DecisionLog"), AUDIT)
+    documents = await reconciler.list(status, count)
+    return GapPage(
+        items=[
+            GapView(
+                decision_id=str(d["_id"]),
+                side=d["side"],
+                service=d.get("service"),
+                allow=d.get("allow"),
+                status=d["status"],
+                detected_at=_aware(d["detected_at"]),
+                resolved_at=_aware(d["resolved_at"]) if d.get("resolved_at") else None,
+            )
+            for d in documents
+        ]
+    )
