@@ -13,46 +13,11 @@ from collections.abc import Iterable
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from akson_common.db import Database, Document
-from akson_common.events import (
-    ORGANISATION_CHANGED,
-    PRACTITIONER_CHANGED,
-    Delivery,
-    OrganisationChangedV1,
-    Outcome,
-    PractitionerChangedV1,
-    Subscriptions,
-)
-
-PRACTITIONERS = "practitioners"
-ORGANISATIONS = "organisations"
+from akson_common.db import Document
+from akson_common.projections import DirectoryProjections
 
 
-class Directory:
-    def __init__(self, database: Database, subscriptions: Subscriptions) -> None:
-        self.practitioners = database.collection(PRACTITIONERS)
-        self.organisations = database.collection(ORGANISATIONS)
-        subscriptions.on(PRACTITIONER_CHANGED)(self.on_practitioner_changed)
-        subscriptions.on(ORGANISATION_CHANGED)(self.on_organisation_changed)
-
-    async def on_practitioner_changed(
-        self, event: PractitionerChangedV1, delivery: Delivery
-    ) -> Outcome:
-        await self.practitioners.replace_one(
-            {"_id": event.hpr_number},
-            {"name": event.name, "professions": list(event.professions)},
-            upsert=True,
-        )
-        return Outcome.SUCCESS
-
-    async def on_organisation_changed(
-        self, event: OrganisationChangedV1, delivery: Delivery
-    ) -> Outcome:
-        await self.organisations.replace_one(
-            {"_id": event.org_number}, {"name": event.name, "parent": event.parent}, upsert=True
-        )
-        return Outcome.SUCCESS
-
+class Directory(DirectoryProjections):
     async def practitioner_names(self, hpr_numbers: Iterable[str | None]) -> dict[str, str]:
         return await _names(self.practitioners, hpr_numbers)
 

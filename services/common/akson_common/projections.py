@@ -22,22 +22,30 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from pymongo import IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 
 from akson_common.db import Database, Document, DuplicateKeyError, when_not_busy
 from akson_common.events import (
     CARE_RELATION_CHANGED,
     CONSENT_DIRECTIVE_CHANGED,
+    ORGANISATION_CHANGED,
     PERSON_CHANGED,
+    PRACTITIONER_CHANGED,
     CareRelationChangedV1,
     ConsentDirectiveChangedV1,
     Delivery,
+    EventPayload,
+    OrganisationChangedV1,
     Outcome,
     PersonChangedV1,
+    PractitionerChangedV1,
     Subscriptions,
 )
 from akson_common.policy import PatientFacts, PolicyContext
 
 PATIENTS = "patients"
+ORGANISATIONS = "organisations"
+PRACTITIONERS = "practitioners"
 CARE_RELATIONS = "care_relations"
 
 
@@ -174,3 +182,41 @@ class PatientProjections:
         if document is None or "municipality" not in document:
             return None
         return access_facts(patient, document).patient
+
+
+class DirectoryProjections:
+    """Organisations/units and practitioners as master data's events describe them (public
+    register facts: names, HER-ids, on or off the platform, parents, units, professions,
+    status): ``organisations`` keyed by organisation number, ``practitioners`` by HPR number."""
+
+    def __init__(self, database: Database, subscriptions: Subscriptions) -> None:
+        self.organisations = database.collection(ORGANISATIONS)
+        self.practitioners = database.collection(PRACTITIONERS)
+        subscriptions.on(ORGANISATION_CHANGED)(self.on_organisation_changed)
+        subscriptions.on(PRACTITIONER_CHANGED)(self.on_practitioner_changed)
+
+    async def on_organisation_changed(
+        self, event: OrganisationChangedV1, delivery: Delivery
+    ) -> Outcome:
+        await self._keep(self.organisations, event.org_number, event, "org_number", delivery)
+        return Outcome.SUCCESS
+
+    async def on_practitioner_changed(
+        self, event: PractitionerChangedV1, delivery: Delivery
+    ) -> Outcome:
+        await self._keep(self.practitioners, event.hpr_number, event, "hpr_number", delivery)
+        return Outcome.SUCCESS
+
+    @staticmethod
+    async def _keep(
+        collection: AsyncCollection[Document],
+        key: str,
+        event: EventPayload,
+        key_field: str,
+        delivery: Delivery,
+    ) -> None:
+        await collection.replace_one(
+            {"_id": key},
+            {**event.model_dump(mode="json", exclude={key_field}), "last_event": delivery.event_id},
+            upsert=True,
+        )

@@ -7,19 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from akson_common.db import Database
-from akson_common.events import (
-    ORGANISATION_CHANGED,
-    PRACTITIONER_CHANGED,
-    Delivery,
-    OrganisationChangedV1,
-    Outcome,
-    PractitionerChangedV1,
-    Subscriptions,
-)
-
-ORGANISATIONS = "organisations"
-PRACTITIONERS = "practitioners"
+from akson_common.projections import DirectoryProjections
 
 
 @dataclass(frozen=True)
@@ -31,36 +19,7 @@ class Party:
     on_platform: bool
 
 
-class Directory:
-    def __init__(self, database: Database, subscriptions: Subscriptions) -> None:
-        self.organisations = database.collection(ORGANISATIONS)
-        self.practitioners = database.collection(PRACTITIONERS)
-        subscriptions.on(ORGANISATION_CHANGED)(self.on_organisation_changed)
-        subscriptions.on(PRACTITIONER_CHANGED)(self.on_practitioner_changed)
-
-    async def on_organisation_changed(
-        self, event: OrganisationChangedV1, delivery: Delivery
-    ) -> Outcome:
-        await self.organisations.replace_one(
-            {"_id": event.org_number},
-            {
-                **event.model_dump(mode="json", exclude={"org_number"}),
-                "last_event": delivery.event_id,
-            },
-            upsert=True,
-        )
-        return Outcome.SUCCESS
-
-    async def on_practitioner_changed(
-        self, event: PractitionerChangedV1, delivery: Delivery
-    ) -> Outcome:
-        await self.practitioners.replace_one(
-            {"_id": event.hpr_number},
-            {"status": event.status, "units": list(event.units), "last_event": delivery.event_id},
-            upsert=True,
-        )
-        return Outcome.SUCCESS
-
+class Directory(DirectoryProjections):
     async def party(self, org_number: str) -> Party | None:
         """The organisation or unit as a communication party: its own HER-id, else its parent's."""
         unit = await self.organisations.find_one({"_id": org_number})
