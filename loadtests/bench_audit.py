@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -34,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "infra" / "local"), str(ROOT)]
 
 from measure import report, timed  # noqa: E402
-from stack import Stack, postgres_bin  # noqa: E402
+from stack import Stack  # noqa: E402
 
 from akson_common.db import Database  # noqa: E402
 from audit.store import DecisionStore  # noqa: E402
@@ -175,46 +172,6 @@ async def verify(mongo_url: str) -> None:
         await database.close()
 
 
-def add_gin_indexes(stack: Stack) -> None:
-    """FerretDB v1 (PostgreSQL) pushes ``{field: value}`` down as ``_jsonb->'field' @> value``,
-    which its btree expression indexes cannot serve (a sequential scan); a GIN index on the
-    same expression can. Diagnostic only: the service never relies on it."""
-    psql = str(postgres_bin() / "psql")
-    port = stack.endpoints["ports"]["postgres"]
-    password = json.loads((stack.run_dir / "secrets" / "tokens.json").read_text())
-    env = {**os.environ, "PGPASSWORD": password["postgres_password"]}
-    base = [psql, "-h", "127.0.0.1", "-p", str(port), "-U", "akson", "-d", "postgres", "-tA"]
-    table = subprocess.run(
-        [
-            *base,
-            "-c",
-            "select table_name from information_schema.tables where "
-            "table_schema = 'akson_audit' and table_name like 'decisions\\_%'",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    started = time.perf_counter()
-    for field in ("patient", "hpr"):
-        subprocess.run(
-            [
-                *base,
-                "-c",
-                f"create index if not exists bench_gin_{field} on akson_audit.{table} "
-                f"using gin ((_jsonb->'{field}') jsonb_path_ops)",
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-    subprocess.run(
-        [*base, "-c", f"analyze akson_audit.{table}"], env=env, check=True, capture_output=True
-    )
-    print(f"GIN indexes on patient, hpr built in {time.perf_counter() - started:.1f} s")  # noqa: T201
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=1_000_000)
@@ -226,11 +183,6 @@ def main() -> None:
         "--measure-at",
         default="100000,250000,500000",
         help="also measure after loading this many decisions (comma-separated)",
-    )
-    parser.add_argument(
-        "--gin",
-        action="store_true",
-        help="diagnostic: then add PostgreSQL GIN indexes under FerretDB and measure again",
     )
     args = parser.parse_args()
     stack = Stack(run_dir=ROOT / ".run" / f"bench-audit-{uuid.uuid4().hex[:8]}")
@@ -250,9 +202,6 @@ def main() -> None:
             asyncio.run(load(mongo, loaded, stage, args.decisions, args.patients, args.batch))
             loaded = stage
             asyncio.run(queries(stack.endpoints, args.patients, args.samples, f"{stage:>9,}"))
-        if args.gin:
-            add_gin_indexes(stack)
-            asyncio.run(queries(stack.endpoints, args.patients, args.samples, "with GIN"))
         if args.verify:
             asyncio.run(verify(stack.endpoints["mongo"]["url"]))
     finally:
