@@ -97,8 +97,9 @@ async def test_outbox_keeps_events_until_published_and_publishes_in_order(
 
 async def test_concurrent_updates_of_one_document_are_all_kept(database: Database) -> None:
     """FerretDB v1 loses concurrent updates of one document (read, modify, write back); the
-    database layer serialises them per document, so none is lost. The raw client shows the
-    loss, which is what makes this test able to fail."""
+    database layer serialises them per document, so none is lost (without it, 100 concurrent
+    updates kept 12: measured once; an unprotected storm is not repeated here because it can
+    leave FerretDB unresponsive)."""
     collection = database.collection("race")
     await collection.insert_one({"_id": "one", "items": [], "count": 0})
     await collection.insert_one({"_id": "two", "items": [], "count": 0})
@@ -108,20 +109,14 @@ async def test_concurrent_updates_of_one_document_are_all_kept(database: Databas
 
     await asyncio.gather(*(push(t, i) for i in range(100) for t in ("one", "two")))
     # a collection-wide write meanwhile waits for the per-document ones, and they for it
-    await asyncio.gather(
-        collection.update_many({}, {"$inc": {"count": 1000}}),
-        *(push("one", i) for i in range(100, 120)),
+    await asyncio.wait_for(
+        asyncio.gather(
+            collection.update_many({}, {"$inc": {"count": 1000}}),
+            *(push("one", i) for i in range(100, 120)),
+        ),
+        timeout=120,
     )
     one, two = await collection.find_one({"_id": "one"}), await collection.find_one({"_id": "two"})
     assert one is not None and two is not None
     assert sorted(one["items"]) == list(range(120)) and one["count"] == 1120
     assert sorted(two["items"]) == list(range(100)) and two["count"] == 1100
-
-    raw = database.db["race_raw"]
-    await raw.insert_one({"_id": "x", "items": []})
-    await asyncio.gather(
-        *(raw.update_one({"_id": "x"}, {"$push": {"items": i}}) for i in range(100))
-    )
-    unprotected = await raw.find_one({"_id": "x"})
-    assert unprotected is not None
-    print(f"without the layer: {len(unprotected['items'])} of 100 concurrent updates kept")  # noqa: T201
