@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
-from akson_common.errors import PROTECTED_RESPONSES, NotFound, Problem
+from akson_common.errors import PROTECTED_RESPONSES, MethodNotAllowed, NotFound
 from akson_common.policy import Action, Policy, PolicyContext, PolicyEnforcementPoint, ResourceRef
 from audit.directory import Directory
 from audit.store import DecisionStore
@@ -32,10 +32,6 @@ NDJSON = "application/x-ndjson"
 Store = Annotated[DecisionStore, Depends(state_dependency("decisions", DecisionStore))]
 Names = Annotated[Directory, Depends(state_dependency("directory", Directory))]
 Identifier = Annotated[str | None, Query(min_length=1, max_length=80)]
-
-
-class MethodNotAllowed(Problem):
-    status, title, type_slug = 405, "Method Not Allowed", "method-not-allowed"
 
 
 class DecisionFilter(BaseModel):

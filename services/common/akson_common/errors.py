@@ -71,6 +71,14 @@ class PreconditionFailed(Problem):
     status, title, type_slug = 412, "Precondition Failed", "precondition-failed"
 
 
+class PreconditionRequired(Problem):
+    status, title, type_slug = 428, "Precondition Required", "precondition-required"
+
+
+class MethodNotAllowed(Problem):
+    status, title, type_slug = 405, "Method Not Allowed", "method-not-allowed"
+
+
 class UnsupportedMediaType(Problem):
     status, title, type_slug = 415, "Unsupported Media Type", "unsupported-media-type"
 

@@ -21,6 +21,7 @@ from akson_common.errors import (
     PROBLEM_JSON,
     PROTECTED_RESPONSES,
     BadRequest,
+    MethodNotAllowed,
     Problem,
     UnsupportedMediaType,
 )
@@ -37,7 +38,7 @@ from journal.search import (
     searchset,
 )
 from journal.service import Journal as JournalService
-from journal.service import MethodNotAllowed, Stored, SupplyUse, instant, now
+from journal.service import Stored, SupplyUse, instant, now
 from journal.settings import JournalSettings
 
 router = APIRouter(tags=["fhir"])

@@ -27,7 +27,8 @@ from akson_common.errors import (
     BadRequest,
     Forbidden,
     NotFound,
-    Problem,
+    PreconditionFailed,
+    PreconditionRequired,
     Unprocessable,
 )
 from akson_common.events import (
@@ -60,18 +61,6 @@ CHANGED_BY = "https://akson.dev/fhir/StructureDefinition/changed-by"
 SUPPLY_USAGES = "supply_usages"
 SUMMARY_LATEST = 10
 ETAG = re.compile(r'^(?:W/)?"(\d+)"$')
-
-
-class PreconditionRequired(Problem):
-    status, title, type_slug = 428, "Precondition Required", "precondition-required"
-
-
-class PreconditionFailed(Problem):
-    status, title, type_slug = 412, "Precondition Failed", "precondition-failed"
-
-
-class MethodNotAllowed(Problem):
-    status, title, type_slug = 405, "Method Not Allowed", "method-not-allowed"
 
 
 class SupplyUse(BaseModel):
