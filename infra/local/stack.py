@@ -303,6 +303,7 @@ class Stack:
             "app_api_token",
             "audit_upload_token",
             "message_inbound_token",
+            "partition_key_secret",
         )
         self._write_secret("tokens.json", secret_values)
         self._write_secret("dapr-secrets.json", {"redis-password": secret_values["redis_password"]})
@@ -472,6 +473,15 @@ class Stack:
                     "synchronous_commit=off",
                     "-c",
                     "full_page_writes=off",
+                    # no statement and no parameter in the log: they carry national ids
+                    "-c",
+                    "log_min_error_statement=panic",
+                    "-c",
+                    "log_error_verbosity=terse",
+                    "-c",
+                    "log_parameter_max_length=0",
+                    "-c",
+                    "log_parameter_max_length_on_error=0",
                 ]
             ),
             dict(os.environ),
@@ -592,6 +602,7 @@ class Stack:
                 f"{prefix}JWKS_MAX_AGE_SECONDS": str(JWKS_MAX_AGE_SECONDS),
                 f"{prefix}JWKS_MIN_REFRESH_SECONDS": "1",
                 f"{prefix}AUDIT_UPLOAD_TOKEN": tokens["audit_upload_token"],
+                f"{prefix}PARTITION_KEY_SECRET": tokens["partition_key_secret"],
                 f"{prefix}OUTBOX_SWEEP_SECONDS": "1",
                 f"{prefix}OTLP_ENDPOINT": os.environ.get("AKSON_OTLP_ENDPOINT", ""),
             }

@@ -136,7 +136,13 @@ def create_service(
         description=f"Akson {settings.service_name} service",
         license_info={"name": "Apache-2.0"},
     )
-    publisher = EventPublisher(http, settings.dapr_http_endpoint, settings.pubsub_name, dapr_token)
+    publisher = EventPublisher(
+        http,
+        settings.dapr_http_endpoint,
+        settings.pubsub_name,
+        dapr_token,
+        settings.partition_key_secret.get_secret_value(),
+    )
     outbox = Outbox(database, publisher, settings.outbox_sweep_seconds)
     enforcement = EnforcementLog(outbox, settings.service_name)
     platform = Platform(
