@@ -155,7 +155,10 @@ def create_service(
             app, database, settings.pubsub_name, settings.app_api_token.get_secret_value()
         ),
         pep=PolicyEnforcementPoint(
-            settings.opa_url, settings.opa_timeout_seconds, on_decision=enforcement.record
+            settings.opa_url,
+            settings.opa_timeout_seconds,
+            on_decision=enforcement.record,
+            token=settings.opa_token.get_secret_value(),
         ),
     )
     app.state.platform = platform
