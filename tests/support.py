@@ -59,41 +59,53 @@ def handed(value: str) -> str:
 # a number shorter than an HPR number (7 digits) is no personal identifier, and would be found
 # anywhere (ports, counts); a number after a dot is a fraction of a timestamp
 _MIN_IDENTIFIER_DIGITS = 7
+_NUMBERS = re.compile(r"(?<![\d.])\d+(?!\d)")
+# tokens and secrets are base64url: found wherever a run of these holds them (also inside a
+# longer run, e.g. after a URL-encoded "="), by their first _PREFIX characters
+_PREFIX = 16
+_RUNS = re.compile(rf"[A-Za-z0-9_-]{{{_PREFIX},}}")
 
 
 def _needles(secret: str) -> Iterable[str]:
     """What betrays ``secret`` in a log: a JWT by its claims or its signature (its header is
     the same in every token), anything else whole."""
     parts = secret.split(".")
-    if len(parts) == 3 and all(len(part) >= 16 for part in parts[1:]):
+    if len(parts) == 3 and all(len(part) >= _PREFIX for part in parts[1:]):
         return parts[1:]
     return [secret]
 
 
 def log_hits(logs: Iterable[Path], identifiers: Iterable[str]) -> list[tuple[str, int]]:
     """``(log file, line number)`` of every line that holds one of ``identifiers`` (a number
-    standing alone, a token or its parts anywhere). Never says which one: the report is no log."""
+    standing alone, a token or one of its parts as a base64url run). Never says which one: the
+    report is no log. Set lookups of what each line holds, so a whole suite's thousands of
+    identifiers over a whole run's logs take seconds."""
     numbers: set[str] = set()
     texts: set[str] = set()
     for value in identifiers:
         if value.isdigit():
             if len(value) >= _MIN_IDENTIFIER_DIGITS:
                 numbers.add(value)
-        elif len(value) >= 16:
+        elif len(value) >= _PREFIX:
             texts.update(_needles(value))
-    alternatives = []
-    if numbers:
-        ordered = sorted(numbers, key=len, reverse=True)
-        alternatives.append(r"(?<![\d.])(?:" + "|".join(ordered) + r")(?!\d)")
-    if texts:
-        alternatives.append("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True)))
-    if not alternatives:
-        return []
-    pattern = re.compile("|".join(f"(?:{a})" for a in alternatives))
+    by_prefix: dict[str, list[str]] = {}
+    for text in texts:
+        by_prefix.setdefault(text[:_PREFIX], []).append(text)
+
+    def holds_text(line: str) -> bool:
+        for run in _RUNS.findall(line):
+            for at in range(len(run) - _PREFIX + 1):
+                for text in by_prefix.get(run[at : at + _PREFIX], ()):
+                    if run.startswith(text, at):
+                        return True
+        return False
+
     hits = []
     for log in logs:
         with log.open(encoding="utf-8", errors="replace") as lines:
-            hits += [(log.name, n) for n, line in enumerate(lines, 1) if pattern.search(line)]
+            for n, line in enumerate(lines, 1):
+                if not numbers.isdisjoint(_NUMBERS.findall(line)) or holds_text(line):
+                    hits.append((log.name, n))
     return hits
 
 
