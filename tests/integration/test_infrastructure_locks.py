@@ -85,6 +85,11 @@ def test_opa_takes_no_write_of_data_or_policy_and_shows_no_policy(
     # nothing changed: the policy still decides, and denies
     after = opa_request(platform, "POST", DECISION, DECISION_INPUT, platform.tokens["opa_token"])
     assert after.json()["result"]["allow"] is False
+    # OPA's decisions about its own API are not decision-logged: audit gets the decision only
+    decisions = platform.db("audit").decisions
+    eventually(lambda: decisions.find_one({"_id": after.json()["decision_id"]}), timeout=30)
+    assert decisions.count_documents({"record.path": {"$regex": "^system"}}) == 0
+    assert decisions.count_documents({"record.path": "akson/authz/decision"}) > 0
 
 
 @pytest.mark.parametrize(
