@@ -134,7 +134,9 @@ def test_every_service_is_rendered_with_its_resources(rendered: list[Rendered]) 
     assert app_ids == {*SERVICES, None}
 
 
-def test_the_locks_secrets_are_references_given_to_every_service(rendered: list[Rendered]) -> None:
+def test_the_locks_secrets_are_references_given_to_every_service(
+    tools: Tools, rendered: list[Rendered]
+) -> None:
     """Issue 13: every service asks OPA with the enforcement points' token and hashes partition
     keys with the deployment's key; identity seals its signing keys with a KEK; OPA takes the
     PEP token and runs with token authentication and its system.authz policy."""
@@ -156,6 +158,22 @@ def test_the_locks_secrets_are_references_given_to_every_service(rendered: list[
         assert env[f"{prefix}PARTITION_KEY_SECRET"] == "akson-partition-key", service
         assert env[f"{prefix}MONGO_URL"] == "akson-mongodb", service
     assert secret_env("akson-identity")["AKSON_IDENTITY_KEY_ENCRYPTION_KEY"] == "akson-identity-kek"
+    # a service may have its own database user: its own connection string Secret
+    render = tools.helm_template(
+        "--show-only", "templates/workloads.yaml",
+        "--set", "secrets.journalMongodb.name=akson-mongodb-journal",
+        "--set", "secrets.journalMongodb.key=connection-string",
+        "--set", "services.journal.mongodbSecret=journalMongodb",
+    )  # fmt: skip
+    assert render.returncode == 0, render.stderr
+    (journal,) = [
+        m for m in yaml.safe_load_all(render.stdout)
+        if m and m["kind"] == "Deployment" and m["metadata"]["name"] == "akson-journal"
+    ]  # fmt: skip
+    container = journal["spec"]["template"]["spec"]["containers"][0]
+    journal_env = {e["name"]: e for e in container["env"]}
+    journal_url = journal_env["AKSON_JOURNAL_MONGO_URL"]["valueFrom"]["secretKeyRef"]
+    assert journal_url["name"] == "akson-mongodb-journal"
     assert secret_env("akson-opa")["AKSON_OPA_PEP_TOKEN"] == "akson-opa-token"
     opa_args = deployments["akson-opa"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert {"--authentication=token", "--authorization=basic"} <= set(opa_args)

@@ -99,6 +99,9 @@ secretKeyRef:
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if and $w.akson $w.mongodb (not (hasKey $.Values.secrets $w.mongodbSecret)) -}}
+{{- fail (printf "%s.mongodbSecret: %q is not defined under secrets" $at $w.mongodbSecret) -}}
+{{- end -}}
 {{- range $suffix, $secret := $w.secretEnv -}}
 {{- if not (hasKey $.Values.secrets $secret) -}}
 {{- fail (printf "%s.secretEnv.%s: %q is not defined under secrets" $at $suffix $secret) -}}
