@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from joserfc import jwt
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, RSAKey
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 from stack import APP_ROLE, KEY_PUBLISH_LEAD_SECONDS, ROOT
@@ -176,3 +176,28 @@ def test_signing_keys_are_sealed_at_rest_and_still_sign_and_rotate(platform: Pla
     )  # fmt: skip
     assert refused.returncode != 0
     assert set(after) == {d["_id"] for d in stored_keys(platform)}
+
+
+def test_a_key_stored_in_the_clear_before_sealing_is_sealed_when_identity_reads_it(
+    platform: Platform,
+) -> None:
+    """An upgrade: keys written by an identity that did not seal them are sealed in place."""
+    keys = platform.db("identity").signing_keys
+    legacy = f"legacy-{int(time.time())}"
+    # long retired (it signed before every current key): published by no JWKS, signs nothing
+    keys.insert_one({
+        "_id": legacy, "signs_from": 1.0,
+        "private_jwk": RSAKey.generate_key(2048, private=True).as_dict(private=True),
+    })  # fmt: skip
+    try:
+
+        def sealed() -> dict[str, Any] | None:
+            httpx.get(platform.endpoints["identity"]["jwks_uri"], timeout=5.0)
+            document: dict[str, Any] | None = keys.find_one({"_id": legacy})
+            return document if document and "private_jwe" in document else None
+
+        document = eventually(sealed, timeout=10)
+        assert not fields(document) & PRIVATE_PARAMETERS
+        assert verified_kid(platform) != legacy
+    finally:
+        keys.delete_one({"_id": legacy})
