@@ -590,6 +590,8 @@ class Stack:
                 "--log-level=error+1",
             ],
             lambda: tcp_ok(ports["mongo"]),
+            # a client without credentials stays without: none from the caller's environment
+            {"PGUSER": "no-credentials", "PGPASSWORD": "", "PGPASSFILE": os.devnull},
         )
         audit = self.endpoints["services"].get("audit", {}).get("app", "http://127.0.0.1:9")
         add(

@@ -48,7 +48,8 @@ class Platform:
     mongo: MongoClient[dict[str, Any]]
     _registered: set[PractitionerFacts] = field(default_factory=set)
     # the session-end log scan must have had more than this many identifiers to look for
-    # (tests/integration/test_log_scan.py raises it: a whole suite hands out hundreds)
+    # (tests/integration/test_log_scan.py sets it, so every whole-suite run checks; a whole
+    # suite hands out hundreds)
     log_scan_minimum: int = 0
 
     def url(self, service: str) -> str:
@@ -195,7 +196,9 @@ def platform(request: pytest.FixtureRequest) -> Iterator[Platform]:
             shutil.rmtree(run_dir, ignore_errors=True)
         assert not leftovers, f"still running after down: {leftovers}"
         assert {log.stem for log in logs} >= set(stack.processes), "a process wrote no log"
-        assert len(handed_out) > platform.log_scan_minimum, "the log scan had too little to find"
+        # (a run of a few tests may hand out nothing: it still scans for the runner's secrets)
+        if platform.log_scan_minimum:
+            assert len(handed_out) > platform.log_scan_minimum, "the log scan had too little"
         assert not leaks, f"identifiers or tokens in process logs (file, line): {leaks[:20]}"
 
 
