@@ -36,7 +36,7 @@ from stack import Stack, mint_upstream  # noqa: E402
 
 from akson_common.auth import Principal  # noqa: E402
 from akson_common.policy import PolicyContext, PolicyEnforcementPoint, ResourceRef  # noqa: E402
-from tests.support import exchange_form, issued, token_response  # noqa: E402
+from tests.support import exchange_form, issued, run_secret, token_response  # noqa: E402
 
 FHIR = "/fhir/R4"
 
@@ -86,7 +86,9 @@ async def practitioner_token(endpoints: dict[str, Any], hpr: str, unit: str) -> 
 
 
 async def decisions(endpoints: dict[str, Any]) -> None:
-    pep = PolicyEnforcementPoint(endpoints["opa"]["url"], timeout_seconds=2.0)
+    pep = PolicyEnforcementPoint(
+        endpoints["opa"]["url"], timeout_seconds=2.0, token=run_secret(endpoints, "opa_token")
+    )
     await pep.start()
     patient = "17858000076"
     subject = Principal(

@@ -34,6 +34,7 @@ from tests.support import (  # noqa: E402
     new_patient_id,
     practitioner_token,
     register_practitioner,
+    run_secret,
     system_token,
 )
 
@@ -74,7 +75,9 @@ async def bench(stack: Stack) -> None:
     await database.client.drop_database(database.db.name)
     await database.close()
 
-    pep = PolicyEnforcementPoint(endpoints["opa"]["url"], timeout_seconds=2.0)
+    pep = PolicyEnforcementPoint(
+        endpoints["opa"]["url"], timeout_seconds=2.0, token=run_secret(endpoints, "opa_token")
+    )
     await pep.start()
     subject = Principal(id="hpr:1", kind="practitioner", hpr_number="1", profession="LE", unit="u1")
     relations = [{"patient": "17858000076", "practitioner": "1", "kind": "gp_list", "active": True}]

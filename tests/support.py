@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -25,6 +27,9 @@ from akson_common.auth import unverified_claims
 from akson_common.identifiers import organisation_number_valid, synthetic_national_id
 
 _sequence = itertools.count()
+# Every personal identifier (national id, HPR number) and token these helpers handed out in this
+# process: the log scan (tests/integration/conftest.py) looks for each in every process log.
+handed_out: set[str] = set()
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -32,7 +37,76 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 def new_patient_id() -> str:
     """A fresh synthetic national id, unique within the test run."""
     n = next(_sequence)
-    return synthetic_national_id(date(1950 + n // 300 % 49, 1 + n // 25 % 12, 1 + n % 25), 0)
+    return handed(
+        synthetic_national_id(date(1950 + n // 300 % 49, 1 + n // 25 % 12, 1 + n % 25), 0)
+    )
+
+
+def run_secret(endpoints: dict[str, Any], name: str) -> str:
+    """One of the runner's generated secrets (``<run>/secrets/tokens.json``), e.g. ``opa_token``
+    (the enforcement points' bearer token, the only one OPA answers decisions to)."""
+    tokens = json.loads((Path(endpoints["run_dir"]) / "secrets" / "tokens.json").read_text())
+    value: str = tokens[name]
+    return value
+
+
+def handed(value: str) -> str:
+    """Note an identifier or token a test uses (see ``handed_out``); returns it."""
+    handed_out.add(value)
+    return value
+
+
+# a number shorter than an HPR number (7 digits) is no personal identifier, and would be found
+# anywhere (ports, counts); a number after a dot is a fraction of a timestamp
+_MIN_IDENTIFIER_DIGITS = 7
+_NUMBERS = re.compile(r"(?<![\d.])\d+(?!\d)")
+# tokens and secrets are base64url: found wherever a run of these holds them (also inside a
+# longer run, e.g. after a URL-encoded "="), by their first _PREFIX characters
+_PREFIX = 16
+_RUNS = re.compile(rf"[A-Za-z0-9_-]{{{_PREFIX},}}")
+
+
+def _needles(secret: str) -> Iterable[str]:
+    """What betrays ``secret`` in a log: a JWT by its claims or its signature (its header is
+    the same in every token), anything else whole."""
+    parts = secret.split(".")
+    if len(parts) == 3 and all(len(part) >= _PREFIX for part in parts[1:]):
+        return parts[1:]
+    return [secret]
+
+
+def log_hits(logs: Iterable[Path], identifiers: Iterable[str]) -> list[tuple[str, int]]:
+    """``(log file, line number)`` of every line that holds one of ``identifiers`` (a number
+    standing alone, a token or one of its parts as a base64url run). Never says which one: the
+    report is no log. Set lookups of what each line holds, so a whole suite's thousands of
+    identifiers over a whole run's logs take seconds."""
+    numbers: set[str] = set()
+    texts: set[str] = set()
+    for value in identifiers:
+        if value.isdigit():
+            if len(value) >= _MIN_IDENTIFIER_DIGITS:
+                numbers.add(value)
+        elif len(value) >= _PREFIX:
+            texts.update(_needles(value))
+    by_prefix: dict[str, list[str]] = {}
+    for text in texts:
+        by_prefix.setdefault(text[:_PREFIX], []).append(text)
+
+    def holds_text(line: str) -> bool:
+        for run in _RUNS.findall(line):
+            for at in range(len(run) - _PREFIX + 1):
+                for text in by_prefix.get(run[at : at + _PREFIX], ()):
+                    if run.startswith(text, at):
+                        return True
+        return False
+
+    hits = []
+    for log in logs:
+        with log.open(encoding="utf-8", errors="replace") as lines:
+            for n, line in enumerate(lines, 1):
+                if not numbers.isdisjoint(_NUMBERS.findall(line)) or holds_text(line):
+                    hits.append((log.name, n))
+    return hits
 
 
 def mint_token(
@@ -46,7 +120,9 @@ def mint_token(
     **claims: Any,
 ) -> str:
     """A JWT signed with any key at hand (forgeries, upstream tokens with odd claims)."""
-    return _signed(private_key_file, issuer, subject, audience, lifetime, akson_kind=kind, **claims)
+    return handed(
+        _signed(private_key_file, issuer, subject, audience, lifetime, akson_kind=kind, **claims)
+    )
 
 
 def client_assertion(
@@ -58,8 +134,10 @@ def client_assertion(
     jti: str | None = None,
 ) -> str:
     """A ``private_key_jwt`` client assertion (RFC 7523): iss = sub = the client id."""
-    return _signed(
-        private_key_file, client_id, client_id, audience, lifetime, jti=jti or uuid.uuid4().hex
+    return handed(
+        _signed(
+            private_key_file, client_id, client_id, audience, lifetime, jti=jti or uuid.uuid4().hex
+        )
     )
 
 
@@ -121,7 +199,7 @@ def issued(answer: httpx.Response) -> str:
     if answer.status_code != 200:
         raise AssertionError(f"no token: {answer.status_code} {answer.text}")
     token: str = answer.json()["access_token"]
-    return token
+    return handed(token)
 
 
 def system_token(
@@ -133,7 +211,8 @@ def system_token(
 
 
 def citizen_token(endpoints: dict[str, Any], national_id: str, audience: str) -> str:
-    upstream = mint_upstream(endpoints, "citizen", national_id)
+    handed(national_id)
+    upstream = handed(mint_upstream(endpoints, "citizen", national_id))
     return issued(token_response(endpoints, exchange_form(upstream, audience)))
 
 
@@ -172,6 +251,7 @@ class PractitionerFacts:
 def register_practitioner(endpoints: dict[str, Any], facts: PractitionerFacts) -> None:
     """Register the practitioner (and its unit and organisation) through master data's API."""
     base = endpoints["services"]["masterdata"]["app"]
+    handed(facts.hpr_number)
     token = system_token(endpoints, "masterdata", "Practitioner.write Organization.write")
     writer = {"authorization": f"Bearer {token}"}
     unit, parent = facts.unit_number, facts.parent_number
@@ -204,7 +284,10 @@ def practitioner_token(
     """Exchange an upstream personnel token once identity's projection (kept from master
     data's events) shows ``facts``: retried until the token carries them or time runs out."""
     unit = facts.unit_number
-    upstream = mint_upstream(endpoints, "personnel", facts.hpr_number, unit=unit, lifetime=300)
+    handed(facts.hpr_number)
+    upstream = handed(
+        mint_upstream(endpoints, "personnel", facts.hpr_number, unit=unit, lifetime=300)
+    )
     deadline = time.monotonic() + timeout
     while True:
         answer = token_response(endpoints, exchange_form(upstream, audience))
@@ -216,6 +299,7 @@ def practitioner_token(
                 wanted["organisation"] = facts.parent_number or unit
             if all(claims.get(name) == value for name, value in wanted.items()):
                 return issued(answer)
+            handed(answer.json()["access_token"])
         if time.monotonic() > deadline:
             raise AssertionError(f"identity never issued a token for {facts}: {answer.text}")
         time.sleep(0.1)

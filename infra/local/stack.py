@@ -211,6 +211,36 @@ def install_gin_twins(pg: Path, port: int, password: str, timeout: float = 20.0)
         time.sleep(0.2)
 
 
+# FerretDB v1 passes each client's credentials through to PostgreSQL (PLAIN) and has no
+# credentials of its own: the services log in as this role, which owns what it creates (one
+# schema per service database) and nothing else. Not one role per service: FerretDB v1 keeps one
+# metadata cache for all clients, filled from the first client's view of the schemas, so a role
+# that sees only its own schema would hide the others' collections from everyone.
+APP_ROLE = "akson_app"
+
+
+def create_app_role(pg: Path, port: int, password: str, role_password: str) -> None:
+    sql = f"""
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+    CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;
+  END IF;
+END $$;
+ALTER ROLE {APP_ROLE} PASSWORD '{role_password}';
+GRANT CREATE ON DATABASE postgres TO {APP_ROLE};
+"""
+    answer = subprocess.run(
+        [str(pg / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "akson", "-d",
+         "postgres", "-v", "ON_ERROR_STOP=1", "-q"],
+        env={**os.environ, "PGPASSWORD": password},
+        input=sql,  # on stdin: the role's password in no process list
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    if answer.returncode != 0:
+        raise RuntimeError(f"could not create the application role: {answer.stderr}")
+
+
 def postgres_bin() -> Path:
     """Debian's PostgreSQL server binaries (installed from the OS packages when missing)."""
     candidates = sorted(
@@ -299,10 +329,13 @@ class Stack:
         secret_values = self._generated_secrets(
             "redis_password",
             "postgres_password",
+            "database_password",
             "dapr_api_token",
             "app_api_token",
             "audit_upload_token",
             "message_inbound_token",
+            "partition_key_secret",
+            "opa_token",
         )
         self._write_secret("tokens.json", secret_values)
         self._write_secret("dapr-secrets.json", {"redis-password": secret_values["redis_password"]})
@@ -312,7 +345,12 @@ class Stack:
             "tools": tools,
             "ports": ports,
             "redis": {"address": f"127.0.0.1:{ports['redis']}"},
-            "mongo": {"url": f"mongodb://127.0.0.1:{ports['mongo']}/"},
+            "mongo": {
+                "address": f"127.0.0.1:{ports['mongo']}",
+                # PLAIN: FerretDB passes the credentials on to PostgreSQL
+                "url": f"mongodb://{APP_ROLE}:{secret_values['database_password']}"
+                f"@127.0.0.1:{ports['mongo']}/?authMechanism=PLAIN",
+            },
             "opa": {"url": f"http://127.0.0.1:{ports['opa']}"},
             "identity": {
                 "issuer": identity_url,
@@ -333,7 +371,10 @@ class Stack:
         }
         self._render_dapr_files()
         self._define_processes(secret_values)
-        (self.run_dir / "endpoints.json").write_text(json.dumps(self.endpoints, indent=2))
+        endpoints = self.run_dir / "endpoints.json"  # the database URL carries a password
+        endpoints.touch(mode=0o600, exist_ok=True)
+        endpoints.chmod(0o600)
+        endpoints.write_text(json.dumps(self.endpoints, indent=2))
 
     def _write_secret(self, name: str, values: dict[str, str]) -> None:
         path = self.run_dir / "secrets" / name
@@ -420,7 +461,7 @@ class Stack:
         kept: dict[str, str] = json.loads(existing.read_text()) if existing.is_file() else {}
         return {name: kept.get(name) or secrets.token_urlsafe(24) for name in names}
 
-    def _postgres(self, password: str) -> str:
+    def _postgres(self, password: str, role_password: str) -> str:
         """Initialise (once per run folder) and define a PostgreSQL server; return its URL."""
         pg, port = postgres_bin(), self.endpoints["ports"]["postgres"]
         data = self.run_dir / "postgres"
@@ -472,14 +513,29 @@ class Stack:
                     "synchronous_commit=off",
                     "-c",
                     "full_page_writes=off",
+                    # no statement and no parameter in the log: they carry national ids
+                    "-c",
+                    "log_min_error_statement=panic",
+                    "-c",
+                    "log_error_verbosity=terse",
+                    "-c",
+                    "log_parameter_max_length=0",
+                    "-c",
+                    "log_parameter_max_length_on_error=0",
                 ]
             ),
             dict(os.environ),
             self.run_dir / "logs" / "postgres.log",
             lambda: tcp_ok(port),
-            after_start=lambda: install_gin_twins(pg, port, password),
+            after_start=lambda: self._postgres_ready(pg, port, password, role_password),
         )
-        return f"postgres://akson:{password}@127.0.0.1:{port}/postgres"
+        # no credentials: FerretDB connects with each client's own, a client without is refused
+        return f"postgres://127.0.0.1:{port}/postgres"
+
+    @staticmethod
+    def _postgres_ready(pg: Path, port: int, password: str, role_password: str) -> None:
+        install_gin_twins(pg, port, password)
+        create_app_role(pg, port, password, role_password)
 
     def _define_processes(self, tokens: dict[str, str]) -> None:
         ports, tools, run = self.endpoints["ports"], self.endpoints["tools"], self.run_dir
@@ -515,7 +571,7 @@ class Stack:
         if DB_BACKEND == "postgresql":
             # FerretDB v1 on SQLite scans whole tables for anything but a find by _id (see the
             # benchmark); on PostgreSQL it pushes filters and indexes down.
-            pg_url = self._postgres(tokens["postgres_password"])
+            pg_url = self._postgres(tokens["postgres_password"], tokens["database_password"])
             backend = ["--handler=postgresql", f"--postgresql-url={pg_url}"]
         else:
             backend = ["--handler=sqlite", f"--sqlite-url=file:{run / 'ferretdb'}/"]
@@ -528,9 +584,14 @@ class Stack:
                 f"--debug-addr=127.0.0.1:{ports['ferretdb_debug']}",
                 f"--state-dir={run / 'ferretdb'}",
                 "--telemetry=disable",
-                "--log-level=warn",
+                # above ERROR: its PostgreSQL driver logs every failed statement at ERROR with
+                # its arguments and PostgreSQL's detail (the values: national ids), and failed
+                # commands are dumped at WARN; the clients get the same errors
+                "--log-level=error+1",
             ],
             lambda: tcp_ok(ports["mongo"]),
+            # a client without credentials stays without: none from the caller's environment
+            {"PGUSER": "no-credentials", "PGPASSWORD": "", "PGPASSFILE": os.devnull},
         )
         audit = self.endpoints["services"].get("audit", {}).get("app", "http://127.0.0.1:9")
         add(
@@ -548,10 +609,17 @@ class Stack:
                 str(LOCAL / "opa" / "config.yaml"),
                 "--log-level",
                 "error",
+                # only the enforcement points' token asks for decisions (policies/system/authz)
+                "--authentication=token",
+                "--authorization=basic",
                 str(ROOT / "policies"),
             ],
             lambda: http_ok(f"http://127.0.0.1:{ports['opa']}/health"),
-            {"AUDIT_URL": audit, "AUDIT_UPLOAD_TOKEN": tokens["audit_upload_token"]},
+            {
+                "AUDIT_URL": audit,
+                "AUDIT_UPLOAD_TOKEN": tokens["audit_upload_token"],
+                "AKSON_OPA_PEP_TOKEN": tokens["opa_token"],
+            },
         )
         if not os.environ.get("AKSON_MESSAGE_PEER_URL") and "messaging" in self.services:
             messaging_app = self.endpoints["services"]["messaging"]["app"]
@@ -587,11 +655,13 @@ class Stack:
                 f"{prefix}DAPR_API_TOKEN": tokens["dapr_api_token"],
                 f"{prefix}APP_API_TOKEN": tokens["app_api_token"],
                 f"{prefix}OPA_URL": self.endpoints["opa"]["url"],
+                f"{prefix}OPA_TOKEN": tokens["opa_token"],
                 f"{prefix}JWKS_URL": self.endpoints["identity"]["jwks_uri"],
                 f"{prefix}JWT_ISSUER": self.endpoints["identity"]["issuer"],
                 f"{prefix}JWKS_MAX_AGE_SECONDS": str(JWKS_MAX_AGE_SECONDS),
                 f"{prefix}JWKS_MIN_REFRESH_SECONDS": "1",
                 f"{prefix}AUDIT_UPLOAD_TOKEN": tokens["audit_upload_token"],
+                f"{prefix}PARTITION_KEY_SECRET": tokens["partition_key_secret"],
                 f"{prefix}OUTBOX_SWEEP_SECONDS": "1",
                 f"{prefix}OTLP_ENDPOINT": os.environ.get("AKSON_OTLP_ENDPOINT", ""),
             }
@@ -672,7 +742,13 @@ class Stack:
             {k: v for k, v in issuer.items() if k != "private_key_file"}
             for issuer in self.endpoints["upstream"].values()
         ]
+        # the key-encryption key of identity's stored signing keys: a secret file, as mounted
+        kek = self.run_dir / "secrets" / "identity-kek"
+        if not kek.exists():
+            kek.touch(mode=0o600)
+            kek.write_text(secrets.token_urlsafe(32))
         return {
+            f"{prefix}KEY_ENCRYPTION_KEY_FILE": str(kek),
             f"{prefix}UPSTREAM_ISSUERS": json.dumps(upstream),
             f"{prefix}CLIENTS_FILE": self.endpoints["test_client"]["clients_file"],
             f"{prefix}AUDIENCES": json.dumps(self.services),
@@ -773,7 +849,7 @@ class Stack:
         e = self.endpoints
         rows = [
             ("redis", f"redis://{e['redis']['address']}", "pub/sub + state (Redis Streams)"),
-            ("ferretdb", e["mongo"]["url"], f"MongoDB wire protocol, {DB_BACKEND} backend"),
+            ("ferretdb", e["mongo"]["address"], f"MongoDB wire protocol, {DB_BACKEND} backend"),
             ("opa", e["opa"]["url"], "POST /v1/data/akson/authz/decision"),
             ("message peer", e["message_peer"]["url"], "message-transport binding target"),
         ]

@@ -134,6 +134,53 @@ def test_every_service_is_rendered_with_its_resources(rendered: list[Rendered]) 
     assert app_ids == {*SERVICES, None}
 
 
+def test_the_locks_secrets_are_references_given_to_every_service(
+    tools: Tools, rendered: list[Rendered]
+) -> None:
+    """Issue 13: every service asks OPA with the enforcement points' token and hashes partition
+    keys with the deployment's key; identity seals its signing keys with a KEK; OPA takes the
+    PEP token and runs with token authentication and its system.authz policy."""
+    default = next(r for r in rendered if r.scenario == "default-values.yaml")
+    deployments = {d["metadata"]["name"]: d for d in default.of_kind("Deployment")}
+
+    def secret_env(name: str) -> dict[str, str]:
+        (container,) = deployments[name]["spec"]["template"]["spec"]["containers"][:1]
+        return {
+            e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+            for e in container["env"]
+            if "valueFrom" in e
+        }
+
+    for service in SERVICES:
+        prefix = f"AKSON_{service.upper()}_"
+        env = secret_env(f"akson-{service}")
+        assert env[f"{prefix}OPA_TOKEN"] == "akson-opa-token", service
+        assert env[f"{prefix}PARTITION_KEY_SECRET"] == "akson-partition-key", service
+        assert env[f"{prefix}MONGO_URL"] == "akson-mongodb", service
+    assert secret_env("akson-identity")["AKSON_IDENTITY_KEY_ENCRYPTION_KEY"] == "akson-identity-kek"
+    # a service may have its own database user: its own connection string Secret
+    render = tools.helm_template(
+        "--show-only", "templates/workloads.yaml",
+        "--set", "secrets.journalMongodb.name=akson-mongodb-journal",
+        "--set", "secrets.journalMongodb.key=connection-string",
+        "--set", "services.journal.mongodbSecret=journalMongodb",
+    )  # fmt: skip
+    assert render.returncode == 0, render.stderr
+    (journal,) = [
+        m for m in yaml.safe_load_all(render.stdout)
+        if m and m["kind"] == "Deployment" and m["metadata"]["name"] == "akson-journal"
+    ]  # fmt: skip
+    container = journal["spec"]["template"]["spec"]["containers"][0]
+    journal_env = {e["name"]: e for e in container["env"]}
+    journal_url = journal_env["AKSON_JOURNAL_MONGO_URL"]["valueFrom"]["secretKeyRef"]
+    assert journal_url["name"] == "akson-mongodb-journal"
+    assert secret_env("akson-opa")["AKSON_OPA_PEP_TOKEN"] == "akson-opa-token"
+    opa_args = deployments["akson-opa"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert {"--authentication=token", "--authorization=basic"} <= set(opa_args)
+    packed = CHART / "files" / "policies" / "system" / "authz" / "authz.rego"
+    assert "package system.authz" in packed.read_text()
+
+
 def test_components_are_scoped_to_their_users(rendered: list[Rendered]) -> None:
     everything = next(r for r in rendered if r.scenario == "all-services-values.yaml")
     scopes = {c["metadata"]["name"]: c["scopes"] for c in everything.of_kind("Component")}

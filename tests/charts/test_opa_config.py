@@ -1,6 +1,7 @@
 """The OPA the chart deploys, run here: the pinned opa binary with the rendered ConfigMaps laid
-out as the pod mounts them. It must serve the packed policies and upload masked decision logs
-to audit's path with the bearer token from the environment (a Secret in the cluster).
+out as the pod mounts them, with the pod's own arguments. It must serve the packed policies to
+the enforcement points' token only (and nothing to anyone else) and upload masked decision logs
+to audit's path with the bearer token from the environment (Secrets in the cluster).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +25,7 @@ from stack import free_port, http_ok
 from tests.charts.conftest import Tools
 
 UPLOAD_TOKEN = "test-upload-token"
+PEP_TOKEN = "test-pep-token"
 
 
 class AuditSink(BaseHTTPRequestHandler):
@@ -51,8 +54,9 @@ def audit_sink() -> Iterator[str]:
     server.shutdown()
 
 
-def _lay_out_opa_pod(tools: Tools, root: Path) -> tuple[Path, Path]:
-    """Render OPA's ConfigMaps and write them as the Deployment mounts them (items -> paths)."""
+def _lay_out_opa_pod(tools: Tools, root: Path) -> tuple[list[str], dict[str, Any]]:
+    """Render OPA's ConfigMaps and write them as the Deployment mounts them (items -> paths);
+    return the container's arguments (its mount paths under ``root``) and its env entries."""
     render = tools.helm_template(
         "--show-only", "templates/opa.yaml", "--show-only", "templates/workloads.yaml",
         "--set", "opa.decisionLogs.minDelaySeconds=1,opa.decisionLogs.maxDelaySeconds=1",
@@ -74,19 +78,30 @@ def _lay_out_opa_pod(tools: Tools, root: Path) -> tuple[Path, Path]:
             target = root / mounts[volume["name"]].lstrip("/") / item["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(data[item["key"]])
-    assert pod["containers"][0]["args"][-1] == "/policies"
-    return root / "config" / "config.yaml", root / "policies"
+    container = pod["containers"][0]
+    assert container["args"][-1] == "/policies"
+    args = [
+        str(root / "policies") if a == "/policies" else a.replace("=/config/", f"={root}/config/")
+        for a in container["args"]
+    ]
+    return args, {e["name"]: e for e in container["env"]}
 
 
 def test_opa_serves_packed_policies_and_uploads_masked_logs(
     tools: Tools, tmp_path: Path, audit_sink: str
 ) -> None:
-    config, policies = _lay_out_opa_pod(tools, tmp_path)
+    args, env = _lay_out_opa_pod(tools, tmp_path)
+    assert {"--authentication=token", "--authorization=basic"} <= set(args)
+    assert env["AKSON_OPA_PEP_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "akson-opa-token"
     port = free_port()
+    args = [f"--addr=127.0.0.1:{port}" if a.startswith("--addr=") else a for a in args]
     opa = subprocess.Popen(
-        [str(tools.opa), "run", "--server", "--skip-version-check", "--log-level", "error"]
-        + ["--addr", f"127.0.0.1:{port}", "--config-file", str(config), str(policies)],
-        env={"AUDIT_URL": audit_sink, "AUDIT_UPLOAD_TOKEN": UPLOAD_TOKEN},
+        [str(tools.opa), *args],
+        env={
+            "AUDIT_URL": audit_sink,
+            "AUDIT_UPLOAD_TOKEN": UPLOAD_TOKEN,
+            "AKSON_OPA_PEP_TOKEN": PEP_TOKEN,
+        },
     )
     try:
         deadline = time.monotonic() + 20
@@ -100,8 +115,20 @@ def test_opa_serves_packed_policies_and_uploads_masked_logs(
                 "resource": {"type": "DocumentReference", "patient": "12345678901", "content": "x"},
             }
         }
+        url = f"http://127.0.0.1:{port}/v1/data/akson/authz/decision"
+        anonymous = urllib.request.Request(url, data=json.dumps(query).encode())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(anonymous, timeout=5)
+        assert refused.value.code == 401
+        writing = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/data/akson", data=b"{}", method="PUT",
+            headers={"Authorization": f"Bearer {PEP_TOKEN}"},
+        )  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(writing, timeout=5)
+        assert refused.value.code == 401
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/data/akson/authz/decision", data=json.dumps(query).encode()
+            url, data=json.dumps(query).encode(), headers={"Authorization": f"Bearer {PEP_TOKEN}"}
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             decision = json.load(response)

@@ -29,7 +29,10 @@ from tests.support import (
     citizen_token,
     client_form,
     exchange_form,
+    handed,
+    handed_out,
     issued,
+    log_hits,
     practitioner_token,
     register_practitioner,
     system_token,
@@ -44,6 +47,10 @@ class Platform:
     tokens: dict[str, str]
     mongo: MongoClient[dict[str, Any]]
     _registered: set[PractitionerFacts] = field(default_factory=set)
+    # the session-end log scan must have had more than this many identifiers to look for
+    # (tests/integration/test_log_scan.py sets it, so every whole-suite run checks; a whole
+    # suite hands out hundreds)
+    log_scan_minimum: int = 0
 
     def url(self, service: str) -> str:
         return str(self.endpoints["services"][service]["app"])
@@ -108,7 +115,7 @@ class Platform:
         relation_id = f"rel-{uuid.uuid4().hex[:12]}"
         body: dict[str, Any] = {
             "relation_id": relation_id,
-            "patient": patient,
+            "patient": handed(patient),
             "kind": kind,
             "period_start": "2020-01-01",
         }
@@ -168,8 +175,9 @@ def platform(request: pytest.FixtureRequest) -> Iterator[Platform]:
     stack.up()
     tokens = json.loads((run_dir / "secrets" / "tokens.json").read_text())
     mongo: MongoClient[dict[str, Any]] = MongoClient(stack.endpoints["mongo"]["url"])
+    platform = Platform(stack, stack.endpoints, tokens, mongo)
     try:
-        yield Platform(stack, stack.endpoints, tokens, mongo)
+        yield platform
     finally:
         mongo.close()
         stack.down()
@@ -178,10 +186,20 @@ def platform(request: pytest.FixtureRequest) -> Iterator[Platform]:
             for name, process in stack.processes.items()
             if process.popen is not None and process.popen.poll() is None
         ]
-        assert not leftovers, f"still running after down: {leftovers}"
+        # the whole run's logs (apps, sidecars, OPA, FerretDB, PostgreSQL, Redis) hold none of
+        # the national ids, HPR numbers and tokens the tests used, nor the runner's secrets
+        logs = sorted((run_dir / "logs").glob("*.log"))
+        leaks = log_hits(logs, {*handed_out, *tokens.values()})
+        keep = bool(leftovers or leaks) or request.session.testsfailed > 0
         # keep the logs and data of a failed run for diagnosis; a passing run leaves nothing
-        if request.session.testsfailed == 0 and not os.environ.get("AKSON_KEEP_RUN"):
+        if not keep and not os.environ.get("AKSON_KEEP_RUN"):
             shutil.rmtree(run_dir, ignore_errors=True)
+        assert not leftovers, f"still running after down: {leftovers}"
+        assert {log.stem for log in logs} >= set(stack.processes), "a process wrote no log"
+        # (a run of a few tests may hand out nothing: it still scans for the runner's secrets)
+        if platform.log_scan_minimum:
+            assert len(handed_out) > platform.log_scan_minimum, "the log scan had too little"
+        assert not leaks, f"identifiers or tokens in process logs (file, line): {leaks[:20]}"
 
 
 @pytest.fixture

@@ -341,6 +341,7 @@ def test_decision_log_reaches_audit_with_clinical_content_erased(
     answer = http.post(
         f"{platform.endpoints['opa']['url']}/v1/data/akson/authz/decision",
         json={"input": policy_input},
+        headers={"authorization": f"Bearer {platform.tokens['opa_token']}"},
     ).json()
     decision_id = answer["decision_id"]
     decisions = platform.db("audit").decisions

@@ -23,6 +23,7 @@ from joserfc.jwk import RSAKey
 from stack import KEY_PUBLISH_LEAD_SECONDS, ROOT, mint_upstream
 
 from akson_common.auth import token_header, unverified_claims
+from identity.keys import key_encryption_key, unseal
 from tests.integration.conftest import Platform, eventually
 from tests.support import client_assertion, new_patient_id
 
@@ -57,7 +58,15 @@ def identity_signing_key(platform: Platform) -> RSAKey:
         if d["_id"] in published and d["signs_from"] <= time.time()
     ]
     newest = max(stored, key=lambda d: d["signs_from"])
-    return RSAKey.import_key({**newest["private_jwk"], "kid": newest["_id"]})
+    private_jwk = unseal(newest["private_jwe"], key_encryption_key(kek_file(platform).read_text()))
+    return RSAKey.import_key({**private_jwk, "kid": newest["_id"]})
+
+
+def kek_file(platform: Platform) -> Path:
+    """The key-encryption key of identity's stored signing keys (a secret file)."""
+    return Path(
+        platform.stack.processes["identity-app"].env["AKSON_IDENTITY_KEY_ENCRYPTION_KEY_FILE"]
+    )
 
 
 # -- discovery and the two grants ------------------------------------------------------------
@@ -397,6 +406,7 @@ def _rotate(platform: Platform) -> str:
         **os.environ,
         "AKSON_IDENTITY_ENVIRONMENT": "development",
         "AKSON_IDENTITY_MONGO_URL": platform.endpoints["mongo"]["url"],
+        "AKSON_IDENTITY_KEY_ENCRYPTION_KEY_FILE": str(kek_file(platform)),
     }
     done = subprocess.run(
         [sys.executable, "-m", "identity.cli", "rotate", "--lead", str(KEY_PUBLISH_LEAD_SECONDS)],

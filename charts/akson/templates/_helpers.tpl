@@ -49,7 +49,7 @@ over this; nothing else lists the services.
 {{- $w := mergeOverwrite (deepCopy .Values.serviceDefaults) (deepCopy .Values.opa.workload) -}}
 {{- $_ := set $w "akson" false -}}
 {{- $opa := printf "%s-opa" (include "akson.fullname" .) -}}
-{{- $_ := set $w "args" (list "run" "--server" "--skip-version-check" (printf "--addr=0.0.0.0:%v" $w.port) "--config-file=/config/config.yaml" (printf "--log-level=%s" .Values.opa.logLevel) "/policies") -}}
+{{- $_ := set $w "args" (list "run" "--server" "--skip-version-check" (printf "--addr=0.0.0.0:%v" $w.port) "--config-file=/config/config.yaml" (printf "--log-level=%s" .Values.opa.logLevel) "--authentication=token" "--authorization=basic" "/policies") -}}
 {{- $items := list -}}
 {{- range $path, $_ := .Files.Glob "files/policies/**" -}}
 {{- $rel := trimPrefix "files/policies/" $path -}}
@@ -59,7 +59,8 @@ over this; nothing else lists the services.
 {{- $audit := index $workloads "audit" | default dict -}}
 {{- $auditUrl := printf "http://%s-audit.%s.svc.%s:%v" (include "akson.fullname" .) .Release.Namespace .Values.clusterDomain ($audit.port | default 8000) -}}
 {{- $token := .Values.secrets.auditUploadToken -}}
-{{- $_ := set $w "extraEnv" (list (dict "name" "AUDIT_URL" "value" $auditUrl) (dict "name" "AUDIT_UPLOAD_TOKEN" "valueFrom" (dict "secretKeyRef" (dict "name" $token.name "key" $token.key)))) -}}
+{{- $pep := .Values.secrets.opaToken -}}
+{{- $_ := set $w "extraEnv" (list (dict "name" "AUDIT_URL" "value" $auditUrl) (dict "name" "AUDIT_UPLOAD_TOKEN" "valueFrom" (dict "secretKeyRef" (dict "name" $token.name "key" $token.key))) (dict "name" "AKSON_OPA_PEP_TOKEN" "valueFrom" (dict "secretKeyRef" (dict "name" $pep.name "key" $pep.key)))) -}}
 {{- $_ := set $workloads "opa" $w -}}
 {{- end -}}
 {{- toYaml $workloads -}}
@@ -97,6 +98,9 @@ secretKeyRef:
 {{- fail (printf "%s.dapr.components: %q is not defined under components" $at $component) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- if and $w.akson $w.mongodb (not (hasKey $.Values.secrets $w.mongodbSecret)) -}}
+{{- fail (printf "%s.mongodbSecret: %q is not defined under secrets" $at $w.mongodbSecret) -}}
 {{- end -}}
 {{- range $suffix, $secret := $w.secretEnv -}}
 {{- if not (hasKey $.Values.secrets $secret) -}}

@@ -136,7 +136,13 @@ def create_service(
         description=f"Akson {settings.service_name} service",
         license_info={"name": "Apache-2.0"},
     )
-    publisher = EventPublisher(http, settings.dapr_http_endpoint, settings.pubsub_name, dapr_token)
+    publisher = EventPublisher(
+        http,
+        settings.dapr_http_endpoint,
+        settings.pubsub_name,
+        dapr_token,
+        settings.partition_key_secret.get_secret_value(),
+    )
     outbox = Outbox(database, publisher, settings.outbox_sweep_seconds)
     enforcement = EnforcementLog(outbox, settings.service_name)
     platform = Platform(
@@ -149,7 +155,10 @@ def create_service(
             app, database, settings.pubsub_name, settings.app_api_token.get_secret_value()
         ),
         pep=PolicyEnforcementPoint(
-            settings.opa_url, settings.opa_timeout_seconds, on_decision=enforcement.record
+            settings.opa_url,
+            settings.opa_timeout_seconds,
+            on_decision=enforcement.record,
+            token=settings.opa_token.get_secret_value(),
         ),
     )
     app.state.platform = platform

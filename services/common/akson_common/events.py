@@ -6,6 +6,8 @@ and the minimum facts consumers need, never document bodies.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -389,6 +391,14 @@ def cloud_event(topic: Topic[P], payload: P, *, source: str, subject: str) -> di
     }
 
 
+def partition_key(subject: str, secret: str) -> str:
+    """The broker's partition key for ``subject``: a keyed hash (HMAC-SHA256, 128 bits), so the
+    same patient always lands on the same partition (their events stay ordered) while the key
+    that travels in the publish URL and the broker's metadata is no national id."""
+    digest = hmac.new(secret.encode(), subject.encode(), hashlib.sha256).hexdigest()
+    return digest[:32]
+
+
 class EventPublisher:
     """Publishes through the sidecar, keeping our envelope (and so our event id) intact."""
 
@@ -398,8 +408,10 @@ class EventPublisher:
         dapr_http_endpoint: str,
         pubsub: str,
         dapr_api_token: str = "",
+        partition_key_secret: str = "",
     ) -> None:
         self.client = client
+        self.partition_key_secret = partition_key_secret
         self.base = f"{dapr_http_endpoint}/v1.0/publish/{pubsub}"
         self.headers = {"content-type": "application/cloudevents+json"}
         if dapr_api_token:
@@ -407,11 +419,12 @@ class EventPublisher:
 
     async def publish(self, envelope: dict[str, Any]) -> None:
         # partitionKey keeps one patient's events in order on brokers that partition.
+        key = partition_key(str(envelope["subject"]), self.partition_key_secret)
         response = await self.client.post(
             f"{self.base}/{envelope['topic']}",
             json=envelope,
             headers=self.headers,
-            params={"metadata.partitionKey": envelope["subject"]},
+            params={"metadata.partitionKey": key},
         )
         response.raise_for_status()
 

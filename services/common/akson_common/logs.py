@@ -44,5 +44,7 @@ def configure_logging(service_name: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "pymongo", "aiohttp.access"):
+    # httpx/httpcore log every request URL at INFO: paths and queries carry identifiers (a
+    # patient's record, a partition key), and no URL may reach a log line
+    for noisy in ("uvicorn.access", "pymongo", "aiohttp.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -114,9 +114,11 @@ class PolicyEnforcementPoint:
         opa_url: str,
         timeout_seconds: float,
         on_decision: Callable[[str, bool], None] | None = None,
+        token: str = "",
     ) -> None:
         """``on_decision(decision_id, allow)`` is told of every decision OPA made for us (the
-        double recording audit reconciles with OPA's decision log)."""
+        double recording audit reconciles with OPA's decision log); ``token`` is the
+        enforcement points' bearer token OPA requires (policies/system/authz)."""
         self.on_decision = on_decision
         parts = urlsplit(opa_url)
         self.client = AsyncOpaClient(
@@ -125,6 +127,7 @@ class PolicyEnforcementPoint:
             ssl=parts.scheme == "https",
             timeout=timeout_seconds,
             retries=0,
+            token=token or None,
         )
 
     async def start(self) -> None:

@@ -33,8 +33,13 @@ class ServiceSettings(BaseSettings):
     dapr_api_token: SecretStr = SecretStr("")
     app_api_token: SecretStr = SecretStr("")
     pubsub_name: str = "pubsub"
+    # the key of the keyed hash that stands for the subject (a patient) as the broker's
+    # partition key: the same in every service of a deployment
+    partition_key_secret: SecretStr = SecretStr("")
 
     opa_url: str = "http://127.0.0.1:8181"
+    # the enforcement points' bearer token: OPA answers decisions to nobody else
+    opa_token: SecretStr = SecretStr("")
     opa_timeout_seconds: float = Field(default=0.5, gt=0, le=5)
 
     jwt_issuer: str = "https://identity.akson.local"
@@ -54,7 +59,12 @@ class ServiceSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> ServiceSettings:
         if self.environment != "development":
-            for name in ("dapr_api_token", "app_api_token"):
+            for name in (
+                "dapr_api_token",
+                "app_api_token",
+                "partition_key_secret",
+                "opa_token",
+            ):
                 value: SecretStr = getattr(self, name)
                 if value.get_secret_value().lower() in PLACEHOLDER_SECRETS:
                     raise ValueError(f"{name} must be a real secret outside development")

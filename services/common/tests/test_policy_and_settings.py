@@ -63,3 +63,19 @@ async def test_any_policy_package_is_asked_fail_closed() -> None:
         assert decision.violations == ()
     finally:
         await pep.close()
+
+
+@pytest.mark.parametrize("missing", ["partition_key_secret", "opa_token"])
+def test_outside_development_the_partition_key_and_opa_token_are_required(missing: str) -> None:
+    secrets = {
+        "service_name": "journal",
+        "environment": "production",
+        "jwks_url": "https://identity/jwks",
+        "dapr_api_token": "d" * 32,
+        "app_api_token": "a" * 32,
+        "partition_key_secret": "p" * 32,
+        "opa_token": "o" * 32,
+    }
+    ServiceSettings.model_validate(secrets)
+    with pytest.raises(ValidationError, match=missing):
+        ServiceSettings.model_validate({**secrets, missing: ""})

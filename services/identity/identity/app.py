@@ -21,7 +21,7 @@ def create_app(settings: IdentitySettings) -> FastAPI:
 
     def configure(app: FastAPI, platform: Platform) -> None:
         store = IdentityStore(platform.database, platform.outbox)
-        keys = SigningKeys(platform.database, settings.token_lifetime_seconds)
+        keys = SigningKeys(platform.database, settings.token_lifetime_seconds, settings.kek())
         service = TokenService(settings, store, keys, platform.http)
         platform.subscriptions.on(PRACTITIONER_CHANGED)(service.on_practitioner_changed)
         platform.subscriptions.on(PERSON_CHANGED)(service.on_person_changed)

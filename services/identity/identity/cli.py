@@ -16,7 +16,7 @@ from identity.models import IdentitySettings
 async def rotate(settings: IdentitySettings, lead: float) -> str:
     database = Database(settings.mongo_url.get_secret_value(), settings.mongo_database)
     try:
-        keys = SigningKeys(database, settings.token_lifetime_seconds)
+        keys = SigningKeys(database, settings.token_lifetime_seconds, settings.kek())
         kid = await keys.rotate(lead)
         await keys.prune()
         return kid

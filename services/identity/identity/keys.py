@@ -9,24 +9,47 @@ from those times, so any number of identity replicas agree without coordination:
 * a *retired* key stays published until the last token it signed has expired (its
   successor's ``signs_from`` plus the token lifetime plus the verifiers' maximum leeway).
 
-The private keys live in identity's own database, never in git or in a log.
+The private keys live in identity's own database, never in git or in a log, and never in the
+clear: each is stored as a JWE (A256KW + A256GCM) under a key-encryption key (KEK) that comes
+from a mounted secret, so a database client (or a backup) reads no private key material.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc import jwt
-from joserfc.jwk import RSAKey
+from joserfc import jwe, jwt
+from joserfc.jwk import OctKey, RSAKey
 
 from akson_common.db import Database
 
 SIGNING_KEYS = "signing_keys"
 MAX_VERIFIER_LEEWAY = 60
 ALGORITHM = "RS256"
+KEY_WRAPPING = {"alg": "A256KW", "enc": "A256GCM"}
+
+
+def key_encryption_key(encoded: str) -> OctKey:
+    """The KEK from its base64url form (32 random bytes, e.g. ``secrets.token_urlsafe(32)``)."""
+    key = OctKey.import_key({"kty": "oct", "k": encoded.strip()})
+    if len(key.raw_value) != 32:
+        raise ValueError("the key-encryption key must be 32 bytes (base64url)")
+    return key
+
+
+def seal(private_jwk: dict[str, Any], kek: OctKey) -> str:
+    """A private JWK encrypted under ``kek`` (compact JWE naming the KEK by its thumbprint)."""
+    header = {**KEY_WRAPPING, "kid": kek.thumbprint(), "cty": "jwk+json"}
+    return jwe.encrypt_compact(header, json.dumps(private_jwk).encode(), kek)
+
+
+def unseal(sealed: str, kek: OctKey) -> dict[str, Any]:
+    private_jwk: dict[str, Any] = json.loads(jwe.decrypt_compact(sealed, kek).plaintext or b"")
+    return private_jwk
 
 
 @dataclass(frozen=True)
@@ -60,9 +83,15 @@ class SigningKeys:
     publication lead must exceed it plus the verifiers' JWKS cache age)."""
 
     def __init__(
-        self, database: Database, token_lifetime_seconds: int, reread_seconds: float = 1.0
+        self,
+        database: Database,
+        token_lifetime_seconds: int,
+        kek: OctKey | None,
+        reread_seconds: float = 1.0,
     ) -> None:
+        """``kek``: the key-encryption key; None only where no key is ever read or made."""
         self.keys = database.collection(SIGNING_KEYS)
+        self._kek = kek
         self.retention = token_lifetime_seconds + MAX_VERIFIER_LEEWAY
         self.reread_seconds = reread_seconds
         self._ring: list[SigningKey] = []
@@ -76,8 +105,17 @@ class SigningKeys:
         ring = []
         async for document in self.keys.find({}):
             kid = document["_id"]
+            if "private_jwk" in document:  # stored in the clear before keys were sealed
+                document["private_jwe"] = seal(document["private_jwk"], self.kek)
+                await self.keys.update_one(
+                    {"_id": kid},
+                    {
+                        "$set": {"private_jwe": document["private_jwe"]},
+                        "$unset": {"private_jwk": ""},
+                    },
+                )
             if kid not in self._imported:
-                self._imported[kid] = RSAKey.import_key(document["private_jwk"])
+                self._imported[kid] = RSAKey.import_key(unseal(document["private_jwe"], self.kek))
             ring.append(SigningKey(kid, float(document["signs_from"]), self._imported[kid]))
         self._ring = sorted(ring, key=lambda k: (k.signs_from, k.kid))
         self._read_at = time.monotonic()
@@ -86,11 +124,16 @@ class SigningKeys:
     async def add(self, signs_from: float) -> str:
         kid = f"{time.strftime('%Y%m%d', time.gmtime(signs_from))}-{uuid.uuid4().hex[:8]}"
         key = RSAKey.generate_key(2048, private=True)
-        await self.keys.insert_one(
-            {"_id": kid, "signs_from": signs_from, "private_jwk": key.as_dict(private=True)}
-        )
+        sealed = seal(key.as_dict(private=True), self.kek)
+        await self.keys.insert_one({"_id": kid, "signs_from": signs_from, "private_jwe": sealed})
         self._read_at = -self.reread_seconds
         return kid
+
+    @property
+    def kek(self) -> OctKey:
+        if self._kek is None:
+            raise RuntimeError("identity has no key-encryption key (key_encryption_key_file)")
+        return self._kek
 
     async def ensure_one(self) -> None:
         """The first start: one key that signs at once (nothing can hold an older JWKS)."""

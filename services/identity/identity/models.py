@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from joserfc.jwk import OctKey
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from akson_common.auth import Principal
 from akson_common.settings import ServiceSettings
+from identity.keys import key_encryption_key
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 CLIENT_CREDENTIALS = "client_credentials"
@@ -51,6 +54,25 @@ class IdentitySettings(ServiceSettings):
     max_assertion_lifetime_seconds: int = Field(default=60, gt=0, le=60)
     # a new key is in the JWKS this long before it signs: above every service's JWKS max age
     key_publish_lead_seconds: float = Field(default=600.0, ge=0)
+    # the key-encryption key of the stored signing keys (base64url of 32 random bytes): a
+    # mounted secret file, or the value itself; required outside development
+    key_encryption_key_file: str = ""
+    key_encryption_key: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _a_key_encryption_key_outside_development(self) -> IdentitySettings:
+        if self.environment != "development" and not (
+            self.key_encryption_key_file or self.key_encryption_key.get_secret_value()
+        ):
+            raise ValueError("key_encryption_key_file must be set outside development")
+        return self
+
+    def kek(self) -> OctKey | None:
+        """The key-encryption key, read from its file at each start (a rotated secret counts)."""
+        if self.key_encryption_key_file:
+            return key_encryption_key(Path(self.key_encryption_key_file).read_text())
+        value = self.key_encryption_key.get_secret_value()
+        return key_encryption_key(value) if value else None
 
 
 class ClientRegistration(BaseModel):

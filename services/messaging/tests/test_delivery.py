@@ -64,6 +64,8 @@ def test_a_placeholder_inbound_token_is_refused_outside_development() -> None:
         "environment": "production",
         "dapr_api_token": "x" * 20,
         "app_api_token": "y" * 20,
+        "partition_key_secret": "p" * 20,
+        "opa_token": "o" * 20,
         "jwks_file": "/k.json",
     }
     with pytest.raises(ValueError, match="inbound_token"):
