@@ -71,12 +71,11 @@ DOCUMENT_RECORDED = "journal.document.recorded"
 # a line that reports a failure: JSON logs (daprd, the apps, FerretDB) by level, PostgreSQL and
 # redis by their markers, Python by its traceback header, Go by its panic
 FAILURE_LINE = re.compile(
-    r'"(level|severity)"\s*:\s*"(fatal|error|critical|panic)"'
+    r'"(level|severity)"\s*:\s*"(?i:fatal|error|critical|panic)"'
     r"|\b(FATAL|PANIC|ERROR|CRITICAL):"
     r"|^\S+ (ERROR|CRITICAL) "  # the supervisor's own log
     r"|Traceback \(most recent call last\)"
-    r"|^panic:",
-    re.IGNORECASE,
+    r"|^panic:"
 )
 
 
