@@ -1,0 +1,109 @@
+"""The runner supervises what it starts (issue 12): a process that dies is restarted with a
+bounded backoff, and the platform works again afterwards.
+
+Against the session stack: each test kills one process with SIGKILL (by the pid the runner
+reports), sees the consequence while it is gone, and waits until the runner has it back and
+healthy, so the stack is left as it was found.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Platform, eventually
+from tests.integration.test_foundation import document_reference, gp_headers
+from tests.support import new_patient_id
+
+pytestmark = pytest.mark.integration
+
+DOCUMENT_RECORDED = "journal.document.recorded"
+
+
+def kill(platform: Platform, name: str) -> dict[str, Any]:
+    """SIGKILL ``name`` (it must be running and supervised); its status from before."""
+    before = platform.stack.status()[name]
+    assert before["state"] == "running" and before["alive"], before
+    os.kill(before["pid"], signal.SIGKILL)
+    return before
+
+
+def back(platform: Platform, name: str, before: dict[str, Any]) -> dict[str, Any]:
+    """The status of ``name`` once the runner has restarted it and it is healthy."""
+    after: dict[str, Any] = eventually(
+        lambda: (
+            (s := platform.stack.status()[name])["state"] == "running"
+            and s["pid"] != before["pid"]
+            and s
+        ),
+        timeout=60,
+    )
+    assert after["restarts"] == before["restarts"] + 1
+    assert after["last_exit"] == -signal.SIGKILL
+    return after
+
+
+def recorded_and_consumed(platform: Platform, http: httpx.Client, hpr: str) -> None:
+    """A journal write whose ``journal.document.recorded`` event reaches messaging."""
+    patient = new_patient_id()
+    platform.relate(patient, hpr=hpr)
+    written = http.post(
+        f"{platform.url('journal')}/fhir/R4/DocumentReference",
+        json=document_reference(patient),
+        headers=gp_headers(platform, hpr),
+    )
+    assert written.status_code == 201, written.text
+    document_id = written.headers["location"].rsplit("/", 1)[-1]
+    (event,) = eventually(
+        lambda: [
+            e for e in platform.events(DOCUMENT_RECORDED) if e["data"]["document_id"] == document_id
+        ][:1],
+        timeout=40,
+    )
+    eventually(
+        lambda: platform.db("messaging").processed_events.find_one(
+            {"_id": f"{DOCUMENT_RECORDED}:{event['id']}"}
+        ),
+        timeout=40,
+    )
+
+
+def test_a_killed_sidecar_is_restarted_and_events_flow_again(
+    platform: Platform, http: httpx.Client
+) -> None:
+    readyz = f"{platform.url('journal')}/readyz"
+    before = kill(platform, "journal-dapr")
+    # gone: journal says it is not ready, and why (the restart waits at least 0.5 s)
+    deadline, answer = time.monotonic() + 5, http.get(readyz)
+    while answer.status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        answer = http.get(readyz)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["checks"]["sidecar"] is False
+    back(platform, "journal-dapr", before)
+    eventually(lambda: http.get(readyz).status_code == 200)
+    recorded_and_consumed(platform, http, hpr="9144977")
+    log = (platform.stack.run_dir / "logs" / "supervisor.log").read_text()
+    assert "journal-dapr exited with -9" in log and "journal-dapr restarted" in log
+
+
+def test_a_killed_app_is_restarted_and_serves_again(platform: Platform, http: httpx.Client) -> None:
+    healthz = f"{platform.url('journal')}/healthz"
+    before = kill(platform, "journal-app")
+    eventually(lambda: _refused(http, healthz), timeout=5)
+    back(platform, "journal-app", before)
+    eventually(lambda: http.get(f"{platform.url('journal')}/readyz").status_code == 200)
+    recorded_and_consumed(platform, http, hpr="9144978")
+
+
+def _refused(http: httpx.Client, url: str) -> bool:
+    try:
+        http.get(url, timeout=0.5)
+    except httpx.TransportError:
+        return True
+    return False
