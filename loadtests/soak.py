@@ -117,6 +117,7 @@ class Soak:
     gp: PractitionerFacts
     patients: list[str] = field(default_factory=list)
     documents: list[str] = field(default_factory=list)  # locations of recorded documents
+    messages: list[str] = field(default_factory=list)  # ids of the referrals sent
     probes: list[Probe] = field(default_factory=list)
     _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -202,7 +203,7 @@ class Messenger(SoakUser):
 
     @locust.task
     def send_referral(self) -> None:
-        self.client.post(
+        with self.client.post(
             f"{self.soak.url('messaging')}/messages",
             json={
                 "kind": "referral",
@@ -212,7 +213,12 @@ class Messenger(SoakUser):
             },
             headers=self.soak.practitioner("messaging"),
             name="messaging send",
-        )
+            catch_response=True,
+        ) as answer:
+            if answer.status_code == 202:
+                self.soak.messages.append(answer.json()["id"])
+            else:
+                answer.failure(f"messaging send: {answer.status_code}")
 
 
 class Importer(SoakUser):
@@ -293,6 +299,7 @@ def seed(soak: Soak) -> None:
                 headers=soak.practitioner("messaging"),
             )  # fmt: skip
             if sent.status_code == 202:
+                soak.messages.append(sent.json()["id"])
                 break
             if time.monotonic() > deadline:
                 raise SystemExit(f"messaging refused the seeded patients: {sent.text}")
@@ -459,6 +466,16 @@ def verdict(
                 else f"{gaps.status_code} {gaps.text[:200]}",
             )
         )
+    outcomes = message_outcomes(soak)
+    receipted = outcomes.get("receipted_ok", 0)
+    rows.append(
+        (
+            "every referral receipted",
+            receipted == len(soak.messages) > 0,
+            f"{len(soak.messages)} sent: "
+            + ", ".join(f"{n} {status}" for status, n in sorted(outcomes.items())),
+        )
+    )
     total = environment.stats.total
     rows.append(
         (
@@ -479,6 +496,24 @@ def verdict(
     details += [f"probe error: {e}" for e in prober.errors[:20]]
     details += [f"log: {line}" for line in lines]
     return rows, details
+
+
+def message_outcomes(soak: Soak, timeout: float = 60.0) -> dict[str, int]:
+    """How many referrals ended in which status (waiting a while for the last ones)."""
+    operator = soak.system("messaging", "Communication.read")
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=30.0) as http:
+        while True:
+            outcomes: dict[str, int] = {}
+            for message_id in soak.messages:
+                answer = http.get(
+                    f"{soak.url('messaging')}/messages/{message_id}", headers=operator
+                )
+                status = answer.json()["status"] if answer.status_code == 200 else "unreadable"
+                outcomes[status] = outcomes.get(status, 0) + 1
+            if set(outcomes) <= {"receipted_ok"} or time.monotonic() > deadline:
+                return outcomes
+            time.sleep(2.0)
 
 
 def _errors(environment: Environment) -> list[Any]:
