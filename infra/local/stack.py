@@ -723,15 +723,12 @@ class Stack:
 
     # -- running ---------------------------------------------------------------------------
     def order(self) -> list[str]:
-        infra = [
-            "redis",
-            *(["postgres"] if "postgres" in self.processes else []),
-            "ferretdb",
-            "opa",
-            *([MESSAGE_PEER] if MESSAGE_PEER in self.processes else []),
-        ]
+        """The defined processes in start order: infrastructure, then each app and its sidecar
+        (anything else defined comes last)."""
+        infra = ["redis", "postgres", "ferretdb", "opa", MESSAGE_PEER]
         apps = [name for s in self.services for name in (f"{s}-app", f"{s}-dapr")]
-        return infra + apps
+        known = [name for name in infra + apps if name in self.processes]
+        return known + [name for name in self.processes if name not in known]
 
     def spawn(self, name: str) -> None:
         """Launch ``name`` (no wait): its own session, its output appended to its log."""

@@ -3,18 +3,24 @@ bounded backoff, and the platform works again afterwards.
 
 Against the session stack: each test kills one process with SIGKILL (by the pid the runner
 reports), sees the consequence while it is gone, and waits until the runner has it back and
-healthy, so the stack is left as it was found.
+healthy, so the stack is left as it was found. The backoff itself is shown on a plain process
+that keeps exiting (no stack).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import stack as stack_module
+from stack import Process, Stack, Supervisor
 
 from tests.integration.conftest import Platform, eventually
 from tests.integration.test_foundation import document_reference, gp_headers
@@ -107,3 +113,58 @@ def _refused(http: httpx.Client, url: str) -> bool:
     except httpx.TransportError:
         return True
     return False
+
+
+# -- the backoff, on plain processes (no stack) ------------------------------------------------
+
+
+def flaky_stack(run_dir: Path, script: str) -> Stack:
+    stack = Stack(run_dir=run_dir, services=[])
+    stack.processes["flaky"] = Process(
+        "flaky", ["sh", "-c", script], dict(os.environ), run_dir / "flaky.log", lambda: True
+    )
+    return stack
+
+
+def delays(stack: Stack) -> list[float]:
+    """The restart delays the supervisor announced, in order."""
+    log = (stack.run_dir / "logs" / "supervisor.log").read_text()
+    return [
+        float(d) for d in re.findall(r"flaky exited with 3 after .* restarting in (\S+) s", log)
+    ]
+
+
+def test_a_process_that_keeps_exiting_is_restarted_ever_later_until_stopped(
+    tmp_path: Path,
+) -> None:
+    stack = flaky_stack(tmp_path, "exit 3")
+    stack.start("flaky")
+    stack.supervisor = Supervisor(stack)
+    stack.supervisor.start()
+    try:
+        eventually(lambda: len(delays(stack)) >= 4, timeout=15)
+        assert delays(stack)[:4] == [0.5, 1.0, 2.0, 4.0]
+        stack.stop("flaky")  # on purpose: left alone from now on
+        restarts = stack.status()["flaky"]["restarts"]
+        time.sleep(1.5)
+        assert stack.status()["flaky"]["restarts"] == restarts
+        assert stack.status()["flaky"]["state"] == "stopped"
+    finally:
+        stack.down()
+
+
+def test_the_backoff_starts_over_after_a_stable_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stack_module, "STABLE_SECONDS", 1.0)
+    stack = flaky_stack(tmp_path, "sleep 1.2; exit 3")
+    stack.start("flaky")
+    stack.supervisor = Supervisor(stack)
+    stack.supervisor.start()
+    try:
+        eventually(lambda: len(delays(stack)) >= 3, timeout=15)
+        assert delays(stack)[:3] == [0.5, 0.5, 0.5]
+        state = json.loads((tmp_path / "state.json").read_text())["processes"]["flaky"]
+        assert state["restarts"] >= 2 and state["last_exit"] == 3
+    finally:
+        stack.down()
