@@ -14,7 +14,7 @@ SERVICE_PACKAGES := $(patsubst %/main.py,%,$(wildcard services/*/*/main.py))
 # the runtime policies OPA serves in the chart: no tests, no manifest checks (one source: policies/)
 CHART_POLICIES ?= charts/akson/files/policies
 
-.PHONY: help up down status upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access bench-audit seed clean
+.PHONY: help up down status soak upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access bench-audit seed clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,13 +30,13 @@ tools: ## build the pinned Go tools once (cached outside the clone), install red
 	@$(TOOLS) opa ferretdb daprd regal helm kubeconform >/dev/null
 	@infra/tools/ensure-redis.sh
 
-up: venv tools ## start the whole platform and print where everything listens
+up: venv tools ## start the whole platform (supervised, detached) and print where everything listens
 	$(RUN) python infra/local/stack.py up
 
-down: ## stop everything `make up` started
+down: ## stop everything `make up` started (asks its supervisor, then cleans up from the pids)
 	@$(RUN) python infra/local/stack.py down
 
-status: ## show the endpoints of the running platform
+status: ## every process of the running platform (pid, uptime, restarts) and where it listens
 	@$(RUN) python infra/local/stack.py status
 
 upstream-token: ## a development upstream token: WHO=personnel|citizen ID=<HPR number|national id> [UNIT=<org number>]
@@ -82,6 +82,9 @@ bench-access: venv tools ## decisions and authorised journal reads on seeded dat
 
 bench-audit: venv tools ## the auditor's query by patient over a large decision log (ARGS="--decisions N")
 	$(RUN) python loadtests/bench_audit.py $(ARGS)
+
+soak: venv tools ## the platform under light steady traffic for SOAK_MINUTES (75), probes end to end (ARGS="--minutes 3")
+	$(RUN) python loadtests/soak.py $(ARGS)
 
 seed: venv ## generate the synthetic population (.run/seed/*.ndjson) and load it into `make up`'s stack
 	$(RUN) python loadtests/seed_load.py

@@ -4,14 +4,22 @@ One runner for `make up`, `make down` and the integration tests: redis-server, F
 OPA, and for every service under services/ its uvicorn app plus its own daprd sidecar, each on a
 free port, each with its own log file, waiting until everything answers its health check.
 
-    python infra/local/stack.py up [--run-dir DIR]     start, print the endpoint table
+    python infra/local/stack.py up [--run-dir DIR]     start a supervisor, print the endpoint table
     python infra/local/stack.py down [--run-dir DIR]   stop everything that run started
-    python infra/local/stack.py status [--run-dir DIR]
+    python infra/local/stack.py status [--run-dir DIR] every process: pid, uptime, restarts
+    python infra/local/stack.py supervise [--run-dir DIR]
+                                                       start and watch everything (what `up` runs,
+                                                       detached, in its own session)
 
     python infra/local/stack.py mint personnel|citizen ID [--unit ORG] [--run-dir DIR]
                                                        an upstream token to exchange at identity
 
 What listens where is written to DIR/endpoints.json; secrets to DIR/secrets/ (mode 0600).
+Every process is supervised once it is up: one that exits is restarted after a bounded
+exponential backoff (0.5 s doubling to 30 s, back to 0.5 s after a minute of stable running),
+each exit and restart logged to DIR/logs/supervisor.log, the state (per process: pid, started at,
+restarts, last exit code) kept in DIR/state.json. A process stopped on purpose (``Stack.stop``)
+is left alone until ``Stack.start``.
 The platform's tokens come from the identity service; it trusts two development upstream
 issuers (HelseID-like for personnel, ID-porten-like for citizens) whose keys are generated here.
 """
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -27,10 +36,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -120,6 +131,13 @@ MESSAGING_TIMINGS = {
     "POLL_SECONDS": "0.5",
 }
 MESSAGE_PEER = "message-peer"
+# Supervision: the first restart after 0.5 s, doubling to 30 s for a process that keeps exiting;
+# a process that ran a stable minute before it exited starts again from 0.5 s.
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+STABLE_SECONDS = 60.0
+SUPERVISE_INTERVAL_SECONDS = 0.1
+SUPERVISOR_LOG = "supervisor.log"
 
 
 def discover_services() -> list[str]:
@@ -289,6 +307,27 @@ class Process:
     cwd: Path = ROOT
     popen: subprocess.Popen[bytes] | None = None
     after_start: Any = None  # Callable[[], None] | None: run once the process is healthy
+    # supervision (the running machinery's bookkeeping, see Supervisor)
+    supervised: bool = False  # restart it when it exits (off while stopped on purpose)
+    state: str = "defined"  # defined | starting | running | exited | stopped | failed
+    started_at: float = 0.0  # wall clock of the last start
+    started_monotonic: float = 0.0
+    restarts: int = 0
+    last_exit: int | None = None
+    backoff: float = BACKOFF_FIRST_SECONDS
+    restart_at: float = 0.0  # monotonic
+
+    def status(self) -> dict[str, Any]:
+        alive = self.popen is not None and self.popen.poll() is None
+        return {
+            "pid": self.popen.pid if self.popen is not None else None,
+            "alive": alive,
+            "state": self.state,
+            "started_at": self.started_at,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "log": str(self.log),
+        }
 
 
 @dataclass
@@ -297,6 +336,9 @@ class Stack:
     services: list[str] = field(default_factory=discover_services)
     endpoints: dict[str, Any] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
+    supervisor: Supervisor | None = None
+    # held by the supervisor for each round and by start/stop while they change a process
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
     # -- preparation -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -757,37 +799,50 @@ class Stack:
 
     # -- running ---------------------------------------------------------------------------
     def order(self) -> list[str]:
-        infra = [
-            "redis",
-            *(["postgres"] if "postgres" in self.processes else []),
-            "ferretdb",
-            "opa",
-            *([MESSAGE_PEER] if MESSAGE_PEER in self.processes else []),
-        ]
+        """The defined processes in start order: infrastructure, then each app and its sidecar
+        (anything else defined comes last)."""
+        infra = ["redis", "postgres", "ferretdb", "opa", MESSAGE_PEER]
         apps = [name for s in self.services for name in (f"{s}-app", f"{s}-dapr")]
-        return infra + apps
+        known = [name for name in infra + apps if name in self.processes]
+        return known + [name for name in self.processes if name not in known]
+
+    def spawn(self, name: str) -> None:
+        """Launch ``name`` (no wait): its own session, its output appended to its log."""
+        process = self.processes[name]
+        with process.log.open("ab") as log:
+            process.popen = subprocess.Popen(
+                process.argv,
+                env=process.env,
+                cwd=process.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        process.state = "starting"
+        process.started_at = time.time()
+        process.started_monotonic = time.monotonic()
+        self._save_pids()
 
     def start(self, name: str, timeout: float = 60.0) -> None:
+        """Start ``name``, wait until it is healthy, then supervise it."""
         process = self.processes[name]
-        log = process.log.open("ab")
-        process.popen = subprocess.Popen(
-            process.argv,
-            env=process.env,
-            cwd=process.cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self._save_pids()
+        with self.lock:
+            process.supervised = False
+            self.spawn(name)
+        assert process.popen is not None
         deadline = time.monotonic() + timeout
         while not process.healthy():
             if process.popen.poll() is not None:
+                process.state, process.last_exit = "failed", process.popen.returncode
+                self.write_state()
                 raise RuntimeError(
                     f"{name} exited with {process.popen.returncode}; "
                     f"see {process.log}:\n{_tail(process.log)}"
                 )
             if time.monotonic() > deadline:
+                process.state = "failed"
+                self.write_state()
                 raise RuntimeError(
                     f"{name} not healthy after {timeout:.0f} s; see {process.log}"
                     f"\n{_tail(process.log)}"
@@ -795,11 +850,21 @@ class Stack:
             time.sleep(0.1)
         if process.after_start is not None:
             process.after_start()
+        with self.lock:
+            process.state, process.supervised = "running", True
+            process.backoff = BACKOFF_FIRST_SECONDS
+        self.write_state()
 
     def stop(self, name: str, timeout: float = 10.0) -> None:
+        """Stop ``name`` on purpose: the supervisor leaves it stopped until ``start``."""
         process = self.processes[name]
-        if process.popen is None or process.popen.poll() is not None:
-            return
+        with self.lock:
+            process.supervised = False
+            if process.popen is None or process.popen.poll() is not None:
+                process.state = "stopped"
+                self.write_state()
+                return
+            process.state = "stopping"
         try:
             os.killpg(process.popen.pid, signal.SIGTERM)
             process.popen.wait(timeout=timeout)
@@ -810,18 +875,28 @@ class Stack:
             pass
         # children that outlived their leader (none expected) go with the group
         _terminate_group(process.popen.pid, 1.0)
+        process.state, process.last_exit = "stopped", process.popen.returncode
         self._save_pids()
+        self.write_state()
 
-    def up(self) -> float:
+    def up(self, supervise: bool = True) -> float:
+        """Prepare, start everything in order, wait until every service is ready, then (unless
+        ``supervise`` is false) watch every process from a supervisor thread."""
         started = time.monotonic()
         self.prepare()
+        self.write_state("starting")
         try:
             for name in self.order():
                 self.start(name)
             self.wait_ready()
-        except BaseException:
+        except BaseException as error:
             self.down()
+            self.write_state("failed", error=str(error))
             raise
+        if supervise:
+            self.supervisor = Supervisor(self)
+            self.supervisor.start()
+        self.write_state("ready")
         return time.monotonic() - started
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -833,17 +908,51 @@ class Stack:
                 time.sleep(0.2)
 
     def down(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
+            self.supervisor = None
         for name in reversed(self.order()):
             if name in self.processes:
                 self.stop(name)
+        self.write_state("stopped")
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per process (in start order): pid, alive, state, started at, restarts, last exit."""
+        with self.lock:
+            return {name: self.processes[name].status() for name in self.order()}
+
+    def write_state(self, status: str | None = None, **extra: Any) -> None:
+        """DIR/state.json: the stack's status, who supervises it, and every process's state
+        (written whole to a temporary file and renamed, so a reader never sees half)."""
+        path = self.run_dir / "state.json"
+        with self.lock:
+            previous: dict[str, Any] = {}
+            if status is None and path.is_file():
+                try:
+                    previous = json.loads(path.read_text())
+                except ValueError:
+                    previous = {}
+            state = {
+                "status": status or previous.get("status", "starting"),
+                "supervisor_pid": os.getpid() if self.supervisor is not None else None,
+                "updated_at": time.time(),
+                **{k: v for k, v in previous.items() if k == "error"},
+                **extra,
+                "processes": self.status() if self.processes else {},
+            }
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".state.{threading.get_ident()}.json")
+            temporary.write_text(json.dumps(state, indent=2))
+            temporary.replace(path)
 
     def _save_pids(self) -> None:
-        pids = {
-            name: p.popen.pid
-            for name, p in self.processes.items()
-            if p.popen is not None and p.popen.poll() is None
-        }
-        (self.run_dir / "pids.json").write_text(json.dumps(pids))
+        with self.lock:
+            pids = {
+                name: p.popen.pid
+                for name, p in self.processes.items()
+                if p.popen is not None and p.popen.poll() is None
+            }
+            (self.run_dir / "pids.json").write_text(json.dumps(pids))
 
     def table(self) -> str:
         e = self.endpoints
@@ -861,6 +970,91 @@ class Stack:
         lines += [f"{a:<{width}}  {b:<28}  {c}" for a, b, c in rows]
         lines.append(f"logs: {self.run_dir}/logs   endpoints: {self.run_dir}/endpoints.json")
         return "\n".join(lines)
+
+
+class Supervisor:
+    """Watches every supervised process of a stack from a thread and restarts one that exits,
+    with a bounded exponential backoff; each exit and restart goes to logs/supervisor.log."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.log = supervisor_logger(stack.run_dir)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="akson-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self.log.info("supervising %d processes", len(self.stack.processes))
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=30.0)
+        self.log.info("supervision stopped")
+
+    def _run(self) -> None:
+        while not self._stopping.wait(SUPERVISE_INTERVAL_SECONDS):
+            try:
+                with self.stack.lock:
+                    changed = [self._watch(self.stack.processes[n]) for n in self.stack.order()]
+                if any(changed):
+                    self.stack.write_state()
+            except Exception:  # the supervisor must outlive anything one round trips over
+                self.log.exception("supervision round failed")
+
+    def _watch(self, process: Process) -> bool:
+        """One look at ``process``; true when its state changed."""
+        if not process.supervised or self._stopping.is_set():
+            return False
+        now = time.monotonic()
+        if process.state in ("starting", "running"):
+            code = process.popen.poll() if process.popen is not None else -1
+            if code is None:
+                if process.state == "starting" and process.healthy():
+                    process.state = "running"
+                    self.log.info("%s healthy again (pid %s)", process.name, process.popen.pid)  # type: ignore[union-attr]
+                    return True
+                return False
+            ran = now - process.started_monotonic
+            if ran >= STABLE_SECONDS:
+                process.backoff = BACKOFF_FIRST_SECONDS
+            process.state, process.last_exit = "exited", code
+            process.restart_at = now + process.backoff
+            self.log.warning(
+                "%s exited with %s after %.1f s; restarting in %.1f s (see %s)",
+                process.name, code, ran, process.backoff, process.log,
+            )  # fmt: skip
+            process.backoff = min(process.backoff * 2, BACKOFF_MAX_SECONDS)
+            return True
+        if process.state == "exited" and now >= process.restart_at:
+            process.restarts += 1
+            try:
+                self.stack.spawn(process.name)
+            except OSError as error:
+                process.state, process.restart_at = "exited", now + process.backoff
+                self.log.warning("%s could not be started: %s", process.name, error)
+                process.backoff = min(process.backoff * 2, BACKOFF_MAX_SECONDS)
+                return True
+            self.log.warning(
+                "%s restarted (pid %s, restart %d)",
+                process.name, process.popen.pid, process.restarts,  # type: ignore[union-attr]
+            )  # fmt: skip
+            return True
+        return False
+
+
+def supervisor_logger(run_dir: Path) -> logging.Logger:
+    """The supervisor's log, one per run folder: DIR/logs/supervisor.log."""
+    log = logging.getLogger(f"akson.supervisor.{run_dir}")
+    if not log.handlers:
+        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(run_dir / "logs" / SUPERVISOR_LOG)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+        )
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log
 
 
 def _terminate_group(pid: int, timeout: float) -> None:
@@ -928,9 +1122,149 @@ def mint_upstream(
     return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
 
 
+def read_state(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        state: dict[str, Any] = json.loads((run_dir / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return state
+
+
+def _is_supervisor(pid: int) -> bool:
+    """Whether ``pid`` is (still) a `stack.py supervise` process, not a reused pid."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"supervise" in command and any(part.endswith(b"stack.py") for part in command)
+
+
+def stop_supervisor(run_dir: Path, timeout: float = 90.0) -> bool:
+    """Ask the run folder's detached supervisor to stop everything; true if there was one."""
+    state = read_state(run_dir)
+    pid = state.get("supervisor_pid") if state else None
+    if not isinstance(pid, int) or not _is_supervisor(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _is_supervisor(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _is_supervisor(pid):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def supervise(run_dir: Path) -> None:
+    """Start the stack and watch it until SIGTERM/SIGINT, then stop everything (`make up` runs
+    this detached; `make down` sends the SIGTERM)."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    stack = Stack(run_dir=run_dir)
+    log = supervisor_logger(run_dir)
+    log.info("supervisor %d starting the stack in %s", os.getpid(), run_dir)
+    try:
+        took = stack.up()
+    except BaseException as error:
+        log.error("the stack did not start: %s", error)
+        raise SystemExit(1) from error
+    stack.write_state("ready", took_seconds=round(took, 1))
+    log.info("stack ready in %.1f s", took)
+    while not stopping.wait(1.0):
+        pass
+    log.info("stopping the stack")
+    stack.write_state("stopping")
+    stack.down()
+    log.info("stack stopped")
+
+
+def up_detached(run_dir: Path, timeout: float = 600.0) -> None:
+    """Start a detached supervisor (own session) and return once the stack is ready."""
+    stop_supervisor(run_dir)
+    down_from_pids(run_dir)
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    (run_dir / "state.json").unlink(missing_ok=True)
+    with (run_dir / "logs" / SUPERVISOR_LOG).open("ab") as output:
+        supervisor = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "supervise", "--run-dir", str(run_dir)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=ROOT,
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        state = read_state(run_dir) or {}
+        if state.get("status") == "ready":
+            break
+        if supervisor.poll() is not None or time.monotonic() > deadline:
+            log = run_dir / "logs" / SUPERVISOR_LOG
+            raise SystemExit(f"the stack did not start; see {log}:\n{_tail(log, 40)}")
+        time.sleep(0.3)
+    stack = Stack(run_dir=run_dir, endpoints=json.loads((run_dir / "endpoints.json").read_text()))
+    print(stack.table())  # noqa: T201
+    print(  # noqa: T201
+        f"started in {state.get('took_seconds', 0):.1f} s, supervised by pid {supervisor.pid}"
+        f" (log: {run_dir}/logs/{SUPERVISOR_LOG}); `make status` to watch, `make down` to stop"
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status_table(run_dir: Path) -> str:
+    """Every process with its pid, uptime and restarts, then where everything listens."""
+    state = read_state(run_dir)
+    if state is None or not (run_dir / "endpoints.json").exists():
+        return f"not running (no state in {run_dir})"
+    now = time.time()
+    supervisor = state.get("supervisor_pid")
+    watched = "supervisor gone" if not _alive(supervisor) else f"supervisor pid {supervisor}"
+    updated = datetime.fromtimestamp(state.get("updated_at", 0), UTC).strftime("%H:%M:%S UTC")
+    lines = [f"stack {state.get('status')} ({watched}, state of {updated})"]
+    rows = [("process", "pid", "state", "uptime", "restarts", "last exit")]
+    for name, process in state.get("processes", {}).items():
+        recorded, alive = str(process.get("state", "?")), _alive(process.get("pid"))
+        running = recorded in ("running", "starting")
+        uptime = _duration(now - process["started_at"]) if running and alive else "-"
+        state_text = "gone" if running and not alive else recorded
+        last_exit = process.get("last_exit")
+        rows.append(
+            (
+                name,
+                str(process.get("pid") or "-"),
+                state_text,
+                uptime,
+                str(process.get("restarts", 0)),
+                "-" if last_exit is None else str(last_exit),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    stack = Stack(run_dir=run_dir, endpoints=json.loads((run_dir / "endpoints.json").read_text()))
+    return "\n".join([*lines, "", stack.table()])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status", "mint"])
+    parser.add_argument("command", choices=["up", "down", "status", "supervise", "mint"])
     parser.add_argument("who", nargs="?", choices=sorted(UPSTREAM))
     parser.add_argument("identifier", nargs="?", help="HPR number or national id")
     parser.add_argument("--unit", help="personnel: the unit (org number) chosen at login")
@@ -946,18 +1280,20 @@ def main() -> None:
         print(mint_upstream(endpoints, args.who, args.identifier, unit=args.unit))  # noqa: T201
         return
     if args.command == "down":
-        stopped = down_from_pids(run_dir)
-        print(f"stopped {stopped} processes")  # noqa: T201
+        supervised = stop_supervisor(run_dir)
+        stopped = down_from_pids(run_dir)  # whatever a lost supervisor left behind
+        print(  # noqa: T201
+            ("supervisor stopped the stack; " if supervised else "")
+            + f"stopped {stopped} leftover processes"
+        )
         return
     if args.command == "status":
-        endpoints = run_dir / "endpoints.json"
-        print(endpoints.read_text() if endpoints.exists() else "not running")  # noqa: T201
+        print(status_table(run_dir))  # noqa: T201
         return
-    down_from_pids(run_dir)
-    stack = Stack(run_dir=run_dir)
-    took = stack.up()
-    print(stack.table())  # noqa: T201
-    print(f"started in {took:.1f} s; stop with `make down`")  # noqa: T201
+    if args.command == "supervise":
+        supervise(run_dir)
+        return
+    up_detached(run_dir)
 
 
 if __name__ == "__main__":
