@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
@@ -108,7 +108,11 @@ Filter = Annotated[DecisionFilter, Depends(decision_filter)]
 
 
 class DecisionView(BaseModel):
-    """One logged decision: who, what, when, the outcome and its basis (no clinical content)."""
+    """One logged decision: who, what, when, the outcome and its basis (no clinical content).
+
+    Whatever the stored record holds (an OPA input of unexpected shape, a quarantine record),
+    a view is made: text fields take any scalar as text, lists keep their text items, so a
+    listing or an export never breaks on one odd record."""
 
     position: int
     decision_id: str
@@ -133,6 +137,28 @@ class DecisionView(BaseModel):
     purpose: str | None
     care_relations: list[dict[str, Any]]
     policy_version: str | None
+    quarantined: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerant(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        shaped = dict(values)
+        for name in ("reasons", "obligations"):
+            items = shaped.get(name)
+            shaped[name] = (
+                [i for i in items if isinstance(i, str)] if isinstance(items, list) else []
+            )
+        relations = shaped.get("care_relations")
+        shaped["care_relations"] = (
+            [r for r in relations if isinstance(r, dict)] if isinstance(relations, list) else []
+        )
+        for name, field in cls.model_fields.items():
+            value = shaped.get(name)
+            if field.annotation == str | None and value is not None and not isinstance(value, str):
+                shaped[name] = json.dumps(value, default=str)
+        return shaped
 
 
 class DecisionPage(BaseModel):
@@ -165,12 +191,13 @@ def view(document: dict[str, Any]) -> DecisionView:
         patient=resource.get("patient"),
         category=resource.get("category"),
         allow=result.get("allow") is True,
-        reasons=list(result.get("reasons") or []),
-        obligations=list(result.get("obligations") or []),
+        reasons=result.get("reasons"),
+        obligations=result.get("obligations"),
         emergency_reason=context.get("emergency_reason"),
         purpose=context.get("purpose"),
-        care_relations=list(context.get("care_relations") or []),
+        care_relations=context.get("care_relations"),
         policy_version=result.get("policy_version"),
+        quarantined=record.get("quarantined") is True,
     )
 
 

@@ -23,7 +23,8 @@ from akson_common.auth import Denylist, JwksSource, TokenVerifier
 from akson_common.db import Database
 from akson_common.enforcement import EnforcementLog
 from akson_common.errors import install_problem_handlers
-from akson_common.events import EventPublisher, Subscriptions
+from akson_common.events import EVENT_ROUTES, EventPublisher, Subscriptions
+from akson_common.guard import InputGuard
 from akson_common.logs import configure_logging
 from akson_common.outbox import Outbox
 from akson_common.policy import (
@@ -100,7 +101,10 @@ def create_service(
     on_startup: Startup | None = None,
     on_shutdown: Startup | None = None,
     configure: Callable[[FastAPI, Platform], None] | None = None,
+    unchecked_bodies: Sequence[str] = (),
 ) -> FastAPI:
+    """``unchecked_bodies``: path prefixes whose request bodies the input guard leaves to the
+    route (it checks them itself, e.g. to quarantine one bad entry instead of refusing all)."""
     configure_logging(settings.service_name, settings.log_level)
     database = Database(
         settings.mongo_url.get_secret_value(),
@@ -170,6 +174,8 @@ def create_service(
         )
         app.state.denylist = Denylist(database, platform.subscriptions)
     install_problem_handlers(app)
+    # before routing, inside the request context (its refusals carry the request id)
+    app.add_middleware(InputGuard, unchecked_bodies=(EVENT_ROUTES, *unchecked_bodies))
     app.add_middleware(RequestContextMiddleware)
     configure_tracing(app, settings.service_name, settings.otlp_endpoint)
 
