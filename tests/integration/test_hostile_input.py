@@ -212,7 +212,9 @@ def test_an_upload_with_a_hostile_decision_id_moves_on(
     entry["decision_id"] = "bad\x00id"
     assert upload_raw(http, platform, json.dumps([entry])).status_code == 204
     listed = http.get(
-        f"{platform.url('audit')}/audit/quarantine", params={"_count": 1000}, headers=auditor(platform)
+        f"{platform.url('audit')}/audit/quarantine",
+        params={"_count": 1000},
+        headers=auditor(platform),
     ).json()["items"]
     assert any(i["reason"] == "entry.decision_id" for i in listed)
 
@@ -259,7 +261,9 @@ def test_a_poison_event_is_dead_lettered_and_the_next_one_is_processed(
     eventually(lambda: identity.persons.find_one({"_id": good_person}), timeout=15)
 
     def dead_lettered() -> bool:
-        return any(e.get("id") == poison for e in platform.events("masterdata.person.changed.deadletter"))
+        return any(
+            e.get("id") == poison for e in platform.events("masterdata.person.changed.deadletter")
+        )
 
     eventually(dead_lettered, timeout=15)
     eventually(lambda: identity.dead_letters.find_one({"event_id": poison}), timeout=5)

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from akson_common.auth import Denylist, JwksSource, TokenVerifier
 from akson_common.db import Database
 from akson_common.enforcement import EnforcementLog
-from akson_common.errors import install_problem_handlers
+from akson_common.errors import declare_error_responses, install_problem_handlers
 from akson_common.events import EVENT_ROUTES, EventPublisher, Subscriptions
 from akson_common.guard import InputGuard
 from akson_common.logs import configure_logging
@@ -200,6 +200,7 @@ def create_service(
         configure(app, platform)
     for router in routers:
         app.include_router(router)
+    declare_error_responses(app, routers)
     return app
 
 

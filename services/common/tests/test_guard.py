@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.testclient import TestClient
 
-from akson_common.errors import PROBLEM_JSON, install_problem_handlers
+from akson_common.auth import CurrentPrincipal
+from akson_common.errors import PROBLEM_JSON, declare_error_responses, install_problem_handlers
 from akson_common.fhir import FHIR_JSON, install_fhir_outcomes
 from akson_common.guard import HostileInput, InputGuard, json_depth_exceeds, parse_json
 
@@ -206,3 +207,27 @@ def test_bodies_of_unchecked_routes_reach_the_route() -> None:
     )
     assert answer.status_code == 200
     assert routed == [body]
+
+
+def test_the_openapi_document_declares_the_errors_every_operation_can_answer() -> None:
+    app = FastAPI()
+    router = APIRouter()
+
+    @router.get("/fhir/R4/Thing/{thing_id}")
+    async def thing(thing_id: str, principal: CurrentPrincipal) -> dict[str, str]:
+        return {}
+
+    @router.post("/open")
+    async def open_route(request: Request) -> dict[str, str]:
+        return {}
+
+    app.include_router(router)
+    declare_error_responses(app, [router])
+    paths = app.openapi()["paths"]
+    fhir = paths["/fhir/R4/Thing/{thing_id}"]["get"]["responses"]
+    assert {"400", "401", "403", "404", "422", "503"} <= set(fhir)
+    assert set(fhir["404"]["content"]) == {FHIR_JSON}
+    assert fhir["404"]["content"][FHIR_JSON]["schema"]["title"] == "OperationOutcome"
+    opened = paths["/open"]["post"]["responses"]
+    assert {"400", "413", "415", "422"} <= set(opened) and "401" not in opened
+    assert opened["400"]["content"][PROBLEM_JSON]["schema"]["title"] == "Problem"
