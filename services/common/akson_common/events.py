@@ -6,6 +6,7 @@ and the minimum facts consumers need, never document bodies.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections import OrderedDict
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pymongo.errors import ConnectionFailure
 
 from akson_common.db import Database, DuplicateKeyError
-from akson_common.guard import HostileInput, parse_json
+from akson_common.guard import MAX_DEPTH, HostileInput, hostile, json_depth_exceeds, parse_json
 
 log = logging.getLogger("akson.events")
 # where the sidecar delivers events (``/events/<topic>``)
@@ -514,8 +515,9 @@ class Subscriptions:
                 "event refused: missing or wrong app API token", extra={"topic": topic.name}
             )
             return Outcome.DROP
+        raw = await request.body()
         try:
-            envelope = parse_json(await request.body(), location="event")
+            envelope = parse_json(raw, location="event")
             if not isinstance(envelope, dict):
                 raise TypeError("not an object")
             event_id = str(envelope["id"])
@@ -524,7 +526,7 @@ class Subscriptions:
             # An invalid event never becomes valid by retrying: drop it to the dead-letter topic.
             reason = error.location if isinstance(error, HostileInput) else "invalid"
             log.warning("invalid event dropped", extra={"topic": topic.name, "reason": reason})
-            await self._dead_lettered(topic, None, f"invalid event ({reason})")
+            await self._dead_lettered(topic, _event_id(raw), f"invalid event ({reason})")
             return Outcome.DROP
         key = f"{topic.name}:{event_id}"
         if await self.processed.find_one({"_id": key}) is not None:
@@ -593,6 +595,20 @@ class Subscriptions:
             log.warning("dead letter not recorded", extra={"topic": topic.name})
 
 
+def _event_id(raw: bytes) -> str | None:
+    """The id of an event refused as invalid, when it has a plain one (for the dead letters)."""
+    if json_depth_exceeds(raw, MAX_DEPTH):
+        return None
+    try:
+        envelope = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    event_id = envelope.get("id") if isinstance(envelope, dict) else None
+    if isinstance(event_id, str) and len(event_id) <= 100 and not hostile(event_id):
+        return event_id
+    return None
+
+
 def asyncapi_document() -> dict[str, Any]:
     """The catalogue as an AsyncAPI 3.0 document (`python -m akson_common.events`)."""
     channels: dict[str, Any] = {}
@@ -621,7 +637,6 @@ def asyncapi_document() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    import json
     import sys
 
     json.dump(asyncapi_document(), sys.stdout, indent=2)

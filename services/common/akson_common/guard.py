@@ -163,12 +163,14 @@ def check_path(scope: Scope) -> None:
 
 
 def check_pairs(text: str, kind: str, *, max_fields: int | None = None) -> None:
-    try:
-        pairs = parse_qsl(
-            text, keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=None
-        )
-    except UnicodeDecodeError:
-        raise HostileInput(kind, "not UTF-8") from None
+    # bytes that are not UTF-8 become lone surrogates here, refused below with the field's name
+    pairs = parse_qsl(
+        text,
+        keep_blank_values=True,
+        encoding="utf-8",
+        errors="surrogateescape",
+        max_num_fields=None,
+    )
     if max_fields is not None and len(pairs) > max_fields:
         raise HostileInput(kind, f"more than {max_fields} fields")
     for name, value in pairs:
@@ -176,7 +178,8 @@ def check_pairs(text: str, kind: str, *, max_fields: int | None = None) -> None:
             raise HostileInput(f"a {kind} field name", "a control character or non-character")
         if hostile(value):
             raise HostileInput(
-                f"{kind}.{_name(name)}", "a control character, unpaired surrogate or non-character"
+                f"{kind}.{_name(name)}",
+                "a control character, unpaired surrogate, non-character or not UTF-8",
             )
 
 

@@ -193,3 +193,4 @@ def test_an_event_with_hostile_text_is_dropped_at_once() -> None:
     answer = TestClient(app).post("/events/masterdata.person.changed", json=event)
     assert answer.json() == {"status": "DROP"}
     assert calls == []
+    assert [d["event_id"] for d in dead_letters.documents] == [event["id"]]
