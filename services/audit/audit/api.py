@@ -21,6 +21,7 @@ from pydantic import BaseModel, model_validator
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
 from akson_common.errors import PROTECTED_RESPONSES, MethodNotAllowed, NotFound
+from akson_common.guard import INT64_MAX
 from akson_common.policy import Action, Policy, PolicyContext, PolicyEnforcementPoint, ResourceRef
 from audit.directory import Directory
 from audit.store import DecisionStore
@@ -226,7 +227,7 @@ async def search_decisions(
     store: Store,
     query: Filter,
     count: Annotated[int, Query(alias="_count", ge=1, le=500)] = 50,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
 ) -> DecisionPage:
     """Decisions matching every given filter, newest first; ``next`` pages on (keyset)."""
     await ask(policy, principal, "search", query.patient)
@@ -383,7 +384,7 @@ async def my_access_log(
     store: Store,
     directory: Names,
     count: Annotated[int, Query(alias="_count", ge=1, le=200)] = 50,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
 ) -> AccessPage:
     """Who accessed my record (allowed accesses by others; not my own, not audit queries),
     newest first. No clinical content: the kind of record and the basis only."""

@@ -288,6 +288,11 @@ def _declare(
     if protected:
         statuses |= {401, 403, 503}
     responses: dict[str, Any] = operation["responses"]
+    if fhir:  # FHIR answers are application/fhir+json, whatever FastAPI assumed
+        for status, answer in responses.items():
+            content = answer.get("content") or {}
+            if str(status).startswith("2") and "application/json" in content:
+                content.setdefault("application/fhir+json", content.pop("application/json"))
     for status in statuses | {int(s) for s in responses if _is_error(s)}:
         declared = responses.setdefault(str(status), {})
         declared.setdefault("description", ERROR_DESCRIPTIONS.get(status, "Error"))

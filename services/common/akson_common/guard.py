@@ -11,7 +11,7 @@ One pure ASGI middleware, installed by the app factory before routing. It refuse
 - JSON nested deeper than ``max_depth`` (checked on the raw bytes, *before* parsing), numbers
   outside what BSON stores (64-bit integers, finite doubles), ``NaN``/``Infinity``;
 - a form with more than ``max_form_fields`` fields;
-- a body larger than ``max_body_bytes`` (413).
+- a JSON or form body larger than ``max_body_bytes`` (413; other media are the route's).
 
 The same checks are available to code that reads text the guard cannot see as a whole (an
 NDJSON import checks each line, a subscription its event): :func:`parse_json`,
@@ -228,9 +228,6 @@ class InputGuard:
 
     async def _checked_body(self, scope: Scope, receive: Receive) -> Receive:
         headers = dict(scope.get("headers", []))
-        declared = headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise HostileInput("body", f"larger than {self.max_body_bytes} bytes", 413)
         path: str = scope.get("path", "")
         media_type = _media_type(headers)
         encoded = headers.get(b"content-encoding", b"identity").strip().lower() != b"identity"
@@ -241,7 +238,10 @@ class InputGuard:
             or encoded  # compressed: the route decompresses (bounded) and checks
             or not (_is_json(media_type) or form)
         ):
-            return receive
+            return receive  # other media (NDJSON imports, PDFs): the route bounds and checks
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise HostileInput("body", f"larger than {self.max_body_bytes} bytes", 413)
         body = await self._read(receive)
         if body:
             if form:

@@ -52,7 +52,11 @@ async def discovery(service: TokenServiceDep) -> dict[str, Any]:
     }
 
 
-@router.get("/jwks", summary="The public signing keys: next, active and still-valid retired")
+@router.get(
+    "/jwks",
+    summary="The public signing keys: next, active and still-valid retired",
+    responses={200: {"content": {"application/jwk-set+json": {"schema": {"type": "object"}}}}},
+)
 async def jwks(keys: SigningKeysDep, service: TokenServiceDep) -> JSONResponse:
     # HTTP caches must not hold the JWKS for a good part of a rotation's publication lead
     max_age = int(min(300.0, service.settings.key_publish_lead_seconds / 4))
