@@ -289,10 +289,10 @@ def _declare(
         statuses |= {401, 403, 503}
     responses: dict[str, Any] = operation["responses"]
     if fhir:  # FHIR answers are application/fhir+json, whatever FastAPI assumed
-        for status, answer in responses.items():
-            content = answer.get("content") or {}
-            if str(status).startswith("2") and "application/json" in content:
-                content.setdefault("application/fhir+json", content.pop("application/json"))
+        for code, answer in responses.items():
+            success = answer.get("content") or {}
+            if str(code).startswith("2") and "application/json" in success:
+                success.setdefault("application/fhir+json", success.pop("application/json"))
     for status in statuses | {int(s) for s in responses if _is_error(s)}:
         declared = responses.setdefault(str(status), {})
         declared.setdefault("description", ERROR_DESCRIPTIONS.get(status, "Error"))
