@@ -306,7 +306,7 @@ def targets(document: dict[str, Any]) -> list[tuple[str, str, str, str, str | No
     """(method, path, location, name, body media type) for every string parameter and every
     string field of a JSON body (``"*"``: the body as a whole, for deep JSON)."""
     components = document.get("components", {}).get("schemas", {})
-    found = []
+    found: list[tuple[str, str, str, str, str | None]] = []
     for path, operations in document["paths"].items():
         if path.startswith("/events/"):
             continue

@@ -79,7 +79,7 @@ def test_the_openapi_document_holds_against_the_running_service(
     failures: list[str] = []
     operations = 0
     for result in schema.get_all_operations():
-        operation = result.ok()
+        operation = result.ok()  # type: ignore[union-attr]  # an invalid document fails here
         if operation.path.startswith(SKIPPED_PREFIXES):
             continue
         operations += 1
