@@ -231,6 +231,12 @@ ERROR_DESCRIPTIONS = {
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
+def error_response(status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    """A route's own error for its ``responses=``; the app factory adds the media type and
+    schema (:func:`declare_error_responses`), so no route repeats them."""
+    return {status: {"description": description}}
+
+
 def _requires_principal(dependant: Any) -> bool:
     from akson_common.auth import current_principal
 
