@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import time
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -156,12 +155,10 @@ def test_a_poisoned_decision_is_quarantined_and_the_next_ordinary_one_is_chained
     # OPA re-sends a batch it is unsure of: still 2xx, nothing twice
     assert upload_raw(http, platform, json.dumps(batch)).status_code == 204
 
-    # an ordinary read right after: its decision reaches the chain within 10 s
-    started = time.monotonic()
+    # an ordinary read right after: its decision reaches the chain within 10 s of the read
     (read_id,) = read_documents(http, platform, patient, hpr, reads=1)
     audit = platform.db("audit")
     eventually(lambda: audit.decisions.find_one({"_id": read_id}), timeout=10)
-    assert time.monotonic() - started < 10 + 10  # the relation and the write took the rest
 
     headers = auditor(platform)
     ids = {kind: entry["decision_id"] for kind, entry in poisoned.items()}
