@@ -71,3 +71,35 @@ def test_unstorable_keys_are_escaped() -> None:
 def test_a_batch_entry_once_even_if_repeated() -> None:
     pending, _ = prepare([entry(), entry(), entry("d-2")])
     assert [key for key, _ in pending] == ["d-1", "d-2"]
+
+
+async def test_listings_and_exports_never_break_on_an_odd_stored_record() -> None:
+    from collections.abc import AsyncIterator
+
+    from audit.api import _csv, _ndjson
+
+    odd = {
+        "_id": "d-odd",
+        "position": 7,
+        "hash": "h",
+        "record": {
+            "timestamp": 17,
+            "input": {
+                "subject": {"id": 123, "kind": True},
+                "action": ["read"],
+                "resource": {"patient": {"nested": 1}},
+                "context": {"care_relations": "none"},
+            },
+            "result": {"allow": "yes", "reasons": "care_relation", "obligations": 5},
+        },
+    }
+    shown = view(odd)
+    assert (shown.actor, shown.reasons, shown.allow) == ("123", [], False)
+
+    async def documents() -> AsyncIterator[dict[str, Any]]:
+        yield odd
+
+    csv_text = b"".join([chunk async for chunk in _csv(documents())]).decode()
+    assert "d-odd" in csv_text
+    lines = [chunk async for chunk in _ndjson(documents())]
+    assert json.loads(lines[0])["decision_id"] == "d-odd"
