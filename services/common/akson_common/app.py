@@ -8,6 +8,7 @@ subscriptions, the outbox relay, token verification and the policy enforcement p
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -39,6 +40,7 @@ from akson_common.settings import ServiceSettings
 from akson_common.telemetry import configure_tracing
 
 REQUEST_ID_HEADER = "X-Request-Id"
+_PLAIN_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 @dataclass
@@ -69,7 +71,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers", []))
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        # a caller's request id is echoed only if it is plain (never text the guard refuses)
+        offered = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = offered if _PLAIN_ID.fullmatch(offered) else uuid.uuid4().hex
         taken: list[str] = []
         owed: set[str] = set()
         token = decision_ids.set(taken)

@@ -231,3 +231,16 @@ def test_the_openapi_document_declares_the_errors_every_operation_can_answer() -
     opened = paths["/open"]["post"]["responses"]
     assert {"400", "413", "415", "422"} <= set(opened) and "401" not in opened
     assert opened["400"]["content"][PROBLEM_JSON]["schema"]["title"] == "Problem"
+
+
+def test_only_a_plain_request_id_is_echoed() -> None:
+    from akson_common.app import RequestContextMiddleware
+
+    app, _ = guarded_app()
+    app.add_middleware(RequestContextMiddleware)
+    client = TestClient(app)
+    plain = client.get("/items/x", headers={"x-request-id": "req-1.2:3"})
+    assert plain.headers["x-request-id"] == "req-1.2:3"
+    odd = client.get("/items/x", headers={"x-request-id": "a b;" + "c" * 200})
+    assert odd.headers["x-request-id"] != "a b;" + "c" * 200
+    assert len(odd.headers["x-request-id"]) == 32
