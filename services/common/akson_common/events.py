@@ -491,6 +491,7 @@ class Subscriptions:
         self.dead_letters = database.collection("dead_letters")
         # failed deliveries per event (in memory: bounded, and it works with the database away)
         self._attempts: OrderedDict[str, int] = OrderedDict()
+        self._in_flight: set[str] = set()
 
     def on(self, topic: Topic[P]) -> Callable[[Handler[P]], Handler[P]]:
         def register(handler: Handler[P]) -> Handler[P]:
@@ -529,6 +530,25 @@ class Subscriptions:
             await self._dead_lettered(topic, _event_id(raw), f"invalid event ({reason})")
             return Outcome.DROP
         key = f"{topic.name}:{event_id}"
+        if key in self._in_flight:
+            # the same event delivered twice at once (the sidecar delivers concurrently): the
+            # check below would let both through; the copy comes back when the first is done
+            return Outcome.RETRY
+        self._in_flight.add(key)
+        try:
+            return await self._deliver_once(topic, handler, key, event_id, envelope, payload)
+        finally:
+            self._in_flight.discard(key)
+
+    async def _deliver_once(
+        self,
+        topic: Topic[P],
+        handler: Handler[P],
+        key: str,
+        event_id: str,
+        envelope: dict[str, Any],
+        payload: P,
+    ) -> Outcome:
         if await self.processed.find_one({"_id": key}) is not None:
             log.info("duplicate event ignored", extra={"topic": topic.name, "event_id": event_id})
             return Outcome.SUCCESS

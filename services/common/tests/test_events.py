@@ -194,3 +194,37 @@ def test_an_event_with_hostile_text_is_dropped_at_once() -> None:
     assert answer.json() == {"status": "DROP"}
     assert calls == []
     assert [d["event_id"] for d in dead_letters.documents] == [event["id"]]
+
+
+async def test_the_same_event_delivered_twice_at_once_is_applied_once() -> None:
+    import asyncio
+
+    import httpx
+
+    app = FastAPI()
+    database = Database("mongodb://127.0.0.1:1/", "unused", timeout_ms=100)
+    subscriptions = Subscriptions(app, database, "pubsub")
+    subscriptions.processed = MemoryCollection()  # type: ignore[assignment]
+    release = asyncio.Event()
+    applied: list[str] = []
+
+    @subscriptions.on(PERSON_CHANGED)
+    async def on_person(event: PersonChangedV1, delivery: Delivery) -> Outcome:
+        await release.wait()
+        applied.append(delivery.event_id)
+        return Outcome.SUCCESS
+
+    event = person_event()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        url = "/events/masterdata.person.changed"
+        first = asyncio.create_task(client.post(url, json=event))
+        await asyncio.sleep(0.05)
+        # without the guard the copy would wait in the handler too (and be applied twice)
+        second = await asyncio.wait_for(client.post(url, json=event), timeout=2)
+        assert second.json() == {"status": "RETRY"}  # comes back once the first is done
+        release.set()
+        assert (await first).json() == {"status": "SUCCESS"}
+        again = await client.post(url, json=event)
+        assert again.json() == {"status": "SUCCESS"}
+    assert applied == [event["id"]]
