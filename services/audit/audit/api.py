@@ -16,11 +16,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
 from akson_common.errors import PROTECTED_RESPONSES, MethodNotAllowed, NotFound
+from akson_common.guard import INT64_MAX
 from akson_common.policy import Action, Policy, PolicyContext, PolicyEnforcementPoint, ResourceRef
 from audit.directory import Directory
 from audit.store import DecisionStore
@@ -108,7 +109,11 @@ Filter = Annotated[DecisionFilter, Depends(decision_filter)]
 
 
 class DecisionView(BaseModel):
-    """One logged decision: who, what, when, the outcome and its basis (no clinical content)."""
+    """One logged decision: who, what, when, the outcome and its basis (no clinical content).
+
+    Whatever the stored record holds (an OPA input of unexpected shape, a quarantine record),
+    a view is made: text fields take any scalar as text, lists keep their text items, so a
+    listing or an export never breaks on one odd record."""
 
     position: int
     decision_id: str
@@ -133,6 +138,28 @@ class DecisionView(BaseModel):
     purpose: str | None
     care_relations: list[dict[str, Any]]
     policy_version: str | None
+    quarantined: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerant(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        shaped = dict(values)
+        for name in ("reasons", "obligations"):
+            items = shaped.get(name)
+            shaped[name] = (
+                [i for i in items if isinstance(i, str)] if isinstance(items, list) else []
+            )
+        relations = shaped.get("care_relations")
+        shaped["care_relations"] = (
+            [r for r in relations if isinstance(r, dict)] if isinstance(relations, list) else []
+        )
+        for name, field in cls.model_fields.items():
+            value = shaped.get(name)
+            if field.annotation == str | None and value is not None and not isinstance(value, str):
+                shaped[name] = json.dumps(value, default=str)
+        return shaped
 
 
 class DecisionPage(BaseModel):
@@ -165,12 +192,13 @@ def view(document: dict[str, Any]) -> DecisionView:
         patient=resource.get("patient"),
         category=resource.get("category"),
         allow=result.get("allow") is True,
-        reasons=list(result.get("reasons") or []),
-        obligations=list(result.get("obligations") or []),
+        reasons=result.get("reasons"),
+        obligations=result.get("obligations"),
         emergency_reason=context.get("emergency_reason"),
         purpose=context.get("purpose"),
-        care_relations=list(context.get("care_relations") or []),
+        care_relations=context.get("care_relations"),
         policy_version=result.get("policy_version"),
+        quarantined=record.get("quarantined") is True,
     )
 
 
@@ -199,7 +227,7 @@ async def search_decisions(
     store: Store,
     query: Filter,
     count: Annotated[int, Query(alias="_count", ge=1, le=500)] = 50,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
 ) -> DecisionPage:
     """Decisions matching every given filter, newest first; ``next`` pages on (keyset)."""
     await ask(policy, principal, "search", query.patient)
@@ -356,7 +384,7 @@ async def my_access_log(
     store: Store,
     directory: Names,
     count: Annotated[int, Query(alias="_count", ge=1, le=200)] = 50,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
 ) -> AccessPage:
     """Who accessed my record (allowed accesses by others; not my own, not audit queries),
     newest first. No clinical content: the kind of record and the basis only."""

@@ -67,7 +67,8 @@ DECISIONS = "decisions"
 DUPLICATE_KEY = 11000
 CHUNK = 500
 AUDIT = PolicyContext(purpose="audit")
-Side = Literal["enforced_only", "logged_only"]
+# quarantined: OPA logged it, but its entry could not be stored as sent (see audit.quarantine)
+Side = Literal["enforced_only", "logged_only", "quarantined"]
 
 
 async def insert_new(database: Database, collection: str, documents: list[Document]) -> None:
@@ -221,7 +222,9 @@ class Reconciler:
         if not ids:
             return 0
         resolved = 0
-        async for gap in self.gaps.find({"_id": {"$in": ids}, "status": "open"}):
+        # a quarantine gap is not closed by either side arriving: it stays for the auditors
+        selector = {"_id": {"$in": ids}, "status": "open", "side": {"$ne": "quarantined"}}
+        async for gap in self.gaps.find(selector):
             payload = DecisionGapV1(
                 decision_id=gap["_id"],
                 side=gap["side"],

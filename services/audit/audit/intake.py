@@ -7,23 +7,27 @@ policy in OPA has already erased clinical content; the store keeps an allow-list
 
 from __future__ import annotations
 
-import gzip
 import hmac
 import json
 import logging
+import zlib
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
 from pydantic import Field
 
 from akson_common.errors import BadRequest, Unauthorized
+from akson_common.guard import json_depth_exceeds
 from akson_common.settings import ServiceSettings
 from audit.completeness import Reconciler
-from audit.store import DecisionStore
+from audit.quarantine import Quarantine, Quarantined
+from audit.store import DecisionStore, prepare
 
 log = logging.getLogger("akson.audit.intake")
 router = APIRouter(tags=["decision logs"])
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+# OPA's entries nest a few levels (input.context.care_relations[i]); far below this
+MAX_DEPTH = 64
 
 
 class AuditSettings(ServiceSettings):
@@ -56,22 +60,55 @@ async def receive_decision_logs(
     if not settings.audit_upload_token or not hmac.compare_digest(authorization, expected):
         raise Unauthorized("decision logs are accepted from the policy engine only")
     raw = await request.body()
+    if len(raw) > MAX_UPLOAD_BYTES:
+        raise BadRequest("the upload is too large")
     try:
         if content_encoding == "gzip" or raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        batch = json.loads(raw)
-    except (OSError, EOFError, ValueError):
+            raw = _gunzip(raw)
+        # bounded before parsing (Python's parser recurses); entries are screened one by one
+        if json_depth_exceeds(raw, MAX_DEPTH):
+            raise ValueError("too deep")
+        batch = json.loads(raw, parse_int=_int)
+    except (OSError, EOFError, ValueError, RecursionError, zlib.error):
         raise BadRequest("the body is not a (gzip-compressed) JSON array") from None
     if not isinstance(batch, list) or not all(
         isinstance(e, dict) and isinstance(e.get("decision_id"), str) for e in batch
     ):
         raise BadRequest("every entry needs a decision_id")
     store: DecisionStore = request.app.state.decisions
+    quarantine: Quarantine = request.app.state.quarantine
+    pending, quarantined = prepare(batch)
+    # the originals first: a crash before the chain leaves them kept, and OPA re-sends
+    await quarantine.keep(quarantined)
     new_ids: list[str] = []
-    stored = await store.append(batch, new_ids)
+    refused: list[Quarantined] = []
+    stored = await store.append_prepared(pending, new_ids, refused)
+    await quarantine.keep(refused)
     # then the reconciliation queue: a crash in between leaves the decision in the chain,
     # where the reconciler looks too, so nothing is reported missing that is stored
     reconciler: Reconciler = request.app.state.reconciler
     await reconciler.logged_now(new_ids)
-    log.info("decision logs received", extra={"received": len(batch), "stored": stored})
+    log.info(
+        "decision logs received",
+        extra={
+            "received": len(batch),
+            "stored": stored,
+            "quarantined": len(quarantined) + len(refused),
+        },
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _int(text: str) -> int | float:
+    # beyond Python's digit limit (a ValueError for the whole batch): infinite, so the entry
+    # carrying it is quarantined rather than the upload refused
+    return int(text) if len(text) <= 40 else float("inf")
+
+
+def _gunzip(raw: bytes) -> bytes:
+    """Decompress, refusing more than ``MAX_UPLOAD_BYTES`` of output (a gzip bomb)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = inflater.decompress(raw, MAX_UPLOAD_BYTES + 1)
+    if len(out) > MAX_UPLOAD_BYTES or inflater.unconsumed_tail:
+        raise ValueError("decompressed upload too large")
+    return out

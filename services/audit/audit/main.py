@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
 from akson_common.settings import settings_for
-from audit import api, completeness, directory, reviews, signals
+from audit import api, completeness, directory, quarantine, reviews, signals
 from audit.intake import AuditSettings, router
 from audit.store import DecisionStore
 
@@ -29,6 +29,7 @@ def configure(app: FastAPI, platform: Platform) -> None:
         grace_seconds=settings.reconcile_grace_seconds,
         interval_seconds=settings.reconcile_interval_seconds,
     )
+    app.state.quarantine = quarantine.Quarantine(platform.database, platform.outbox)
     background.append(app.state.reconciler)
 
 
@@ -51,8 +52,11 @@ app = create_service(
         api.citizen_router,
         reviews.router,
         completeness.router,
+        quarantine.router,
         signals.router,
     ],
+    # the intake screens each entry itself: one bad entry is quarantined, not the batch refused
+    unchecked_bodies=("/opa/decision-logs",),
     configure=configure,
     on_startup=start,
     on_shutdown=stop,

@@ -44,6 +44,7 @@ from audit.chain import (
     in_position_order,
     verify,
 )
+from audit.quarantine import Quarantined, chain_id, quarantined_record, refused_record, screen
 from audit.records import QUERY_FIELDS, query_fields, sanitise
 
 log = logging.getLogger("akson.audit.store")
@@ -85,15 +86,22 @@ class DecisionStore:
 
     async def append(self, entries: list[dict[str, Any]], new_ids: list[str] | None = None) -> int:
         """Store each entry once, in order, chained; return how many were new (and add their
-        decision ids to ``new_ids`` when given)."""
-        seen: set[str] = set()
-        pending = []
-        for entry in entries:
-            decision_id = str(entry["decision_id"])
-            if decision_id not in seen:
-                seen.add(decision_id)
-                pending.append((decision_id, sanitise(entry)))
+        decision ids to ``new_ids`` when given). Unstorable entries are chained escaped and
+        flagged (see ``quarantine``); the intake also keeps them in quarantine."""
+        pending, _ = prepare(entries)
+        return await self.append_prepared(pending, new_ids)
+
+    async def append_prepared(
+        self,
+        pending: list[tuple[str, dict[str, Any]]],
+        new_ids: list[str] | None = None,
+        refused: list[Quarantined] | None = None,
+    ) -> int:
+        """Chain ``(chain id, record)`` pairs from :func:`prepare`. A record the database
+        refuses (anything but a duplicate) is chained as a minimal quarantine record instead
+        and added to ``refused``: one entry never fails the batch."""
         stored = 0
+        replaced: set[str] = set()
         async with self._lock:
             for _ in range(MAX_ROUNDS):
                 if not pending:
@@ -108,7 +116,7 @@ class DecisionStore:
                     await self._insert(documents)
                 except BulkWriteError as error:
                     failures = error.details.get("writeErrors", [])
-                    if not failures or any(f.get("code") != DUPLICATE_KEY for f in failures):
+                    if not failures:
                         raise
                     failed = int(failures[0]["index"])
                     if failed:
@@ -116,6 +124,23 @@ class DecisionStore:
                     stored += failed
                     if new_ids is not None:
                         new_ids.extend(decision_id for decision_id, _ in pending[:failed])
+                    code = failures[0].get("code")
+                    if code != DUPLICATE_KEY:
+                        decision_id, record = pending[failed]
+                        if decision_id in replaced:
+                            raise  # even the minimal record is refused: not the entry's fault
+                        replaced.add(decision_id)
+                        reason = f"refused by the store (code {code})"
+                        log.warning(
+                            "decision refused by the store: quarantined", extra={"code": code}
+                        )
+                        if refused is not None:
+                            refused.append(Quarantined(decision_id, reason, record))
+                        pending = [
+                            (decision_id, refused_record(decision_id, reason)),
+                            *pending[failed + 1 :],
+                        ]
+                        continue
                     conflict = await self.decisions.find_one(
                         {"position": links[failed].position}, {"_id": 1}
                     )
@@ -311,6 +336,29 @@ class DecisionStore:
             "audit retention pruned", extra={"up_to": position, "deleted": deleted.deleted_count}
         )
         return int(deleted.deleted_count)
+
+
+def prepare(
+    entries: list[dict[str, Any]],
+) -> tuple[list[tuple[str, dict[str, Any]]], list[Quarantined]]:
+    """Each entry once, as (chain id, kept record), and those that must be quarantined: an
+    unstorable record is chained escaped and flagged, its original kept in quarantine."""
+    seen: set[str] = set()
+    pending: list[tuple[str, dict[str, Any]]] = []
+    quarantined: list[Quarantined] = []
+    for entry in entries:
+        decision_id = str(entry["decision_id"])
+        key = chain_id(decision_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        record = sanitise(entry)
+        reason = screen(record) or (None if key == decision_id else "entry.decision_id")
+        if reason is not None:
+            quarantined.append(Quarantined(key, reason, record))
+            record = quarantined_record(record, reason)
+        pending.append((key, record))
+    return pending, quarantined
 
 
 def _comparable(value: Any) -> Any:

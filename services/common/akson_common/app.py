@@ -8,6 +8,7 @@ subscriptions, the outbox relay, token verification and the policy enforcement p
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -22,8 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from akson_common.auth import Denylist, JwksSource, TokenVerifier
 from akson_common.db import Database
 from akson_common.enforcement import EnforcementLog
-from akson_common.errors import install_problem_handlers
-from akson_common.events import EventPublisher, Subscriptions
+from akson_common.errors import declare_error_responses, install_problem_handlers
+from akson_common.events import EVENT_ROUTES, EventPublisher, Subscriptions
+from akson_common.fhir import install_fhir_outcomes
+from akson_common.guard import InputGuard
 from akson_common.logs import configure_logging
 from akson_common.outbox import Outbox
 from akson_common.policy import (
@@ -37,6 +40,7 @@ from akson_common.settings import ServiceSettings
 from akson_common.telemetry import configure_tracing
 
 REQUEST_ID_HEADER = "X-Request-Id"
+_PLAIN_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 @dataclass
@@ -67,7 +71,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers", []))
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        # a caller's request id is echoed only if it is plain (never text the guard refuses)
+        offered = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = offered if _PLAIN_ID.fullmatch(offered) else uuid.uuid4().hex
         taken: list[str] = []
         owed: set[str] = set()
         token = decision_ids.set(taken)
@@ -100,7 +106,10 @@ def create_service(
     on_startup: Startup | None = None,
     on_shutdown: Startup | None = None,
     configure: Callable[[FastAPI, Platform], None] | None = None,
+    unchecked_bodies: Sequence[str] = (),
 ) -> FastAPI:
+    """``unchecked_bodies``: path prefixes whose request bodies the input guard leaves to the
+    route (it checks them itself, e.g. to quarantine one bad entry instead of refusing all)."""
     configure_logging(settings.service_name, settings.log_level)
     database = Database(
         settings.mongo_url.get_secret_value(),
@@ -179,6 +188,10 @@ def create_service(
         )
         app.state.denylist = Denylist(database, platform.subscriptions)
     install_problem_handlers(app)
+    # errors under /fhir/ as OperationOutcome, in every service with a FHIR API
+    install_fhir_outcomes(app)
+    # before routing, inside the request context (its refusals carry the request id)
+    app.add_middleware(InputGuard, unchecked_bodies=(EVENT_ROUTES, *unchecked_bodies))
     app.add_middleware(RequestContextMiddleware)
     configure_tracing(app, settings.service_name, settings.otlp_endpoint)
 
@@ -203,6 +216,7 @@ def create_service(
         configure(app, platform)
     for router in routers:
         app.include_router(router)
+    declare_error_responses(app, routers)
     return app
 
 

@@ -6,9 +6,10 @@ the logic raises ``HTTPException``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -175,3 +176,144 @@ PROTECTED_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"description": "Denied by the access policy", "content": {PROBLEM_JSON: {}}},
     503: {"description": "No access decision could be made: denied", "content": {PROBLEM_JSON: {}}},
 }
+
+
+# -- what every operation can answer, declared once (applied by the app factory) ----------------
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details; never echoes submitted values.",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+}
+OUTCOME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "OperationOutcome",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
+        "issue": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["severity", "code"],
+                "properties": {
+                    "severity": {"type": "string"},
+                    "code": {"type": "string"},
+                    "diagnostics": {"type": "string"},
+                    "expression": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+ERROR_DESCRIPTIONS = {
+    400: "Malformed or hostile input (refused before routing), or a bad request",
+    401: "No valid bearer token",
+    403: "Denied by the access policy",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    412: "Precondition failed (If-Match)",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Not valid",
+    428: "Precondition required (If-Match)",
+    503: "No access decision could be made, or a dependency is away: denied",
+}
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def error_response(status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    """A route's own error for its ``responses=``; the app factory adds the media type and
+    schema (:func:`declare_error_responses`), so no route repeats them."""
+    return {status: {"description": description}}
+
+
+def _requires_principal(dependant: Any) -> bool:
+    from akson_common.auth import current_principal
+
+    return any(
+        d.call is current_principal or _requires_principal(d) for d in dependant.dependencies
+    )
+
+
+def declare_error_responses(
+    app: FastAPI, routers: Sequence[APIRouter] = (), fhir_base: str = "/fhir/"
+) -> None:
+    """Add to every operation's OpenAPI responses the errors it can answer, with their schema:
+    400 (the input guard) and 422 everywhere; 413 and 415 where a body is taken; 404 where the
+    path has parameters; 401, 403 and 503 where a token is required. Under ``fhir_base`` the
+    body is an OperationOutcome (``application/fhir+json``), elsewhere problem+json. What a
+    route declares itself is kept (its description; its content, given the schema).
+
+    Done on the generated document (FastAPI builds it lazily from included routers)."""
+    from fastapi.routing import APIRoute
+
+    protected: set[tuple[str, str]] = set()
+    for route in [*app.router.routes, *(r for router in routers for r in router.routes)]:
+        if isinstance(route, APIRoute) and _requires_principal(route.dependant):
+            protected |= {(route.path_format, method.lower()) for method in route.methods or ()}
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        for path, operations in document.get("paths", {}).items():
+            for method, operation in operations.items():
+                if isinstance(operation, dict) and "responses" in operation:
+                    _declare(operation, path, method, (path, method) in protected, fhir_base)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _declare(
+    operation: dict[str, Any], path: str, method: str, protected: bool, fhir_base: str
+) -> None:
+    fhir = path.startswith(fhir_base)
+    media, schema = (
+        ("application/fhir+json", OUTCOME_SCHEMA)
+        if fhir
+        else (
+            PROBLEM_JSON,
+            PROBLEM_SCHEMA,
+        )
+    )
+    statuses = {400, 422}
+    if "requestBody" in operation or method.upper() in BODY_METHODS:
+        statuses |= {413, 415}
+    if any(p.get("in") == "path" for p in operation.get("parameters") or []):
+        statuses.add(404)
+    if protected:
+        statuses |= {401, 403, 503}
+    responses: dict[str, Any] = operation["responses"]
+    if fhir:  # FHIR answers are application/fhir+json, whatever FastAPI assumed
+        for code, answer in responses.items():
+            success = answer.get("content") or {}
+            if str(code).startswith("2") and "application/json" in success:
+                success.setdefault("application/fhir+json", success.pop("application/json"))
+    for status in statuses | {int(s) for s in responses if _is_error(s)}:
+        declared = responses.setdefault(str(status), {})
+        declared.setdefault("description", ERROR_DESCRIPTIONS.get(status, "Error"))
+        # a route's own schema stays (identity's OAuth errors); empty placeholders and
+        # FastAPI's default validation schema give way to what the handlers really send
+        content = {
+            k: v
+            for k, v in (declared.get("content") or {}).items()
+            if v.get("schema")
+            and not (fhir and k == PROBLEM_JSON)
+            and not (status == 422 and k == "application/json")
+        }
+        content[media] = {"schema": schema}
+        declared["content"] = content
+
+
+def _is_error(status: int | str) -> bool:
+    return str(status).isdigit() and int(status) >= 400

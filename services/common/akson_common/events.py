@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -21,10 +23,14 @@ from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI, Request
 from opentelemetry import propagate
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pymongo.errors import ConnectionFailure
 
 from akson_common.db import Database, DuplicateKeyError
+from akson_common.guard import MAX_DEPTH, HostileInput, hostile, json_depth_exceeds, parse_json
 
 log = logging.getLogger("akson.events")
+# where the sidecar delivers events (``/events/<topic>``)
+EVENT_ROUTES = "/events/"
 
 
 class EventPayload(BaseModel):
@@ -295,6 +301,16 @@ class DecisionGapV1(EventPayload):
     resolved_at: datetime | None = None
 
 
+class DecisionQuarantinedV1(EventPayload):
+    """An alert (``audit.alert.quarantined``): a decision-log entry could not be stored as OPA
+    sent it (a control character, a number beyond 64 bits...). It is chained escaped and
+    flagged, and kept as received in audit's quarantine. ``reason`` names the location only."""
+
+    decision_id: str
+    reason: str
+    quarantined_at: datetime
+
+
 P = TypeVar("P", bound=EventPayload)
 
 
@@ -327,6 +343,7 @@ DECISIONS_ENFORCED = Topic("policy.decision.enforced", DecisionsEnforcedV1, 1)
 EMERGENCY_ACCESS_REVIEWED = Topic("audit.emergency_access.reviewed", EmergencyAccessReviewedV1, 1)
 DECISION_GAP = Topic("audit.alert.gap", DecisionGapV1, 1)
 DECISION_GAP_RESOLVED = Topic("audit.alert.gap.resolved", DecisionGapV1, 1)
+DECISION_QUARANTINED = Topic("audit.alert.quarantined", DecisionQuarantinedV1, 1)
 EXPORT_EXPORTED = Topic("integrations.export.exported", ExportExportedV1, 1)
 EXPORT_REFUSED = Topic("integrations.export.refused", ExportRefusedV1, 1)
 MESSAGE_QUEUED = Topic("messaging.message.queued", MessageStatusChangedV1, 1)
@@ -354,6 +371,7 @@ CATALOGUE: dict[str, Topic[Any]] = {
         EMERGENCY_ACCESS_REVIEWED,
         DECISION_GAP,
         DECISION_GAP_RESOLVED,
+        DECISION_QUARANTINED,
         EXPORT_EXPORTED,
         EXPORT_REFUSED,
         MESSAGE_QUEUED,
@@ -447,17 +465,46 @@ class Delivery:
 Handler = Callable[[P, Delivery], Awaitable[Outcome]]
 
 
+# Failures that say nothing about the event (the database or a peer is away for a while):
+# retried without limit. Anything else is counted and the event dead-lettered after
+# ``max_attempts``: a poison message must never hold up everything behind it.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionFailure,
+    httpx.TransportError,
+    TimeoutError,
+)
+MAX_ATTEMPTS = 3
+_ATTEMPTS_KEPT = 10_000
+
+
 class Subscriptions:
-    """Idempotent subscriptions: each CloudEvent id is applied at most once per consumer."""
+    """Idempotent subscriptions: each CloudEvent id is applied at most once per consumer.
+
+    An event that cannot be processed goes to its topic's dead-letter topic (the handler answers
+    DROP, which the sidecar forwards there): at once when it is invalid (not its topic's schema,
+    or text the input guard would refuse), after ``max_attempts`` failed deliveries when the
+    handler raises anything that is not a :data:`TRANSIENT_ERRORS`. Each drop is recorded in
+    ``dead_letters`` (topic, event id, reason; never the payload)."""
 
     def __init__(
-        self, app: FastAPI, database: Database, pubsub: str, app_api_token: str = ""
+        self,
+        app: FastAPI,
+        database: Database,
+        pubsub: str,
+        app_api_token: str = "",
+        *,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self.dapr = DaprApp(app)
         self.database = database
         self.pubsub = pubsub
         self.app_api_token = app_api_token
+        self.max_attempts = max_attempts
         self.processed = database.collection("processed_events")
+        self.dead_letters = database.collection("dead_letters")
+        # failed deliveries per event (in memory: bounded, and it works with the database away)
+        self._attempts: OrderedDict[str, int] = OrderedDict()
+        self._in_flight: set[str] = set()
 
     def on(self, topic: Topic[P]) -> Callable[[Handler[P]], Handler[P]]:
         def register(handler: Handler[P]) -> Handler[P]:
@@ -469,7 +516,7 @@ class Subscriptions:
             self.dapr.subscribe(
                 pubsub=self.pubsub,
                 topic=topic.name,
-                route=f"/events/{topic.name}",
+                route=f"{EVENT_ROUTES}{topic.name}",
                 dead_letter_topic=topic.dead_letter,
             )(receive)
             return handler
@@ -482,15 +529,39 @@ class Subscriptions:
                 "event refused: missing or wrong app API token", extra={"topic": topic.name}
             )
             return Outcome.DROP
+        raw = await request.body()
         try:
-            envelope = await request.json()
+            envelope = parse_json(raw, location="event")
+            if not isinstance(envelope, dict):
+                raise TypeError("not an object")
             event_id = str(envelope["id"])
             payload = topic.payload.model_validate(envelope.get("data"))
-        except (ValueError, KeyError, TypeError, ValidationError):
+        except (ValueError, KeyError, TypeError, ValidationError) as error:
             # An invalid event never becomes valid by retrying: drop it to the dead-letter topic.
-            log.warning("invalid event dropped", extra={"topic": topic.name})
+            reason = error.location if isinstance(error, HostileInput) else "invalid"
+            log.warning("invalid event dropped", extra={"topic": topic.name, "reason": reason})
+            await self._dead_lettered(topic, _event_id(raw), f"invalid event ({reason})")
             return Outcome.DROP
         key = f"{topic.name}:{event_id}"
+        if key in self._in_flight:
+            # the same event delivered twice at once (the sidecar delivers concurrently): the
+            # check below would let both through; the copy comes back when the first is done
+            return Outcome.RETRY
+        self._in_flight.add(key)
+        try:
+            return await self._deliver_once(topic, handler, key, event_id, envelope, payload)
+        finally:
+            self._in_flight.discard(key)
+
+    async def _deliver_once(
+        self,
+        topic: Topic[P],
+        handler: Handler[P],
+        key: str,
+        event_id: str,
+        envelope: dict[str, Any],
+        payload: P,
+    ) -> Outcome:
         if await self.processed.find_one({"_id": key}) is not None:
             log.info("duplicate event ignored", extra={"topic": topic.name, "event_id": event_id})
             return Outcome.SUCCESS
@@ -499,9 +570,26 @@ class Subscriptions:
         )
         try:
             outcome = await handler(payload, delivery)
-        except Exception:
-            log.exception("event handler failed", extra={"topic": topic.name, "event_id": event_id})
+        except TRANSIENT_ERRORS:
+            log.warning(
+                "event handler failed (transient): retried",
+                extra={"topic": topic.name, "event_id": event_id},
+            )
             return Outcome.RETRY
+        except Exception as error:
+            attempts = self._failed(key)
+            log.exception(
+                "event handler failed",
+                extra={"topic": topic.name, "event_id": event_id, "attempts": attempts},
+            )
+            if attempts < self.max_attempts:
+                return Outcome.RETRY
+            self._attempts.pop(key, None)
+            await self._dead_lettered(
+                topic, event_id, f"handler failed {attempts} times ({type(error).__name__})"
+            )
+            return Outcome.DROP
+        self._attempts.pop(key, None)
         log.info(
             "event handled",
             extra={"topic": topic.name, "event_id": event_id, "outcome": outcome.value},
@@ -514,6 +602,44 @@ class Subscriptions:
             except DuplicateKeyError:
                 pass
         return outcome
+
+    def _failed(self, key: str) -> int:
+        attempts = self._attempts.pop(key, 0) + 1
+        self._attempts[key] = attempts
+        while len(self._attempts) > _ATTEMPTS_KEPT:
+            self._attempts.popitem(last=False)
+        return attempts
+
+    async def _dead_lettered(self, topic: Topic[Any], event_id: str | None, reason: str) -> None:
+        log.warning(
+            "event dead-lettered",
+            extra={"topic": topic.name, "event_id": event_id, "dead_letter": topic.dead_letter},
+        )
+        try:
+            await self.dead_letters.insert_one(
+                {
+                    "topic": topic.name,
+                    "event_id": event_id,
+                    "reason": reason,
+                    "at": datetime.now(UTC),
+                }
+            )
+        except Exception:  # best effort: the dead-letter topic has the event either way
+            log.warning("dead letter not recorded", extra={"topic": topic.name})
+
+
+def _event_id(raw: bytes) -> str | None:
+    """The id of an event refused as invalid, when it has a plain one (for the dead letters)."""
+    if json_depth_exceeds(raw, MAX_DEPTH):
+        return None
+    try:
+        envelope = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    event_id = envelope.get("id") if isinstance(envelope, dict) else None
+    if isinstance(event_id, str) and len(event_id) <= 100 and not hostile(event_id):
+        return event_id
+    return None
 
 
 def asyncapi_document() -> dict[str, Any]:
@@ -544,7 +670,6 @@ def asyncapi_document() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    import json
     import sys
 
     json.dump(asyncapi_document(), sys.stdout, indent=2)

@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from pymongo import IndexModel
@@ -31,6 +33,12 @@ DUPLICATE_KEY = 11000
 IDLE_BACKOFF = 16
 RELAY_CHUNK = 200
 RELAY_CONCURRENCY = 16
+# An event the sidecar refuses as such (a 4xx other than timeout/too-many) is a poison pill: it
+# is published again at most this many times, then moved to ``outbox_dead_letters`` so that the
+# events behind it go out. The sidecar or broker being away (5xx, no connection) is not.
+MAX_PUBLISH_ATTEMPTS = 3
+DEAD_LETTERS = "outbox_dead_letters"
+_TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
 class Outbox:
@@ -45,6 +53,7 @@ class Outbox:
         self._written: dict[str, set[Any]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._refusals: dict[str, int] = {}
 
     def track(self, collection: str) -> None:
         """Declare a collection whose documents may carry pending events."""
@@ -163,13 +172,45 @@ class Outbox:
         async def publish_in_order(envelopes: list[dict[str, Any]]) -> None:
             async with limit:
                 for envelope in envelopes:
-                    await self._publish(envelope)
+                    try:
+                        await self._publish(envelope)
+                    except httpx.HTTPStatusError as error:
+                        status = error.response.status_code
+                        if not await self._given_up(collection.name, envelope, status):
+                            raise
 
         # all or nothing for the pull: if one publish fails, the chunk stays pending and is
         # published again on the next sweep (consumers dedupe on the event id)
         await asyncio.gather(*(publish_in_order(group) for group in by_subject.values()))
         done = [envelope for group in by_subject.values() for envelope in group]
         return await _pull(collection, [document["_id"] for document in documents], done)
+
+    async def _given_up(self, collection: str, envelope: dict[str, Any], status: int) -> bool:
+        """False (the chunk stays pending) until a refused event has had its attempts; then
+        it is kept in the dead letters and the chunk goes on without it."""
+        if status < 400 or status >= 500 or status in _TRANSIENT_STATUSES:
+            return False
+        event_id = str(envelope.get("id", ""))
+        attempts = self._refusals.get(event_id, 0) + 1
+        self._refusals[event_id] = attempts
+        if attempts < MAX_PUBLISH_ATTEMPTS:
+            return False
+        self._refusals.pop(event_id, None)
+        await self.database.collection(DEAD_LETTERS).insert_one(
+            {
+                "event_id": event_id,
+                "topic": envelope.get("topic"),
+                "collection": collection,
+                "status": status,
+                "envelope": envelope,
+                "at": datetime.now(UTC),
+            }
+        )
+        log.warning(
+            "event refused by the sidecar: dead-lettered",
+            extra={"topic": envelope.get("topic"), "event_id": event_id, "status": status},
+        )
+        return True
 
     async def _publish(self, envelope: dict[str, Any]) -> None:
         # Continue the trace of the request that wrote the event, not the relay's own.

@@ -127,3 +127,104 @@ def test_export_events_carry_no_payload_and_the_alert_no_unit() -> None:
         assert not fields & {"patient", "payload", "records_data", "content", "note"}
     # the offending value of a refused export may be its unit: the alert does not repeat it
     assert "unit" not in refused and "reasons" in refused
+
+
+class MemoryCollection:
+    """Just what the subscription bookkeeping uses, in memory."""
+
+    def __init__(self) -> None:
+        self.documents: list[dict[str, object]] = []
+
+    async def find_one(self, selector: dict[str, object]) -> dict[str, object] | None:
+        return next((d for d in self.documents if d["_id"] == selector["_id"]), None)
+
+    async def insert_one(self, document: dict[str, object]) -> None:
+        self.documents.append(document)
+
+
+def failing_subscription(error: Exception) -> tuple[FastAPI, MemoryCollection, list[str]]:
+    app = FastAPI()
+    database = Database("mongodb://127.0.0.1:1/", "unused", timeout_ms=100)
+    subscriptions = Subscriptions(app, database, "pubsub", max_attempts=3)
+    dead_letters = MemoryCollection()
+    subscriptions.processed = MemoryCollection()  # type: ignore[assignment]
+    subscriptions.dead_letters = dead_letters  # type: ignore[assignment]
+    calls: list[str] = []
+
+    @subscriptions.on(PERSON_CHANGED)
+    async def on_person(event: PersonChangedV1, delivery: Delivery) -> Outcome:
+        calls.append(delivery.event_id)
+        raise error
+
+    return app, dead_letters, calls
+
+
+def test_a_handler_that_keeps_failing_is_dead_lettered_after_bounded_retries() -> None:
+    app, dead_letters, calls = failing_subscription(ValueError("cannot store this"))
+    client = TestClient(app)
+    event = person_event()
+    answers = [
+        client.post("/events/masterdata.person.changed", json=event).json()["status"]
+        for _ in range(3)
+    ]
+    assert answers == ["RETRY", "RETRY", "DROP"]
+    assert len(calls) == 3
+    dead = dead_letters.documents
+    assert [(d["event_id"], d["topic"]) for d in dead] == [(event["id"], PERSON_CHANGED.name)]
+    assert "17858000076" not in str(dead)
+
+
+def test_a_transient_failure_is_retried_without_limit() -> None:
+    from pymongo.errors import AutoReconnect
+
+    app, dead_letters, calls = failing_subscription(AutoReconnect("database away"))
+    client = TestClient(app)
+    event = person_event()
+    for _ in range(5):
+        answer = client.post("/events/masterdata.person.changed", json=event)
+        assert answer.json() == {"status": "RETRY"}
+    assert dead_letters.documents == []
+
+
+def test_an_event_with_hostile_text_is_dropped_at_once() -> None:
+    app, dead_letters, calls = failing_subscription(ValueError("never reached"))
+    event = person_event()
+    event["data"]["municipality"] = "46\x0001"  # type: ignore[index]
+    answer = TestClient(app).post("/events/masterdata.person.changed", json=event)
+    assert answer.json() == {"status": "DROP"}
+    assert calls == []
+    assert [d["event_id"] for d in dead_letters.documents] == [event["id"]]
+
+
+async def test_the_same_event_delivered_twice_at_once_is_applied_once() -> None:
+    import asyncio
+
+    import httpx
+
+    app = FastAPI()
+    database = Database("mongodb://127.0.0.1:1/", "unused", timeout_ms=100)
+    subscriptions = Subscriptions(app, database, "pubsub")
+    subscriptions.processed = MemoryCollection()  # type: ignore[assignment]
+    release = asyncio.Event()
+    applied: list[str] = []
+
+    @subscriptions.on(PERSON_CHANGED)
+    async def on_person(event: PersonChangedV1, delivery: Delivery) -> Outcome:
+        await release.wait()
+        applied.append(delivery.event_id)
+        return Outcome.SUCCESS
+
+    event = person_event()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        url = "/events/masterdata.person.changed"
+        first = asyncio.create_task(client.post(url, json=event))
+        await asyncio.sleep(0.05)
+        # without the guard the copy would wait in the handler too (and be applied twice)
+        second = await asyncio.wait_for(client.post(url, json=event), timeout=2)
+        assert second.json() == {"status": "RETRY"}  # comes back once the first is done
+        release.set()
+        assert (await first).json() == {"status": "SUCCESS"}
+        again = await client.post(url, json=event)
+        assert again.json() == {"status": "SUCCESS"}
+    assert applied == [event["id"]]

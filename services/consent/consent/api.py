@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
-from akson_common.errors import PROBLEM_JSON, PROTECTED_RESPONSES, NotFound
+from akson_common.errors import PROTECTED_RESPONSES, NotFound, error_response
 from akson_common.etags import etag, expected_version
 from akson_common.policy import (
     Action,
@@ -52,17 +52,13 @@ Patient = Annotated[str, Query(pattern=NATIONAL_ID)]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 
-def _problem(status_code: int, description: str) -> dict[int | str, dict[str, Any]]:
-    return {status_code: {"description": description, "content": {PROBLEM_JSON: {}}}}
-
-
-NOT_FOUND = _problem(404, "No such directive")
-INVALID = _problem(422, "Invalid directive, or no reason given on the patient's behalf")
+NOT_FOUND = error_response(404, "No such directive")
+INVALID = error_response(422, "Invalid directive, or no reason given on the patient's behalf")
 CHANGE = {
     **NOT_FOUND,
     **INVALID,
-    **_problem(409, "Already withdrawn or changed meanwhile"),
-    **_problem(412, "If-Match names another version"),
+    **error_response(409, "Already withdrawn or changed meanwhile"),
+    **error_response(412, "If-Match names another version"),
 }
 
 
@@ -123,7 +119,7 @@ def _fhir(resource: Any, **headers: str) -> JSONResponse:
     "/directives",
     status_code=status.HTTP_201_CREATED,
     response_model=Directive,
-    responses={**INVALID, **_problem(409, "The patient is deceased")},
+    responses={**INVALID, **error_response(409, "The patient is deceased")},
 )
 async def register_directive(
     directive: Annotated[DirectiveIn, Body()],

@@ -16,9 +16,20 @@ from identity.service import ASSERTION_ALGORITHMS, OAuthError, TokenService
 
 router = APIRouter(tags=["identity"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+OAUTH_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+}
 OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "RFC 6749 error: invalid_grant, invalid_request, invalid_scope, ..."},
-    401: {"description": "RFC 6749 error: invalid_client"},
+    400: {
+        "description": "RFC 6749 error: invalid_grant, invalid_request, invalid_scope, ...",
+        "content": {"application/json": {"schema": OAUTH_ERROR_SCHEMA}},
+    },
+    401: {
+        "description": "RFC 6749 error: invalid_client",
+        "content": {"application/json": {"schema": OAUTH_ERROR_SCHEMA}},
+    },
 }
 
 
@@ -41,7 +52,11 @@ async def discovery(service: TokenServiceDep) -> dict[str, Any]:
     }
 
 
-@router.get("/jwks", summary="The public signing keys: next, active and still-valid retired")
+@router.get(
+    "/jwks",
+    summary="The public signing keys: next, active and still-valid retired",
+    responses={200: {"content": {"application/jwk-set+json": {"schema": {"type": "object"}}}}},
+)
 async def jwks(keys: SigningKeysDep, service: TokenServiceDep) -> JSONResponse:
     # HTTP caches must not hold the JWKS for a good part of a rotation's publication lead
     max_age = int(min(300.0, service.settings.key_publish_lead_seconds / 4))
@@ -64,7 +79,10 @@ async def token(request: Request, service: TokenServiceDep) -> JSONResponse:
         "application/x-www-form-urlencoded"
     ):
         raise UnsupportedMediaType("the token endpoint takes application/x-www-form-urlencoded")
-    pairs = parse_qsl((await request.body()).decode("utf-8", "replace"), max_num_fields=20)
+    try:  # the input guard refuses more than 20 fields first; this is the route's own bound
+        pairs = parse_qsl((await request.body()).decode("utf-8", "replace"), max_num_fields=20)
+    except ValueError:
+        raise OAuthError("invalid_request", "too many parameters") from None
     names = [name for name, _ in pairs]
     if len(names) != len(set(names)):
         raise OAuthError("invalid_request", "a parameter is repeated")

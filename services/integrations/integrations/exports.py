@@ -45,6 +45,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+from pymongo.errors import ConnectionFailure
 
 from akson_common.app import Platform
 from akson_common.events import (
@@ -86,6 +87,8 @@ PAYROLL_COLUMNS = (
 # the same shape the policy refuses; used only to scrub what a dead letter keeps
 NATIONAL_ID = re.compile(r"(?<![0-9])[0-9]{6}[ -]?[0-9]{5}(?![0-9])")
 PENDING_SCAN = 5000
+# a batch that keeps failing (a poison pill) is set aside after this many sweeps
+MAX_BATCH_ATTEMPTS = 3
 
 
 def timesheet_lines(entries: Sequence[TimesheetEntry]) -> list[dict[str, Any]]:
@@ -238,6 +241,7 @@ class Exporter:
         )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._failures: dict[str, int] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -251,13 +255,33 @@ class Exporter:
                 {"state": "pending", "batch": {"$ne": None}}, {"batch": 1}
             ).limit(PENDING_SCAN)
             for batch in sorted({str(d["batch"]) async for d in claimed}):
-                concluded += await self.export_batch(feed, batch)
+                concluded += await self._attempt(feed, batch)
             for ids in await self._unclaimed_groups(feed):
                 batch = f"exp-{token(uuid.uuid4().hex, length=20)}"
                 await collection.update_many(
                     {"_id": {"$in": ids}, "batch": None}, {"$set": {"batch": batch}}
                 )
-                concluded += await self.export_batch(feed, batch)
+                concluded += await self._attempt(feed, batch)
+        return concluded
+
+    async def _attempt(self, feed: Feed, batch: str) -> int:
+        """One batch, isolated: a batch that fails (not the database or sidecar being away)
+        is tried ``MAX_BATCH_ATTEMPTS`` times, then set aside (it stays pending, visible in
+        the reconciliation report) — the batches behind it are exported meanwhile."""
+        if self._failures.get(batch, 0) >= MAX_BATCH_ATTEMPTS:
+            return 0
+        try:
+            concluded = await self.export_batch(feed, batch)
+        except (ConnectionFailure, httpx.TransportError):
+            raise  # the whole sweep waits for the database or the sidecar
+        except Exception:
+            self._failures[batch] = attempts = self._failures.get(batch, 0) + 1
+            log.exception(
+                "export batch failed" + (": set aside" if attempts >= MAX_BATCH_ATTEMPTS else ""),
+                extra={"export_id": batch, "recipient": feed.recipient, "attempts": attempts},
+            )
+            return 0
+        self._failures.pop(batch, None)
         return concluded
 
     async def _unclaimed_groups(self, feed: Feed) -> list[list[str]]:

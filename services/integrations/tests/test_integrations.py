@@ -254,3 +254,32 @@ def test_the_service_subscribes_to_the_journal_events_with_dead_letter_topics() 
         assert subscriptions[topic]["deadLetterTopic"] == f"{topic}.deadletter"
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/reconciliation", "/dead-letters"} <= set(paths)
+
+
+async def test_a_batch_that_keeps_failing_is_set_aside_and_the_others_go_out() -> None:
+    from pymongo.errors import AutoReconnect
+
+    from integrations.exports import MAX_BATCH_ATTEMPTS, Exporter
+
+    exporter = Exporter.__new__(Exporter)
+    exporter._failures = {}
+    calls: list[str] = []
+
+    async def export_batch(feed: Any, batch: str) -> int:
+        calls.append(batch)
+        if batch == "poison":
+            raise ValueError("cannot render this batch")
+        if batch == "database-away":
+            raise AutoReconnect("away")
+        return 1
+
+    exporter.export_batch = export_batch  # type: ignore[method-assign]
+    feed: Any = type("Feed", (), {"recipient": "payroll"})()
+    for _ in range(MAX_BATCH_ATTEMPTS + 2):
+        assert await exporter._attempt(feed, "poison") == 0
+        assert await exporter._attempt(feed, "good") == 1
+    assert calls.count("poison") == MAX_BATCH_ATTEMPTS
+    assert calls.count("good") == MAX_BATCH_ATTEMPTS + 2
+    with pytest.raises(AutoReconnect):  # the database away: the sweep waits, nothing set aside
+        await exporter._attempt(feed, "database-away")
+    assert "database-away" not in exporter._failures

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.allergyintolerance import AllergyIntolerance
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.documentreference import DocumentReference
@@ -41,7 +42,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
-from akson_common.errors import Problem, Unprocessable
+from akson_common.errors import BadRequest, Problem, Unprocessable
 from akson_common.identifiers import is_national_id
 
 CATEGORY_SYSTEM = "urn:akson:category"
@@ -330,6 +331,167 @@ class Parsed:
     type_code: str | None
 
 
+# Required bindings (FHIR R4) the R4B models take as plain strings: code elements by path, and
+# CodeableConcepts whose codings in the value set's system must carry one of its codes.
+ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+ALLERGY_VERIFICATION = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+REQUIRED_CODES: dict[str, dict[tuple[str, ...], frozenset[str]]] = {
+    "DocumentReference": {
+        ("status",): frozenset({"current", "superseded", ENTERED_IN_ERROR}),
+        ("docStatus",): frozenset({"preliminary", "final", "amended", ENTERED_IN_ERROR}),
+        ("relatesTo", "code"): frozenset({"replaces", "transforms", "signs", "appends"}),
+    },
+    "AllergyIntolerance": {
+        ("type",): frozenset({"allergy", "intolerance"}),
+        ("category",): frozenset({"food", "medication", "environment", "biologic"}),
+        ("criticality",): frozenset({"low", "high", "unable-to-assess"}),
+        ("reaction", "severity"): frozenset({"mild", "moderate", "severe"}),
+    },
+    "Flag": {("status",): frozenset({"active", "inactive", ENTERED_IN_ERROR})},
+    "MedicationStatement": {
+        ("status",): frozenset(
+            {
+                "active",
+                "completed",
+                ENTERED_IN_ERROR,
+                "intended",
+                "stopped",
+                "on-hold",
+                "unknown",
+                "not-taken",
+            }
+        )
+    },
+    "DiagnosticReport": {
+        ("status",): frozenset(
+            {
+                "registered",
+                "partial",
+                "preliminary",
+                "final",
+                "amended",
+                "corrected",
+                "appended",
+                "cancelled",
+                ENTERED_IN_ERROR,
+                "unknown",
+            }
+        )
+    },
+    "Observation": {
+        ("status",): frozenset(
+            {
+                "registered",
+                "preliminary",
+                "final",
+                "amended",
+                "corrected",
+                "cancelled",
+                ENTERED_IN_ERROR,
+                "unknown",
+            }
+        )
+    },
+    "Encounter": {
+        ("status",): frozenset(
+            {
+                "planned",
+                "arrived",
+                "triaged",
+                "in-progress",
+                "onleave",
+                "finished",
+                "cancelled",
+                ENTERED_IN_ERROR,
+                "unknown",
+            }
+        )
+    },
+}
+REQUIRED_CONCEPTS: dict[str, dict[str, tuple[str, frozenset[str]]]] = {
+    "AllergyIntolerance": {
+        "clinicalStatus": (ALLERGY_CLINICAL, frozenset({"active", "inactive", "resolved"})),
+        "verificationStatus": (
+            ALLERGY_VERIFICATION,
+            frozenset({"unconfirmed", "confirmed", "refuted", ENTERED_IN_ERROR}),
+        ),
+    },
+}
+
+
+def _values_at(value: Any, path: tuple[str, ...]) -> list[Any]:
+    """Every value at ``path``, through lists (``relatesTo[*].code``)."""
+    if not path:
+        return value if isinstance(value, list) else [value]
+    items = value if isinstance(value, list) else [value]
+    found: list[Any] = []
+    for item in items:
+        if isinstance(item, dict) and path[0] in item:
+            found.extend(_values_at(item[path[0]], path[1:]))
+    return found
+
+
+def check_required_bindings(kind: Kind, resource: Json) -> None:
+    for path, allowed in REQUIRED_CODES.get(kind.name, {}).items():
+        if any(value not in allowed for value in _values_at(resource, path)):
+            raise Unprocessable(
+                f"{'.'.join(path)} is not a code of its required value set",
+                errors=[{"loc": list(path), "msg": "code not in the required value set"}],
+            )
+    for name, (system, allowed) in REQUIRED_CONCEPTS.get(kind.name, {}).items():
+        concept = resource.get(name)
+        if concept is None:
+            continue
+        # a coding without a system is read as the bound one (clients often leave it out)
+        codes = [c.get("code") for c in _codings(concept) if c.get("system") in (system, None)]
+        if not codes or any(code not in allowed for code in codes):
+            raise Unprocessable(
+                f"{name} must be coded from {system}",
+                errors=[{"loc": [name], "msg": "code not in the required value set"}],
+            )
+
+
+def _check_contained(body: Json) -> None:
+    contained = body.get("contained")
+    if contained is None:
+        return
+    if not isinstance(contained, list):
+        raise BadRequest(
+            "contained must be a list of resources",
+            errors=[{"loc": ["contained"], "msg": "not a list"}],
+        )
+    for index, resource in enumerate(contained):
+        name = resource.get("resourceType") if isinstance(resource, dict) else None
+        try:
+            known = isinstance(name, str) and get_fhir_model_class(name) is not None
+        except (ValueError, KeyError):
+            known = False
+        if not known:
+            raise BadRequest(
+                "a contained resource has no known FHIR R4 type",
+                errors=[{"loc": ["contained", str(index), "resourceType"], "msg": "unknown"}],
+            )
+
+
+def _check_submitted_attachment_data(body: Json) -> None:
+    """The submitted ``data`` as sent: the models turn some invalid base64 into ``""``."""
+    for index, content in enumerate(body.get("content") or []):
+        attachment = content.get("attachment") if isinstance(content, dict) else None
+        if not isinstance(attachment, dict) or "data" not in attachment:
+            continue
+        data = attachment["data"]
+        where = ["content", str(index), "attachment", "data"]
+        try:
+            if not isinstance(data, str) or not data:
+                raise ValueError("empty")
+            base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise Unprocessable(
+                "attachment data is not base64",
+                errors=[{"loc": where, "msg": "not base64"}],
+            ) from None
+
+
 def validation_errors(error: ValidationError) -> list[Json]:
     # Locations only: the rejected content may be health data.
     return [{"loc": [str(p) for p in e["loc"]], "msg": e["type"]} for e in error.errors()]
@@ -342,11 +504,18 @@ def parse(kind: Kind, body: Any) -> Parsed:
             f"resourceType must be {kind.name}",
             errors=[{"loc": ["resourceType"], "msg": "wrong resource type"}],
         )
+    _check_contained(body)
+    if kind.name == "DocumentReference":
+        _check_submitted_attachment_data(body)
     try:
         model = kind.model.model_validate(body)
     except ValidationError as error:
         raise Unprocessable(f"not a valid {kind.name}", errors=validation_errors(error)) from None
+    except (KeyError, TypeError, ValueError):
+        # the models raise these for shapes they cannot even read (e.g. a nested unknown type)
+        raise BadRequest(f"not a readable {kind.name}") from None
     resource: Json = model.model_dump(mode="json", exclude_none=True)
+    check_required_bindings(kind, resource)
     patient = kind.patient(resource)
     if kind.name == "DocumentReference":
         _check_attachments(resource)

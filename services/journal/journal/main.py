@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
-from akson_common.fhir import install_fhir_outcomes
 from akson_common.settings import settings_for
 from journal.access import Access
 from journal.api import router
@@ -22,7 +21,6 @@ def configure(app: FastAPI, platform: Platform) -> None:
     app.state.projections = projections
     app.state.journal = Journal(platform.database, platform.outbox, access)
     app.state.journal_settings = settings
-    install_fhir_outcomes(app)
 
 
 app = create_service(

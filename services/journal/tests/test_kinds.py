@@ -214,3 +214,56 @@ def test_instants_normalise_to_sortable_utc() -> None:
     assert normalise_instant("2025-01") == "2025-01-01T00:00:00Z"
     assert normalise_instant("2025-01-02T01:00:00+02:00") == "2025-01-01T23:00:00Z"
     assert normalise_instant("garbage") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "changes"),
+    [
+        ("DocumentReference", {"status": "bogus"}),
+        ("DocumentReference", {"docStatus": "weird"}),
+        ("Observation", {"status": "weird"}),
+        ("DiagnosticReport", {"status": "done"}),
+        ("Flag", {"status": "on"}),
+        ("MedicationStatement", {"status": "taking"}),
+        ("Encounter", {"status": "over"}),
+        ("AllergyIntolerance", {"clinicalStatus": {"coding": [{"code": "weird"}]}}),
+        (
+            "AllergyIntolerance",
+            {
+                "verificationStatus": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                            "code": "maybe",
+                        }
+                    ]
+                }
+            },
+        ),
+        ("AllergyIntolerance", {"criticality": "extreme"}),
+    ],
+)
+def test_required_bindings_are_enforced(name: str, changes: dict[str, Any]) -> None:
+    resource = {**SAMPLES[name][0], **changes}
+    with pytest.raises(Unprocessable) as refused:
+        parse(KINDS[name], resource)
+    assert refused.value.status == 422
+    assert "weird" not in str(refused.value.extra)
+
+
+@pytest.mark.parametrize("data", ["!!!!", "@@@@@@@@", "____", "", "aGVsbG8", 17])
+def test_attachment_data_must_be_base64_as_sent(data: Any) -> None:
+    resource = document(content=[{"attachment": {"contentType": "text/plain", "data": data}}])
+    with pytest.raises(Unprocessable) as refused:
+        parse(KINDS["DocumentReference"], resource)
+    assert refused.value.extra["errors"][0]["loc"] == ["content", "0", "attachment", "data"]
+
+
+def test_an_unknown_contained_type_is_400_not_500() -> None:
+    from akson_common.errors import BadRequest
+
+    for contained in ([{"resourceType": "Nonsense", "id": "x"}], ["x"], {"a": 1}):
+        with pytest.raises(BadRequest):
+            parse(KINDS["DocumentReference"], document(contained=contained))
+    known = document(contained=[{"resourceType": "Practitioner", "id": "p1"}])
+    assert parse(KINDS["DocumentReference"], known).status == "current"

@@ -204,7 +204,11 @@ async def get_fhir_practitioner(
     return _fhir(fhir.practitioner_resource(practitioner))
 
 
-@router.get("/fhir/R4/PractitionerRole", tags=["fhir"])
+@router.get(
+    "/fhir/R4/PractitionerRole",
+    tags=["fhir"],
+    responses={404: {"description": "No such practitioner"}},
+)
 async def search_practitioner_roles(
     practitioner: Annotated[str, Query(pattern=r"^\d{1,9}$")],
     principal: CurrentPrincipal,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
 
+from akson_common.guard import HostileInput, parse_json
 from masterdata.models import ImportLineError, ImportReport
 from masterdata.service import Register
 
@@ -30,7 +30,8 @@ def parse_lines(
         report.received += 1
         reason = None
         try:
-            record = register.record.model_validate(json.loads(raw))
+            # the input guard's checks, per line: one hostile line is refused, not the file
+            record = register.record.model_validate(parse_json(raw, location="line"))
         except (ValueError, UnicodeDecodeError) as error:
             reason = _reason(error)
         else:
@@ -49,6 +50,8 @@ def parse_lines(
 
 
 def _reason(error: Exception) -> str:
+    if isinstance(error, HostileInput):
+        return f"{error.location}: {error.reason}"
     if isinstance(error, ValidationError):
         return "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'line'}: {e['msg']}" for e in error.errors()

@@ -191,3 +191,21 @@ def test_the_seed_is_deterministic_synthetic_and_covers_the_edge_cases() -> None
     assert {"suspended", "revoked"} <= {p["status"] for p in first.practitioners}
     relations = {r["patient"] for r in first.care_relations}
     assert relations == {p["national_id"] for p in persons}
+
+
+def test_a_hostile_import_line_is_refused_as_a_line_and_the_rest_goes_in() -> None:
+    good = {"national_id": SYNTHETIC, "given_name": "A", "family_name": "B", "municipality": "4601"}
+    lines = [
+        json.dumps({**good, "given_name": "A\x00"}).encode(),
+        b"[" * 10_000 + b"]" * 10_000,
+        json.dumps({**good, "family_name": "\ud800"}).encode(),
+        b'{"national_id": 99999999999999999999999}',
+        json.dumps(good).encode(),
+    ]
+    records, report = parse_lines(persons_register(), lines)
+    assert [r.national_id for r in records] == [SYNTHETIC]
+    assert (report.received, report.rejected) == (5, 4)
+    assert [e.line for e in report.errors] == [1, 2, 3, 4]
+    assert report.errors[0].reason.startswith("line.given_name")
+    assert "nested deeper" in report.errors[1].reason
+    assert "\x00" not in report.model_dump_json()

@@ -25,11 +25,11 @@ from fastapi.responses import JSONResponse
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
 from akson_common.errors import (
-    PROBLEM_JSON,
     PROTECTED_RESPONSES,
     BadRequest,
     NotFound,
     Unauthorized,
+    error_response,
 )
 from akson_common.events import OutboundStatus
 from akson_common.policy import Action, Policy, PolicyEnforcementPoint, ResourceRef
@@ -53,11 +53,7 @@ Settings = Annotated[MessagingSettings, Depends(state_dependency("settings", Mes
 Limit = Annotated[int, Query(ge=1, le=200)]
 
 
-def _problem(status_code: int, description: str) -> dict[int | str, dict[str, Any]]:
-    return {status_code: {"description": description, "content": {PROBLEM_JSON: {}}}}
-
-
-NOT_FOUND = _problem(404, "No such message")
+NOT_FOUND = error_response(404, "No such message")
 
 
 async def authorize(
@@ -100,7 +96,7 @@ async def readable(
     "/messages",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=OutboundMessage,
-    responses=_problem(422, "Invalid message, or no HER-id for the recipient"),
+    responses=error_response(422, "Invalid message, or no HER-id for the recipient"),
 )
 async def send_message(
     request: Annotated[SendIn, Body()],
@@ -133,7 +129,7 @@ def transport_peer(request: Request) -> None:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=InboundAnswer,
     dependencies=[Depends(transport_peer)],
-    responses=_problem(400, "Not a message that can be answered (no id or sender)"),
+    responses=error_response(400, "Not a message that can be answered (no id or sender)"),
 )
 async def receive_message(request: Request, service: Service) -> InboundAnswer:
     """Receive a FHIR message bundle (or an AppRec answering one of ours)."""
@@ -205,7 +201,7 @@ async def get_message(
 @router.post(
     "/messages/{message_id}/resend",
     response_model=OutboundMessage,
-    responses={**NOT_FOUND, **_problem(409, "The message is not dead-lettered")},
+    responses={**NOT_FOUND, **error_response(409, "The message is not dead-lettered")},
 )
 async def resend_message(
     message_id: str, principal: CurrentPrincipal, policy: Policy, service: Service

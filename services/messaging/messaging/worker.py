@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from messaging.settings import MessagingSettings
 from messaging.store import OutboundQueue
-from messaging.transport import Transport
+from messaging.transport import Transport, TransportResult
 
 log = logging.getLogger("akson.messaging.worker")
 
@@ -48,7 +48,16 @@ class SendWorker:
         lease = timedelta(seconds=self.settings.lease_seconds)
         attempts = 0
         while (message := await self.queue.claim(datetime.now(UTC), self.owner, lease)) is not None:
-            result = await self.transport.send(message.recipient_her_id, message.bundle)
+            try:
+                result = await self.transport.send(message.recipient_her_id, message.bundle)
+            except Exception as error:
+                # a message that cannot even be sent is a failed attempt like any other:
+                # counted, retried with backoff, dead-lettered after max_attempts — it never
+                # holds the queue (it used to abort the round and come back first every time)
+                log.exception("message could not be sent", extra={"message_id": message.id})
+                result = TransportResult(
+                    "retry", error_code="internal_error", reason=type(error).__name__
+                )
             attempts += 1
             wait = backoff(
                 message.attempts + 1,

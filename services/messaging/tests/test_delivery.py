@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from messaging.models import OutboundMessage, Sender
 from messaging.settings import MessagingSettings
 from messaging.store import attempt_outcome
 from messaging.transport import TransportResult, classify
-from messaging.worker import backoff
+from messaging.worker import SendWorker, backoff
 
 
 def peer_answer(status: int, body: object = b"") -> tuple[int, httpx.Headers, bytes]:
@@ -128,3 +129,44 @@ def test_a_permanent_refusal_dead_letters_at_the_first_attempt() -> None:
     refusal = TransportResult("permanent", 400, "peer_http_400", "unknown recipient")
     changes, topic = attempt_outcome(queued_message(), refusal, NOW, 6, WAIT)
     assert topic is MESSAGE_DEAD_LETTERED and changes["attempts"] == 1
+
+
+class OneMessageQueue:
+    """A queue holding one due message; records how each attempt was settled."""
+
+    def __init__(self, message: OutboundMessage) -> None:
+        self.message: OutboundMessage | None = message
+        self.settled: list[TransportResult] = []
+
+    async def claim(self, now: datetime, owner: str, lease: timedelta) -> OutboundMessage | None:
+        message, self.message = self.message, None
+        return message
+
+    async def settle(
+        self,
+        message: OutboundMessage,
+        owner: str,
+        result: TransportResult,
+        now: datetime,
+        **options: object,
+    ) -> OutboundMessage:
+        self.settled.append(result)
+        return message
+
+
+class BrokenTransport:
+    async def send(self, recipient: str, bundle: object) -> TransportResult:
+        raise TypeError("this message cannot be serialised")
+
+
+async def test_a_message_that_cannot_be_sent_is_a_counted_failed_attempt_not_a_stalled_queue() -> (
+    None
+):
+    queue = OneMessageQueue(queued_message())
+    settings = cast(Any, MessagingSettings).model_construct(
+        lease_seconds=30, retry_base_seconds=1, retry_max_seconds=10, max_attempts=6
+    )
+    worker = SendWorker(cast(Any, queue), cast(Any, BrokenTransport()), settings)
+    assert await worker.run_once() == 1
+    (result,) = queue.settled
+    assert (result.outcome, result.error_code) == ("retry", "internal_error")

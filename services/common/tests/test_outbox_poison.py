@@ -1,0 +1,91 @@
+"""The outbox relay: an event the sidecar refuses is dead-lettered after bounded attempts and the
+events behind it go out; a sidecar that is away is waited for (no event given up)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from akson_common.outbox import DEAD_LETTERS, MAX_PUBLISH_ATTEMPTS, OUTBOX_FIELD, Outbox
+
+
+class MemoryCollection:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.documents: list[dict[str, Any]] = []
+
+    async def insert_one(self, document: dict[str, Any]) -> None:
+        self.documents.append(document)
+
+    async def update_many(self, selector: dict[str, Any], update: dict[str, Any]) -> None:
+        ids = selector["_id"]["$in"]
+        pulled = update["$pullAll"][OUTBOX_FIELD]
+        for document in self.documents:
+            if document["_id"] in ids:
+                document[OUTBOX_FIELD] = [e for e in document[OUTBOX_FIELD] if e not in pulled]
+
+
+class MemoryDatabase:
+    def __init__(self) -> None:
+        self.collections: dict[str, MemoryCollection] = {}
+
+    def collection(self, name: str) -> MemoryCollection:
+        return self.collections.setdefault(name, MemoryCollection(name))
+
+
+class Sidecar:
+    """Refuses the events whose id is in ``refused`` with ``status``; records the others."""
+
+    def __init__(self, refused: set[str], status: int) -> None:
+        self.refused, self.status = refused, status
+        self.published: list[str] = []
+
+    async def publish(self, envelope: dict[str, Any]) -> None:
+        if envelope["id"] in self.refused:
+            request = httpx.Request("POST", "http://sidecar/v1.0/publish/pubsub/t")
+            response = httpx.Response(self.status, request=request)
+            raise httpx.HTTPStatusError("refused", request=request, response=response)
+        self.published.append(envelope["id"])
+
+
+def pending(database: MemoryDatabase) -> list[dict[str, Any]]:
+    collection = database.collection("things")
+    collection.documents = [
+        {"_id": "a", OUTBOX_FIELD: [{"id": "poison", "topic": "t", "subject": "p1"}]},
+        {"_id": "b", OUTBOX_FIELD: [{"id": "good", "topic": "t", "subject": "p2"}]},
+    ]
+    return collection.documents
+
+
+async def relay(outbox: Outbox, database: MemoryDatabase) -> None:
+    collection = database.collection("things")
+    await outbox._relay_chunk(collection, list(collection.documents))  # type: ignore[arg-type]
+
+
+async def test_a_refused_event_is_dead_lettered_after_bounded_attempts() -> None:
+    database = MemoryDatabase()
+    sidecar = Sidecar({"poison"}, 400)
+    outbox = Outbox(database, sidecar, 1.0)  # type: ignore[arg-type]
+    documents = pending(database)
+    for _ in range(MAX_PUBLISH_ATTEMPTS - 1):
+        with pytest.raises(httpx.HTTPStatusError):
+            await relay(outbox, database)
+    await relay(outbox, database)  # the last attempt gives up on the poison, the chunk drains
+    assert all(not d[OUTBOX_FIELD] for d in documents)
+    assert "good" in sidecar.published
+    dead = database.collection(DEAD_LETTERS).documents
+    assert [(d["event_id"], d["status"]) for d in dead] == [("poison", 400)]
+
+
+@pytest.mark.parametrize("status", [503, 500, 429])
+async def test_a_sidecar_that_is_away_is_waited_for(status: int) -> None:
+    database = MemoryDatabase()
+    outbox = Outbox(database, Sidecar({"poison"}, status), 1.0)  # type: ignore[arg-type]
+    documents = pending(database)
+    for _ in range(MAX_PUBLISH_ATTEMPTS + 2):
+        with pytest.raises(httpx.HTTPStatusError):
+            await relay(outbox, database)
+    assert documents[0][OUTBOX_FIELD], "kept: nothing is given up while the sidecar is away"
+    assert database.collection(DEAD_LETTERS).documents == []
