@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
@@ -171,14 +171,21 @@ async def list_reviews(
     return ReviewPage(items=await queue.list(status, patient, count))
 
 
-@router.post("/{review_id}", response_model=Review, responses={409: {"description": "Closed"}})
+@router.post(
+    "/{review_id}",
+    response_model=Review,
+    responses={
+        409: {"description": "Closed"},
+        204: {"description": "Recorded; the review is not the caller's to read back"},
+    },
+)
 async def review_emergency_access(
     review_id: Annotated[str, Path(max_length=120)],
     verdict: ReviewVerdict,
     principal: CurrentPrincipal,
     policy: Policy,
     queue: Queue,
-) -> Review:
+) -> Review | Response:
     """Record the verdict on one break-glass access (once)."""
     review = await queue.find(review_id)
     # the policy is asked before anything about the review is revealed (even its absence)
@@ -188,4 +195,8 @@ async def review_emergency_access(
     )
     if review is None:
         raise NotFound("no such review")
-    return await queue.close(review, verdict, principal.id)
+    closed = await queue.close(review, verdict, principal.id)
+    readable = ResourceRef(type="AuditEvent", patient=closed.patient)
+    if await policy.read_back(principal, readable, AUDIT) is None:
+        return Response(status_code=204)
+    return closed

@@ -211,6 +211,15 @@ class PolicyEnforcementPoint:
         """Return an allowing decision, or raise: 503 when no decision could be had, 403 on deny."""
         return refuse_unless_allowed(await self.decide(subject, action, resource, context))
 
+    async def read_back(
+        self, subject: Principal, resource: ResourceRef, context: PolicyContext
+    ) -> Decision | None:
+        """A response body is a read: what a write would answer is decided as a read of it.
+        The allowing decision (its obligations apply to the body), or None: answer without
+        the content (the identifier, version and location only)."""
+        decision = await self.decide(subject, "read", resource, context)
+        return decision if decision.allow else None
+
     async def visible(
         self,
         subject: Principal,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
@@ -56,7 +56,12 @@ def _problem(status_code: int, description: str) -> dict[int | str, dict[str, An
     return {status_code: {"description": description, "content": {PROBLEM_JSON: {}}}}
 
 
-NOT_FOUND = _problem(404, "No such directive")
+NOT_FOUND = _problem(404, "No such directive (or not yours to know about: the same answer)")
+# written, but not the writer's to read back: no content (the ETag and Location only)
+WRITTEN_UNREAD = {
+    201: {"description": "Registered (the directive, if the writer may read it back)"},
+    204: {"description": "Withdrawn; the directive is not the writer's to read back"},
+}
 INVALID = _problem(422, "Invalid directive, or no reason given on the patient's behalf")
 CHANGE = {
     **NOT_FOUND,
@@ -66,6 +71,22 @@ CHANGE = {
 }
 
 
+async def patient_context(
+    patient: str, directives: list[Directive], read_models: PatientProjections
+) -> PolicyContext:
+    """The patient's care relations, registry facts and ``directives`` (so the policy can,
+    e.g., refuse a blocked practitioner)."""
+    return PolicyContext(
+        care_relations=await read_models.active_care_relations(patient),
+        directives=policy_directives(directives),
+        patient=await read_models.patient_facts(patient),
+    )
+
+
+def consent_ref(patient: str | None, directive_id: str | None = None) -> ResourceRef:
+    return ResourceRef(type=RESOURCE_TYPE, patient=patient, category=CATEGORY, id=directive_id)
+
+
 async def about_patient(
     policy: PolicyEnforcementPoint,
     principal: Principal,
@@ -73,17 +94,10 @@ async def about_patient(
     patient: str,
     directives: list[Directive],
     read_models: PatientProjections,
-    directive_id: str | None = None,
 ) -> Decision:
-    """Ask about a patient's directives, with the patient's care relations, registry facts and
-    ``directives`` (so the policy can, e.g., refuse a blocked practitioner) as context."""
-    context = PolicyContext(
-        care_relations=await read_models.active_care_relations(patient),
-        directives=policy_directives(directives),
-        patient=await read_models.patient_facts(patient),
-    )
-    resource = ResourceRef(type=RESOURCE_TYPE, patient=patient, category=CATEGORY, id=directive_id)
-    return await policy.enforce(principal, action, resource, context)
+    """Ask about a patient's directives as a whole (register, list): 403 when refused."""
+    context = await patient_context(patient, directives, read_models)
+    return await policy.enforce(principal, action, consent_ref(patient), context)
 
 
 async def readable(
@@ -94,15 +108,38 @@ async def readable(
     service: ConsentDirectives,
     read_models: PatientProjections,
 ) -> Directive:
+    """The directive if the caller may ``action`` it; 404 alike when unknown or refused."""
     directive = await service.get(directive_id)
     if directive is None:
-        # Same answer whether it does not exist or is not yours to know about.
-        await policy.enforce(principal, action, ResourceRef(type=RESOURCE_TYPE), PolicyContext())
-        raise NotFound("no such directive")
-    patient = directive.patient
-    directives = await service.for_patient(patient)
-    await about_patient(policy, principal, action, patient, directives, read_models, directive_id)
+        resource, context = ResourceRef(type=RESOURCE_TYPE, id=directive_id), PolicyContext()
+    else:
+        directives = await service.for_patient(directive.patient)
+        context = await patient_context(directive.patient, directives, read_models)
+        resource = consent_ref(directive.patient, directive_id)
+    await policy.visible(
+        principal,
+        action,
+        resource,
+        context,
+        known=directive is not None,
+        not_found=NotFound("no such directive"),
+    )
+    assert directive is not None  # visible raised for an unknown one
     return directive
+
+
+async def read_back(
+    directive: Directive,
+    principal: Principal,
+    policy: PolicyEnforcementPoint,
+    service: ConsentDirectives,
+    read_models: PatientProjections,
+) -> bool:
+    """A response body is a read: may the writer read the directive it wrote?"""
+    directives = await service.for_patient(directive.patient)
+    context = await patient_context(directive.patient, directives, read_models)
+    resource = consent_ref(directive.patient, directive.id)
+    return await policy.read_back(principal, resource, context) is not None
 
 
 def _json(directive: Directive, status_code: int = 200, **headers: str) -> JSONResponse:
@@ -123,7 +160,7 @@ def _fhir(resource: Any, **headers: str) -> JSONResponse:
     "/directives",
     status_code=status.HTTP_201_CREATED,
     response_model=Directive,
-    responses={**INVALID, **_problem(409, "The patient is deceased")},
+    responses={**INVALID, **_problem(409, "The patient is deceased"), 201: WRITTEN_UNREAD[201]},
 )
 async def register_directive(
     directive: Annotated[DirectiveIn, Body()],
@@ -131,13 +168,18 @@ async def register_directive(
     policy: Policy,
     service: Service,
     read_models: ReadModels,
-) -> JSONResponse:
+) -> Response:
     """Register a block, reservation or sharing consent for a patient."""
     directives = await service.for_patient(directive.patient)
     await about_patient(policy, principal, "write", directive.patient, directives, read_models)
     patient = await read_models.patient_facts(directive.patient)
     saved = await service.register(directive, principal, patient)
-    return _json(saved, 201, Location=f"/directives/{saved.id}")
+    location = f"/directives/{saved.id}"
+    if not await read_back(saved, principal, policy, service, read_models):
+        return Response(
+            status_code=201, headers={"ETag": etag(saved.version), "Location": location}
+        )
+    return _json(saved, 201, Location=location)
 
 
 @router.get("/directives/{directive_id}", response_model=Directive, responses=NOT_FOUND)
@@ -169,7 +211,11 @@ async def list_directives(
     )
 
 
-@router.post("/directives/{directive_id}/withdraw", response_model=Directive, responses=CHANGE)
+@router.post(
+    "/directives/{directive_id}/withdraw",
+    response_model=Directive,
+    responses={**CHANGE, 204: WRITTEN_UNREAD[204]},
+)
 async def withdraw_directive(
     directive_id: str,
     principal: CurrentPrincipal,
@@ -178,11 +224,13 @@ async def withdraw_directive(
     read_models: ReadModels,
     if_match: IfMatch = None,
     withdrawal: Annotated[WithdrawalIn | None, Body()] = None,
-) -> JSONResponse:
+) -> Response:
     """Withdraw a directive (its status becomes ``withdrawn``; it stays on record)."""
     expected = expected_version(if_match)
     directive = await readable(directive_id, "write", principal, policy, service, read_models)
     changed = await service.withdraw(directive, principal, withdrawal or WithdrawalIn(), expected)
+    if not await read_back(changed, principal, policy, service, read_models):
+        return Response(status_code=204, headers={"ETag": etag(changed.version)})
     return _json(changed)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
@@ -65,12 +65,34 @@ async def about_patient(
     service: MasterData,
 ) -> Decision:
     """Ask about a patient's master data, giving the policy that patient's active relations."""
+    resource = ResourceRef(type=resource_type, patient=patient, category=DEMOGRAPHICS)
+    context = await patient_context(service, patient)
+    return await policy.enforce(principal, action, resource, context)
+
+
+async def patient_context(service: MasterData, patient: str | None) -> PolicyContext:
     relations = await service.active_care_relations(patient) if patient else []
-    context = PolicyContext(
+    return PolicyContext(
         care_relations=[{**r.model_dump(mode="json"), "active": True} for r in relations]
     )
+
+
+async def read_back_patient(
+    policy: PolicyEnforcementPoint,
+    principal: Principal,
+    resource_type: str,
+    patient: str,
+    service: MasterData,
+) -> Decision | None:
+    """What a write about a patient answers is a read of it (None: answer without it)."""
     resource = ResourceRef(type=resource_type, patient=patient, category=DEMOGRAPHICS)
-    return await policy.enforce(principal, action, resource, context)
+    return await policy.read_back(principal, resource, await patient_context(service, patient))
+
+
+# written, but not the writer's to read back: the answer carries no content
+WRITTEN: dict[int | str, dict[str, Any]] = {
+    204: {"description": "Written; the record is not the caller's to read back"}
+}
 
 
 def _same_key(path_value: str, body_value: str, name: str) -> None:
@@ -85,11 +107,15 @@ async def directory_write(
     register: Register[In, Stored],
     path_key: str,
     record: In,
-) -> Stored:
-    """Create or update a directory record (idempotent): the path names the record."""
+) -> Stored | Response:
+    """Create or update a directory record (idempotent): the path names the record. The
+    answer is the record if the writer may read it back, else 204."""
     _same_key(path_key, register.key(record), "the identifier")
     await policy.enforce(principal, "write", ResourceRef(type=resource_type), REGISTRY)
-    return await register.save(record)
+    saved = await register.save(record)
+    if await policy.read_back(principal, ResourceRef(type=resource_type), PolicyContext()):
+        return saved
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def _next_link(request: Request, after: str | None) -> str | None:
@@ -106,20 +132,23 @@ def _fhir(resource: Any) -> JSONResponse:
 # -- persons ---------------------------------------------------------------------------------
 
 
-@router.put("/persons/{national_id}", response_model=PersonPublic)
+@router.put("/persons/{national_id}", response_model=PersonPublic, responses=WRITTEN)
 async def put_person(
     national_id: str,
     person: PersonIn,
     principal: CurrentPrincipal,
     policy: Policy,
     service: Service,
-) -> PersonPublic:
-    """Create or update a person from the population register (idempotent)."""
+) -> PersonPublic | Response:
+    """Create or update a person from the population register (idempotent); the person as
+    stored (never the address) if the writer may read it back, else 204."""
     _same_key(national_id, person.national_id, "national_id")
     await policy.enforce(
         principal, "write", ResourceRef(type="Patient", patient=national_id), REGISTRY
     )
     saved = await service.persons.save(person)
+    if await read_back_patient(policy, principal, "Patient", national_id, service) is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
     return public_view(saved, address_allowed=False)
 
 
@@ -175,14 +204,14 @@ async def directory(
     await policy.enforce(principal, action, ResourceRef(type=resource_type), PolicyContext())
 
 
-@router.put("/practitioners/{hpr_number}", response_model=Practitioner)
+@router.put("/practitioners/{hpr_number}", response_model=Practitioner, responses=WRITTEN)
 async def put_practitioner(
     hpr_number: str,
     practitioner: PractitionerIn,
     principal: CurrentPrincipal,
     policy: Policy,
     service: Service,
-) -> Practitioner:
+) -> Practitioner | Response:
     return await directory_write(
         policy, principal, "Practitioner", service.practitioners, hpr_number, practitioner
     )
@@ -219,14 +248,14 @@ async def search_practitioner_roles(
 # -- organisations ---------------------------------------------------------------------------
 
 
-@router.put("/organisations/{org_number}", response_model=Organisation)
+@router.put("/organisations/{org_number}", response_model=Organisation, responses=WRITTEN)
 async def put_organisation(
     org_number: str,
     organisation: OrganisationIn,
     principal: CurrentPrincipal,
     policy: Policy,
     service: Service,
-) -> Organisation:
+) -> Organisation | Response:
     return await directory_write(
         policy, principal, "Organization", service.organisations, org_number, organisation
     )
@@ -297,17 +326,23 @@ async def active_care_relations(
     return CareRelationList(items=await service.active_care_relations(patient))
 
 
-@router.post("/care-relations/{relation_id}/end", response_model=CareRelationList)
+@router.post(
+    "/care-relations/{relation_id}/end", response_model=CareRelationList, responses=WRITTEN
+)
 async def end_care_relation(
     relation_id: str,
     end: CareRelationEnd,
     principal: CurrentPrincipal,
     policy: Policy,
     service: Service,
-) -> CareRelationList:
-    """End a relation on ``period_end`` (inclusive); returns the relation as ended."""
+) -> CareRelationList | Response:
+    """End a relation on ``period_end`` (inclusive); returns the relation as ended if the
+    writer may read it back, else 204."""
     await policy.enforce(principal, "write", ResourceRef(type="CareRelation"), REGISTRY)
-    return CareRelationList(items=[await service.end_care_relation(relation_id, end.period_end)])
+    ended = await service.end_care_relation(relation_id, end.period_end)
+    if await read_back_patient(policy, principal, "CareRelation", ended.patient, service) is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return CareRelationList(items=[ended])
 
 
 # -- bulk import -----------------------------------------------------------------------------

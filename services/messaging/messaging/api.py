@@ -20,7 +20,7 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
@@ -67,11 +67,48 @@ async def authorize(
     service: Messaging,
     patient: str | None,
     category: str | None = None,
-    message_id: str | None = None,
 ) -> None:
+    """Ask about a patient's messages as a whole (send, list): 403 when refused."""
+    context = await service.policy_context(patient)
+    resource = ResourceRef(type=RESOURCE_TYPE, patient=patient, category=category)
+    await policy.enforce(principal, action, resource, context)
+
+
+async def visible(
+    policy: PolicyEnforcementPoint,
+    principal: Principal,
+    action: Action,
+    service: Messaging,
+    message_id: str,
+    found: OutboundMessage | InboundMessage | None,
+    category: str | None,
+) -> None:
+    """Decide ``action`` on one message: 404 alike when unknown or refused."""
+    patient = found.patient if found is not None else None
     context = await service.policy_context(patient)
     resource = ResourceRef(type=RESOURCE_TYPE, patient=patient, category=category, id=message_id)
-    await policy.enforce(principal, action, resource, context)
+    await policy.visible(
+        principal,
+        action,
+        resource,
+        context,
+        known=found is not None,
+        not_found=NotFound("no such message"),
+    )
+
+
+async def read_back(
+    policy: PolicyEnforcementPoint,
+    principal: Principal,
+    service: Messaging,
+    message: OutboundMessage,
+) -> bool:
+    """A response body is a read: may the writer read the message it queued?"""
+    context = await service.policy_context(message.patient)
+    resource = ResourceRef(
+        type=RESOURCE_TYPE, patient=message.patient, category=message.category, id=message.id
+    )
+    return await policy.read_back(principal, resource, context) is not None
 
 
 def _public(message: OutboundMessage) -> dict[str, Any]:
@@ -86,13 +123,9 @@ async def readable(
     service: Messaging,
 ) -> OutboundMessage:
     message = await service.queue.get(message_id)
-    if message is None:
-        # the same answer whether it does not exist or is not yours to know about
-        await authorize(policy, principal, action, service, None)
-        raise NotFound("no such message")
-    await authorize(
-        policy, principal, action, service, message.patient, message.category, message.id
-    )
+    category = message.category if message is not None else None
+    await visible(policy, principal, action, service, message_id, message, category)
+    assert message is not None  # visible raised for an unknown one
     return message
 
 
@@ -100,20 +133,24 @@ async def readable(
     "/messages",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=OutboundMessage,
-    responses=_problem(422, "Invalid message, or no HER-id for the recipient"),
+    responses={
+        **_problem(422, "Invalid message, or no HER-id for the recipient"),
+        202: {"description": "Queued (the message, if the sender may read it back)"},
+    },
 )
 async def send_message(
     request: Annotated[SendIn, Body()],
     principal: CurrentPrincipal,
     policy: Policy,
     service: Service,
-) -> JSONResponse:
+) -> Response:
     """Queue a message; the policy is asked before anything about the patient can leave."""
     await authorize(policy, principal, "write", service, request.patient, request.category)
     message = await service.send(request, principal)
-    return JSONResponse(
-        _public(message), status_code=202, headers={"Location": f"/messages/{message.id}"}
-    )
+    location = {"Location": f"/messages/{message.id}"}
+    if not await read_back(policy, principal, service, message):
+        return Response(status_code=202, headers=location)
+    return JSONResponse(_public(message), status_code=202, headers=location)
 
 
 # -- inbound (declared before /messages/{id}) -----------------------------------------------
@@ -163,10 +200,8 @@ async def get_inbound(
     message_id: str, principal: CurrentPrincipal, policy: Policy, service: Service
 ) -> InboundMessage:
     message = await service.inbound.get(message_id)
-    if message is None:
-        await authorize(policy, principal, "read", service, None)
-        raise NotFound("no such message")
-    await authorize(policy, principal, "read", service, message.patient, "general", message.id)
+    await visible(policy, principal, "read", service, message_id, message, "general")
+    assert message is not None  # visible raised for an unknown one
     return message
 
 
@@ -205,11 +240,18 @@ async def get_message(
 @router.post(
     "/messages/{message_id}/resend",
     response_model=OutboundMessage,
-    responses={**NOT_FOUND, **_problem(409, "The message is not dead-lettered")},
+    responses={
+        **NOT_FOUND,
+        **_problem(409, "The message is not dead-lettered"),
+        204: {"description": "Queued again; the message is not the caller's to read back"},
+    },
 )
 async def resend_message(
     message_id: str, principal: CurrentPrincipal, policy: Policy, service: Service
-) -> JSONResponse:
+) -> Response:
     """Put a dead-lettered message back in the queue, its attempts starting over."""
     message = await readable(message_id, "write", principal, policy, service)
-    return JSONResponse(_public(await service.resend(message)))
+    queued = await service.resend(message)
+    if not await read_back(policy, principal, service, queued):
+        return Response(status_code=204)
+    return JSONResponse(_public(queued))
