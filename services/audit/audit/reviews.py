@@ -30,7 +30,7 @@ from akson_common.events import (
     cloud_event,
 )
 from akson_common.outbox import Outbox
-from akson_common.policy import Policy, PolicyContext, ResourceRef
+from akson_common.policy import Policy, PolicyContext, ResourceRef, written_unread
 
 REVIEWS = "emergency_reviews"
 AUDIT = PolicyContext(purpose="audit")
@@ -174,10 +174,7 @@ async def list_reviews(
 @router.post(
     "/{review_id}",
     response_model=Review,
-    responses={
-        409: {"description": "Closed"},
-        204: {"description": "Recorded; the review is not the caller's to read back"},
-    },
+    responses={409: {"description": "Closed"}},
 )
 async def review_emergency_access(
     review_id: Annotated[str, Path(max_length=120)],
@@ -198,5 +195,5 @@ async def review_emergency_access(
     closed = await queue.close(review, verdict, principal.id)
     readable = ResourceRef(type="AuditEvent", patient=closed.patient)
     if await policy.read_back(principal, readable, AUDIT) is None:
-        return Response(status_code=204)
+        return written_unread(200, {"id": closed.id})
     return closed

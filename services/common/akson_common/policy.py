@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
 from opa_client.opa_async import AsyncOpaClient
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -216,8 +217,12 @@ class PolicyEnforcementPoint:
     ) -> Decision | None:
         """A response body is a read: what a write would answer is decided as a read of it.
         The allowing decision (its obligations apply to the body), or None: answer without
-        the content (the identifier, version and location only)."""
-        decision = await self.decide(subject, "read", resource, context)
+        the content (the identifier, version and location only). The write has happened:
+        no decision to be had means no content, not an error."""
+        try:
+            decision = await self.decide(subject, "read", resource, context)
+        except PolicyUnavailable:
+            return None
         return decision if decision.allow else None
 
     async def visible(
@@ -236,6 +241,14 @@ class PolicyEnforcementPoint:
             return await self.decide(subject, action, resource, context)
 
         return await decide_visible(decide, resource, context, known=known, not_found=not_found)
+
+
+def written_unread(
+    status_code: int, identifiers: Mapping[str, str], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The answer to a write the writer may not read back (:meth:`read_back` gave None): the
+    status it would have had, and only the identifiers the writer already knows."""
+    return JSONResponse(dict(identifiers), status_code=status_code, headers=dict(headers or {}))
 
 
 def refuse_unless_allowed(decision: Decision) -> Decision:

@@ -32,6 +32,7 @@ from akson_common.policy import (
     PolicyContext,
     PolicyEnforcementPoint,
     ResourceRef,
+    written_unread,
 )
 from akson_common.projections import PatientProjections
 from consent import fhir
@@ -57,11 +58,7 @@ def _problem(status_code: int, description: str) -> dict[int | str, dict[str, An
 
 
 NOT_FOUND = _problem(404, "No such directive (or not yours to know about: the same answer)")
-# written, but not the writer's to read back: no content (the ETag and Location only)
-WRITTEN_UNREAD = {
-    201: {"description": "Registered (the directive, if the writer may read it back)"},
-    204: {"description": "Withdrawn; the directive is not the writer's to read back"},
-}
+
 INVALID = _problem(422, "Invalid directive, or no reason given on the patient's behalf")
 CHANGE = {
     **NOT_FOUND,
@@ -160,7 +157,7 @@ def _fhir(resource: Any, **headers: str) -> JSONResponse:
     "/directives",
     status_code=status.HTTP_201_CREATED,
     response_model=Directive,
-    responses={**INVALID, **_problem(409, "The patient is deceased"), 201: WRITTEN_UNREAD[201]},
+    responses={**INVALID, **_problem(409, "The patient is deceased")},
 )
 async def register_directive(
     directive: Annotated[DirectiveIn, Body()],
@@ -214,7 +211,7 @@ async def list_directives(
 @router.post(
     "/directives/{directive_id}/withdraw",
     response_model=Directive,
-    responses={**CHANGE, 204: WRITTEN_UNREAD[204]},
+    responses=CHANGE,
 )
 async def withdraw_directive(
     directive_id: str,
@@ -230,7 +227,7 @@ async def withdraw_directive(
     directive = await readable(directive_id, "write", principal, policy, service, read_models)
     changed = await service.withdraw(directive, principal, withdrawal or WithdrawalIn(), expected)
     if not await read_back(changed, principal, policy, service, read_models):
-        return Response(status_code=204, headers={"ETag": etag(changed.version)})
+        return written_unread(200, {"id": changed.id}, {"ETag": etag(changed.version)})
     return _json(changed)
 
 

@@ -46,6 +46,7 @@ from akson_common.policy import (
     Decide,
     Decision,
     PolicyContext,
+    PolicyUnavailable,
     ResourceRef,
     decide_visible,
     refuse_unless_allowed,
@@ -176,9 +177,13 @@ class Journal:
         self, caller: Caller, document: Mapping[str, Any], resource: dict[str, Any], version: int
     ) -> Stored:
         """What a write answers: the new version if the caller may read it (decided like any
-        read), else the version without the content."""
+        read), else the version without the content (also when no decision can be had: the
+        write has happened)."""
         context = await self.access.context(caller, document["patient"])
-        decision = await self.access.decide(caller, "read", resource_ref(document), context)
+        try:
+            decision = await self.access.decide(caller, "read", resource_ref(document), context)
+        except PolicyUnavailable:
+            return Stored(resource, version, readable=False)
         if not decision.allow:
             return Stored(resource, version, readable=False)
         return Stored(self._output(resource, decision), version)

@@ -17,6 +17,7 @@ from akson_common.policy import (
     PolicyContext,
     PolicyEnforcementPoint,
     ResourceRef,
+    written_unread,
 )
 from masterdata import fhir
 from masterdata.imports import parse_lines
@@ -89,12 +90,6 @@ async def read_back_patient(
     return await policy.read_back(principal, resource, await patient_context(service, patient))
 
 
-# written, but not the writer's to read back: the answer carries no content
-WRITTEN: dict[int | str, dict[str, Any]] = {
-    204: {"description": "Written; the record is not the caller's to read back"}
-}
-
-
 def _same_key(path_value: str, body_value: str, name: str) -> None:
     if path_value != body_value:
         raise Unprocessable(f"{name} in the body differs from the path")
@@ -105,17 +100,18 @@ async def directory_write(
     principal: Principal,
     resource_type: str,
     register: Register[In, Stored],
+    key_field: str,
     path_key: str,
     record: In,
 ) -> Stored | Response:
     """Create or update a directory record (idempotent): the path names the record. The
-    answer is the record if the writer may read it back, else 204."""
+    answer is the record if the writer may read it back, else only its identifier."""
     _same_key(path_key, register.key(record), "the identifier")
     await policy.enforce(principal, "write", ResourceRef(type=resource_type), REGISTRY)
     saved = await register.save(record)
     if await policy.read_back(principal, ResourceRef(type=resource_type), PolicyContext()):
         return saved
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return written_unread(200, {key_field: path_key})
 
 
 def _next_link(request: Request, after: str | None) -> str | None:
@@ -132,7 +128,7 @@ def _fhir(resource: Any) -> JSONResponse:
 # -- persons ---------------------------------------------------------------------------------
 
 
-@router.put("/persons/{national_id}", response_model=PersonPublic, responses=WRITTEN)
+@router.put("/persons/{national_id}", response_model=PersonPublic)
 async def put_person(
     national_id: str,
     person: PersonIn,
@@ -141,14 +137,14 @@ async def put_person(
     service: Service,
 ) -> PersonPublic | Response:
     """Create or update a person from the population register (idempotent); the person as
-    stored (never the address) if the writer may read it back, else 204."""
+    stored (never the address) if the writer may read it back, else only the identifier."""
     _same_key(national_id, person.national_id, "national_id")
     await policy.enforce(
         principal, "write", ResourceRef(type="Patient", patient=national_id), REGISTRY
     )
     saved = await service.persons.save(person)
     if await read_back_patient(policy, principal, "Patient", national_id, service) is None:
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
+        return written_unread(200, {"national_id": national_id})
     return public_view(saved, address_allowed=False)
 
 
@@ -204,7 +200,7 @@ async def directory(
     await policy.enforce(principal, action, ResourceRef(type=resource_type), PolicyContext())
 
 
-@router.put("/practitioners/{hpr_number}", response_model=Practitioner, responses=WRITTEN)
+@router.put("/practitioners/{hpr_number}", response_model=Practitioner)
 async def put_practitioner(
     hpr_number: str,
     practitioner: PractitionerIn,
@@ -213,7 +209,13 @@ async def put_practitioner(
     service: Service,
 ) -> Practitioner | Response:
     return await directory_write(
-        policy, principal, "Practitioner", service.practitioners, hpr_number, practitioner
+        policy,
+        principal,
+        "Practitioner",
+        service.practitioners,
+        "hpr_number",
+        hpr_number,
+        practitioner,
     )
 
 
@@ -248,7 +250,7 @@ async def search_practitioner_roles(
 # -- organisations ---------------------------------------------------------------------------
 
 
-@router.put("/organisations/{org_number}", response_model=Organisation, responses=WRITTEN)
+@router.put("/organisations/{org_number}", response_model=Organisation)
 async def put_organisation(
     org_number: str,
     organisation: OrganisationIn,
@@ -257,7 +259,13 @@ async def put_organisation(
     service: Service,
 ) -> Organisation | Response:
     return await directory_write(
-        policy, principal, "Organization", service.organisations, org_number, organisation
+        policy,
+        principal,
+        "Organization",
+        service.organisations,
+        "org_number",
+        org_number,
+        organisation,
     )
 
 
@@ -326,9 +334,7 @@ async def active_care_relations(
     return CareRelationList(items=await service.active_care_relations(patient))
 
 
-@router.post(
-    "/care-relations/{relation_id}/end", response_model=CareRelationList, responses=WRITTEN
-)
+@router.post("/care-relations/{relation_id}/end", response_model=CareRelationList)
 async def end_care_relation(
     relation_id: str,
     end: CareRelationEnd,
@@ -337,11 +343,11 @@ async def end_care_relation(
     service: Service,
 ) -> CareRelationList | Response:
     """End a relation on ``period_end`` (inclusive); returns the relation as ended if the
-    writer may read it back, else 204."""
+    writer may read it back, else only its identifier."""
     await policy.enforce(principal, "write", ResourceRef(type="CareRelation"), REGISTRY)
     ended = await service.end_care_relation(relation_id, end.period_end)
     if await read_back_patient(policy, principal, "CareRelation", ended.patient, service) is None:
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
+        return written_unread(200, {"relation_id": relation_id})
     return CareRelationList(items=[ended])
 
 

@@ -32,7 +32,13 @@ from akson_common.errors import (
     Unauthorized,
 )
 from akson_common.events import OutboundStatus
-from akson_common.policy import Action, Policy, PolicyEnforcementPoint, ResourceRef
+from akson_common.policy import (
+    Action,
+    Policy,
+    PolicyEnforcementPoint,
+    ResourceRef,
+    written_unread,
+)
 from messaging.models import (
     InboundAnswer,
     InboundList,
@@ -135,7 +141,6 @@ async def readable(
     response_model=OutboundMessage,
     responses={
         **_problem(422, "Invalid message, or no HER-id for the recipient"),
-        202: {"description": "Queued (the message, if the sender may read it back)"},
     },
 )
 async def send_message(
@@ -149,7 +154,7 @@ async def send_message(
     message = await service.send(request, principal)
     location = {"Location": f"/messages/{message.id}"}
     if not await read_back(policy, principal, service, message):
-        return Response(status_code=202, headers=location)
+        return written_unread(202, {"id": message.id}, location)
     return JSONResponse(_public(message), status_code=202, headers=location)
 
 
@@ -243,7 +248,6 @@ async def get_message(
     responses={
         **NOT_FOUND,
         **_problem(409, "The message is not dead-lettered"),
-        204: {"description": "Queued again; the message is not the caller's to read back"},
     },
 )
 async def resend_message(
@@ -253,5 +257,5 @@ async def resend_message(
     message = await readable(message_id, "write", principal, policy, service)
     queued = await service.resend(message)
     if not await read_back(policy, principal, service, queued):
-        return Response(status_code=204)
+        return written_unread(200, {"id": queued.id})
     return JSONResponse(_public(queued))
