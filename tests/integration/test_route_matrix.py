@@ -265,6 +265,8 @@ class Row:
     existing: bool = False
     # statuses that count as refused besides 401/403 (the token endpoint's OAuth errors)
     refusals: frozenset[int] = frozenset()
+    # an answer that is a refusal whatever its status (an event delivery Dapr is told to drop)
+    refused_when: Callable[[httpx.Response], bool] | None = None
 
 
 PUBLIC = Row(EVERYONE)
@@ -286,7 +288,30 @@ def _dummy_person(world: World) -> str:
     return json.dumps(person(world.dummy_patient)) + "\n"
 
 
-HEALTH = {("GET", "/healthz"): PUBLIC, ("GET", "/readyz"): PUBLIC}
+# liveness, readiness and the subscription list Dapr reads (topics and routes, no data)
+HEALTH = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/dapr/subscribe"): PUBLIC,
+}
+
+
+def _dropped(answer: httpx.Response) -> bool:
+    try:
+        return bool(answer.json() == {"status": "DROP"})
+    except ValueError:
+        return False
+
+
+# An event delivery (``POST /events/<topic>``) comes from the sidecar with the app API token;
+# no subject's bearer token makes a handler run: the delivery is dropped. These rows are made
+# from the routes each service gives Dapr in /dapr/subscribe, so an /events route that is not a
+# subscription has no row.
+EVENT_DELIVERY = Row(
+    NOBODY,
+    lambda w: Call(body=json.dumps({"id": str(uuid.uuid4()), "specversion": "1.0", "data": {}})),
+    refused_when=_dropped,
+)
 
 TABLE: dict[str, dict[tuple[str, str], Row]] = {
     "identity": {
@@ -574,8 +599,18 @@ def routes(http: httpx.Client, platform: Platform, service: str) -> list[tuple[s
     return sorted(found)
 
 
+def subscriptions(
+    http: httpx.Client, platform: Platform, service: str
+) -> dict[tuple[str, str], Row]:
+    answer = http.get(f"{platform.url(service)}/dapr/subscribe")
+    assert answer.status_code == 200, answer.text
+    return {("POST", str(entry["route"])): EVENT_DELIVERY for entry in answer.json()}
+
+
 def outcome(row: Row, world: World, answer: httpx.Response) -> str:
     status = answer.status_code
+    if row.refused_when is not None and row.refused_when(answer):
+        return "refused"
     if status in (401, 403) or status in row.refusals or (status == 404 and row.existing):
         return "refused"
     if 200 <= status < 300 or status in (409, 412):
@@ -590,13 +625,15 @@ def test_every_route_of_every_service_has_a_row_and_agrees_with_it(
 ) -> None:
     started = time.monotonic()
     missing, stale, wrong, unexpected = [], [], [], []
+    rows_total = 0
     counts = {"cells": 0, "passed": 0, "refused": 0, "unauthorised": 0, "wrongful": 0}
     with httpx.Client(timeout=30.0) as http:
         services = sorted(platform.endpoints["services"])
         assert set(services) == set(TABLE), "a service without a table, or a table without one"
         for service in services:
             found = routes(http, platform, service)
-            table = TABLE[service]
+            table = {**TABLE[service], **subscriptions(http, platform, service)}
+            rows_total += len(table)
             missing += [f"{service} {m} {p}" for m, p in found if (m, p) not in table]
             stale += [f"{service} {m} {p}" for m, p in table if (m, p) not in found]
             for method, path in found:
@@ -629,7 +666,7 @@ def test_every_route_of_every_service_has_a_row_and_agrees_with_it(
     with capsys.disabled():
         print(  # noqa: T201
             f"\nroute matrix: {len(SUBJECTS)} subject kinds × "
-            f"{sum(len(t) for t in TABLE.values())} routes = {counts['cells']} cells in "
+            f"{rows_total} routes = {counts['cells']} cells in "
             f"{elapsed:.1f} s; passed {counts['passed']}, refused {counts['refused']}; "
             f"{counts['unauthorised']} unauthorised successes, "
             f"{counts['wrongful']} wrongful refusals, {len(unexpected)} unexpected"
