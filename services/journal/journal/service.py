@@ -150,8 +150,9 @@ class Journal:
     ) -> tuple[Document, Decision, PolicyContext]:
         """The stored resource if the caller may ``action`` it; else 404 as if unknown."""
         stored = await self.store.get(resource_id)
-        known = stored is not None and stored["type"] == kind.name
-        if stored is not None and known:
+        if stored is not None and stored["type"] != kind.name:
+            stored = None  # another type's id is unknown here
+        if stored is not None:
             context = await self.access.context(caller, stored["patient"])
             resource = resource_ref(stored)
         else:
@@ -161,7 +162,7 @@ class Journal:
             self._decider(caller, action),
             resource,
             context,
-            known=known,
+            known=stored is not None,
             not_found=not_found(kind.name, resource_id),
         )
         assert stored is not None  # decide_visible raised for an unknown one
