@@ -171,11 +171,7 @@ async def list_reviews(
     return ReviewPage(items=await queue.list(status, patient, count))
 
 
-@router.post(
-    "/{review_id}",
-    response_model=Review,
-    responses={409: {"description": "Closed"}},
-)
+@router.post("/{review_id}", response_model=Review, responses={409: {"description": "Closed"}})
 async def review_emergency_access(
     review_id: Annotated[str, Path(max_length=120)],
     verdict: ReviewVerdict,

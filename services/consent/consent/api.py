@@ -208,11 +208,7 @@ async def list_directives(
     )
 
 
-@router.post(
-    "/directives/{directive_id}/withdraw",
-    response_model=Directive,
-    responses=CHANGE,
-)
+@router.post("/directives/{directive_id}/withdraw", response_model=Directive, responses=CHANGE)
 async def withdraw_directive(
     directive_id: str,
     principal: CurrentPrincipal,

@@ -139,9 +139,7 @@ async def readable(
     "/messages",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=OutboundMessage,
-    responses={
-        **_problem(422, "Invalid message, or no HER-id for the recipient"),
-    },
+    responses=_problem(422, "Invalid message, or no HER-id for the recipient"),
 )
 async def send_message(
     request: Annotated[SendIn, Body()],
@@ -245,10 +243,7 @@ async def get_message(
 @router.post(
     "/messages/{message_id}/resend",
     response_model=OutboundMessage,
-    responses={
-        **NOT_FOUND,
-        **_problem(409, "The message is not dead-lettered"),
-    },
+    responses={**NOT_FOUND, **_problem(409, "The message is not dead-lettered")},
 )
 async def resend_message(
     message_id: str, principal: CurrentPrincipal, policy: Policy, service: Service
