@@ -568,6 +568,7 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
         ("GET", "/audit/chain/verify"): Row(AUDITORS),
         ("GET", "/audit/gaps"): Row(AUDITORS),
         ("GET", "/audit/signals"): Row(AUDITORS),
+        ("GET", "/audit/quarantine"): Row(AUDITORS),
         ("GET", "/audit/reviews"): Row(AUDITORS, lambda w: Call(query={"patient": w.patient})),
         ("POST", "/audit/reviews/{review_id}"): Row(
             AUDITORS,
