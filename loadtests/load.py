@@ -177,7 +177,7 @@ def run(
 
     environment.events.request.add_listener(on_request)  # type: ignore[no-untyped-call]
     runner = environment.create_local_runner()
-    runner.start(users, spawn_rate=users * 4)
+    runner.start(users, spawn_rate=users)
     time.sleep(WARMUP_SECONDS)
     pids = platform_pids(run_dir)
     latencies.clear()
@@ -406,10 +406,13 @@ def errors_seen(rows: list[Row]) -> list[str]:
 # -- the profile ---------------------------------------------------------------------------------
 
 
-def prometheus(url: str, wanted: Callable[[str], bool]) -> dict[str, float]:
-    """The samples of a Prometheus text page whose name (with labels) ``wanted`` accepts."""
+def prometheus(url: str, wanted: Callable[[str], bool], save: Path) -> dict[str, float]:
+    """The samples of a Prometheus text page whose name (with labels) ``wanted`` accepts (the
+    page itself is kept in ``save``)."""
     samples = {}
-    for text in httpx.get(url, timeout=10.0).text.splitlines():
+    page = httpx.get(url, timeout=10.0).text
+    save.write_text(page)
+    for text in page.splitlines():
         if text.startswith("#") or " " not in text:
             continue
         name, value = text.rsplit(" ", 1)
@@ -426,42 +429,58 @@ def _grown(before: dict[str, float], after: dict[str, float]) -> dict[str, float
 
 
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
+# frames every sample passes through (the server's start-up, the event loop, the worker
+# threads' start): left out of the inclusive table, they would head it saying nothing
+WRAPPERS = re.compile(
+    r"^(uvicorn/(server|main|_compat|__main__)\.py|click/|<frozen runpy>|asyncio/"
+    r"(runners|base_events|events)\.py|threading\.py)"
+)
+# a FastAPI `def` dependency or endpoint runs in anyio's worker threads (a thread hop each)
+THREAD_POOL = "anyio/_backends/_asyncio.py"
 
 
-def hottest(raw: Path, top: int = 15) -> tuple[int, list[tuple[str, int, int]]]:
-    """py-spy's collapsed stacks: total samples, and the functions by inclusive samples (with
-    their self samples)."""
-    inclusive: Counter[str] = Counter()
-    own: Counter[str] = Counter()
-    total = 0
-    for text in raw.read_text().splitlines():
-        stack, _, count = text.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        samples = int(count)
-        total += samples
-        frames = []
-        for frame in stack.split(";"):
-            match = FRAME.match(frame)
-            if match is None:  # the thread's name
+@dataclass
+class Stacks:
+    """py-spy's collapsed stacks (``--format raw --function``) of one process, aggregated."""
+
+    total: int = 0
+    inclusive: Counter[str] = field(default_factory=Counter)
+    own: Counter[str] = field(default_factory=Counter)
+    packages: Counter[str] = field(default_factory=Counter)  # self samples by package
+    thread_pool: int = 0  # samples in anyio's worker threads
+
+    @classmethod
+    def read(cls, raw: Path) -> Stacks:
+        stacks = cls()
+        for text in raw.read_text().splitlines():
+            stack, _, count = text.rpartition(" ")
+            if not stack or not count.isdigit():
                 continue
-            file = "/".join(Path(match["file"]).parts[-2:])
-            frames.append(f"{match['function']} ({file})")
-        for name in set(frames):
-            inclusive[name] += samples
-        if frames:
-            own[frames[-1]] += samples
-    return total, [(name, n, own[name]) for name, n in inclusive.most_common(top)]
+            samples = int(count)
+            stacks.total += samples
+            frames = [m for f in stack.split(";") if (m := FRAME.match(f)) is not None]
+            if not frames:
+                continue
+            if any(m["file"].startswith(THREAD_POOL) for m in frames):
+                stacks.thread_pool += samples
+            names = {
+                f"{m['function']} ({m['file']})" for m in frames if not WRAPPERS.match(m["file"])
+            }
+            for name in names:
+                stacks.inclusive[name] += samples
+            leaf = frames[-1]
+            stacks.own[f"{leaf['function']} ({leaf['file']})"] += samples
+            stacks.packages[_package(leaf["file"])] += samples
+        return stacks
+
+    def share(self, samples: int) -> float:
+        return samples / self.total if self.total else 0.0
 
 
-def top_own(raw: Path, top: int = 15) -> list[tuple[str, int]]:
-    """The functions by self samples (where the CPU is actually spent)."""
-    own: Counter[str] = Counter()
-    for text in raw.read_text().splitlines():
-        stack, _, count = text.rpartition(" ")
-        if stack and count.isdigit() and (match := FRAME.match(stack.split(";")[-1])):
-            own[f"{match['function']} ({'/'.join(Path(match['file']).parts[-2:])})"] += int(count)
-    return own.most_common(top)
+def _package(file: str) -> str:
+    """The top-level package (or standard library module) a file belongs to."""
+    first = file.lstrip("<").split("/")[0]
+    return first.removesuffix(".py") if "/" not in file else first
 
 
 @dataclass
@@ -483,11 +502,19 @@ class Profile:
 
     def ferretdb_metrics(self) -> dict[str, float]:
         url = f"http://127.0.0.1:{self.endpoints['ports']['ferretdb_debug']}/debug/metrics"
-        return prometheus(url, lambda name: name.startswith("ferretdb_client_requests_total"))
+        return prometheus(
+            url,
+            lambda name: name.startswith("ferretdb_client_requests_total"),
+            self.folder / "ferretdb-metrics.txt",
+        )
 
     def opa_metrics(self) -> dict[str, float]:
         url = f"http://127.0.0.1:{self.endpoints['ports']['opa_diagnostics']}/metrics"
-        return prometheus(url, lambda name: name.startswith("http_request_duration_seconds_"))
+        return prometheus(
+            url,
+            lambda name: name.startswith("http_request_duration_seconds"),
+            self.folder / "opa-metrics.txt",
+        )
 
     def start(self) -> None:
         """As the measured window opens: counters reset, metrics noted, py-spy attached."""
@@ -598,31 +625,45 @@ class Profile:
         return [*out, ""]
 
     def _python(self, row: Row) -> list[str]:
-        out = ["### Python (py-spy, 100 Hz, on-CPU samples, measured window)", ""]
+        out = [
+            "### Python (py-spy, 100 Hz, `--nonblocking`, measured window)",
+            "",
+            "Shares are of the samples py-spy took (it skips idle threads; the event loop's own "
+            "`select` and a worker thread's wait can still show up). ms/read = share x the "
+            "process's measured CPU per read.",
+            "",
+        ]
         for name in PROFILED:
             raw = self.folder / f"{name}.txt"
             if not raw.is_file():
-                out.append(f"- {name}: no profile (py-spy failed)")
+                out += [f"- {name}: no profile (py-spy failed)", ""]
                 continue
-            total, functions = hottest(raw)
+            stacks = Stacks.read(raw)
             cpu_ms = row.per_request(row.cpu.get(name, 0.0))
             out += [
-                f"**{name}**: {cpu_ms:.2f} ms CPU per read; {total} samples. "
-                "Inclusive (self) share of the samples, and the ms per read that share is:",
+                f"#### {name}: {cpu_ms:.2f} ms CPU per read, {stacks.total} samples; "
+                f"{100 * stacks.share(stacks.thread_pool):.0f} % of them in anyio's worker "
+                "threads (sync `def` dependencies/endpoints run there)",
                 "",
-                "| function | inclusive | self | ms/read (incl.) |",
+                "Self time by package: "
+                + ", ".join(
+                    f"{package} {100 * stacks.share(n):.0f} %"
+                    for package, n in stacks.packages.most_common(14)
+                ),
+                "",
+                "| function (inclusive, wrappers left out) | incl. | self | ms/read (incl.) |",
                 "|---|---|---|---|",
             ]
-            for function, n, own in functions:
-                share = n / total if total else 0.0
+            for function, n in stacks.inclusive.most_common(30):
                 out.append(
-                    f"| `{function}` | {100 * share:.0f} % | "
-                    f"{100 * own / total if total else 0:.0f} % | {share * cpu_ms:.2f} |"
+                    f"| `{function}` | {100 * stacks.share(n):.0f} % | "
+                    f"{100 * stacks.share(stacks.own[function]):.1f} % | "
+                    f"{stacks.share(n) * cpu_ms:.2f} |"
                 )
             out += ["", "Most self time:", ""]
             out += [
-                f"- `{function}`: {100 * n / total if total else 0:.1f} %"
-                for function, n in top_own(raw)
+                f"- `{function}`: {100 * stacks.share(n):.1f} %"
+                for function, n in stacks.own.most_common(15)
             ]
             out.append("")
         return out
