@@ -29,6 +29,9 @@ from tests.support import (
     system_token,
     token_response,
 )
+from tests.support import (
+    practitioner_token as exchanged_token,  # waits until identity's projection has the GP
+)
 
 FHIR = "/fhir/R4"
 REGISTRY_SCOPES = "Patient.write CareRelation.write"
@@ -167,11 +170,9 @@ class Tokens:
             return token
 
     def practitioner(self, gp: PractitionerFacts, audience: str = "journal") -> str:
-        from tests.support import practitioner_token as exchanged  # waits for the projection
-
         return self._cached(
             f"{gp.hpr_number}:{audience}",
-            lambda: exchanged(self.endpoints, gp, audience, timeout=300.0),
+            lambda: exchanged_token(self.endpoints, gp, audience, timeout=300.0),
         )
 
     def upstream(self, gp: PractitionerFacts) -> str:

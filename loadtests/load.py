@@ -437,6 +437,60 @@ WRAPPERS = re.compile(
 )
 # a FastAPI `def` dependency or endpoint runs in anyio's worker threads (a thread hop each)
 THREAD_POOL = "anyio/_backends/_asyncio.py"
+# Where a sample's CPU goes: the first rule whose files appear in the stack ("any") or hold the
+# sample's innermost frame ("leaf") names it. Activities first (audit's intake, subscriptions,
+# reconciliation), then mechanisms.
+BUCKETS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("audit: decision-log intake (audit/intake.py)", "any", ("audit/intake.py",)),
+    ("audit: reconciliation (audit/completeness.py)", "any", ("audit/completeness.py",)),
+    (
+        "event subscription delivery (akson_common/events.py)",
+        "any",
+        ("dapr/", "akson_common/events.py:Subscriptions"),
+    ),
+    (
+        "OPA call (PEP, opa_client, aiohttp)",
+        "any",
+        ("akson_common/policy.py", "opa_client/", "aiohttp/"),
+    ),
+    (
+        "JWT verification (joserfc, akson_common/auth.py)",
+        "any",
+        ("joserfc/", "akson_common/auth.py"),
+    ),
+    ("database (pymongo, bson)", "any", ("pymongo/", "bson/")),
+    (
+        "event publishing (outbox relay, httpx to daprd)",
+        "any",
+        ("akson_common/outbox.py", "akson_common/enforcement.py", "httpx/", "httpcore/"),
+    ),
+    ("thread-pool hops (sync dependencies, anyio)", "any", ("anyio/", "threading.py")),
+    (
+        "telemetry (OpenTelemetry)",
+        "leaf",
+        (
+            "asgi/__init__.py",
+            "trace/",
+            "fastapi/telemetry",
+            "context/",
+            "opentelemetry",
+            "propagat",
+            "sdk/",
+        ),
+    ),
+    ("response rendering (json, starlette responses)", "any", ("starlette/responses.py", "json/")),
+    (
+        "service logic (journal, audit, identity, akson_common, pydantic)",
+        "leaf",
+        ("journal/", "audit/", "identity/", "akson_common/", "pydantic"),
+    ),
+    (
+        "web framework (uvicorn, starlette, fastapi)",
+        "leaf",
+        ("uvicorn/", "starlette/", "fastapi/", "httptools", "h11/"),
+    ),
+    ("event loop (asyncio: select, callbacks)", "leaf", ("asyncio/", "selectors.py")),
+]
 
 
 @dataclass
@@ -447,6 +501,7 @@ class Stacks:
     inclusive: Counter[str] = field(default_factory=Counter)
     own: Counter[str] = field(default_factory=Counter)
     packages: Counter[str] = field(default_factory=Counter)  # self samples by package
+    buckets: Counter[str] = field(default_factory=Counter)  # samples by BUCKETS
     thread_pool: int = 0  # samples in anyio's worker threads
 
     @classmethod
@@ -471,10 +526,20 @@ class Stacks:
             leaf = frames[-1]
             stacks.own[f"{leaf['function']} ({leaf['file']})"] += samples
             stacks.packages[_package(leaf["file"])] += samples
+            stacks.buckets[_bucket(frames)] += samples
         return stacks
 
     def share(self, samples: int) -> float:
         return samples / self.total if self.total else 0.0
+
+
+def _bucket(frames: list[re.Match[str]]) -> str:
+    located = [f"{m['file']}:{m['function']}" for m in frames]
+    for label, where, prefixes in BUCKETS:
+        candidates = located if where == "any" else located[-1:]
+        if any(c.startswith(prefixes) for c in candidates):
+            return label
+    return "other"
 
 
 def _package(file: str) -> str:
@@ -622,6 +687,9 @@ class Profile:
                     f"- {name.removeprefix('http_request_duration_seconds_count')}: "
                     f"{n / reads:.2f}/read, mean {1000 * total / n:.2f} ms"
                 )
+        if not grown:
+            page = (self.folder / "opa-metrics.txt").read_text()[:200].replace("\n", " ")
+            out.append(f"No HTTP metrics: OPA's diagnostic address answered `{page}`.")
         return [*out, ""]
 
     def _python(self, row: Row) -> list[str]:
@@ -644,6 +712,13 @@ class Profile:
                 f"#### {name}: {cpu_ms:.2f} ms CPU per read, {stacks.total} samples; "
                 f"{100 * stacks.share(stacks.thread_pool):.0f} % of them in anyio's worker "
                 "threads (sync `def` dependencies/endpoints run there)",
+                "",
+                "| where (first matching rule) | share | ms/read |",
+                "|---|---|---|",
+                *(
+                    f"| {bucket} | {100 * stacks.share(n):.0f} % | {stacks.share(n) * cpu_ms:.2f} |"
+                    for bucket, n in stacks.buckets.most_common()
+                ),
                 "",
                 "Self time by package: "
                 + ", ".join(
@@ -670,24 +745,32 @@ class Profile:
 
 
 def opa_timers(endpoints: dict[str, Any], target: Target, samples: int = 200) -> list[str]:
-    """OPA's own timers for the read's decision (``?metrics=true&instrument=true``), averaged."""
-    url = f"{endpoints['opa']['url']}/v1/data/akson/authz/decision?metrics=true&instrument=true"
+    """OPA's own timers for the read's decision (``?metrics=true``, then with
+    ``&instrument=true`` for the evaluation's parts), averaged over ``samples`` calls."""
+    base = f"{endpoints['opa']['url']}/v1/data/akson/authz/decision?metrics=true"
     headers = {"authorization": f"Bearer {target.opa_token}"}
-    totals: Counter[str] = Counter()
-    with httpx.Client(timeout=10.0) as http:
-        for _ in range(samples):
-            answer = http.post(url, json={"input": target.opa_input}, headers=headers)
-            for name, value in answer.json().get("metrics", {}).items():
-                if name.startswith("timer_") and isinstance(value, int | float):
-                    totals[name] += int(value)
     out = [
-        f"### OPA's own timers for the read's decision (mean of {samples}, "
-        "`?metrics=true&instrument=true`, sequential, after the run)",
+        "### OPA's own timers for the read's decision (sequential, after the run)",
         "",
-        f"Input size: {len(json.dumps(target.opa_input))} bytes of JSON.",
+        f"Input: {len(json.dumps(target.opa_input))} bytes of JSON. Mean of {samples} calls:",
         "",
     ]
-    out += [f"- {name}: {value / samples / 1000:.1f} µs" for name, value in totals.most_common(12)]
+    with httpx.Client(timeout=10.0) as http:
+        for label, url in (("plain", base), ("instrumented", f"{base}&instrument=true")):
+            totals: Counter[str] = Counter()
+            for _ in range(samples):
+                answer = http.post(url, json={"input": target.opa_input}, headers=headers)
+                for name, value in answer.json().get("metrics", {}).items():
+                    if name.startswith("timer_") and isinstance(value, int | float):
+                        totals[name] += int(value)
+            out.append(
+                f"- {label}: "
+                + ", ".join(
+                    f"{name.removeprefix('timer_').removesuffix('_ns')} "
+                    f"{value / samples / 1000:.0f} µs"
+                    for name, value in totals.most_common(10)
+                )
+            )
     return [*out, ""]
 
 
