@@ -659,7 +659,8 @@ class Profile:
         ]
         for r in rows:
             name = collections.get(f"{r[0]}.{r[1]}", r[1])
-            out.append(f"| {r[0]}.{name} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {r[6]} |")
+            size = self.postgres.count(f'{r[0]}."{r[1]}"')  # exact: the statistics were reset
+            out.append(f"| {r[0]}.{name} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {size} |")
         return [*out, ""]
 
     def _ferretdb(self, reads: int) -> list[str]:
