@@ -86,6 +86,8 @@ USERS = (1, 8, 32)
 CONSTANT_RATE = 300.0
 CONSTANT_USERS = 32
 PROFILED = ("journal-app", "audit-app", "identity-app")
+NATIONAL_ID = re.compile(r"\b\d{11}\b")
+IDLE_SECONDS = 10.0  # after the profiled run: what the stack does with no traffic
 # the processes that get their own column; the rest are summed
 COLUMNS = ("ferretdb", "postgres", "journal-app", "opa", "audit-app", "identity-app")
 
@@ -173,7 +175,8 @@ def run(
     def on_request(response_time: float, exception: Any, **_: Any) -> None:
         latencies.append(response_time)
         if exception is not None:
-            errors[str(exception)[:120]] += 1
+            # the URL of a failed request names the patient: no national id in the report
+            errors[NATIONAL_ID.sub("<patient>", str(exception))[:160]] += 1
 
     environment.events.request.add_listener(on_request)  # type: ignore[no-untyped-call]
     runner = environment.create_local_runner()
@@ -608,7 +611,37 @@ class Profile:
         out += self._ferretdb(reads)
         out += self._opa(reads)
         out += self._python(row)
+        out += self._idle()
         return "\n".join(out)
+
+    def _idle(self) -> list[str]:
+        """What the stack runs in ``IDLE_SECONDS`` without traffic, right after the run."""
+        self.postgres.query("SELECT pg_stat_statements_reset()")
+        pids = platform_pids(self.run_dir)
+        before = usage(pids)
+        time.sleep(IDLE_SECONDS)
+        burnt = usage(pids).minus(before)
+        rows = self.postgres.query(
+            "SELECT calls, round(total_exec_time::numeric, 1), rows,"
+            " regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements"
+            " WHERE query NOT LIKE '%pg_stat%' ORDER BY total_exec_time DESC LIMIT 8"
+        )
+        out = [
+            f"### After the run: {IDLE_SECONDS:.0f} s without traffic",
+            "",
+            f"CPU {sum(burnt.values()):.1f} s: "
+            + ", ".join(
+                f"{n} {c:.2f} s" for n, c in sorted(burnt.items(), key=lambda kv: -kv[1])[:6]
+            ),
+            "",
+            "| calls | total ms | rows | statement |",
+            "|---|---|---|---|",
+        ]
+        for r in rows:
+            text = r[3].replace("|", "\\|")
+            text = text if len(text) <= 140 else text[:137] + "..."
+            out.append(f"| {r[0]} | {r[1]} | {r[2]} | `{text}` |")
+        return [*out, ""]
 
     def _statements(self, reads: int) -> list[str]:
         rows = self.postgres.query(
