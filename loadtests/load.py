@@ -386,10 +386,11 @@ def process_details(rows: list[Row]) -> str:
         cells = [f"{r.per_request(r.cpu.get(name, 0.0)):.3f}" for r in rows]
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     out.append("")
-    out.append("RSS at the end of the last run, MiB (PostgreSQL: postmaster and backends summed):")
+    out.append("RSS per process, MiB, the most seen at the end of a run (PostgreSQL: postmaster")
+    out.append("and backends summed, so its shared buffers count more than once):")
     out.append("")
-    last = rows[-1].rss
-    out.append(", ".join(f"{n} {last.get(n, 0) / 2**20:.0f}" for n in names))
+    most = {n: max(r.rss.get(n, 0) for r in rows) for n in names}
+    out.append(", ".join(f"{n} {most[n] / 2**20:.0f}" for n in names))
     return "\n".join(out)
 
 
