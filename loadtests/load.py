@@ -560,6 +560,8 @@ class Profile:
     folder: Path = field(init=False)
     postgres: Postgres = field(init=False)
     spies: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    pprof_fetch: subprocess.Popen[bytes] | None = None
+    ferretdb_profile: Path | None = None
     ferretdb: dict[str, float] = field(default_factory=dict)
     opa: dict[str, float] = field(default_factory=dict)
 
@@ -591,6 +593,17 @@ class Profile:
         self.postgres.query("SELECT pg_stat_reset()")
         self.ferretdb, self.opa = self.ferretdb_metrics(), self.opa_metrics()
         pids = platform_pids(self.run_dir)
+        pprof = f"http://127.0.0.1:{self.endpoints['ports']['ferretdb_debug']}/debug/pprof/profile"
+        self.ferretdb_profile = self.folder / "ferretdb.pprof"
+        self.pprof_fetch = subprocess.Popen(
+            [
+                "curl",
+                "-sf",
+                "-o",
+                str(self.ferretdb_profile),
+                f"{pprof}?seconds={int(self.seconds)}",
+            ]
+        )
         spy = str(Path(sys.executable).parent / "py-spy")
         for name in PROFILED:
             self.spies[name] = subprocess.Popen(
@@ -610,6 +623,7 @@ class Profile:
         out += self._statements(reads)
         out += self._tables()
         out += self._ferretdb(reads)
+        out += self._ferretdb_cpu(row)
         out += self._opa(reads)
         out += self._python(row)
         out += self._idle()
@@ -650,6 +664,7 @@ class Profile:
             " rows, regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements"
             " WHERE query NOT LIKE '%pg_stat%' ORDER BY total_exec_time DESC"
         )
+        rows = _grouped_statements(rows)
         calls = sum(int(r[0]) for r in rows)
         by_schema: Counter[str] = Counter()
         for r in rows:
@@ -662,16 +677,12 @@ class Profile:
             "(everything the stack ran in the window, background work included); by schema: "
             + ", ".join(f"{s} {n / reads:.2f}" for s, n in by_schema.most_common()),
             "",
-            "| calls/read | calls | total ms | mean ms | rows | statement |",
-            "|---|---|---|---|---|---|",
         ]
-        for r in rows[:25]:
-            text = r[4].replace("|", "\\|")
-            text = text if len(text) <= 160 else text[:157] + "..."
-            out.append(
-                f"| {int(r[0]) / reads:.2f} | {r[0]} | {r[1]} | {r[2]} | {r[3]} | `{text}` |"
-            )
-        return [*out, ""]
+        by_time = rows[:20]
+        by_calls = sorted(rows, key=lambda r: -int(r[0]))[:15]
+        for title, chosen in (("by total time", by_time), ("by calls", by_calls)):
+            out += [f"{title}:", "", *_statement_table(chosen, reads), ""]
+        return out
 
     def _tables(self) -> list[str]:
         rows = self.postgres.query(
@@ -710,6 +721,29 @@ class Profile:
             for name, n in sorted(grown.items(), key=lambda kv: -kv[1])
         ]
         return [*out, ""]
+
+    def _ferretdb_cpu(self, row: Row) -> list[str]:
+        """FerretDB's own CPU profile (Go pprof from its debug address), flat and cumulative."""
+        if self.pprof_fetch is not None:
+            self.pprof_fetch.wait(timeout=self.seconds + 60)
+        profile = self.ferretdb_profile
+        go = shutil.which("go") or "/usr/local/go/bin/go"
+        cpu_ms = row.per_request(row.cpu.get("ferretdb", 0.0))
+        out = [
+            f"### FerretDB (Go pprof, measured window): {cpu_ms:.2f} ms CPU per read",
+            "",
+        ]
+        if profile is None or not profile.is_file() or not Path(go).exists():
+            return [*out, "No profile (the debug address did not answer, or no Go).", ""]
+        for label, flags in (("flat", ["-top"]), ("cumulative", ["-top", "-cum"])):
+            answer = subprocess.run(
+                [go, "tool", "pprof", *flags, "-nodecount=25", str(profile)],
+                capture_output=True,
+                text=True,
+            )
+            lines = [t for t in answer.stdout.splitlines() if t.strip()]
+            out += [f"{label}:", "", "```", *lines[:32], "```", ""]
+        return out
 
     def _opa(self, reads: int) -> list[str]:
         grown = _grown(self.opa, self.opa_metrics())
@@ -777,6 +811,37 @@ class Profile:
             ]
             out.append("")
         return out
+
+
+VALUE_LISTS = re.compile(r"\(\$\d+\)(, \(\$\d+\))+|\$\d+(, \$\d+)+")
+
+
+def _grouped_statements(rows: list[list[str]]) -> list[list[str]]:
+    """One row per statement shape: a multi-row INSERT or an IN list of any length is one."""
+    groups: dict[str, list[float]] = {}
+    for calls, total, _mean, count, text in rows:
+        key = VALUE_LISTS.sub("$1, ...", text)
+        group = groups.setdefault(key, [0.0, 0.0, 0.0])
+        group[0] += int(calls)
+        group[1] += float(total)
+        group[2] += int(count)
+    ordered = sorted(groups.items(), key=lambda kv: -kv[1][1])
+    return [
+        [str(int(c)), f"{t:.1f}", f"{t / c if c else 0:.3f}", str(int(n)), key]
+        for key, (c, t, n) in ordered
+    ]
+
+
+def _statement_table(rows: list[list[str]], reads: int) -> list[str]:
+    out = [
+        "| calls/read | calls | total ms | mean ms | rows | statement |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        text = r[4].replace("|", "\\|")
+        text = text if len(text) <= 160 else text[:157] + "..."
+        out.append(f"| {int(r[0]) / reads:.2f} | {r[0]} | {r[1]} | {r[2]} | {r[3]} | `{text}` |")
+    return out
 
 
 def opa_timers(endpoints: dict[str, Any], target: Target, samples: int = 200) -> list[str]:
