@@ -580,6 +580,13 @@ class Stack:
                     "log_parameter_max_length=0",
                     "-c",
                     "log_parameter_max_length_on_error=0",
+                    # statement statistics for the profile (`make profile`, issue 15): off unless
+                    # asked for; pg_stat_statements keeps normalised statements, no parameters
+                    *(
+                        ["-c", "shared_preload_libraries=pg_stat_statements"]
+                        if os.environ.get("AKSON_PG_STAT_STATEMENTS") == "1"
+                        else []
+                    ),
                 ]
             ),
             dict(os.environ),
