@@ -56,11 +56,8 @@ def seeded_gps(run_dir: Path, count: int) -> list[tuple[str, str, list[str]]]:
     return [(hpr, doctors[hpr], lists[hpr]) for hpr in chosen]
 
 
-def note(patient: str, i: int, size: int = 0) -> dict[str, Any]:
-    """A DocumentReference with a plain-text note; ``size``: pad the note's text to about that
-    many bytes (base64 adds a third), so the stored resource is about ``size`` * 4/3 + 250."""
-    text = f"bench note {i}"
-    text += " lorem ipsum" * max(0, (size - len(text)) // 12)
+def text_note(patient: str, text: str) -> dict[str, Any]:
+    """A DocumentReference of the general category holding ``text`` as a plain-text note."""
     return {
         "resourceType": "DocumentReference",
         "status": "current",
@@ -75,6 +72,14 @@ def note(patient: str, i: int, size: int = 0) -> dict[str, Any]:
             }
         ],
     }
+
+
+def note(patient: str, i: int, size: int = 0) -> dict[str, Any]:
+    """A DocumentReference with a plain-text note; ``size``: pad the note's text to about that
+    many bytes (base64 adds a third), so the stored resource is about ``size`` * 4/3 + 250."""
+    text = f"bench note {i}"
+    text += " lorem ipsum" * max(0, (size - len(text)) // 12)
+    return text_note(patient, text)
 
 
 async def practitioner_token(endpoints: dict[str, Any], hpr: str, unit: str) -> str:
