@@ -131,7 +131,9 @@ def import_population(endpoints: dict[str, Any], persons: int, chunk: int) -> Im
 
 def stream_lengths(endpoints: dict[str, Any]) -> dict[str, int]:
     host, port = endpoints["redis"]["address"].rsplit(":", 1)
-    client = redis.Redis(host=host, port=int(port), password=run_secret(endpoints, "redis_password"))
+    client = redis.Redis(
+        host=host, port=int(port), password=run_secret(endpoints, "redis_password")
+    )
     try:
         return {topic: int(client.xlen(topic)) for topic in (PERSON_TOPIC, RELATION_TOPIC)}
     finally:

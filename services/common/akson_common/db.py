@@ -18,14 +18,28 @@ from pydantic import BaseModel
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.operations import ReplaceOne, UpdateOne
 
 Document = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
 
 T = TypeVar("T")
 
-__all__ = ["Database", "Document", "DuplicateKeyError", "Page", "Repository", "when_not_busy"]
+__all__ = [
+    "Database",
+    "Document",
+    "DuplicateKeyError",
+    "Page",
+    "Repository",
+    "bulk_write_in_rounds",
+    "insert_new",
+    "rounds",
+    "when_not_busy",
+]
+
+DUPLICATE_KEY = 11000
+WriteOperation = UpdateOne | ReplaceOne[Document]
 
 
 async def when_not_busy(write: Callable[[], Awaitable[T]], attempts: int = 6) -> T:
@@ -42,6 +56,58 @@ async def when_not_busy(write: Callable[[], Awaitable[T]], attempts: int = 6) ->
                 raise
             await asyncio.sleep(0.05 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def rounds(items: Sequence[T], key: Callable[[T], Any]) -> list[list[T]]:
+    """``items`` split into rounds that never hold two items with the same key: the n-th item of
+    a key goes into round n, so applying the rounds one after the other keeps each key's order
+    while everything in one round can be applied at once (a bulk write has no order)."""
+    split: list[list[T]] = []
+    seen: dict[Any, int] = {}
+    for item in items:
+        n = seen.get(key(item), 0)
+        seen[key(item)] = n + 1
+        if n == len(split):
+            split.append([])
+        split[n].append(item)
+    return split
+
+
+async def insert_new(collection: AsyncCollection[Document], documents: list[Document]) -> set[Any]:
+    """Insert ``documents`` in one unordered batch; return the ``_id`` of those that existed
+    already (every other failure is raised)."""
+    if not documents:
+        return set()
+    try:
+        await when_not_busy(lambda: collection.insert_many(documents, ordered=False))
+    except BulkWriteError as error:
+        failures = error.details.get("writeErrors", [])
+        if any(failure.get("code") != DUPLICATE_KEY for failure in failures):
+            raise
+        return {documents[failure["index"]]["_id"] for failure in failures}
+    return set()
+
+
+async def bulk_write_in_rounds(
+    collection: AsyncCollection[Document],
+    operations: Sequence[tuple[Any, WriteOperation]],
+    *,
+    duplicates_expected: bool = False,
+) -> None:
+    """Apply ``(document key, operation)`` pairs with one unordered ``bulk_write`` per round
+    (:func:`rounds`): one round trip for a whole batch, each document's operations in order.
+    ``duplicates_expected``: an upsert whose filter did not match an existing document (a
+    version guard) is no error."""
+    for batch in rounds(operations, key=lambda pair: pair[0]):
+        requests = [operation for _, operation in batch]
+        try:
+            await when_not_busy(lambda r=requests: collection.bulk_write(r, ordered=False))  # type: ignore[misc]
+        except BulkWriteError as error:
+            failures = error.details.get("writeErrors", [])
+            if not duplicates_expected or any(
+                failure.get("code") != DUPLICATE_KEY for failure in failures
+            ):
+                raise
 
 
 class WriteLocks:
@@ -255,3 +321,12 @@ class Repository(Generic[M]):
     async def upsert(self, entity: M) -> None:
         document = self.to_document(entity)
         await self.collection.replace_one({"_id": document["_id"]}, document, upsert=True)
+
+    async def upsert_many(self, entities: Sequence[M]) -> None:
+        """Replace or insert every entity with one bulk write per round (one entity's
+        versions in the order given)."""
+        documents = [self.to_document(entity) for entity in entities]
+        await bulk_write_in_rounds(
+            self.collection,
+            [(d["_id"], ReplaceOne({"_id": d["_id"]}, d, upsert=True)) for d in documents],
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
-from pymongo import IndexModel
+from pymongo import IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
@@ -47,10 +48,11 @@ class Outbox:
         self.publisher = publisher
         self.sweep_seconds = sweep_seconds
         self.collections: list[str] = []
-        # documents written by this process with events not yet relayed: relayed by _id, so a
-        # write does not make the relay scan every tracked collection (FerretDB v1 scans for
+        # documents written by this process with events not yet relayed, with those events as
+        # written (the document's whole pending array): relayed from memory, so the relay
+        # reads nothing back (FerretDB v1 scans the collection for an ``_id`` ``$in`` and for
         # the pending filter); the full sweep is for what a crash left behind
-        self._written: dict[str, set[Any]] = {}
+        self._written: dict[str, dict[Any, list[dict[str, Any]]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._refusals: dict[str, int] = {}
@@ -80,7 +82,8 @@ class Outbox:
             )
         )
         if events and result is not None:
-            self._written.setdefault(collection, set()).add(result["_id"])
+            pending = list(result.get(OUTBOX_FIELD) or events)
+            self._written.setdefault(collection, {})[result["_id"]] = pending
         self._wake.set()
         return result
 
@@ -106,39 +109,38 @@ class Outbox:
             if any(failure.get("code") != DUPLICATE_KEY for failure in failures):
                 raise
             existed = {batch[failure["index"]]["_id"] for failure in failures}
-        written = {d["_id"] for d, events in documents if events} - existed
-        self._written.setdefault(collection, set()).update(written)
+        written = self._written.setdefault(collection, {})
+        for document, events in documents:
+            if events and document["_id"] not in existed:
+                written[document["_id"]] = list(events)
         self._wake.set()
         return existed
 
     async def relay_written(self) -> int:
         """Publish the pending events of the documents this process wrote since the last relay."""
         published = 0
-        for name, ids in list(self._written.items()):
-            if not ids:
+        for name, written in list(self._written.items()):
+            if not written:
                 continue
-            chosen = list(ids)[:RELAY_CHUNK]
-            ids.difference_update(chosen)
+            chosen = dict(itertools.islice(written.items(), RELAY_CHUNK))
+            for key in chosen:
+                del written[key]
             collection = self.database.collection(name)
             try:
-                documents = await collection.find(
-                    {"_id": {"$in": chosen}}, {OUTBOX_FIELD: 1}
-                ).to_list()
-                published += await self._relay_chunk(
-                    collection, [d for d in documents if d.get(OUTBOX_FIELD)]
-                )
+                documents = [{"_id": key, OUTBOX_FIELD: events} for key, events in chosen.items()]
+                published += await self._relay_chunk(collection, documents)
             except Exception:
-                ids.update(chosen)  # try again on the next round
+                for key, events in chosen.items():  # try again on the next round
+                    written.setdefault(key, events)
                 raise
         return published
 
     async def relay_once(self) -> int:
         """Publish every pending event once; return how many were published.
 
-        Published entries are removed with one exact-match ``$pullAll`` per chunk of documents:
-        FerretDB v1 scans the collection for every update, so one update per event made
-        draining a large import quadratic. (A ``$pull`` with a query condition would silently
-        do nothing there; exact values work.)
+        Published entries are removed with exact-match ``$pullAll`` updates by ``_id``, one bulk
+        write per chunk (see :func:`_pull`). (A ``$pull`` with a query condition would silently
+        do nothing in FerretDB v1; exact values work.)
         """
         published = 0
         for name in self.collections:
@@ -156,34 +158,57 @@ class Outbox:
     async def _relay_chunk(
         self, collection: AsyncCollection[Document], documents: list[Document]
     ) -> int:
-        """Publish a chunk's events, up to RELAY_CONCURRENCY subjects at a time, then pull them.
+        """Publish a chunk's events with the sidecar's bulk publish API, then pull them.
 
-        Events of one subject (a patient, a directive...) stay in order: they are published one
-        after the other, in document order and in each document's order. One publish is a round
-        trip to the sidecar and the broker; doing them one by one capped a bulk import's drain
-        at a few dozen events per second.
+        A bulk has no order, so the events go out in rounds: round n holds the n-th pending
+        event of each subject (a patient, a directive...), one bulk per topic, and round n+1
+        starts when round n is on the broker; one subject's events stay in order. An event the
+        bulk did not take is published on its own (a refusal then counts towards the poison
+        limit). One publish per event capped a bulk import's drain at a few dozen events per
+        second; a bulk carries a whole round.
         """
         by_subject: dict[str, list[dict[str, Any]]] = {}
         for document in documents:
             for envelope in document.get(OUTBOX_FIELD, []):
                 by_subject.setdefault(str(envelope.get("subject", "")), []).append(envelope)
+        done: list[dict[str, Any]] = []
+        for depth in range(max((len(group) for group in by_subject.values()), default=0)):
+            by_topic: dict[str, list[dict[str, Any]]] = {}
+            for group in by_subject.values():
+                if depth < len(group):
+                    by_topic.setdefault(str(group[depth].get("topic")), []).append(group[depth])
+            # all or nothing for the pull: if one publish fails, the chunk stays pending and is
+            # published again on the next sweep (consumers dedupe on the event id)
+            await asyncio.gather(
+                *(
+                    self._publish_round(collection, topic, round_)
+                    for topic, round_ in by_topic.items()
+                )
+            )
+            done.extend(envelope for round_ in by_topic.values() for envelope in round_)
+        return await _pull(collection, documents, done)
+
+    async def _publish_round(
+        self, collection: AsyncCollection[Document], topic: str, envelopes: list[dict[str, Any]]
+    ) -> None:
+        with _tracer.start_as_current_span(
+            f"publish {topic}",
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.batch.message_count": len(envelopes)},
+        ):
+            refused = await self.publisher.publish_bulk(topic, envelopes)
         limit = asyncio.Semaphore(RELAY_CONCURRENCY)
 
-        async def publish_in_order(envelopes: list[dict[str, Any]]) -> None:
+        async def one(envelope: dict[str, Any]) -> None:
             async with limit:
-                for envelope in envelopes:
-                    try:
-                        await self._publish(envelope)
-                    except httpx.HTTPStatusError as error:
-                        status = error.response.status_code
-                        if not await self._given_up(collection.name, envelope, status):
-                            raise
+                try:
+                    await self._publish(envelope)
+                except httpx.HTTPStatusError as error:
+                    status = error.response.status_code
+                    if not await self._given_up(collection.name, envelope, status):
+                        raise
 
-        # all or nothing for the pull: if one publish fails, the chunk stays pending and is
-        # published again on the next sweep (consumers dedupe on the event id)
-        await asyncio.gather(*(publish_in_order(group) for group in by_subject.values()))
-        done = [envelope for group in by_subject.values() for envelope in group]
-        return await _pull(collection, [document["_id"] for document in documents], done)
+        await asyncio.gather(*(one(e) for e in envelopes if str(e.get("id")) in refused))
 
     async def _given_up(self, collection: str, envelope: dict[str, Any], status: int) -> bool:
         """False (the chunk stays pending) until a refused event has had its attempts; then
@@ -270,8 +295,20 @@ def _with_events(update: Mapping[str, Any], events: list[dict[str, Any]]) -> dic
 
 
 async def _pull(
-    collection: AsyncCollection[Document], ids: list[Any], envelopes: list[dict[str, Any]]
+    collection: AsyncCollection[Document],
+    documents: list[Document],
+    envelopes: list[dict[str, Any]],
 ) -> int:
-    if ids:
-        await collection.update_many({"_id": {"$in": ids}}, {"$pullAll": {OUTBOX_FIELD: envelopes}})
+    """Remove the published ``envelopes`` from their documents: one exact-match ``$pullAll``
+    per document by ``_id``, all in one bulk write (an ``_id`` ``$in`` scans in FerretDB v1)."""
+    published = {id(envelope) for envelope in envelopes}
+    operations = []
+    for document in documents:
+        sent = [e for e in document.get(OUTBOX_FIELD, []) if id(e) in published]
+        if sent:
+            operations.append(
+                UpdateOne({"_id": document["_id"]}, {"$pullAll": {OUTBOX_FIELD: sent}})
+            )
+    if operations:
+        await when_not_busy(lambda: collection.bulk_write(operations, ordered=False))
     return len(envelopes)

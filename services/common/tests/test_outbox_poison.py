@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo import UpdateOne
 
 from akson_common.outbox import DEAD_LETTERS, MAX_PUBLISH_ATTEMPTS, OUTBOX_FIELD, Outbox
 
@@ -19,12 +20,13 @@ class MemoryCollection:
     async def insert_one(self, document: dict[str, Any]) -> None:
         self.documents.append(document)
 
-    async def update_many(self, selector: dict[str, Any], update: dict[str, Any]) -> None:
-        ids = selector["_id"]["$in"]
-        pulled = update["$pullAll"][OUTBOX_FIELD]
-        for document in self.documents:
-            if document["_id"] in ids:
-                document[OUTBOX_FIELD] = [e for e in document[OUTBOX_FIELD] if e not in pulled]
+    async def bulk_write(self, operations: list[UpdateOne], ordered: bool = True) -> None:
+        for operation in operations:
+            selector, update = operation._filter, operation._doc
+            pulled = update["$pullAll"][OUTBOX_FIELD]
+            for document in self.documents:
+                if document["_id"] == selector["_id"]:
+                    document[OUTBOX_FIELD] = [e for e in document[OUTBOX_FIELD] if e not in pulled]
 
 
 class MemoryDatabase:
@@ -48,6 +50,11 @@ class Sidecar:
             response = httpx.Response(self.status, request=request)
             raise httpx.HTTPStatusError("refused", request=request, response=response)
         self.published.append(envelope["id"])
+
+    async def publish_bulk(self, topic: str, envelopes: list[dict[str, Any]]) -> set[str]:
+        """Dapr's bulk publish: the refused events come back as failed entries."""
+        self.published.extend(e["id"] for e in envelopes if e["id"] not in self.refused)
+        return {e["id"] for e in envelopes if e["id"] in self.refused}
 
 
 def pending(database: MemoryDatabase) -> list[dict[str, Any]]:
