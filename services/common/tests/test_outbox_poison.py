@@ -3,7 +3,7 @@ events behind it go out; a sidecar that is away is waited for (no event given up
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -22,7 +22,7 @@ class MemoryCollection:
 
     async def bulk_write(self, operations: list[UpdateOne], ordered: bool = True) -> None:
         for operation in operations:
-            selector, update = operation._filter, operation._doc
+            selector, update = operation._filter, cast(dict[str, Any], operation._doc)
             pulled = update["$pullAll"][OUTBOX_FIELD]
             for document in self.documents:
                 if document["_id"] == selector["_id"]:

@@ -1,0 +1,130 @@
+"""The event pipeline on the real stack: a master-data import larger than the stream cap reaches
+every consumer's projection complete (bulk publish, bulk subscriptions, batched writes), while
+the streams are trimmed, but only of what every consumer group has acknowledged."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from streams import StreamTrimmer, trim_stream
+
+from akson_common.events import CARE_RELATION_CHANGED, PERSON_CHANGED
+from tests.integration.conftest import Platform, eventually
+from tests.support import new_patient_id
+
+pytestmark = pytest.mark.integration
+
+CAP = 500
+IMPORTED = 2_000
+SCOPES = "Patient.write CareRelation.write"
+# every consumer of the two topics, and the collection its projection keeps them in
+PERSON_PROJECTIONS = [("journal", "patients"), ("consent", "patients"), ("messaging", "patients")]
+PERSON_PROJECTIONS.append(("identity", "persons"))
+RELATION_PROJECTIONS = [("journal", "care_relations"), ("consent", "care_relations")]
+RELATION_PROJECTIONS.append(("messaging", "care_relations"))
+
+
+def redis_client(platform: Platform) -> redis.Redis:
+    host, port = platform.endpoints["redis"]["address"].rsplit(":", 1)
+    return redis.Redis(host=host, port=int(port), password=platform.tokens["redis_password"])
+
+
+def ndjson(records: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+
+def held(platform: Platform, service: str, collection: str, ids: list[str], **match: Any) -> int:
+    found = platform.db(service)[collection].find({"_id": {"$in": ids}, **match}, {"_id": 1})
+    return len(list(found))
+
+
+def test_an_import_larger_than_the_stream_cap_reaches_every_projection(
+    platform: Platform,
+) -> None:
+    patients = [new_patient_id() for _ in range(IMPORTED)]
+    relations = [f"bulk-{uuid.uuid4().hex[:12]}" for _ in patients]
+    trimmer = StreamTrimmer(
+        platform.endpoints["redis"]["address"],
+        platform.tokens["redis_password"],
+        cap=CAP,
+        interval=0.5,
+        only=[PERSON_CHANGED.name, CARE_RELATION_CHANGED.name],
+    )
+    client = redis_client(platform)
+    token = platform.token("masterdata", subject="registry-sync", kind="system", scope=SCOPES)
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/x-ndjson"}
+    base = platform.url("masterdata")
+    trimmer.start()
+    longest = 0
+    try:
+        persons = [
+            {
+                "national_id": p,
+                "given_name": "Bulk",
+                "family_name": "Import",
+                "municipality": "4601",
+            }
+            for p in patients
+        ]
+        gp_list = [
+            {"relation_id": r, "patient": p, "kind": "gp_list", "practitioner": "9100001",
+             "period_start": "2020-01-01"}
+            for p, r in zip(patients, relations, strict=True)
+        ]  # fmt: skip
+        for kind, records in (("persons", persons), ("care-relations", gp_list)):
+            answer = httpx.post(
+                f"{base}/import/{kind}", content=ndjson(records), headers=headers, timeout=120.0
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["created"] == IMPORTED
+
+        def complete() -> bool:
+            nonlocal longest
+            longest = max(longest, int(client.xlen(PERSON_CHANGED.name)))
+            return all(
+                held(platform, s, c, patients) == IMPORTED for s, c in PERSON_PROJECTIONS
+            ) and all(held(platform, s, c, relations) == IMPORTED for s, c in RELATION_PROJECTIONS)
+
+        eventually(complete, timeout=45.0, interval=1.0)
+        # each person's change applied once (a duplicate delivery would count twice)
+        for service in ("journal", "consent", "messaging"):
+            assert held(platform, service, "patients", patients, applied_changes=1) == IMPORTED
+        # and the streams were trimmed below the cap once every group had acknowledged
+        eventually(lambda: int(client.xlen(PERSON_CHANGED.name)) <= CAP, timeout=10.0)
+        assert trimmer.removed >= 2 * (IMPORTED - CAP)
+    finally:
+        trimmer.stop()
+        client.close()
+    sys.stderr.write(f"longest person stream seen: {longest} entries (cap {CAP})\n")
+
+
+def test_the_trimmer_never_drops_an_entry_a_group_has_not_acknowledged(
+    platform: Platform,
+) -> None:
+    client = redis_client(platform)
+    stream = f"akson-trim-test-{uuid.uuid4().hex[:8]}"
+    try:
+        ids = [client.xadd(stream, {"n": str(n)}) for n in range(100)]
+        client.xgroup_create(stream, "reader", id="0")
+        client.xgroup_create(stream, "late", id="0")
+        assert trim_stream(client, stream, cap=10) == 0, "a group that read nothing: nothing goes"
+        client.xgroup_setid(stream, "late", id="$")  # the late group has read everything
+        delivered: Any = client.xreadgroup("reader", "c1", {stream: ">"}, count=60)
+        read: list[Any] = [entry_id for entry_id, _ in delivered[0][1]]
+        client.xack(stream, "reader", *read[:40])  # 40 acknowledged, 20 pending, 40 unread
+        assert trim_stream(client, stream, cap=10) == 40
+        entries: Any = client.xrange(stream)
+        remaining = [entry_id for entry_id, _ in entries]
+        assert remaining == ids[40:]
+        client.xack(stream, "reader", *read[40:])
+        assert trim_stream(client, stream, cap=10) == 20  # the unread 40 stay, beyond the cap
+        assert int(client.xlen(stream)) == 40
+    finally:
+        client.delete(stream)
+        client.close()
