@@ -34,12 +34,19 @@ __all__ = [
     "Repository",
     "bulk_write_in_rounds",
     "insert_new",
+    "insert_or_write",
     "rounds",
     "when_not_busy",
 ]
 
 DUPLICATE_KEY = 11000
 WriteOperation = UpdateOne | ReplaceOne[Document]
+# FerretDB v1 keeps the query of every statement of an update command open (one PostgreSQL
+# connection each) until the whole command ends (``defer`` in its loop, handler/msg_update.go):
+# a bulk write of 50 statements takes its whole pool (``pool_max_conns``, 50) and deadlocks it,
+# every client included. Measured: an outbox pull of 200 documents left 49 done and FerretDB
+# stuck. So no command carries more than this many statements.
+BULK_WRITE_STATEMENTS = 8
 
 
 async def when_not_busy(write: Callable[[], Awaitable[T]], attempts: int = 6) -> T:
@@ -94,20 +101,37 @@ async def bulk_write_in_rounds(
     *,
     duplicates_expected: bool = False,
 ) -> None:
-    """Apply ``(document key, operation)`` pairs with one unordered ``bulk_write`` per round
-    (:func:`rounds`): one round trip for a whole batch, each document's operations in order.
-    ``duplicates_expected``: an upsert whose filter did not match an existing document (a
-    version guard) is no error."""
+    """Apply ``(document key, operation)`` pairs in rounds (:func:`rounds`, each document's
+    operations in order), each round in unordered ``bulk_write`` commands of at most
+    :data:`BULK_WRITE_STATEMENTS` statements. ``duplicates_expected``: an upsert whose filter
+    did not match an existing document (a version guard) is no error."""
     for batch in rounds(operations, key=lambda pair: pair[0]):
-        requests = [operation for _, operation in batch]
-        try:
-            await when_not_busy(lambda r=requests: collection.bulk_write(r, ordered=False))  # type: ignore[misc]
-        except BulkWriteError as error:
-            failures = error.details.get("writeErrors", [])
-            if not duplicates_expected or any(
-                failure.get("code") != DUPLICATE_KEY for failure in failures
-            ):
-                raise
+        for start in range(0, len(batch), BULK_WRITE_STATEMENTS):
+            requests = [operation for _, operation in batch[start : start + BULK_WRITE_STATEMENTS]]
+            try:
+                await when_not_busy(lambda r=requests: collection.bulk_write(r, ordered=False))  # type: ignore[misc]
+            except BulkWriteError as error:
+                failures = error.details.get("writeErrors", [])
+                if not duplicates_expected or any(
+                    failure.get("code") != DUPLICATE_KEY for failure in failures
+                ):
+                    raise
+
+
+async def insert_or_write(
+    collection: AsyncCollection[Document],
+    changes: Sequence[tuple[Any, Document, WriteOperation]],
+) -> None:
+    """``(key, the document if new, the write if it exists)`` per change, in rounds: the new
+    documents of a round in one ``insert_many``, the writes only for those that existed. An
+    import creates almost every projection document, and a batch insert is one statement
+    where every update is a query and a write."""
+    for batch in rounds(changes, key=lambda change: change[0]):
+        existed = await insert_new(collection, [document for _, document, _ in batch])
+        await bulk_write_in_rounds(
+            collection,
+            [(key, write) for key, document, write in batch if document["_id"] in existed],
+        )
 
 
 class WriteLocks:
@@ -326,7 +350,7 @@ class Repository(Generic[M]):
         """Replace or insert every entity with one bulk write per round (one entity's
         versions in the order given)."""
         documents = [self.to_document(entity) for entity in entities]
-        await bulk_write_in_rounds(
+        await insert_or_write(
             self.collection,
-            [(d["_id"], ReplaceOne({"_id": d["_id"]}, d, upsert=True)) for d in documents],
+            [(d["_id"], d, ReplaceOne({"_id": d["_id"]}, d, upsert=True)) for d in documents],
         )

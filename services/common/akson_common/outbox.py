@@ -23,7 +23,13 @@ from pymongo import IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from akson_common.db import Database, Document, when_not_busy
+from akson_common.db import (
+    Database,
+    Document,
+    WriteOperation,
+    bulk_write_in_rounds,
+    when_not_busy,
+)
 from akson_common.events import EventPublisher
 
 log = logging.getLogger("akson.outbox")
@@ -300,15 +306,13 @@ async def _pull(
     envelopes: list[dict[str, Any]],
 ) -> int:
     """Remove the published ``envelopes`` from their documents: one exact-match ``$pullAll``
-    per document by ``_id``, all in one bulk write (an ``_id`` ``$in`` scans in FerretDB v1)."""
+    per document by ``_id`` (an ``_id`` ``$in`` scans in FerretDB v1), in small bulk writes."""
     published = {id(envelope) for envelope in envelopes}
-    operations = []
+    operations: list[tuple[Any, WriteOperation]] = []
     for document in documents:
         sent = [e for e in document.get(OUTBOX_FIELD, []) if id(e) in published]
         if sent:
-            operations.append(
-                UpdateOne({"_id": document["_id"]}, {"$pullAll": {OUTBOX_FIELD: sent}})
-            )
-    if operations:
-        await when_not_busy(lambda: collection.bulk_write(operations, ordered=False))
+            update = UpdateOne({"_id": document["_id"]}, {"$pullAll": {OUTBOX_FIELD: sent}})
+            operations.append((document["_id"], update))
+    await bulk_write_in_rounds(collection, operations)
     return len(envelopes)

@@ -30,7 +30,7 @@ from akson_common.db import (
     Document,
     DuplicateKeyError,
     WriteOperation,
-    bulk_write_in_rounds,
+    insert_or_write,
     when_not_busy,
 )
 from akson_common.events import (
@@ -124,28 +124,23 @@ class PatientProjections:
     async def on_persons_changed(
         self, events: Sequence[tuple[PersonChangedV1, Delivery]]
     ) -> list[Outcome]:
-        """A batch of person changes: one bulk write (each person's changes in order)."""
+        """A batch of person changes: new patients inserted in one batch, the others updated
+        (each person's changes in order)."""
         now = datetime.now(UTC)
-        operations: list[tuple[Any, WriteOperation]] = [
-            (
-                event.national_id,
-                UpdateOne(
-                    {"_id": event.national_id},
-                    {
-                        "$set": {
-                            **event.model_dump(mode="json", exclude={"national_id"}),
-                            "last_event": delivery.event_id,
-                            "updated_at": now,
-                        },
-                        # distinct changes applied: a duplicate delivery must not count
-                        "$inc": {"applied_changes": 1},
-                    },
-                    upsert=True,
-                ),
+        changes: list[tuple[Any, Document, WriteOperation]] = []
+        for event, delivery in events:
+            facts = {
+                **event.model_dump(mode="json", exclude={"national_id"}),
+                "last_event": delivery.event_id,
+                "updated_at": now,
+            }
+            # distinct changes applied: a duplicate delivery must not count
+            update = {"$set": facts, "$inc": {"applied_changes": 1}}
+            new = {"_id": event.national_id, **facts, "applied_changes": 1}
+            changes.append(
+                (event.national_id, new, UpdateOne({"_id": event.national_id}, update, upsert=True))
             )
-            for event, delivery in events
-        ]
-        await bulk_write_in_rounds(self.patients, operations)
+        await insert_or_write(self.patients, changes)
         return [Outcome.SUCCESS] * len(events)
 
     async def on_care_relation_changed(
@@ -156,38 +151,38 @@ class PatientProjections:
     async def on_care_relations_changed(
         self, events: Sequence[tuple[CareRelationChangedV1, Delivery]]
     ) -> list[Outcome]:
-        """A batch of care relation changes: the patient documents first (one bulk write),
-        then ``care_relations`` (one bulk write), so whoever sees a relation there can rely
-        on the patient document having it."""
-        on_patients: list[tuple[Any, WriteOperation]] = []
-        on_relations: list[tuple[Any, WriteOperation]] = []
+        """A batch of care relation changes: the patient documents first, then
+        ``care_relations``, so whoever sees a relation there can rely on the patient document
+        having it."""
+        on_patients: list[tuple[Any, Document, WriteOperation]] = []
+        on_relations: list[tuple[Any, Document, WriteOperation]] = []
         for event, delivery in events:
             relation = event.model_dump(mode="json")
+            key = field_key(event.relation_id)
             on_patients.append(
                 (
                     event.patient,
+                    {"_id": event.patient, "relations": {key: relation}},
                     UpdateOne(
                         {"_id": event.patient},
-                        {"$set": {f"relations.{field_key(event.relation_id)}": relation}},
+                        {"$set": {f"relations.{key}": relation}},
                         upsert=True,
                     ),
                 )
             )
+            kept = {
+                **event.model_dump(mode="json", exclude={"relation_id"}),
+                "last_event": delivery.event_id,
+            }
             on_relations.append(
                 (
                     event.relation_id,
-                    ReplaceOne(
-                        {"_id": event.relation_id},
-                        {
-                            **event.model_dump(mode="json", exclude={"relation_id"}),
-                            "last_event": delivery.event_id,
-                        },
-                        upsert=True,
-                    ),
+                    {"_id": event.relation_id, **kept},
+                    ReplaceOne({"_id": event.relation_id}, kept, upsert=True),
                 )
             )
-        await bulk_write_in_rounds(self.patients, on_patients)
-        await bulk_write_in_rounds(self.care_relations, on_relations)
+        await insert_or_write(self.patients, on_patients)
+        await insert_or_write(self.care_relations, on_relations)
         return [Outcome.SUCCESS] * len(events)
 
     async def on_directive_changed(
