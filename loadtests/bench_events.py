@@ -192,9 +192,11 @@ def main() -> None:
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--chunk", type=int, default=5_000)
     parser.add_argument("--timeout", type=float, default=1800.0)
-    parser.add_argument("--run-dir", type=Path, default=ROOT / ".run" / "bench-events")
+    parser.add_argument("--run-dir", type=Path, default=None, help="default: a new one in .run")
     args = parser.parse_args()
-    run(args.persons, args.chunk, args.timeout, args.run_dir.resolve())
+    # a fresh stack every time: counts start from empty projections
+    run_dir = args.run_dir or ROOT / ".run" / f"bench-events-{time.strftime('%H%M%S')}"
+    run(args.persons, args.chunk, args.timeout, run_dir.resolve())
 
 
 if __name__ == "__main__":
