@@ -761,10 +761,17 @@ class Subscriptions:
             applied = await self._one_by_one(topic, handler, fresh)
         outcomes.update(applied)
         done = [item for item in fresh if applied.get(item[0]) is Outcome.SUCCESS]
-        if done:
+        try:
             await insert_new(
                 self.processed,
                 [{"_id": key, "topic": topic.name, "at": now} for _, key, _, _ in done],
+            )
+        except Exception as error:
+            # applied and answered SUCCESS, so not redelivered: failing here instead would
+            # have the sidecar deliver them again and apply them twice
+            log.warning(
+                "dedupe markers not written",
+                extra={"topic": topic.name, "error": type(error).__name__},
             )
         log.info(
             "event batch handled",
