@@ -45,8 +45,12 @@ WriteOperation = UpdateOne | ReplaceOne[Document]
 # connection each) until the whole command ends (``defer`` in its loop, handler/msg_update.go):
 # a bulk write of 50 statements takes its whole pool (``pool_max_conns``, 50) and deadlocks it,
 # every client included. Measured: an outbox pull of 200 documents left 49 done and FerretDB
-# stuck. So no command carries more than this many statements.
-BULK_WRITE_STATEMENTS = 8
+# stuck.
+# No command carries more than this many statements, and one process sends one such command at
+# a time (``_bulk_commands``): at most 4 connections per service are held that way, 24 over the
+# six services, well under the pool, with room for every other client.
+BULK_WRITE_STATEMENTS = 4
+_bulk_commands = asyncio.Semaphore(1)
 
 
 async def when_not_busy(write: Callable[[], Awaitable[T]], attempts: int = 6) -> T:
@@ -109,7 +113,8 @@ async def bulk_write_in_rounds(
         for start in range(0, len(batch), BULK_WRITE_STATEMENTS):
             requests = [operation for _, operation in batch[start : start + BULK_WRITE_STATEMENTS]]
             try:
-                await when_not_busy(lambda r=requests: collection.bulk_write(r, ordered=False))  # type: ignore[misc]
+                async with _bulk_commands:
+                    await when_not_busy(lambda r=requests: collection.bulk_write(r, ordered=False))  # type: ignore[misc]
             except BulkWriteError as error:
                 failures = error.details.get("writeErrors", [])
                 if not duplicates_expected or any(

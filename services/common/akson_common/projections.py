@@ -30,6 +30,7 @@ from akson_common.db import (
     Document,
     DuplicateKeyError,
     WriteOperation,
+    bulk_write_in_rounds,
     insert_or_write,
     when_not_busy,
 )
@@ -154,7 +155,9 @@ class PatientProjections:
         """A batch of care relation changes: the patient documents first, then
         ``care_relations``, so whoever sees a relation there can rely on the patient document
         having it."""
-        on_patients: list[tuple[Any, Document, WriteOperation]] = []
+        # the patient's document exists nearly always (master data sends the person first):
+        # straight to the update; an insert attempt would fail for each of them
+        on_patients: list[tuple[Any, WriteOperation]] = []
         on_relations: list[tuple[Any, Document, WriteOperation]] = []
         for event, delivery in events:
             relation = event.model_dump(mode="json")
@@ -162,7 +165,6 @@ class PatientProjections:
             on_patients.append(
                 (
                     event.patient,
-                    {"_id": event.patient, "relations": {key: relation}},
                     UpdateOne(
                         {"_id": event.patient},
                         {"$set": {f"relations.{key}": relation}},
@@ -181,7 +183,7 @@ class PatientProjections:
                     ReplaceOne({"_id": event.relation_id}, kept, upsert=True),
                 )
             )
-        await insert_or_write(self.patients, on_patients)
+        await bulk_write_in_rounds(self.patients, on_patients)
         await insert_or_write(self.care_relations, on_relations)
         return [Outcome.SUCCESS] * len(events)
 
