@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +47,9 @@ RELAY_CONCURRENCY = 16
 # events behind it go out. The sidecar or broker being away (5xx, no connection) is not.
 MAX_PUBLISH_ATTEMPTS = 3
 DEAD_LETTERS = "outbox_dead_letters"
+# Published events that are still to be pulled from their documents, one document per relay
+# chunk (see Outbox.compact_once)
+SENT = "outbox_sent"
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
@@ -62,6 +67,13 @@ class Outbox:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._refusals: dict[str, int] = {}
+        # Pulling published events from their documents is an update per document, the
+        # costliest statement in FerretDB v1 (a query and a write, ~2 ms): the relay records
+        # what it published in one ``outbox_sent`` document per chunk instead, and pulls them
+        # when it has nothing to publish. ``_sent_ids``: those events, never published twice.
+        self._to_compact: deque[Any] = deque()
+        self._sent_ids: set[str] = set()
+        self._markers_loaded = False
 
     def track(self, collection: str) -> None:
         """Declare a collection whose documents may carry pending events."""
@@ -133,8 +145,12 @@ class Outbox:
                 del written[key]
             collection = self.database.collection(name)
             try:
-                documents = [{"_id": key, OUTBOX_FIELD: events} for key, events in chosen.items()]
-                published += await self._relay_chunk(collection, documents)
+                documents = [
+                    {"_id": key, OUTBOX_FIELD: unsent}
+                    for key, events in chosen.items()
+                    if (unsent := [e for e in events if str(e.get("id")) not in self._sent_ids])
+                ]
+                published += await self._relay_chunk(collection, documents, defer_pull=True)
             except Exception:
                 for key, events in chosen.items():  # try again on the next round
                     written.setdefault(key, events)
@@ -154,7 +170,14 @@ class Outbox:
             cursor = collection.find({f"{OUTBOX_FIELD}.id": {"$exists": True}}, {OUTBOX_FIELD: 1})
             chunk: list[Document] = []
             async for document in cursor:
-                chunk.append(document)
+                unsent = [
+                    e
+                    for e in document.get(OUTBOX_FIELD, [])
+                    if str(e.get("id")) not in self._sent_ids
+                ]
+                if not unsent:
+                    continue  # published, its pull is queued
+                chunk.append({**document, OUTBOX_FIELD: unsent})
                 if len(chunk) >= RELAY_CHUNK:
                     published += await self._relay_chunk(collection, chunk)
                     chunk = []
@@ -162,7 +185,11 @@ class Outbox:
         return published
 
     async def _relay_chunk(
-        self, collection: AsyncCollection[Document], documents: list[Document]
+        self,
+        collection: AsyncCollection[Document],
+        documents: list[Document],
+        *,
+        defer_pull: bool = False,
     ) -> int:
         """Publish a chunk's events with the sidecar's bulk publish API, then pull them.
 
@@ -192,7 +219,50 @@ class Outbox:
                 )
             )
             done.extend(envelope for round_ in by_topic.values() for envelope in round_)
-        return await _pull(collection, documents, done)
+        if not done:
+            return 0
+        if not defer_pull:
+            return await _pull(collection, documents, done)
+        published = {id(envelope) for envelope in done}
+        sent = [
+            {"_id": d["_id"], "sent": [e for e in d.get(OUTBOX_FIELD, []) if id(e) in published]}
+            for d in documents
+        ]
+        marker = {"_id": uuid.uuid4().hex, "collection": collection.name, "documents": sent}
+        await self.database.collection(SENT).insert_one({**marker, "at": datetime.now(UTC)})
+        self._to_compact.append(marker["_id"])
+        self._sent_ids.update(str(envelope.get("id")) for envelope in done)
+        return len(done)
+
+    async def compact_once(self) -> bool:
+        """Pull the events of one ``outbox_sent`` chunk from their documents, then forget the
+        chunk; False when there is nothing to compact."""
+        if not self._markers_loaded:
+            # chunks a previous run published but did not pull (read once: a handful)
+            async for marker in self.database.collection(SENT).find({}, {"_id": 1}):
+                if marker["_id"] not in self._to_compact:
+                    self._to_compact.append(marker["_id"])
+            self._markers_loaded = True
+        if not self._to_compact:
+            return False
+        marker_id = self._to_compact[0]
+        markers = self.database.collection(SENT)
+        chunk = await markers.find_one({"_id": marker_id})
+        if chunk is not None:
+            documents = [{"_id": d["_id"], OUTBOX_FIELD: d["sent"]} for d in chunk["documents"]]
+            envelopes = [e for d in documents for e in d[OUTBOX_FIELD]]
+            await _pull(self.database.collection(chunk["collection"]), documents, envelopes)
+            await markers.delete_one({"_id": marker_id})
+            self._sent_ids.difference_update(str(e.get("id")) for e in envelopes)
+        self._to_compact.popleft()
+        return True
+
+    async def _load_sent(self) -> None:
+        """The events of chunks published but not yet pulled (by a previous run): never
+        published again by the sweep."""
+        async for marker in self.database.collection(SENT).find({}):
+            for document in marker.get("documents", []):
+                self._sent_ids.update(str(e.get("id")) for e in document.get("sent", []))
 
     async def _publish_round(
         self, collection: AsyncCollection[Document], topic: str, envelopes: list[dict[str, Any]]
@@ -258,16 +328,27 @@ class Outbox:
         # Woken by a write: relay what this process wrote, by _id. A full sweep (which reads
         # every tracked collection) runs at start-up, after a failure, and otherwise at most
         # every sweep interval, backing off up to IDLE_BACKOFF intervals while it finds nothing.
+        # Published events are pulled from their documents when nothing waits to be published.
         full_every = self.sweep_seconds
         last_full = -float("inf")
+        loaded = False
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_seconds)
+            if not self._to_compact:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_seconds)
             self._wake.clear()
             try:
+                if not loaded:
+                    await self._load_sent()
+                    loaded = True
                 while any(self._written.values()):
                     await self.relay_written()
-                if asyncio.get_running_loop().time() - last_full >= full_every:
+                while not self._wake.is_set() and await self.compact_once():
+                    await asyncio.sleep(0)  # a write that came meanwhile is relayed first
+                # the sweep (for what a crash left behind) once the pulls are done: until then
+                # every published document still looks pending to it
+                due = asyncio.get_running_loop().time() - last_full >= full_every
+                if due and not self._to_compact:
                     found = await self.relay_once()
                     last_full = asyncio.get_running_loop().time()
                     full_every = (

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pymongo import UpdateOne
 
-from akson_common.outbox import DEAD_LETTERS, MAX_PUBLISH_ATTEMPTS, OUTBOX_FIELD, Outbox
+from akson_common.outbox import DEAD_LETTERS, MAX_PUBLISH_ATTEMPTS, OUTBOX_FIELD, SENT, Outbox
 
 
 class MemoryCollection:
@@ -19,6 +19,19 @@ class MemoryCollection:
 
     async def insert_one(self, document: dict[str, Any]) -> None:
         self.documents.append(document)
+
+    async def find_one(self, selector: dict[str, Any]) -> dict[str, Any] | None:
+        return next((d for d in self.documents if d["_id"] == selector["_id"]), None)
+
+    async def delete_one(self, selector: dict[str, Any]) -> None:
+        self.documents = [d for d in self.documents if d["_id"] != selector["_id"]]
+
+    def find(self, selector: dict[str, Any], projection: Any = None) -> Any:
+        async def documents() -> Any:
+            for document in list(self.documents):
+                yield document
+
+        return documents()
 
     async def bulk_write(self, operations: list[UpdateOne], ordered: bool = True) -> None:
         for operation in operations:
@@ -96,3 +109,25 @@ async def test_a_sidecar_that_is_away_is_waited_for(status: int) -> None:
             await relay(outbox, database)
     assert documents[0][OUTBOX_FIELD], "kept: nothing is given up while the sidecar is away"
     assert database.collection(DEAD_LETTERS).documents == []
+
+
+async def test_published_events_are_pulled_later_and_never_published_twice() -> None:
+    database = MemoryDatabase()
+    sidecar = Sidecar(set(), 400)
+    outbox = Outbox(database, sidecar, 1.0)  # type: ignore[arg-type]
+    documents = pending(database)
+    poison, good = documents[0][OUTBOX_FIELD][0], documents[1][OUTBOX_FIELD][0]
+    outbox._written["things"] = {"a": [poison], "b": [good]}
+    assert await outbox.relay_written() == 2
+    assert sorted(sidecar.published) == ["good", "poison"]
+    # on the broker, recorded as sent; still in their documents until the relay is idle
+    assert all(d[OUTBOX_FIELD] for d in documents)
+    assert len(database.collection(SENT).documents) == 1
+    outbox._written["things"] = {"a": [poison]}  # written again: its array still holds it
+    assert await outbox.relay_written() == 0
+    assert await outbox.relay_once() == 0  # the sweep does not publish them again either
+    assert await outbox.compact_once() is True
+    assert all(not d[OUTBOX_FIELD] for d in documents)
+    assert database.collection(SENT).documents == []
+    assert await outbox.compact_once() is False
+    assert sorted(sidecar.published) == ["good", "poison"]
