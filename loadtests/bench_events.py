@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,19 +78,46 @@ class Postgres:
         )
         return f"{database}.{rows[0][0]}" if rows else None
 
-    def counts(self) -> dict[str, int]:
-        """Every projection's count, in one psql call (tables not created yet count 0)."""
+    def counts(self, skip: Iterable[str] = ()) -> dict[str, int]:
+        """Every projection's count but those in ``skip``, in one psql call (tables not created
+        yet count 0): counting scans, so complete ones are not counted again."""
         parts: list[tuple[str, str]] = []
         for service, collection, condition in PROJECTIONS:
+            if f"{service}.{collection}" in skip:
+                continue
             table = self.table(f"akson_{service}", collection)
             if table is not None:
                 where = f" WHERE {condition}" if condition else ""
                 parts.append((f"{service}.{collection}", f"(SELECT count(*) FROM {table}{where})"))
-        result = {f"{s}.{c}": 0 for s, c, _ in PROJECTIONS}
+        result = {f"{s}.{c}": 0 for s, c, _ in PROJECTIONS if f"{s}.{c}" not in skip}
         if parts:
             row = self.query("SELECT " + ", ".join(sql for _, sql in parts))[0]
             result.update({name: int(value) for (name, _), value in zip(parts, row, strict=True)})
         return result
+
+
+def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) of each stack process and all its descendants, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parent[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    by_root = {pid: name for name, pid in roots.items()}
+    totals = dict.fromkeys(roots, 0.0)
+    for pid, seconds in used.items():
+        ancestor = pid
+        while ancestor > 1 and ancestor not in by_root:
+            ancestor = parent.get(ancestor, 1)
+        if ancestor in by_root:
+            totals[by_root[ancestor]] += seconds
+    return totals
 
 
 @dataclass
@@ -148,22 +176,28 @@ def run(persons: int, chunk: int, timeout: float, run_dir: Path) -> None:
         postgres = Postgres(endpoints)
         base = postgres.counts()
         load = os.getloadavg()[0]
+        roots = {
+            name: process.popen.pid
+            for name, process in stack.processes.items()
+            if process.popen is not None
+        }
+        cpu_before = cpu_seconds(roots)
         imported = import_population(endpoints, persons, chunk)
         took = imported.ended - imported.started
         log(f"imported {persons} persons + {persons} GP relations in {took:.1f} s")
         complete_at: dict[str, float] = {}
         longest = dict.fromkeys((PERSON_TOPIC, RELATION_TOPIC), 0)
         deadline = imported.ended + timeout
-        counts = base
+        counts = dict(base)
         while len(complete_at) < len(PROJECTIONS) and time.monotonic() < deadline:
-            counts = postgres.counts()
+            counts.update(postgres.counts(skip=complete_at))
             now = time.monotonic()
             for name, count in counts.items():
                 if name not in complete_at and count - base[name] >= persons:
                     complete_at[name] = now
             for topic, length in stream_lengths(endpoints).items():
                 longest[topic] = max(longest[topic], length)
-            time.sleep(0.5)
+            time.sleep(1.0)
         events = 2 * persons
         log(f"load average at the import's start: {load:.2f}; now {os.getloadavg()[0]:.2f}")
         for name in counts:
@@ -181,6 +215,12 @@ def run(persons: int, chunk: int, timeout: float, run_dir: Path) -> None:
                 f"{events / (last - imported.started):.0f} events/s end to end "
                 f"({events} events, x{len(PROJECTIONS) - 3} consumers of persons)"
             )
+        cpu = {n: s - cpu_before[n] for n, s in cpu_seconds(roots).items()}
+        busiest = sorted(cpu.items(), key=lambda item: -item[1])[:8]
+        log(
+            f"CPU from the import's start to the end of the drain: {sum(cpu.values()):.1f} s, "
+            + ", ".join(f"{n} {s:.1f}" for n, s in busiest)
+        )
         lengths = ", ".join(f"{t} {n}" for t, n in longest.items())
         log(f"longest stream seen: {lengths}; now {stream_lengths(endpoints)}")
     finally:
