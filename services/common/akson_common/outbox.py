@@ -169,7 +169,13 @@ class Outbox:
             collection = self.database.collection(name)
             cursor = collection.find({f"{OUTBOX_FIELD}.id": {"$exists": True}}, {OUTBOX_FIELD: 1})
             chunk: list[Document] = []
+            written = self._written.get(name, {})
             async for document in cursor:
+                if document["_id"] in written:
+                    # written by this process since the sweep started: relay_written has it
+                    # (publishing it here too made a duplicate, and kept the sweep from backing
+                    # off during an import: a scan of the whole collection every interval)
+                    continue
                 unsent = [
                     e
                     for e in document.get(OUTBOX_FIELD, [])
