@@ -169,9 +169,10 @@ class Outbox:
             collection = self.database.collection(name)
             cursor = collection.find({f"{OUTBOX_FIELD}.id": {"$exists": True}}, {OUTBOX_FIELD: 1})
             chunk: list[Document] = []
-            written = self._written.get(name, {})
+            written = self._written.setdefault(name, {})
+            known = set(written)
             async for document in cursor:
-                if document["_id"] in written:
+                if document["_id"] in written and document["_id"] not in known:
                     # written by this process since the sweep started: relay_written has it
                     # (publishing it here too made a duplicate, and kept the sweep from backing
                     # off during an import: a scan of the whole collection every interval)
