@@ -14,7 +14,7 @@ SERVICE_PACKAGES := $(patsubst %/main.py,%,$(wildcard services/*/*/main.py))
 # the runtime policies OPA serves in the chart: no tests, no manifest checks (one source: policies/)
 CHART_POLICIES ?= charts/akson/files/policies
 
-.PHONY: help up down status soak upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access bench-audit bench-events seed clean
+.PHONY: help up down status soak upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access bench-audit bench-events load profile seed clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -85,6 +85,12 @@ bench-audit: venv tools ## the auditor's query by patient over a large decision 
 
 soak: venv tools ## the platform under light steady traffic for SOAK_MINUTES (75), probes end to end (ARGS="--minutes 3")
 	$(RUN) python loadtests/soak.py $(ARGS)
+
+load: venv tools ## locust against its own stack: read, create, search, summary, token exchange, floors, event drain (ARGS="--seconds 15 --import 2000")
+	$(RUN) python loadtests/load.py $(ARGS)
+
+profile: venv tools ## the authorised read profiled: py-spy, pg_stat_statements, OPA and FerretDB metrics (ARGS="--seconds 30")
+	$(RUN) python loadtests/load.py --profile $(ARGS)
 
 seed: venv ## generate the synthetic population (.run/seed/*.ndjson) and load it into `make up`'s stack
 	$(RUN) python loadtests/seed_load.py

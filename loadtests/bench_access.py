@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import json
 import random
 import shutil
 import sys
@@ -30,59 +28,16 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "infra" / "local"), str(ROOT), str(ROOT / "loadtests")]
 
+from fixtures import note, practitioner_token, seeded_gps  # noqa: E402
 from measure import report, timed  # noqa: E402
 from seed_load import load  # noqa: E402
-from stack import Stack, mint_upstream  # noqa: E402
+from stack import Stack  # noqa: E402
 
 from akson_common.auth import Principal  # noqa: E402
 from akson_common.policy import PolicyContext, PolicyEnforcementPoint, ResourceRef  # noqa: E402
-from tests.support import exchange_form, issued, run_secret, token_response  # noqa: E402
+from tests.support import run_secret  # noqa: E402
 
 FHIR = "/fhir/R4"
-
-
-def seeded_gps(run_dir: Path, count: int) -> list[tuple[str, str, list[str]]]:
-    """(hpr, unit, patients) for ``count`` seeded doctors with a GP list."""
-    doctors = {}
-    for line in (run_dir / "seed" / "practitioners.ndjson").read_text().splitlines():
-        p = json.loads(line)
-        if p["status"] == "active" and any(a["profession"] == "LE" for a in p["authorisations"]):
-            doctors[p["hpr_number"]] = p["employments"][0]["unit"]
-    lists: dict[str, list[str]] = {}
-    for line in (run_dir / "seed" / "care-relations.ndjson").read_text().splitlines():
-        r = json.loads(line)
-        if r["kind"] == "gp_list" and r.get("practitioner") in doctors and not r.get("period_end"):
-            lists.setdefault(r["practitioner"], []).append(r["patient"])
-    chosen = sorted(lists, key=lambda hpr: -len(lists[hpr]))[:count]
-    return [(hpr, doctors[hpr], lists[hpr]) for hpr in chosen]
-
-
-def note(patient: str, i: int) -> dict[str, Any]:
-    return {
-        "resourceType": "DocumentReference",
-        "status": "current",
-        "subject": {"reference": f"Patient/{patient}"},
-        "category": [{"coding": [{"code": "general"}]}],
-        "content": [
-            {
-                "attachment": {
-                    "contentType": "text/plain",
-                    "data": base64.b64encode(f"bench note {i}".encode()).decode(),
-                }
-            }
-        ],
-    }
-
-
-async def practitioner_token(endpoints: dict[str, Any], hpr: str, unit: str) -> str:
-    """Exchanged once identity's projection (fed by master data's events) knows the doctor."""
-    deadline = time.monotonic() + 900
-    while True:
-        upstream = mint_upstream(endpoints, "personnel", hpr, unit=unit, lifetime=600)
-        answer = token_response(endpoints, exchange_form(upstream, "journal"))
-        if answer.status_code == 200 or time.monotonic() > deadline:
-            return issued(answer)
-        await asyncio.sleep(1.0)
 
 
 async def decisions(endpoints: dict[str, Any]) -> None:

@@ -27,7 +27,6 @@ import locust
 # isort: split
 
 import argparse
-import base64
 import json
 import os
 import random
@@ -50,6 +49,7 @@ from pymongo import MongoClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "infra" / "local"), str(ROOT), str(ROOT / "loadtests")]
 
+from fixtures import text_note as note  # noqa: E402
 from measure import report  # noqa: E402
 from stack import read_state, status_table, stop_supervisor, up_detached  # noqa: E402
 
@@ -77,23 +77,6 @@ FAILURE_LINE = re.compile(
     r"|Traceback \(most recent call last\)"
     r"|^panic:"
 )
-
-
-def note(patient: str, text: str) -> dict[str, Any]:
-    return {
-        "resourceType": "DocumentReference",
-        "status": "current",
-        "subject": {"reference": f"Patient/{patient}"},
-        "category": [{"coding": [{"code": "general"}]}],
-        "content": [
-            {
-                "attachment": {
-                    "contentType": "text/plain",
-                    "data": base64.b64encode(text.encode()).decode(),
-                }
-            }
-        ],
-    }
 
 
 @dataclass

@@ -151,11 +151,27 @@ def discover_services() -> list[str]:
     )
 
 
+# Listening ports come from below the kernel's ephemeral range (ip_local_port_range, 32768+ by
+# default): a port the kernel handed out by bind(0) is also what it hands to the next outgoing
+# connection, so under load a sidecar found "its" port taken ("could not listen on any
+# endpoint"). Random choice spreads concurrent stacks; the bind check skips ports in use.
+PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+    for _ in range(1000):
+        port = secrets.randbelow(PORT_RANGE[1] - PORT_RANGE[0]) + PORT_RANGE[0]
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError(f"no free port in {PORT_RANGE}")
 
 
 def tool_paths() -> dict[str, str]:
@@ -571,6 +587,13 @@ class Stack:
                     "log_parameter_max_length=0",
                     "-c",
                     "log_parameter_max_length_on_error=0",
+                    # statement statistics for the profile (`make profile`, issue 15): off unless
+                    # asked for; pg_stat_statements keeps normalised statements, no parameters
+                    *(
+                        ["-c", "shared_preload_libraries=pg_stat_statements"]
+                        if os.environ.get("AKSON_PG_STAT_STATEMENTS") == "1"
+                        else []
+                    ),
                 ]
             ),
             dict(os.environ),

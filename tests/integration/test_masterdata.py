@@ -232,7 +232,12 @@ def test_active_care_relations_and_ending_one(platform: Platform, http: httpx.Cl
     yesterday = (date.today() - timedelta(days=1)).isoformat()
     ended = http.post(f"{base}/care-relations/{current['relation_id']}/end",
                       json={"period_end": yesterday}, headers=writer)  # fmt: skip
-    assert ended.status_code == 200 and ended.json()["items"][0]["period_end"] == yesterday
+    # a response body is a read: without CareRelation.read the writer gets the identifier only
+    assert ended.status_code == 200 and ended.json() == {"relation_id": current["relation_id"]}
+    again = http.post(f"{base}/care-relations/{current['relation_id']}/end",
+                      json={"period_end": yesterday},
+                      headers=system(platform, f"{REGISTRY} CareRelation.read"))  # fmt: skip
+    assert again.status_code == 200 and again.json()["items"][0]["period_end"] == yesterday
     assert http.get(f"{base}/care-relations?patient={patient}", headers=writer).json() == {
         "items": []
     }

@@ -54,6 +54,16 @@ _denials contains "withheld_from_patient" if {
 	_withheld_from_patient
 }
 
+_denials contains "auditor_only" if {
+	not _open_to_non_auditors
+	not _is_auditor
+}
+
+_denials contains "not_recorded_by_client" if {
+	_is_system
+	_changes_others_record
+}
+
 _denials contains "missing_scope" if {
 	_is_system
 	not _sharing_purpose

@@ -295,7 +295,7 @@ auditor_cases := {
 	),
 	"only an auditor records a review outcome": denies(
 		ask(lab, "write", {"type": "AccessReview", "patient": patient}, for_audit),
-		["missing_scope", "no_legal_basis"],
+		["auditor_only", "missing_scope", "no_legal_basis"],
 	),
 	"auditor does not write the log": denies(
 		ask(auditor, "write", audit_event, for_audit),
@@ -305,14 +305,14 @@ auditor_cases := {
 		ask(object.union(gp, {"roles": ["auditor"]}), "read", audit_event, {}),
 		["auditor"],
 	),
-	"no auditor role": denies(ask(lab, "read", audit_event, {}), ["missing_scope", "no_legal_basis"]),
+	"no auditor role": denies(ask(lab, "read", audit_event, {}), ["auditor_only", "missing_scope", "no_legal_basis"]),
 	"roles malformed": denies(
 		ask(object.union(auditor, {"roles": {"role": "auditor"}}), "read", audit_event, {}),
-		["missing_scope", "no_legal_basis"],
+		["auditor_only", "missing_scope", "no_legal_basis"],
 	),
 	"unknown subject kind": denies(
 		ask(object.union(auditor, {"kind": "robot"}), "read", audit_event, {}),
-		["no_legal_basis", "unknown_subject_kind"],
+		["auditor_only", "no_legal_basis", "unknown_subject_kind"],
 	),
 }
 

@@ -82,7 +82,7 @@ test_malformed_input_always_decides_denied if {
 		d.allow == false
 		"no_legal_basis" in d.reasons
 		d.obligations == []
-		d.policy_version == "0.3.1"
+		d.policy_version == "0.4.0"
 	}
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
@@ -30,7 +30,7 @@ from akson_common.events import (
     cloud_event,
 )
 from akson_common.outbox import Outbox
-from akson_common.policy import Policy, PolicyContext, ResourceRef
+from akson_common.policy import Policy, PolicyContext, ResourceRef, written_unread
 
 REVIEWS = "emergency_reviews"
 AUDIT = PolicyContext(purpose="audit")
@@ -178,7 +178,7 @@ async def review_emergency_access(
     principal: CurrentPrincipal,
     policy: Policy,
     queue: Queue,
-) -> Review:
+) -> Review | Response:
     """Record the verdict on one break-glass access (once)."""
     review = await queue.find(review_id)
     # the policy is asked before anything about the review is revealed (even its absence)
@@ -188,4 +188,8 @@ async def review_emergency_access(
     )
     if review is None:
         raise NotFound("no such review")
-    return await queue.close(review, verdict, principal.id)
+    closed = await queue.close(review, verdict, principal.id)
+    readable = ResourceRef(type="AuditEvent", patient=closed.patient)
+    if await policy.read_back(principal, readable, AUDIT) is None:
+        return written_unread(200, {"id": closed.id})
+    return closed

@@ -7,22 +7,29 @@ no result all mean **deny**. The decision ids are returned to the caller in the
 Other policies with the same decision shape (e.g. ``akson/export/decision``, which minimises
 outbound payloads) are asked through :meth:`PolicyEnforcementPoint.decide_at`, with the same
 fail-closed semantics and the same double recording of decision ids.
+
+No decision (OPA unreachable, slow, erroring, an answer that is not a decision) raises
+:class:`PolicyUnavailable`, a 503 problem: no caller re-checks a reason string, and a caller
+that forgets to catch it still denies. Reading one record goes through :func:`decide_visible`
+(or :meth:`PolicyEnforcementPoint.visible`): the policy is asked even when the record is
+unknown, and a refusal answers exactly like an unknown record (404).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
 from opa_client.opa_async import AsyncOpaClient
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from akson_common.auth import Principal
-from akson_common.errors import Forbidden, ServiceUnavailable
+from akson_common.errors import Forbidden, Problem, ServiceUnavailable
 
 log = logging.getLogger("akson.policy")
 
@@ -30,6 +37,8 @@ DECISION_HEADER = "Akson-Decision-Id"
 OBLIGATIONS_HEADER = "Akson-Obligations"
 POLICY_PACKAGE = "akson.authz"
 POLICY_RULE = "decision"
+# the reason a PolicyUnavailable carries (in the problem's ``reasons``)
+UNAVAILABLE = "policy_unavailable"
 
 Action = Literal["read", "search", "write"]
 
@@ -64,11 +73,20 @@ class Decision(BaseModel):
         return codes
 
 
+class PolicyUnavailable(ServiceUnavailable):
+    """No access decision could be had: access is denied (503, fail closed)."""
+
+    def __init__(self, detail: str = "No access decision could be made; access is denied.") -> None:
+        super().__init__(detail, reasons=[UNAVAILABLE])
+
+
 class ResourceRef(BaseModel):
     """What is being accessed; never its clinical content (see policies/README.md).
 
-    ``unit``, ``organisation`` and ``municipality`` are where the resource was recorded;
-    ``withheld_from_patient`` marks a document the patient may not (yet) read.
+    ``unit``, ``organisation`` and ``municipality`` are where the resource was recorded, and
+    ``author`` who recorded it; ``withheld_from_patient`` marks a document the patient may not
+    (yet) read; ``existing``: the resource is already on record (a write changes or
+    invalidates it, rather than delivering a new one).
     """
 
     type: str
@@ -80,6 +98,7 @@ class ResourceRef(BaseModel):
     municipality: str | None = None
     author: str | None = None
     withheld_from_patient: bool = False
+    existing: bool = False
     id: str | None = None
 
 
@@ -157,8 +176,8 @@ class PolicyEnforcementPoint:
     async def decide_at(self, package: str, rule: str, policy_input: dict[str, Any]) -> Decision:
         """Ask ``package``'s ``rule`` (a decision document: ``allow``, ``reasons``...).
 
-        Fails closed like :meth:`decide`: no answer is a deny with ``policy_unavailable``, an
-        undefined rule a deny with ``policy_undefined``.
+        Fails closed: no answer raises :class:`PolicyUnavailable`; an undefined rule is a deny
+        with ``policy_undefined``.
         """
         try:
             response = await self.client.query_rule(policy_input, package, rule)
@@ -178,7 +197,7 @@ class PolicyEnforcementPoint:
                 "policy decision unavailable: deny",
                 extra={"error": type(error).__name__, "package": package},
             )
-            decision = Decision(allow=False, reasons=("policy_unavailable",))
+            raise PolicyUnavailable() from None
         if decision.decision_id:
             taken = decision_ids.get()
             if taken is not None:
@@ -194,15 +213,75 @@ class PolicyEnforcementPoint:
         self, subject: Principal, action: Action, resource: ResourceRef, context: PolicyContext
     ) -> Decision:
         """Return an allowing decision, or raise: 503 when no decision could be had, 403 on deny."""
-        decision = await self.decide(subject, action, resource, context)
-        if decision.allow:
-            return decision
-        if "policy_unavailable" in decision.reasons:
-            raise ServiceUnavailable(
-                "No access decision could be made; access is denied.",
-                reasons=list(decision.reasons),
-            )
-        raise Forbidden("Access denied by policy.", reasons=list(decision.reasons))
+        return refuse_unless_allowed(await self.decide(subject, action, resource, context))
+
+    async def read_back(
+        self, subject: Principal, resource: ResourceRef, context: PolicyContext
+    ) -> Decision | None:
+        """A response body is a read: what a write would answer is decided as a read of it.
+        The allowing decision (its obligations apply to the body), or None: answer without
+        the content (the identifier, version and location only). The write has happened:
+        no decision to be had means no content, not an error."""
+        try:
+            decision = await self.decide(subject, "read", resource, context)
+        except PolicyUnavailable:
+            return None
+        return decision if decision.allow else None
+
+    async def visible(
+        self,
+        subject: Principal,
+        action: Action,
+        resource: ResourceRef,
+        context: PolicyContext,
+        *,
+        known: bool,
+        not_found: Problem,
+    ) -> Decision:
+        """:func:`decide_visible` with this enforcement point's decisions for ``subject``."""
+
+        async def decide(resource: ResourceRef, context: PolicyContext) -> Decision:
+            return await self.decide(subject, action, resource, context)
+
+        return await decide_visible(decide, resource, context, known=known, not_found=not_found)
+
+
+def written_unread(
+    status_code: int, identifiers: Mapping[str, str], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The answer to a write the writer may not read back (:meth:`read_back` gave None): the
+    status it would have had, and only the identifiers the writer already knows."""
+    return JSONResponse(dict(identifiers), status_code=status_code, headers=dict(headers or {}))
+
+
+def refuse_unless_allowed(decision: Decision) -> Decision:
+    """The decision if it allows; else 403 with its reasons."""
+    if decision.allow:
+        return decision
+    raise Forbidden("Access denied by policy.", reasons=list(decision.reasons))
+
+
+Decide = Callable[[ResourceRef, PolicyContext], Awaitable[Decision]]
+
+
+async def decide_visible(
+    decide: Decide,
+    resource: ResourceRef,
+    context: PolicyContext,
+    *,
+    known: bool,
+    not_found: Problem,
+) -> Decision:
+    """Decide an access to one record; raise ``not_found`` if it is unknown or refused.
+
+    The policy is asked for an unknown record too (``resource`` then names what was asked
+    for, e.g. its type and id), so the attempt is in the decision log and a stopped OPA is a
+    503 either way: whether a record exists is never revealed to someone who may not see it.
+    """
+    decision = await decide(resource, context)
+    if not known or not decision.allow:
+        raise not_found
+    return decision
 
 
 def policy_point(request: Request) -> PolicyEnforcementPoint:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
@@ -32,6 +32,7 @@ from akson_common.policy import (
     PolicyContext,
     PolicyEnforcementPoint,
     ResourceRef,
+    written_unread,
 )
 from akson_common.projections import PatientProjections
 from consent import fhir
@@ -52,7 +53,7 @@ Patient = Annotated[str, Query(pattern=NATIONAL_ID)]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 
-NOT_FOUND = error_response(404, "No such directive")
+NOT_FOUND = error_response(404, "No such directive (or not yours to know about: the same answer)")
 INVALID = error_response(422, "Invalid directive, or no reason given on the patient's behalf")
 CHANGE = {
     **NOT_FOUND,
@@ -62,6 +63,22 @@ CHANGE = {
 }
 
 
+async def patient_context(
+    patient: str, directives: list[Directive], read_models: PatientProjections
+) -> PolicyContext:
+    """The patient's care relations, registry facts and ``directives`` (so the policy can,
+    e.g., refuse a blocked practitioner)."""
+    return PolicyContext(
+        care_relations=await read_models.active_care_relations(patient),
+        directives=policy_directives(directives),
+        patient=await read_models.patient_facts(patient),
+    )
+
+
+def consent_ref(patient: str | None, directive_id: str | None = None) -> ResourceRef:
+    return ResourceRef(type=RESOURCE_TYPE, patient=patient, category=CATEGORY, id=directive_id)
+
+
 async def about_patient(
     policy: PolicyEnforcementPoint,
     principal: Principal,
@@ -69,17 +86,10 @@ async def about_patient(
     patient: str,
     directives: list[Directive],
     read_models: PatientProjections,
-    directive_id: str | None = None,
 ) -> Decision:
-    """Ask about a patient's directives, with the patient's care relations, registry facts and
-    ``directives`` (so the policy can, e.g., refuse a blocked practitioner) as context."""
-    context = PolicyContext(
-        care_relations=await read_models.active_care_relations(patient),
-        directives=policy_directives(directives),
-        patient=await read_models.patient_facts(patient),
-    )
-    resource = ResourceRef(type=RESOURCE_TYPE, patient=patient, category=CATEGORY, id=directive_id)
-    return await policy.enforce(principal, action, resource, context)
+    """Ask about a patient's directives as a whole (register, list): 403 when refused."""
+    context = await patient_context(patient, directives, read_models)
+    return await policy.enforce(principal, action, consent_ref(patient), context)
 
 
 async def readable(
@@ -90,15 +100,38 @@ async def readable(
     service: ConsentDirectives,
     read_models: PatientProjections,
 ) -> Directive:
+    """The directive if the caller may ``action`` it; 404 alike when unknown or refused."""
     directive = await service.get(directive_id)
     if directive is None:
-        # Same answer whether it does not exist or is not yours to know about.
-        await policy.enforce(principal, action, ResourceRef(type=RESOURCE_TYPE), PolicyContext())
-        raise NotFound("no such directive")
-    patient = directive.patient
-    directives = await service.for_patient(patient)
-    await about_patient(policy, principal, action, patient, directives, read_models, directive_id)
+        resource, context = ResourceRef(type=RESOURCE_TYPE, id=directive_id), PolicyContext()
+    else:
+        directives = await service.for_patient(directive.patient)
+        context = await patient_context(directive.patient, directives, read_models)
+        resource = consent_ref(directive.patient, directive_id)
+    await policy.visible(
+        principal,
+        action,
+        resource,
+        context,
+        known=directive is not None,
+        not_found=NotFound("no such directive"),
+    )
+    assert directive is not None  # visible raised for an unknown one
     return directive
+
+
+async def read_back(
+    directive: Directive,
+    principal: Principal,
+    policy: PolicyEnforcementPoint,
+    service: ConsentDirectives,
+    read_models: PatientProjections,
+) -> bool:
+    """A response body is a read: may the writer read the directive it wrote?"""
+    directives = await service.for_patient(directive.patient)
+    context = await patient_context(directive.patient, directives, read_models)
+    resource = consent_ref(directive.patient, directive.id)
+    return await policy.read_back(principal, resource, context) is not None
 
 
 def _json(directive: Directive, status_code: int = 200, **headers: str) -> JSONResponse:
@@ -127,13 +160,18 @@ async def register_directive(
     policy: Policy,
     service: Service,
     read_models: ReadModels,
-) -> JSONResponse:
+) -> Response:
     """Register a block, reservation or sharing consent for a patient."""
     directives = await service.for_patient(directive.patient)
     await about_patient(policy, principal, "write", directive.patient, directives, read_models)
     patient = await read_models.patient_facts(directive.patient)
     saved = await service.register(directive, principal, patient)
-    return _json(saved, 201, Location=f"/directives/{saved.id}")
+    location = f"/directives/{saved.id}"
+    if not await read_back(saved, principal, policy, service, read_models):
+        return Response(
+            status_code=201, headers={"ETag": etag(saved.version), "Location": location}
+        )
+    return _json(saved, 201, Location=location)
 
 
 @router.get("/directives/{directive_id}", response_model=Directive, responses=NOT_FOUND)
@@ -174,11 +212,13 @@ async def withdraw_directive(
     read_models: ReadModels,
     if_match: IfMatch = None,
     withdrawal: Annotated[WithdrawalIn | None, Body()] = None,
-) -> JSONResponse:
+) -> Response:
     """Withdraw a directive (its status becomes ``withdrawn``; it stays on record)."""
     expected = expected_version(if_match)
     directive = await readable(directive_id, "write", principal, policy, service, read_models)
     changed = await service.withdraw(directive, principal, withdrawal or WithdrawalIn(), expected)
+    if not await read_back(changed, principal, policy, service, read_models):
+        return written_unread(200, {"id": changed.id}, {"ETag": etag(changed.version)})
     return _json(changed)
 
 

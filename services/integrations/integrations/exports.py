@@ -56,7 +56,7 @@ from akson_common.events import (
     ExportRefusedV1,
     cloud_event,
 )
-from akson_common.policy import Decision
+from akson_common.policy import UNAVAILABLE, Decision, PolicyUnavailable
 from integrations.logistics import ORDERS
 from integrations.models import (
     ExportRecord,
@@ -73,7 +73,9 @@ log = logging.getLogger("akson.integrations.exports")
 EXPORTS = "exports"
 DECISION_RULE = "decision"
 WITHHELD = "[withheld]"
-NO_DECISION = frozenset({"policy_unavailable", "policy_undefined"})
+# an export rule that is not defined is no decision either (the policy engine not answering
+# raises PolicyUnavailable)
+NO_DECISION = frozenset({"policy_undefined"})
 PAYROLL_COLUMNS = (
     "employee_id",
     "date",
@@ -340,13 +342,19 @@ class Exporter:
             "file_name": file_name,
             "payload": {"header": header, "records": records},
         }
-        decision = await self.pep.decide_at(
-            self.settings.export_policy_package, DECISION_RULE, policy_input
-        )
-        if not decision.allow and NO_DECISION & set(decision.reasons):
+        try:
+            decision = await self.pep.decide_at(
+                self.settings.export_policy_package, DECISION_RULE, policy_input
+            )
+        except PolicyUnavailable:
+            decision = None
+        if decision is None or (not decision.allow and NO_DECISION & set(decision.reasons)):
             log.warning(
                 "no export decision: not sent, retried later",
-                extra={"export_id": batch, "reasons": list(decision.reasons)},
+                extra={
+                    "export_id": batch,
+                    "reasons": list(decision.reasons) if decision else [UNAVAILABLE],
+                },
             )
             return None, {}
         at = datetime.now(UTC)

@@ -14,7 +14,6 @@ from typing import Any
 
 from akson_common.auth import Principal
 from akson_common.db import Database, Document
-from akson_common.errors import ServiceUnavailable
 from akson_common.events import EMERGENCY_ACCESS, EmergencyAccessV1, cloud_event
 from akson_common.outbox import Outbox
 from akson_common.policy import (
@@ -31,7 +30,6 @@ EMERGENCY_ACCESSES = "emergency_accesses"
 NOTIFY_PATIENT = "notify_patient"
 REVIEW_EMERGENCY_ACCESS = "review_emergency_access"
 MASK_ADDRESS = "mask_address"
-UNAVAILABLE = "policy_unavailable"
 
 
 @dataclass(frozen=True)
@@ -51,9 +49,13 @@ def obligations(decision: Decision) -> set[str]:
     return decision.obligation_codes()
 
 
-def resource_ref(document: Mapping[str, Any], *, with_id: bool = True) -> ResourceRef:
-    """What the policy is told about a stored resource: its access attributes, never content."""
+def resource_ref(
+    document: Mapping[str, Any], *, with_id: bool = True, existing: bool = True
+) -> ResourceRef:
+    """What the policy is told about a resource: its access attributes, never content.
+    ``existing``: it is on record (a write changes it); False for one being created."""
     return ResourceRef(
+        existing=existing,
         type=document["type"],
         id=str(document["_id"]) if with_id and "_id" in document else None,
         patient=document.get("patient"),
@@ -127,15 +129,13 @@ class Access:
         tuples: Iterable[AccessTuple],
         context: PolicyContext,
     ) -> dict[AccessTuple, Decision]:
-        """One decision per distinct combination of access attributes; none may be missing."""
+        """One decision per distinct combination of access attributes (no OPA: PolicyUnavailable
+        for the lot)."""
         keys = list(tuples)
         decisions = await asyncio.gather(
             *(self.decide(caller, action, tuple_ref(patient, key), context) for key in keys)
         )
-        answered = dict(zip(keys, decisions, strict=True))
-        if any(UNAVAILABLE in d.reasons for d in decisions):
-            raise_unavailable()
-        return answered
+        return dict(zip(keys, decisions, strict=True))
 
     async def _record_emergency(
         self, caller: Caller, resource: ResourceRef, decision: Decision
@@ -160,9 +160,3 @@ class Access:
         }
         envelope = cloud_event(EMERGENCY_ACCESS, event, source="journal", subject=resource.patient)
         await self.outbox.insert_many(EMERGENCY_ACCESSES, [(record, [envelope])])
-
-
-def raise_unavailable() -> None:
-    raise ServiceUnavailable(
-        "No access decision could be made; access is denied.", reasons=[UNAVAILABLE]
-    )

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal
@@ -151,7 +151,71 @@ def versioned(stored: Stored, *, status_code: int = 200, location: bool = False)
         headers["Location"] = (
             f"/fhir/R4/{resource['resourceType']}/{resource['id']}/_history/{stored.version}"
         )
+    if not stored.readable:
+        # a response body is a read: the version, not the content
+        return fhir(
+            written_outcome(resource, stored.version), status_code=status_code, headers=headers
+        )
     return fhir(resource, status_code=status_code, headers=headers)
+
+
+def written_outcome(resource: dict[str, Any], version: int) -> dict[str, Any]:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "information",
+                "code": "informational",
+                "diagnostics": (
+                    f"{resource['resourceType']}/{resource['id']} version {version} recorded"
+                ),
+            }
+        ],
+    }
+
+
+def prefer_return(
+    prefer: Annotated[
+        str | None,
+        Header(
+            alias="Prefer",
+            max_length=200,
+            description=(
+                "return=representation (default: the resource, if the caller may read it; "
+                "else an OperationOutcome), return=OperationOutcome or return=minimal"
+            ),
+        ),
+    ] = None,
+) -> str:
+    """What a write answers (RFC 7240, FHIR's ``Prefer: return=``)."""
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip().lower() == "return":
+            return value.strip().strip('"')
+    return "representation"
+
+
+PreferReturn = Annotated[str, Depends(prefer_return)]
+
+
+def written(
+    stored: Stored, preference: str, *, status_code: int = 200, location: bool = False
+) -> Response:
+    """The answer to a write: the resource only when the caller read it back (``readable``)."""
+    if preference == "OperationOutcome":
+        stored = Stored(stored.resource, stored.version, readable=False)
+    response = versioned(stored, status_code=status_code, location=location)
+    if preference == "minimal":
+        return Response(status_code=status_code, headers=_metadata(response))
+    return response
+
+
+def _metadata(response: Response) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in response.headers.items()
+        if name.lower() in {"etag", "last-modified", "location"}
+    }
 
 
 # -- capabilities and the patient summary (before the generic routes) ------------------------
@@ -185,11 +249,14 @@ async def patient_summary(
     responses={**FHIR_RESPONSES, 413: {"description": "Too large"}},
     openapi_extra=BODY,
 )
-async def create(kind: KindDep, body: FhirBody, who: CallerDep, journal: Journal) -> JSONResponse:
+async def create(
+    kind: KindDep, body: FhirBody, who: CallerDep, journal: Journal, preference: PreferReturn
+) -> Response:
     """Create (201, Location, ETag ``W/"1"``). The writer's HPR number, unit, organisation and
-    municipality (from the token) are recorded with it."""
-    stored = await journal.create(who, kind, body)
-    response = versioned(stored, status_code=201, location=True)
+    municipality (from the token) are recorded with it. The body is the resource if the
+    writer may read it (a write-only client gets an OperationOutcome; see ``Prefer``)."""
+    stored = await journal.create(who, kind, body, read_back=preference != "minimal")
+    response = written(stored, preference, status_code=201, location=True)
     # Location names the resource itself (its version is in the ETag)
     response.headers["Location"] = f"/fhir/R4/{kind.name}/{stored.resource['id']}"
     return response
@@ -241,10 +308,15 @@ async def update(
     body: FhirBody,
     who: CallerDep,
     journal: Journal,
+    preference: PreferReturn,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
-) -> JSONResponse:
-    """Versioned update: If-Match ``W/"<version>"`` required (428 without, 412 if stale)."""
-    return versioned(await journal.update(who, kind, resource_id, body, if_match))
+) -> Response:
+    """Versioned update: If-Match ``W/"<version>"`` required (428 without, 412 if stale). The
+    body is the new version if the writer may read it (see ``Prefer``)."""
+    stored = await journal.update(
+        who, kind, resource_id, body, if_match, read_back=preference != "minimal"
+    )
+    return written(stored, preference)
 
 
 @router.delete("/fhir/R4/{resource_type}/{resource_id}", responses=FHIR_RESPONSES)
@@ -253,11 +325,16 @@ async def enter_in_error(
     resource_id: str,
     who: CallerDep,
     journal: Journal,
+    preference: PreferReturn,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
-) -> JSONResponse:
+) -> Response:
     """Nothing is ever deleted: DELETE records a new version with status entered-in-error
-    (If-Match optional) and returns it."""
-    return versioned(await journal.enter_in_error(who, kind, resource_id, if_match))
+    (If-Match optional) and returns it if the caller may read it (else an OperationOutcome;
+    see ``Prefer``). A system client invalidates only what it recorded (the policy decides)."""
+    stored = await journal.enter_in_error(
+        who, kind, resource_id, if_match, read_back=preference != "minimal"
+    )
+    return written(stored, preference)
 
 
 @router.get("/fhir/R4/{resource_type}/{resource_id}/_history", responses=FHIR_RESPONSES)

@@ -25,7 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from akson_common.db import Database, Document, when_not_busy
 from akson_common.errors import (
     BadRequest,
-    Forbidden,
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
@@ -42,15 +41,22 @@ from akson_common.events import (
     cloud_event,
 )
 from akson_common.outbox import Outbox
-from akson_common.policy import Action, Decision, PolicyContext, ResourceRef
+from akson_common.policy import (
+    Action,
+    Decide,
+    Decision,
+    PolicyContext,
+    PolicyUnavailable,
+    ResourceRef,
+    decide_visible,
+    refuse_unless_allowed,
+)
 from journal.access import (
     MASK_ADDRESS,
-    UNAVAILABLE,
     Access,
     Caller,
     mask_addresses,
     obligations,
-    raise_unavailable,
     resource_ref,
 )
 from journal.kinds import ENTERED_IN_ERROR, KINDS, Kind, Parsed, parse
@@ -72,10 +78,13 @@ class SupplyUse(BaseModel):
 
 @dataclass(frozen=True)
 class Stored:
-    """A resource as returned: its JSON (obligations applied) and its version."""
+    """A resource as returned: its JSON (obligations applied) and its version. After a write,
+    ``readable`` says whether the caller may read it back: a response body is a read, so a
+    write-only caller gets the version (ETag, Location) but not the content."""
 
     resource: dict[str, Any]
     version: int
+    readable: bool = True
 
 
 @dataclass(frozen=True)
@@ -128,35 +137,35 @@ class Journal:
     async def _enforce(
         self, caller: Caller, action: Action, resource: ResourceRef, context: PolicyContext
     ) -> Decision:
-        decision = await self.access.decide(caller, action, resource, context)
-        if decision.allow:
-            return decision
-        if UNAVAILABLE in decision.reasons:
-            raise_unavailable()
-        raise Forbidden("Access denied by policy.", reasons=list(decision.reasons))
+        return refuse_unless_allowed(await self.access.decide(caller, action, resource, context))
+
+    def _decider(self, caller: Caller, action: Action) -> Decide:
+        async def decide(resource: ResourceRef, context: PolicyContext) -> Decision:
+            return await self.access.decide(caller, action, resource, context)
+
+        return decide
 
     async def _visible(
         self, caller: Caller, action: Action, kind: Kind, resource_id: str
     ) -> tuple[Document, Decision, PolicyContext]:
         """The stored resource if the caller may ``action`` it; else 404 as if unknown."""
         stored = await self.store.get(resource_id)
-        if stored is None or stored["type"] != kind.name:
-            # Still asked: the attempt is logged, and no OPA means 503 here too.
-            decision = await self.access.decide(
-                caller,
-                action,
-                ResourceRef(type=kind.name, id=resource_id),
-                await self.access.context(caller, None),
-            )
-            if UNAVAILABLE in decision.reasons:
-                raise_unavailable()
-            raise not_found(kind.name, resource_id)
-        context = await self.access.context(caller, stored["patient"])
-        decision = await self.access.decide(caller, action, resource_ref(stored), context)
-        if UNAVAILABLE in decision.reasons:
-            raise_unavailable()
-        if not decision.allow:
-            raise not_found(kind.name, resource_id)
+        if stored is not None and stored["type"] != kind.name:
+            stored = None  # another type's id is unknown here
+        if stored is not None:
+            context = await self.access.context(caller, stored["patient"])
+            resource = resource_ref(stored)
+        else:
+            context = await self.access.context(caller, None)
+            resource = ResourceRef(type=kind.name, id=resource_id)
+        decision = await decide_visible(
+            self._decider(caller, action),
+            resource,
+            context,
+            known=stored is not None,
+            not_found=not_found(kind.name, resource_id),
+        )
+        assert stored is not None  # decide_visible raised for an unknown one
         return stored, decision, context
 
     @staticmethod
@@ -164,6 +173,21 @@ class Journal:
         return mask_addresses(resource) if MASK_ADDRESS in obligations(decision) else resource
 
     # -- writes ------------------------------------------------------------------------------
+
+    async def _read_back(
+        self, caller: Caller, document: Mapping[str, Any], resource: dict[str, Any], version: int
+    ) -> Stored:
+        """What a write answers: the new version if the caller may read it (decided like any
+        read), else the version without the content (also when no decision can be had: the
+        write has happened)."""
+        context = await self.access.context(caller, document["patient"])
+        try:
+            decision = await self.access.decide(caller, "read", resource_ref(document), context)
+        except PolicyUnavailable:
+            return Stored(resource, version, readable=False)
+        if not decision.allow:
+            return Stored(resource, version, readable=False)
+        return Stored(self._output(resource, decision), version)
 
     def _origin(self, caller: Caller) -> dict[str, Any]:
         principal = caller.principal
@@ -174,7 +198,9 @@ class Journal:
             "municipality": principal.municipality,
         }
 
-    def _new_ref(self, parsed: Parsed, origin: dict[str, Any], resource_id: str) -> ResourceRef:
+    def _new_ref(
+        self, parsed: Parsed, origin: dict[str, Any], resource_id: str, *, existing: bool = False
+    ) -> ResourceRef:
         return resource_ref(
             {
                 "_id": resource_id,
@@ -184,7 +210,8 @@ class Journal:
                 "sensitivity": parsed.sensitivity,
                 "withheld": parsed.withheld_from_patient,
                 **origin,
-            }
+            },
+            existing=existing,
         )
 
     def _versioned(
@@ -226,7 +253,9 @@ class Journal:
             "updated_at": moment,
         }
 
-    async def create(self, caller: Caller, kind: Kind, body: Any) -> Stored:
+    async def create(
+        self, caller: Caller, kind: Kind, body: Any, *, read_back: bool = True
+    ) -> Stored:
         parsed = parse(kind, body)
         resource_id = str(uuid.uuid4())
         origin = self._origin(caller)
@@ -247,19 +276,36 @@ class Journal:
         events = self._events(kind, document, previous=None)
         document["finished"] = _finished(document)
         await self.store.insert(document, events)
-        return Stored(resource, 1)
+        if read_back:
+            return await self._read_back(caller, document, resource, 1)
+        return Stored(resource, 1, readable=False)
 
     async def update(
-        self, caller: Caller, kind: Kind, resource_id: str, body: Any, if_match: str | None
+        self,
+        caller: Caller,
+        kind: Kind,
+        resource_id: str,
+        body: Any,
+        if_match: str | None,
+        *,
+        read_back: bool = True,
     ) -> Stored:
         expected = expected_version(if_match, required=True)
         if isinstance(body, dict) and body.get("id") not in (None, resource_id):
             raise BadRequest("the resource id differs from the URL")
         parsed = parse(kind, body)
-        return await self._next_version(caller, kind, resource_id, parsed, expected)
+        return await self._next_version(
+            caller, kind, resource_id, parsed, expected, read_back=read_back
+        )
 
     async def enter_in_error(
-        self, caller: Caller, kind: Kind, resource_id: str, if_match: str | None
+        self,
+        caller: Caller,
+        kind: Kind,
+        resource_id: str,
+        if_match: str | None,
+        *,
+        read_back: bool = True,
     ) -> Stored:
         """Nothing is deleted: the resource gets a new version with status entered-in-error."""
         expected = expected_version(if_match, required=False)
@@ -267,7 +313,9 @@ class Journal:
         resource = {k: v for k, v in stored["resource"].items() if k != "meta"}
         kind.mark_entered_in_error(resource)
         parsed = parse(kind, resource)
-        return await self._next_version(caller, kind, resource_id, parsed, expected, stored)
+        return await self._next_version(
+            caller, kind, resource_id, parsed, expected, stored, read_back=read_back
+        )
 
     async def _next_version(
         self,
@@ -277,6 +325,8 @@ class Journal:
         parsed: Parsed,
         expected: int | None,
         stored: Document | None = None,
+        *,
+        read_back: bool = True,
     ) -> Stored:
         if stored is None:
             stored, _, context = await self._visible(caller, "write", kind, resource_id)
@@ -290,7 +340,7 @@ class Journal:
                 errors=[{"loc": [kind.patient_field], "msg": "patient changed"}],
             )
         origin = {k: stored.get(k) for k in ("author", "unit", "organisation", "municipality")}
-        changed = self._new_ref(parsed, origin, resource_id)
+        changed = self._new_ref(parsed, origin, resource_id, existing=True)
         if changed != resource_ref(stored):
             # Reclassifying (category, sensitivity, withheld) must be allowed for the new
             # attributes too.
@@ -308,7 +358,9 @@ class Journal:
         changes["finished"] = bool(stored.get("finished")) or _finished(after)
         if await self.store.replace(stored, changes, events) is None:
             raise PreconditionFailed("the resource changed meanwhile; read it again")
-        return Stored(resource, version)
+        if read_back:
+            return await self._read_back(caller, {**after, **changes}, resource, version)
+        return Stored(resource, version, readable=False)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -357,13 +409,13 @@ class Journal:
         earlier = await self.store.version(resource_id, version)
         if earlier is None or version > stored["version"]:
             raise NotFound(f"{kind.name}/{resource_id} has no version {version}")
-        older = await self.access.decide(
-            caller, "read", resource_ref({**earlier, "_id": resource_id}), context
+        older = await decide_visible(
+            self._decider(caller, "read"),
+            resource_ref({**earlier, "_id": resource_id}),
+            context,
+            known=True,
+            not_found=NotFound(f"{kind.name}/{resource_id} has no version {version}"),
         )
-        if UNAVAILABLE in older.reasons:
-            raise_unavailable()
-        if not older.allow:
-            raise NotFound(f"{kind.name}/{resource_id} has no version {version}")
         return Stored(self._output(earlier["resource"], older), version)
 
     async def history(self, caller: Caller, kind: Kind, resource_id: str) -> list[dict[str, Any]]:
@@ -403,9 +455,7 @@ class Journal:
             # Nothing matches; the search is still decided (and logged), so a stopped OPA
             # gives 503 whether or not there was anything to find.
             probe = ResourceRef(type=kind.name, patient=patient, category=parameters.category)
-            decision = await self.access.decide(caller, "search", probe, context)
-            if UNAVAILABLE in decision.reasons:
-                raise_unavailable()
+            await self.access.decide(caller, "search", probe, context)
             return SearchPage([], 0, None)
         decisions = await self._decide_entries(caller, "search", patient, entries, context)
         visible = _newest_first([e for e in entries if decisions[_access(e)].allow])
@@ -461,9 +511,7 @@ class Journal:
         ]
         if not entries:
             probe = ResourceRef(type="Patient", patient=patient)
-            decision = await self.access.decide(caller, "read", probe, context)
-            if UNAVAILABLE in decision.reasons:
-                raise_unavailable()
+            await self.access.decide(caller, "read", probe, context)
             return []
         decisions = await self._decide_entries(caller, "read", patient, entries, context)
         chosen: list[dict[str, Any]] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
@@ -17,6 +17,7 @@ from akson_common.policy import (
     PolicyContext,
     PolicyEnforcementPoint,
     ResourceRef,
+    written_unread,
 )
 from masterdata import fhir
 from masterdata.imports import parse_lines
@@ -65,12 +66,28 @@ async def about_patient(
     service: MasterData,
 ) -> Decision:
     """Ask about a patient's master data, giving the policy that patient's active relations."""
+    resource = ResourceRef(type=resource_type, patient=patient, category=DEMOGRAPHICS)
+    context = await patient_context(service, patient)
+    return await policy.enforce(principal, action, resource, context)
+
+
+async def patient_context(service: MasterData, patient: str | None) -> PolicyContext:
     relations = await service.active_care_relations(patient) if patient else []
-    context = PolicyContext(
+    return PolicyContext(
         care_relations=[{**r.model_dump(mode="json"), "active": True} for r in relations]
     )
+
+
+async def read_back_patient(
+    policy: PolicyEnforcementPoint,
+    principal: Principal,
+    resource_type: str,
+    patient: str,
+    service: MasterData,
+) -> Decision | None:
+    """What a write about a patient answers is a read of it (None: answer without it)."""
     resource = ResourceRef(type=resource_type, patient=patient, category=DEMOGRAPHICS)
-    return await policy.enforce(principal, action, resource, context)
+    return await policy.read_back(principal, resource, await patient_context(service, patient))
 
 
 def _same_key(path_value: str, body_value: str, name: str) -> None:
@@ -83,13 +100,18 @@ async def directory_write(
     principal: Principal,
     resource_type: str,
     register: Register[In, Stored],
+    key_field: str,
     path_key: str,
     record: In,
-) -> Stored:
-    """Create or update a directory record (idempotent): the path names the record."""
+) -> Stored | Response:
+    """Create or update a directory record (idempotent): the path names the record. The
+    answer is the record if the writer may read it back, else only its identifier."""
     _same_key(path_key, register.key(record), "the identifier")
     await policy.enforce(principal, "write", ResourceRef(type=resource_type), REGISTRY)
-    return await register.save(record)
+    saved = await register.save(record)
+    if await policy.read_back(principal, ResourceRef(type=resource_type), PolicyContext()):
+        return saved
+    return written_unread(200, {key_field: path_key})
 
 
 def _next_link(request: Request, after: str | None) -> str | None:
@@ -113,13 +135,16 @@ async def put_person(
     principal: CurrentPrincipal,
     policy: Policy,
     service: Service,
-) -> PersonPublic:
-    """Create or update a person from the population register (idempotent)."""
+) -> PersonPublic | Response:
+    """Create or update a person from the population register (idempotent); the person as
+    stored (never the address) if the writer may read it back, else only the identifier."""
     _same_key(national_id, person.national_id, "national_id")
     await policy.enforce(
         principal, "write", ResourceRef(type="Patient", patient=national_id), REGISTRY
     )
     saved = await service.persons.save(person)
+    if await read_back_patient(policy, principal, "Patient", national_id, service) is None:
+        return written_unread(200, {"national_id": national_id})
     return public_view(saved, address_allowed=False)
 
 
@@ -182,9 +207,15 @@ async def put_practitioner(
     principal: CurrentPrincipal,
     policy: Policy,
     service: Service,
-) -> Practitioner:
+) -> Practitioner | Response:
     return await directory_write(
-        policy, principal, "Practitioner", service.practitioners, hpr_number, practitioner
+        policy,
+        principal,
+        "Practitioner",
+        service.practitioners,
+        "hpr_number",
+        hpr_number,
+        practitioner,
     )
 
 
@@ -230,9 +261,15 @@ async def put_organisation(
     principal: CurrentPrincipal,
     policy: Policy,
     service: Service,
-) -> Organisation:
+) -> Organisation | Response:
     return await directory_write(
-        policy, principal, "Organization", service.organisations, org_number, organisation
+        policy,
+        principal,
+        "Organization",
+        service.organisations,
+        "org_number",
+        org_number,
+        organisation,
     )
 
 
@@ -308,10 +345,14 @@ async def end_care_relation(
     principal: CurrentPrincipal,
     policy: Policy,
     service: Service,
-) -> CareRelationList:
-    """End a relation on ``period_end`` (inclusive); returns the relation as ended."""
+) -> CareRelationList | Response:
+    """End a relation on ``period_end`` (inclusive); returns the relation as ended if the
+    writer may read it back, else only its identifier."""
     await policy.enforce(principal, "write", ResourceRef(type="CareRelation"), REGISTRY)
-    return CareRelationList(items=[await service.end_care_relation(relation_id, end.period_end)])
+    ended = await service.end_care_relation(relation_id, end.period_end)
+    if await read_back_patient(policy, principal, "CareRelation", ended.patient, service) is None:
+        return written_unread(200, {"relation_id": relation_id})
+    return CareRelationList(items=[ended])
 
 
 # -- bulk import -----------------------------------------------------------------------------

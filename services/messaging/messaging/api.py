@@ -20,7 +20,7 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
@@ -32,7 +32,13 @@ from akson_common.errors import (
     error_response,
 )
 from akson_common.events import OutboundStatus
-from akson_common.policy import Action, Policy, PolicyEnforcementPoint, ResourceRef
+from akson_common.policy import (
+    Action,
+    Policy,
+    PolicyEnforcementPoint,
+    ResourceRef,
+    written_unread,
+)
 from messaging.models import (
     InboundAnswer,
     InboundList,
@@ -63,11 +69,48 @@ async def authorize(
     service: Messaging,
     patient: str | None,
     category: str | None = None,
-    message_id: str | None = None,
 ) -> None:
+    """Ask about a patient's messages as a whole (send, list): 403 when refused."""
+    context = await service.policy_context(patient)
+    resource = ResourceRef(type=RESOURCE_TYPE, patient=patient, category=category)
+    await policy.enforce(principal, action, resource, context)
+
+
+async def visible(
+    policy: PolicyEnforcementPoint,
+    principal: Principal,
+    action: Action,
+    service: Messaging,
+    message_id: str,
+    found: OutboundMessage | InboundMessage | None,
+    category: str | None,
+) -> None:
+    """Decide ``action`` on one message: 404 alike when unknown or refused."""
+    patient = found.patient if found is not None else None
     context = await service.policy_context(patient)
     resource = ResourceRef(type=RESOURCE_TYPE, patient=patient, category=category, id=message_id)
-    await policy.enforce(principal, action, resource, context)
+    await policy.visible(
+        principal,
+        action,
+        resource,
+        context,
+        known=found is not None,
+        not_found=NotFound("no such message"),
+    )
+
+
+async def read_back(
+    policy: PolicyEnforcementPoint,
+    principal: Principal,
+    service: Messaging,
+    message: OutboundMessage,
+) -> bool:
+    """A response body is a read: may the writer read the message it queued?"""
+    context = await service.policy_context(message.patient)
+    resource = ResourceRef(
+        type=RESOURCE_TYPE, patient=message.patient, category=message.category, id=message.id
+    )
+    return await policy.read_back(principal, resource, context) is not None
 
 
 def _public(message: OutboundMessage) -> dict[str, Any]:
@@ -82,13 +125,9 @@ async def readable(
     service: Messaging,
 ) -> OutboundMessage:
     message = await service.queue.get(message_id)
-    if message is None:
-        # the same answer whether it does not exist or is not yours to know about
-        await authorize(policy, principal, action, service, None)
-        raise NotFound("no such message")
-    await authorize(
-        policy, principal, action, service, message.patient, message.category, message.id
-    )
+    category = message.category if message is not None else None
+    await visible(policy, principal, action, service, message_id, message, category)
+    assert message is not None  # visible raised for an unknown one
     return message
 
 
@@ -103,13 +142,14 @@ async def send_message(
     principal: CurrentPrincipal,
     policy: Policy,
     service: Service,
-) -> JSONResponse:
+) -> Response:
     """Queue a message; the policy is asked before anything about the patient can leave."""
     await authorize(policy, principal, "write", service, request.patient, request.category)
     message = await service.send(request, principal)
-    return JSONResponse(
-        _public(message), status_code=202, headers={"Location": f"/messages/{message.id}"}
-    )
+    location = {"Location": f"/messages/{message.id}"}
+    if not await read_back(policy, principal, service, message):
+        return written_unread(202, {"id": message.id}, location)
+    return JSONResponse(_public(message), status_code=202, headers=location)
 
 
 # -- inbound (declared before /messages/{id}) -----------------------------------------------
@@ -159,10 +199,8 @@ async def get_inbound(
     message_id: str, principal: CurrentPrincipal, policy: Policy, service: Service
 ) -> InboundMessage:
     message = await service.inbound.get(message_id)
-    if message is None:
-        await authorize(policy, principal, "read", service, None)
-        raise NotFound("no such message")
-    await authorize(policy, principal, "read", service, message.patient, "general", message.id)
+    await visible(policy, principal, "read", service, message_id, message, "general")
+    assert message is not None  # visible raised for an unknown one
     return message
 
 
@@ -205,7 +243,10 @@ async def get_message(
 )
 async def resend_message(
     message_id: str, principal: CurrentPrincipal, policy: Policy, service: Service
-) -> JSONResponse:
+) -> Response:
     """Put a dead-lettered message back in the queue, its attempts starting over."""
     message = await readable(message_id, "write", principal, policy, service)
-    return JSONResponse(_public(await service.resend(message)))
+    queued = await service.resend(message)
+    if not await read_back(policy, principal, service, queued):
+        return written_unread(200, {"id": queued.id})
+    return JSONResponse(_public(queued))

@@ -16,7 +16,12 @@ from typing import Any
 from akson_common.auth import Principal
 from akson_common.errors import BadRequest, Conflict, Unprocessable
 from akson_common.events import Delivery, DocumentRecordedV1, Outcome
-from akson_common.policy import PolicyContext, PolicyEnforcementPoint, ResourceRef
+from akson_common.policy import (
+    PolicyContext,
+    PolicyEnforcementPoint,
+    PolicyUnavailable,
+    ResourceRef,
+)
 from akson_common.projections import PatientProjections
 from messaging import fhir
 from messaging.directory import Directory
@@ -188,10 +193,11 @@ class Messaging:
                 municipality=event.municipality,
                 author=event.author,
             )
-            decision = await self.pep.decide(SYSTEM_PRINCIPAL, "write", resource, context)
+            try:
+                decision = await self.pep.decide(SYSTEM_PRINCIPAL, "write", resource, context)
+            except PolicyUnavailable:
+                return Outcome.RETRY  # no decision yet: ask again on redelivery
             if not decision.allow:
-                if "policy_unavailable" in decision.reasons:
-                    return Outcome.RETRY  # no decision yet: ask again on redelivery
                 log.warning(
                     "automatic dispatch refused by policy",
                     extra={"document_id": event.document_id, "reasons": list(decision.reasons)},

@@ -94,6 +94,9 @@ _tables_audit_types := data.akson.authz.audit_types
 _tables_auditor_writable_types := data.akson.authz.auditor_writable_types
 
 # regal ignore:unresolved-reference
+_tables_citizen_audit_types := data.akson.authz.citizen_audit_types
+
+# regal ignore:unresolved-reference
 _tables_emergency := data.akson.authz.emergency
 
 # --- outcome -------------------------------------------------------------------------
@@ -174,6 +177,7 @@ _withheld_from_patient if {
 _practitioner_granted if {
 	_is_practitioner
 	_action_supported
+	_open_to_non_auditors
 	_purpose_allowed
 	_has_care_relation
 	_profession_allowed
@@ -245,6 +249,7 @@ _citizen_granted if {
 	_action_supported
 	_own_record
 	not _withheld_from_patient
+	_open_to_non_auditors
 }
 
 _own_record if {
@@ -265,6 +270,8 @@ _system_granted if {
 	_action_supported
 	not _sharing_purpose
 	_has_required_scope
+	_open_to_non_auditors
+	not _changes_others_record
 }
 
 _required_scope := concat(".", [input.resource.type, input.action]) if {
@@ -277,6 +284,32 @@ _has_required_scope if {
 	_required_scope in input.subject.scopes
 }
 
+# A scope lets a client deliver new records; changing or invalidating one that exists
+# (resource.existing) needs the record to be the client's own: recorded by it (author) or by
+# its organisation. Anything but a boolean in resource.existing counts as existing (fails closed).
+_changes_others_record if {
+	input.action == "write"
+	_changes_existing
+	not _recorded_by_subject
+}
+
+_changes_existing if input.resource.existing == true
+
+_changes_existing if {
+	existing := input.resource.existing
+	not is_boolean(existing)
+}
+
+_recorded_by_subject if {
+	_nonempty_string(input.subject.id)
+	input.resource.author == input.subject.id
+}
+
+_recorded_by_subject if {
+	_nonempty_string(input.subject.organisation)
+	input.resource.organisation == input.subject.organisation
+}
+
 # --- system client for NAV / child welfare: the citizen's sharing consent -----------
 
 _sharing_purpose if input.context.purpose in _tables_purposes.sharing_consent
@@ -286,6 +319,7 @@ _sharing_consent_granted if {
 	_action_supported
 	input.action in _read_actions
 	_sharing_purpose
+	_open_to_non_auditors
 	_nonempty_string(input.subject.organisation)
 	_nonempty_string(input.resource.category)
 	some directive in _directives
@@ -294,6 +328,20 @@ _sharing_consent_granted if {
 	directive.purpose == input.context.purpose
 	is_array(directive.categories)
 	input.resource.category in directive.categories
+}
+
+# --- audit data is for auditors -----------------------------------------------------
+# Decision records and everything derived from them (exports, gaps, signals, reviews) are
+# the auditor's alone, whatever other basis would match (own record, scope, care relation);
+# the one exception is the citizen's own access log (citizen_audit_types).
+
+_audit_data if input.resource.type in _tables_audit_types
+
+_open_to_non_auditors if not _audit_data
+
+_open_to_non_auditors if {
+	_is_citizen
+	input.resource.type in _tables_citizen_audit_types
 }
 
 # --- auditor: audit data only, never clinical types ---------------------------------
