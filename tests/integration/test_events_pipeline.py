@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -128,3 +129,50 @@ def test_the_trimmer_never_drops_an_entry_a_group_has_not_acknowledged(
     finally:
         client.delete(stream)
         client.close()
+
+
+# The consumer away for longer than the sidecar's old delivery window (10 exponential retries,
+# at most 10 s apart: about 45-60 s, after which Dapr 1.18 forwarded a bulk subscription's
+# failed entries to the dead-letter topic and acknowledged them).
+OUTAGE_SECONDS = 75.0
+AWAY = 40
+
+
+def test_a_consumer_away_longer_than_the_retry_window_still_gets_every_event(
+    platform: Platform,
+) -> None:
+    """consent's app is stopped (its sidecar stays: every delivery fails) while persons are
+    imported, for longer than the old window; once it is back, every event is applied once
+    and none went to the dead letters."""
+    patients = [new_patient_id() for _ in range(AWAY)]
+    token = platform.token("masterdata", subject="registry-sync", kind="system", scope=SCOPES)
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/x-ndjson"}
+    persons = [
+        {"national_id": p, "given_name": "Away", "family_name": "Consumer", "municipality": "4601"}
+        for p in patients
+    ]
+    platform.stack.stop("consent-app")
+    stopped = time.monotonic()
+    try:
+        answer = httpx.post(
+            f"{platform.url('masterdata')}/import/persons",
+            content=ndjson(persons),
+            headers=headers,
+            timeout=60.0,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["created"] == AWAY
+        # the others get them meanwhile: the events are on the stream, consent's are failing
+        eventually(lambda: held(platform, "journal", "patients", patients) == AWAY, timeout=30.0)
+        time.sleep(max(0.0, stopped + OUTAGE_SECONDS - time.monotonic()))
+    finally:
+        platform.stack.start("consent-app")
+    eventually(
+        lambda: held(platform, "consent", "patients", patients, applied_changes=1) == AWAY,
+        timeout=60.0,
+        interval=1.0,
+    )
+    dead = {
+        event["data"].get("national_id") for event in platform.events(PERSON_CHANGED.dead_letter)
+    }
+    assert not dead & set(patients), "an event of the outage went to the dead letters"
