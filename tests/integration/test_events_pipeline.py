@@ -1,6 +1,8 @@
 """The event pipeline on the real stack: a master-data import larger than the stream cap reaches
 every consumer's projection complete (bulk publish, bulk subscriptions, batched writes), while
-the streams are trimmed, but only of what every consumer group has acknowledged."""
+the streams are trimmed, but only of what every consumer group has acknowledged; a consumer away
+for longer than the sidecar's retries still gets every event; the enforced-decision batches
+behind every authorised read do not pile up in the outbox."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from streams import StreamTrimmer, trim_stream
 
 from akson_common.events import CARE_RELATION_CHANGED, PERSON_CHANGED
 from tests.integration.conftest import Platform, eventually
+from tests.integration.test_audit_completeness import read_once, recorded_document, where
+from tests.integration.test_foundation import gp_headers
 from tests.support import new_patient_id
 
 pytestmark = pytest.mark.integration
@@ -176,3 +180,21 @@ def test_a_consumer_away_longer_than_the_retry_window_still_gets_every_event(
         event["data"].get("national_id") for event in platform.events(PERSON_CHANGED.dead_letter)
     }
     assert not dead & set(patients), "an event of the outage went to the dead letters"
+
+
+def test_enforced_decision_batches_leave_the_outbox_once_published(
+    platform: Platform, http: httpx.Client
+) -> None:
+    """Every authorised read is reported as enforced through journal's outbox (one
+    ``enforced_decisions`` document a second): once audit has the decisions, journal keeps
+    none of those documents (they were kept for ever, and every relay round scanned them)."""
+    hpr = "9144971"
+    url = recorded_document(http, platform, new_patient_id(), hpr)
+    headers = gp_headers(platform, hpr)
+    decisions: list[str] = []
+    for _ in range(12):
+        decisions += read_once(http, url, headers)
+        time.sleep(0.25)  # the reads span several one-second batches
+    eventually(lambda: where(platform, decisions)["stored"] == set(decisions), timeout=30.0)
+    enforced = platform.db("journal")["enforced_decisions"]
+    eventually(lambda: enforced.count_documents({}) == 0, timeout=15.0)

@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
-from pymongo.operations import ReplaceOne, UpdateOne
+from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 Document = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 DUPLICATE_KEY = 11000
-WriteOperation = UpdateOne | ReplaceOne[Document]
+WriteOperation = UpdateOne | ReplaceOne[Document] | DeleteOne
 # FerretDB v1 keeps the query of every statement of an update command open (one PostgreSQL
 # connection each) until the whole command ends (``defer`` in its loop, handler/msg_update.go):
 # a bulk write of 50 statements takes its whole pool (``pool_max_conns``, 50) and deadlocks it,

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
-from pymongo import IndexModel, UpdateOne
+from pymongo import DeleteOne, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
@@ -39,7 +39,6 @@ _tracer = trace.get_tracer("akson.outbox")
 
 OUTBOX_FIELD = "_outbox"
 DUPLICATE_KEY = 11000
-IDLE_BACKOFF = 16
 RELAY_CHUNK = 200
 RELAY_CONCURRENCY = 16
 # An event the sidecar refuses as such (a 4xx other than timeout/too-many) is a poison pill: it
@@ -50,6 +49,11 @@ DEAD_LETTERS = "outbox_dead_letters"
 # Published events that are still to be pulled from their documents, one document per relay
 # chunk (see Outbox.compact_once)
 SENT = "outbox_sent"
+# The full sweep (a scan of every tracked collection: FerretDB v1 pushes no ``$exists`` down)
+# runs at start-up, after a failure, and otherwise this rarely: it is for what another process
+# left behind (a replica that crashed and was not restarted); this process relays what it
+# wrote from memory.
+SAFETY_SWEEP_SECONDS = 600.0
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
@@ -59,6 +63,8 @@ class Outbox:
         self.publisher = publisher
         self.sweep_seconds = sweep_seconds
         self.collections: list[str] = []
+        # collections whose documents only carry events: deleted once their events are out
+        self._carriers: set[str] = set()
         # documents written by this process with events not yet relayed, with those events as
         # written (the document's whole pending array): relayed from memory, so the relay
         # reads nothing back (FerretDB v1 scans the collection for an ``_id`` ``$in`` and for
@@ -75,8 +81,13 @@ class Outbox:
         self._sent_ids: set[str] = set()
         self._markers_loaded = False
 
-    def track(self, collection: str) -> None:
-        """Declare a collection whose documents may carry pending events."""
+    def track(self, collection: str, *, keep: bool = True) -> None:
+        """Declare a collection whose documents may carry pending events. ``keep=False``: its
+        documents exist only to carry their events (enforced decision batches) and are deleted,
+        each by its ``_id``, once those are on the broker; otherwise they are kept and only
+        their published events are pulled."""
+        if not keep:
+            self._carriers.add(collection)
         if collection not in self.collections:
             self.collections.append(collection)
             self.database.declare_indexes(
@@ -228,6 +239,12 @@ class Outbox:
             done.extend(envelope for round_ in by_topic.values() for envelope in round_)
         if not done:
             return 0
+        if collection.name in self._carriers:
+            # every event of the chunk is out (or dead-lettered): the carriers go, one delete
+            # by _id each (a filter on anything else scans in FerretDB v1)
+            deletes = [(d["_id"], DeleteOne({"_id": d["_id"]})) for d in documents]
+            await bulk_write_in_rounds(collection, deletes)
+            return len(done)
         if not defer_pull:
             return await _pull(collection, documents, done)
         published = {id(envelope) for envelope in done}
@@ -332,9 +349,9 @@ class Outbox:
             await self.publisher.publish(envelope)
 
     async def _run(self) -> None:
-        # Woken by a write: relay what this process wrote, by _id. A full sweep (which reads
-        # every tracked collection) runs at start-up, after a failure, and otherwise at most
-        # every sweep interval, backing off up to IDLE_BACKOFF intervals while it finds nothing.
+        # Woken by a write: relay what this process wrote, from memory. The full sweep (which
+        # scans every tracked collection) runs at start-up and after a failure, again every
+        # sweep interval while it finds something, otherwise every SAFETY_SWEEP_SECONDS.
         # Published events are pulled from their documents when nothing waits to be published.
         full_every = self.sweep_seconds
         last_full = -float("inf")
@@ -358,11 +375,8 @@ class Outbox:
                 if due and not self._to_compact:
                     found = await self.relay_once()
                     last_full = asyncio.get_running_loop().time()
-                    full_every = (
-                        min(full_every * 2, self.sweep_seconds * IDLE_BACKOFF)
-                        if found == 0
-                        else self.sweep_seconds
-                    )
+                    # found something: more may be left behind, look again soon
+                    full_every = SAFETY_SWEEP_SECONDS if found == 0 else self.sweep_seconds
             except Exception as error:
                 # The sidecar or broker is away: keep the events and try again shortly.
                 log.warning(
