@@ -14,7 +14,7 @@ SERVICE_PACKAGES := $(patsubst %/main.py,%,$(wildcard services/*/*/main.py))
 # the runtime policies OPA serves in the chart: no tests, no manifest checks (one source: policies/)
 CHART_POLICIES ?= charts/akson/files/policies
 
-.PHONY: help up down status soak upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access bench-audit load profile seed clean
+.PHONY: help up down status soak upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access bench-audit bench-events load profile seed clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,7 +72,7 @@ chart-test: venv tools ## helm lint/template, kubeconform (Kubernetes + Dapr CRD
 
 test: lint unit policy-test chart-test integration ## everything CI runs
 
-bench: bench-foundation bench-access bench-audit ## every benchmark below
+bench: bench-foundation bench-access bench-audit bench-events ## every benchmark below
 
 bench-foundation: venv tools ## FerretDB, OPA decisions, a policy-checked journal read, identity
 	$(RUN) python loadtests/bench_foundation.py
@@ -97,3 +97,6 @@ seed: venv ## generate the synthetic population (.run/seed/*.ndjson) and load it
 
 clean: down ## remove run folders (the tool cache stays)
 	rm -rf .run
+
+bench-events: venv tools ## the event pipeline: a master-data import to every consumer's projection (ARGS="--persons N", default 100000)
+	$(RUN) python loadtests/bench_events.py $(ARGS)

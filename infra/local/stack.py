@@ -46,6 +46,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from streams import DEFAULT_CAP, StreamTrimmer
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "infra" / "local"
 DEFAULT_RUN_DIR = ROOT / ".run"
@@ -1016,14 +1018,25 @@ class Supervisor:
         self.log = supervisor_logger(stack.run_dir)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="akson-supervisor", daemon=True)
+        self.trimmer: StreamTrimmer | None = None
 
     def start(self) -> None:
         self.log.info("supervising %d processes", len(self.stack.processes))
         self._thread.start()
+        # the pub/sub streams are bounded by this trimmer, never by the broker (streams.py)
+        secrets_file = self.stack.run_dir / "secrets" / "tokens.json"
+        self.trimmer = StreamTrimmer(
+            self.stack.endpoints["redis"]["address"],
+            json.loads(secrets_file.read_text())["redis_password"],
+            cap=int(os.environ.get("AKSON_STREAM_CAP", DEFAULT_CAP)),
+        )
+        self.trimmer.start()
 
     def stop(self) -> None:
         self._stopping.set()
         self._thread.join(timeout=30.0)
+        if self.trimmer is not None:
+            self.trimmer.stop()
         self.log.info("supervision stopped")
 
     def _run(self) -> None:

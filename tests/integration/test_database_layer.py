@@ -72,6 +72,11 @@ class RecordingPublisher:
             raise ConnectionError("sidecar away")
         self.published.append(envelope)
 
+    async def publish_bulk(self, topic: str, envelopes: list[dict[str, Any]]) -> set[str]:
+        for envelope in envelopes:
+            await self.publish(envelope)
+        return set()
+
 
 async def test_outbox_keeps_events_until_published_and_publishes_in_order(
     database: Database,

@@ -126,6 +126,7 @@ def create_service(
         if on_startup is not None:
             await on_startup(platform)
         platform.outbox.start()
+        platform.subscriptions.start()
         enforcement.start()
         try:
             yield
@@ -133,6 +134,7 @@ def create_service(
             if on_shutdown is not None:
                 await on_shutdown(platform)
             await enforcement.stop()
+            await platform.subscriptions.stop()
             await platform.outbox.stop()
             await platform.pep.close()
             await http.aclose()

@@ -18,14 +18,39 @@ from pydantic import BaseModel
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 Document = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
 
 T = TypeVar("T")
 
-__all__ = ["Database", "Document", "DuplicateKeyError", "Page", "Repository", "when_not_busy"]
+__all__ = [
+    "Database",
+    "Document",
+    "DuplicateKeyError",
+    "Page",
+    "Repository",
+    "bulk_write_in_rounds",
+    "insert_new",
+    "insert_or_write",
+    "rounds",
+    "when_not_busy",
+]
+
+DUPLICATE_KEY = 11000
+WriteOperation = UpdateOne | ReplaceOne[Document] | DeleteOne
+# FerretDB v1 keeps the query of every statement of an update command open (one PostgreSQL
+# connection each) until the whole command ends (``defer`` in its loop, handler/msg_update.go):
+# a bulk write of 50 statements takes its whole pool (``pool_max_conns``, 50) and deadlocks it,
+# every client included. Measured: an outbox pull of 200 documents left 49 done and FerretDB
+# stuck.
+# No command carries more than this many statements, and one process sends one such command at
+# a time (``_bulk_commands``): at most 4 connections per service are held that way, 24 over the
+# six services, well under the pool, with room for every other client.
+BULK_WRITE_STATEMENTS = 4
+_bulk_commands = asyncio.Semaphore(1)
 
 
 async def when_not_busy(write: Callable[[], Awaitable[T]], attempts: int = 6) -> T:
@@ -42,6 +67,76 @@ async def when_not_busy(write: Callable[[], Awaitable[T]], attempts: int = 6) ->
                 raise
             await asyncio.sleep(0.05 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def rounds(items: Sequence[T], key: Callable[[T], Any]) -> list[list[T]]:
+    """``items`` split into rounds that never hold two items with the same key: the n-th item of
+    a key goes into round n, so applying the rounds one after the other keeps each key's order
+    while everything in one round can be applied at once (a bulk write has no order)."""
+    split: list[list[T]] = []
+    seen: dict[Any, int] = {}
+    for item in items:
+        n = seen.get(key(item), 0)
+        seen[key(item)] = n + 1
+        if n == len(split):
+            split.append([])
+        split[n].append(item)
+    return split
+
+
+async def insert_new(collection: AsyncCollection[Document], documents: list[Document]) -> set[Any]:
+    """Insert ``documents`` in one unordered batch; return the ``_id`` of those that existed
+    already (every other failure is raised)."""
+    if not documents:
+        return set()
+    try:
+        await when_not_busy(lambda: collection.insert_many(documents, ordered=False))
+    except BulkWriteError as error:
+        failures = error.details.get("writeErrors", [])
+        if any(failure.get("code") != DUPLICATE_KEY for failure in failures):
+            raise
+        return {documents[failure["index"]]["_id"] for failure in failures}
+    return set()
+
+
+async def bulk_write_in_rounds(
+    collection: AsyncCollection[Document],
+    operations: Sequence[tuple[Any, WriteOperation]],
+    *,
+    duplicates_expected: bool = False,
+) -> None:
+    """Apply ``(document key, operation)`` pairs in rounds (:func:`rounds`, each document's
+    operations in order), each round in unordered ``bulk_write`` commands of at most
+    :data:`BULK_WRITE_STATEMENTS` statements. ``duplicates_expected``: an upsert whose filter
+    did not match an existing document (a version guard) is no error."""
+    for batch in rounds(operations, key=lambda pair: pair[0]):
+        for start in range(0, len(batch), BULK_WRITE_STATEMENTS):
+            requests = [operation for _, operation in batch[start : start + BULK_WRITE_STATEMENTS]]
+            try:
+                async with _bulk_commands:
+                    await when_not_busy(lambda r=requests: collection.bulk_write(r, ordered=False))  # type: ignore[misc]
+            except BulkWriteError as error:
+                failures = error.details.get("writeErrors", [])
+                if not duplicates_expected or any(
+                    failure.get("code") != DUPLICATE_KEY for failure in failures
+                ):
+                    raise
+
+
+async def insert_or_write(
+    collection: AsyncCollection[Document],
+    changes: Sequence[tuple[Any, Document, WriteOperation]],
+) -> None:
+    """``(key, the document if new, the write if it exists)`` per change, in rounds: the new
+    documents of a round in one ``insert_many``, the writes only for those that existed. An
+    import creates almost every projection document, and a batch insert is one statement
+    where every update is a query and a write."""
+    for batch in rounds(changes, key=lambda change: change[0]):
+        existed = await insert_new(collection, [document for _, document, _ in batch])
+        await bulk_write_in_rounds(
+            collection,
+            [(key, write) for key, document, write in batch if document["_id"] in existed],
+        )
 
 
 class WriteLocks:
@@ -255,3 +350,12 @@ class Repository(Generic[M]):
     async def upsert(self, entity: M) -> None:
         document = self.to_document(entity)
         await self.collection.replace_one({"_id": document["_id"]}, document, upsert=True)
+
+    async def upsert_many(self, entities: Sequence[M]) -> None:
+        """Replace or insert every entity with one bulk write per round (one entity's
+        versions in the order given)."""
+        documents = [self.to_document(entity) for entity in entities]
+        await insert_or_write(
+            self.collection,
+            [(d["_id"], d, ReplaceOne({"_id": d["_id"]}, d, upsert=True)) for d in documents],
+        )

@@ -3,7 +3,8 @@ enforced, so `audit` can reconcile them with OPA's (best-effort) decision log.
 
 Decisions are buffered in memory and written every ``flush_seconds`` as ONE outbox document
 holding the batch and its `policy.decision.enforced` event — one database write per batch, not
-per request. A crash can lose at most the unflushed batch; audit then sees those decisions in
+per request — deleted once the event is on the broker (the collection holds only what is still
+to be published). A crash can lose at most the unflushed batch; audit then sees those decisions in
 OPA's log only and reports them as a gap (loud, never silent).
 """
 
@@ -35,7 +36,7 @@ class EnforcementLog:
         self.flush_seconds = flush_seconds
         self._pending: list[EnforcedDecision] = []
         self._task: asyncio.Task[None] | None = None
-        outbox.track(ENFORCED)
+        outbox.track(ENFORCED, keep=False)  # a batch is only its event: deleted once sent
 
     def record(self, decision_id: str, allow: bool) -> None:
         self._pending.append(

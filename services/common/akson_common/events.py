@@ -6,15 +6,17 @@ and the minimum facts consumers need, never document bodies.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Generic, Literal, TypeVar
 
@@ -25,7 +27,7 @@ from opentelemetry import propagate
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pymongo.errors import ConnectionFailure
 
-from akson_common.db import Database, DuplicateKeyError
+from akson_common.db import Database, DuplicateKeyError, insert_new
 from akson_common.guard import MAX_DEPTH, HostileInput, hostile, json_depth_exceeds, parse_json
 
 log = logging.getLogger("akson.events")
@@ -431,9 +433,12 @@ class EventPublisher:
         self.client = client
         self.partition_key_secret = partition_key_secret
         self.base = f"{dapr_http_endpoint}/v1.0/publish/{pubsub}"
+        self.bulk_base = f"{dapr_http_endpoint}/v1.0-alpha1/publish/bulk/{pubsub}"
         self.headers = {"content-type": "application/cloudevents+json"}
+        self.bulk_headers = {"content-type": "application/json"}
         if dapr_api_token:
             self.headers["dapr-api-token"] = dapr_api_token
+            self.bulk_headers["dapr-api-token"] = dapr_api_token
 
     async def publish(self, envelope: dict[str, Any]) -> None:
         # partitionKey keeps one patient's events in order on brokers that partition.
@@ -445,6 +450,44 @@ class EventPublisher:
             params={"metadata.partitionKey": key},
         )
         response.raise_for_status()
+
+    async def publish_bulk(self, topic: str, envelopes: Sequence[dict[str, Any]]) -> set[str]:
+        """Publish ``envelopes`` of one topic in one call to the sidecar (Dapr's bulk publish
+        API); return the ids of the events it did not accept (everything else is on the
+        broker). A bulk has no order: give it at most one event per subject.
+
+        Raises when the sidecar answered with no per-event result (it is away, or refused the
+        request as a whole)."""
+        if not envelopes:
+            return set()
+        entries = [
+            {
+                "entryId": str(envelope["id"]),
+                # the sidecar keeps an envelope's trace only when it names one as ``traceid``
+                "event": {"traceid": envelope["traceparent"], **envelope}
+                if "traceparent" in envelope and "traceid" not in envelope
+                else envelope,
+                "contentType": "application/cloudevents+json",
+                "metadata": {
+                    "partitionKey": partition_key(
+                        str(envelope["subject"]), self.partition_key_secret
+                    )
+                },
+            }
+            for envelope in envelopes
+        ]
+        response = await self.client.post(
+            f"{self.bulk_base}/{topic}", json=entries, headers=self.bulk_headers
+        )
+        if response.is_success:
+            return set()
+        try:
+            failed = response.json().get("failedEntries")
+        except ValueError:
+            failed = None
+        if not failed:
+            response.raise_for_status()
+        return {str(entry.get("entryId")) for entry in failed}
 
 
 class Outcome(StrEnum):
@@ -463,6 +506,9 @@ class Delivery:
 
 
 Handler = Callable[[P, Delivery], Awaitable[Outcome]]
+# A whole bulk delivery at once (one write per batch instead of one per event): the events of
+# one subject come in delivery order, and the handler answers one outcome per event.
+BatchHandler = Callable[[Sequence[tuple[P, Delivery]]], Awaitable[Sequence[Outcome]]]
 
 
 # Failures that say nothing about the event (the database or a peer is away for a while):
@@ -475,6 +521,20 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 MAX_ATTEMPTS = 3
 _ATTEMPTS_KEPT = 10_000
+# Bulk subscribe (Dapr's default bulk subscriber over Redis Streams): at most this many events
+# per delivery, or what arrived within the wait. A batch is never larger than the pubsub
+# component's ``concurrency`` (each of its workers holds one message until the batch is done).
+BULK_MAX_MESSAGES = 200
+BULK_MAX_AWAIT_MS = 50
+# events of different subjects handled at once within a batch that has no batch handler
+BATCH_CONCURRENCY = 16
+# How long dedupe markers are kept. Redis redelivers an unacknowledged event after
+# ``processingTimeout`` (15 s) and the sidecar retries a delivery for about a minute; the outbox
+# publishes an event again only while it is still pending, i.e. until its service is back. A
+# week covers every one of these by far; older markers are pruned (FerretDB v1 has no TTL
+# indexes: ``expireAfterSeconds`` is "not implemented").
+MARKER_RETENTION = timedelta(days=7)
+MARKER_PRUNE_SECONDS = 3600.0
 
 
 class Subscriptions:
@@ -501,16 +561,44 @@ class Subscriptions:
         self.app_api_token = app_api_token
         self.max_attempts = max_attempts
         self.processed = database.collection("processed_events")
+        # an event being applied: written before its handler runs (see _deliver_batch)
+        self.claims = database.collection("event_claims")
         self.dead_letters = database.collection("dead_letters")
         # failed deliveries per event (in memory: bounded, and it works with the database away)
         self._attempts: OrderedDict[str, int] = OrderedDict()
         self._in_flight: set[str] = set()
+        self._pruner: asyncio.Task[None] | None = None
 
-    def on(self, topic: Topic[P]) -> Callable[[Handler[P]], Handler[P]]:
+    def on(
+        self, topic: Topic[P], *, batch: BatchHandler[P] | None = None
+    ) -> Callable[[Handler[P]], Handler[P]]:
+        """Register ``handler`` for ``topic``. The subscription is a bulk subscription: the
+        sidecar delivers up to :data:`BULK_MAX_MESSAGES` events at once and takes one status
+        per event. ``batch``, when given, applies a whole delivery at once; ``handler`` is
+        still the one that applies a single event (and a batch whose batch handler failed,
+        event by event, so that a poison event is isolated)."""
+
         def register(handler: Handler[P]) -> Handler[P]:
-            async def receive(request: Request) -> dict[str, str]:
-                outcome = await self._deliver(topic, handler, request)
-                return {"status": outcome.value}
+            async def receive(request: Request) -> dict[str, Any]:
+                raw = await request.body()
+                entries = _bulk_entries(raw)
+                if self.app_api_token and request.headers.get("dapr-api-token") != (
+                    self.app_api_token
+                ):
+                    log.warning(
+                        "event refused: missing or wrong app API token",
+                        extra={"topic": topic.name},
+                    )
+                    if entries is None:
+                        return {"status": Outcome.DROP.value}
+                    return {
+                        "statuses": [_status(entry_id, Outcome.DROP) for entry_id, _ in entries]
+                    }
+                if entries is None:
+                    outcome = await self._deliver(topic, handler, raw)
+                    return {"status": outcome.value}
+                statuses = await self._deliver_bulk(topic, handler, batch, entries)
+                return {"statuses": statuses}
 
             receive.__name__ = f"on_{topic.name.replace('.', '_')}"
             self.dapr.subscribe(
@@ -519,17 +607,19 @@ class Subscriptions:
                 route=f"{EVENT_ROUTES}{topic.name}",
                 dead_letter_topic=topic.dead_letter,
             )(receive)
+            subscription: dict[str, Any] = self.dapr._subscriptions[-1]
+            subscription["bulkSubscribe"] = {
+                "enabled": True,
+                "maxMessagesCount": BULK_MAX_MESSAGES,
+                "maxAwaitDurationMs": BULK_MAX_AWAIT_MS,
+            }
             return handler
 
         return register
 
-    async def _deliver(self, topic: Topic[P], handler: Handler[P], request: Request) -> Outcome:
-        if self.app_api_token and request.headers.get("dapr-api-token") != self.app_api_token:
-            log.warning(
-                "event refused: missing or wrong app API token", extra={"topic": topic.name}
-            )
-            return Outcome.DROP
-        raw = await request.body()
+    async def _valid(self, topic: Topic[P], raw: bytes) -> tuple[str, dict[str, Any], P] | None:
+        """The event's id, envelope and payload; None (recorded as dead-lettered) when the event
+        is invalid: it never becomes valid by retrying."""
         try:
             envelope = parse_json(raw, location="event")
             if not isinstance(envelope, dict):
@@ -537,11 +627,17 @@ class Subscriptions:
             event_id = str(envelope["id"])
             payload = topic.payload.model_validate(envelope.get("data"))
         except (ValueError, KeyError, TypeError, ValidationError) as error:
-            # An invalid event never becomes valid by retrying: drop it to the dead-letter topic.
             reason = error.location if isinstance(error, HostileInput) else "invalid"
             log.warning("invalid event dropped", extra={"topic": topic.name, "reason": reason})
             await self._dead_lettered(topic, _event_id(raw), f"invalid event ({reason})")
+            return None
+        return event_id, envelope, payload
+
+    async def _deliver(self, topic: Topic[P], handler: Handler[P], raw: bytes) -> Outcome:
+        valid = await self._valid(topic, raw)
+        if valid is None:
             return Outcome.DROP
+        event_id, envelope, payload = valid
         key = f"{topic.name}:{event_id}"
         if key in self._in_flight:
             # the same event delivered twice at once (the sidecar delivers concurrently): the
@@ -568,6 +664,145 @@ class Subscriptions:
         delivery = Delivery(
             event_id, str(envelope.get("source", "")), str(envelope.get("subject", ""))
         )
+        outcome = await self._apply(topic, handler, key, delivery, payload)
+        log.info(
+            "event handled",
+            extra={"topic": topic.name, "event_id": event_id, "outcome": outcome.value},
+        )
+        if outcome is Outcome.SUCCESS:
+            try:
+                await self.processed.insert_one(
+                    {"_id": key, "topic": topic.name, "at": datetime.now(UTC)}
+                )
+            except DuplicateKeyError:
+                pass
+        return outcome
+
+    async def _deliver_bulk(
+        self,
+        topic: Topic[P],
+        handler: Handler[P],
+        batch: BatchHandler[P] | None,
+        entries: list[tuple[str, bytes]],
+    ) -> list[dict[str, str]]:
+        """One status per entry of a bulk delivery (``entryId`` and ``status``)."""
+        outcomes: dict[str, Outcome] = {}
+        todo: list[tuple[str, str, Delivery, P]] = []  # entry id, key, delivery, payload
+        keys: set[str] = set()
+        for entry_id, raw in entries:
+            valid = await self._valid(topic, raw)
+            if valid is None:
+                outcomes[entry_id] = Outcome.DROP  # the sidecar forwards it to the dead letters
+                continue
+            event_id, envelope, payload = valid
+            key = f"{topic.name}:{event_id}"
+            if key in self._in_flight or key in keys:
+                outcomes[entry_id] = Outcome.RETRY  # the same event twice at once
+                continue
+            keys.add(key)
+            delivery = Delivery(
+                event_id, str(envelope.get("source", "")), str(envelope.get("subject", ""))
+            )
+            todo.append((entry_id, key, delivery, payload))
+        self._in_flight.update(keys)
+        try:
+            outcomes.update(await self._deliver_batch(topic, handler, batch, todo))
+        finally:
+            self._in_flight.difference_update(keys)
+        return [_status(entry_id, outcomes.get(entry_id, Outcome.RETRY)) for entry_id, _ in entries]
+
+    async def _deliver_batch(
+        self,
+        topic: Topic[P],
+        handler: Handler[P],
+        batch: BatchHandler[P] | None,
+        todo: list[tuple[str, str, Delivery, P]],
+    ) -> dict[str, Outcome]:
+        """Apply the new events of a batch at most once each, with batched dedupe markers.
+
+        FerretDB v1 pushes no ``$in`` down to PostgreSQL (every ``_id in [...]`` scans the
+        collection), so duplicates are found by inserting: a claim per event in one
+        ``insert_many`` before the handlers run, and a processed marker per applied event in
+        one ``insert_many`` after. Only an event whose claim exists already (a redelivery, or a
+        crash after the claim) costs a lookup of its processed marker."""
+        if not todo:
+            return {}
+        now = datetime.now(UTC)
+        try:
+            claimed_before = await insert_new(
+                self.claims, [{"_id": key, "topic": topic.name, "at": now} for _, key, _, _ in todo]
+            )
+        except TRANSIENT_ERRORS:
+            return {entry_id: Outcome.RETRY for entry_id, _, _, _ in todo}
+        outcomes: dict[str, Outcome] = {}
+        fresh: list[tuple[str, str, Delivery, P]] = []
+        for item in todo:
+            entry_id, key, delivery, _ = item
+            if key in claimed_before and await self.processed.find_one({"_id": key}) is not None:
+                log.info(
+                    "duplicate event ignored",
+                    extra={"topic": topic.name, "event_id": delivery.event_id},
+                )
+                outcomes[entry_id] = Outcome.SUCCESS
+            else:
+                fresh.append(item)
+        applied: dict[str, Outcome] | None = None
+        if batch is not None and fresh:
+            try:
+                answers = await batch([(payload, delivery) for _, _, delivery, payload in fresh])
+                applied = {item[0]: answer for item, answer in zip(fresh, answers, strict=True)}
+            except TRANSIENT_ERRORS:
+                log.warning("event batch failed (transient): retried", extra={"topic": topic.name})
+                applied = {item[0]: Outcome.RETRY for item in fresh}
+            except Exception:
+                # one event of the batch may be poison: apply them one by one, each counted
+                log.exception("event batch failed: applied one by one", extra={"topic": topic.name})
+        if applied is None:
+            applied = await self._one_by_one(topic, handler, fresh)
+        outcomes.update(applied)
+        done = [item for item in fresh if applied.get(item[0]) is Outcome.SUCCESS]
+        try:
+            await insert_new(
+                self.processed,
+                [{"_id": key, "topic": topic.name, "at": now} for _, key, _, _ in done],
+            )
+        except Exception as error:
+            # applied and answered SUCCESS, so not redelivered: failing here instead would
+            # have the sidecar deliver them again and apply them twice
+            log.warning(
+                "dedupe markers not written",
+                extra={"topic": topic.name, "error": type(error).__name__},
+            )
+        log.info(
+            "event batch handled",
+            extra={"topic": topic.name, "events": len(todo), "applied": len(done)},
+        )
+        return outcomes
+
+    async def _one_by_one(
+        self, topic: Topic[P], handler: Handler[P], fresh: list[tuple[str, str, Delivery, P]]
+    ) -> dict[str, Outcome]:
+        """Each event through ``handler``: one subject's events in order, subjects at once."""
+        limit = asyncio.Semaphore(BATCH_CONCURRENCY)
+        outcomes: dict[str, Outcome] = {}
+
+        async def in_order(items: list[tuple[str, str, Delivery, P]]) -> None:
+            async with limit:
+                for entry_id, key, delivery, payload in items:
+                    outcomes[entry_id] = await self._apply(topic, handler, key, delivery, payload)
+
+        by_subject: dict[str, list[tuple[str, str, Delivery, P]]] = {}
+        for item in fresh:
+            by_subject.setdefault(item[2].subject, []).append(item)
+        await asyncio.gather(*(in_order(items) for items in by_subject.values()))
+        return outcomes
+
+    async def _apply(
+        self, topic: Topic[P], handler: Handler[P], key: str, delivery: Delivery, payload: P
+    ) -> Outcome:
+        """One event through its handler: transient failures retried, others counted and the
+        event dead-lettered after ``max_attempts``."""
+        event_id = delivery.event_id
         try:
             outcome = await handler(payload, delivery)
         except TRANSIENT_ERRORS:
@@ -590,18 +825,37 @@ class Subscriptions:
             )
             return Outcome.DROP
         self._attempts.pop(key, None)
-        log.info(
-            "event handled",
-            extra={"topic": topic.name, "event_id": event_id, "outcome": outcome.value},
-        )
-        if outcome is Outcome.SUCCESS:
-            try:
-                await self.processed.insert_one(
-                    {"_id": key, "topic": topic.name, "at": datetime.now(UTC)}
-                )
-            except DuplicateKeyError:
-                pass
         return outcome
+
+    async def prune(self, retention: timedelta = MARKER_RETENTION) -> int:
+        """Remove dedupe markers and claims older than ``retention``; how many went."""
+        cutoff = datetime.now(UTC) - retention
+        removed = 0
+        for markers in (self.processed, self.claims):
+            removed += (await markers.delete_many({"at": {"$lt": cutoff}})).deleted_count
+        return removed
+
+    async def _keep_pruned(self, every_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(every_seconds)
+            try:
+                removed = await self.prune()
+                if removed:
+                    log.info("dedupe markers pruned", extra={"removed": removed})
+            except Exception as error:
+                log.warning("dedupe markers not pruned", extra={"error": type(error).__name__})
+
+    def start(self, prune_every_seconds: float = MARKER_PRUNE_SECONDS) -> None:
+        """Prune the dedupe markers every ``prune_every_seconds`` (a background task)."""
+        self._pruner = asyncio.create_task(
+            self._keep_pruned(prune_every_seconds), name="dedupe-marker-pruner"
+        )
+
+    async def stop(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
 
     def _failed(self, key: str) -> int:
         attempts = self._attempts.pop(key, 0) + 1
@@ -626,6 +880,33 @@ class Subscriptions:
             )
         except Exception:  # best effort: the dead-letter topic has the event either way
             log.warning("dead letter not recorded", extra={"topic": topic.name})
+
+
+def _status(entry_id: str, outcome: Outcome) -> dict[str, str]:
+    return {"entryId": entry_id, "status": outcome.value}
+
+
+def _bulk_entries(raw: bytes) -> list[tuple[str, bytes]] | None:
+    """A bulk delivery's entries (entry id, the event as JSON text for the input guard), or
+    None when ``raw`` is a single event. An entry without an id gets no status (the sidecar
+    retries it, then dead-letters it)."""
+    if json_depth_exceeds(raw, MAX_DEPTH):
+        return None
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("entries"), list):
+        return None
+    entries: list[tuple[str, bytes]] = []
+    for entry in body["entries"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("entryId"), str):
+            continue
+        event = entry.get("event")
+        # the event is guarded like a single delivery: serialised again, parsed by the guard
+        text = event.encode() if isinstance(event, str) else json.dumps(event).encode()
+        entries.append((entry["entryId"], text))
+    return entries
 
 
 def _event_id(raw: bytes) -> str | None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,11 +21,17 @@ from typing import Any
 import httpx
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
-from pymongo import IndexModel
+from pymongo import DeleteOne, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from akson_common.db import Database, Document, when_not_busy
+from akson_common.db import (
+    Database,
+    Document,
+    WriteOperation,
+    bulk_write_in_rounds,
+    when_not_busy,
+)
 from akson_common.events import EventPublisher
 
 log = logging.getLogger("akson.outbox")
@@ -30,7 +39,6 @@ _tracer = trace.get_tracer("akson.outbox")
 
 OUTBOX_FIELD = "_outbox"
 DUPLICATE_KEY = 11000
-IDLE_BACKOFF = 16
 RELAY_CHUNK = 200
 RELAY_CONCURRENCY = 16
 # An event the sidecar refuses as such (a 4xx other than timeout/too-many) is a poison pill: it
@@ -38,6 +46,14 @@ RELAY_CONCURRENCY = 16
 # events behind it go out. The sidecar or broker being away (5xx, no connection) is not.
 MAX_PUBLISH_ATTEMPTS = 3
 DEAD_LETTERS = "outbox_dead_letters"
+# Published events that are still to be pulled from their documents, one document per relay
+# chunk (see Outbox.compact_once)
+SENT = "outbox_sent"
+# The full sweep (a scan of every tracked collection: FerretDB v1 pushes no ``$exists`` down)
+# runs at start-up, after a failure, and otherwise this rarely: it is for what another process
+# left behind (a replica that crashed and was not restarted); this process relays what it
+# wrote from memory.
+SAFETY_SWEEP_SECONDS = 600.0
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
@@ -47,16 +63,31 @@ class Outbox:
         self.publisher = publisher
         self.sweep_seconds = sweep_seconds
         self.collections: list[str] = []
-        # documents written by this process with events not yet relayed: relayed by _id, so a
-        # write does not make the relay scan every tracked collection (FerretDB v1 scans for
+        # collections whose documents only carry events: deleted once their events are out
+        self._carriers: set[str] = set()
+        # documents written by this process with events not yet relayed, with those events as
+        # written (the document's whole pending array): relayed from memory, so the relay
+        # reads nothing back (FerretDB v1 scans the collection for an ``_id`` ``$in`` and for
         # the pending filter); the full sweep is for what a crash left behind
-        self._written: dict[str, set[Any]] = {}
+        self._written: dict[str, dict[Any, list[dict[str, Any]]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._refusals: dict[str, int] = {}
+        # Pulling published events from their documents is an update per document, the
+        # costliest statement in FerretDB v1 (a query and a write, ~2 ms): the relay records
+        # what it published in one ``outbox_sent`` document per chunk instead, and pulls them
+        # when it has nothing to publish. ``_sent_ids``: those events, never published twice.
+        self._to_compact: deque[Any] = deque()
+        self._sent_ids: set[str] = set()
+        self._markers_loaded = False
 
-    def track(self, collection: str) -> None:
-        """Declare a collection whose documents may carry pending events."""
+    def track(self, collection: str, *, keep: bool = True) -> None:
+        """Declare a collection whose documents may carry pending events. ``keep=False``: its
+        documents exist only to carry their events (enforced decision batches) and are deleted,
+        each by its ``_id``, once those are on the broker; otherwise they are kept and only
+        their published events are pulled."""
+        if not keep:
+            self._carriers.add(collection)
         if collection not in self.collections:
             self.collections.append(collection)
             self.database.declare_indexes(
@@ -80,7 +111,8 @@ class Outbox:
             )
         )
         if events and result is not None:
-            self._written.setdefault(collection, set()).add(result["_id"])
+            pending = list(result.get(OUTBOX_FIELD) or events)
+            self._written.setdefault(collection, {})[result["_id"]] = pending
         self._wake.set()
         return result
 
@@ -106,47 +138,64 @@ class Outbox:
             if any(failure.get("code") != DUPLICATE_KEY for failure in failures):
                 raise
             existed = {batch[failure["index"]]["_id"] for failure in failures}
-        written = {d["_id"] for d, events in documents if events} - existed
-        self._written.setdefault(collection, set()).update(written)
+        written = self._written.setdefault(collection, {})
+        for document, events in documents:
+            if events and document["_id"] not in existed:
+                written[document["_id"]] = list(events)
         self._wake.set()
         return existed
 
     async def relay_written(self) -> int:
         """Publish the pending events of the documents this process wrote since the last relay."""
         published = 0
-        for name, ids in list(self._written.items()):
-            if not ids:
+        for name, written in list(self._written.items()):
+            if not written:
                 continue
-            chosen = list(ids)[:RELAY_CHUNK]
-            ids.difference_update(chosen)
+            chosen = dict(itertools.islice(written.items(), RELAY_CHUNK))
+            for key in chosen:
+                del written[key]
             collection = self.database.collection(name)
             try:
-                documents = await collection.find(
-                    {"_id": {"$in": chosen}}, {OUTBOX_FIELD: 1}
-                ).to_list()
-                published += await self._relay_chunk(
-                    collection, [d for d in documents if d.get(OUTBOX_FIELD)]
-                )
+                documents = [
+                    {"_id": key, OUTBOX_FIELD: unsent}
+                    for key, events in chosen.items()
+                    if (unsent := [e for e in events if str(e.get("id")) not in self._sent_ids])
+                ]
+                published += await self._relay_chunk(collection, documents, defer_pull=True)
             except Exception:
-                ids.update(chosen)  # try again on the next round
+                for key, events in chosen.items():  # try again on the next round
+                    written.setdefault(key, events)
                 raise
         return published
 
     async def relay_once(self) -> int:
         """Publish every pending event once; return how many were published.
 
-        Published entries are removed with one exact-match ``$pullAll`` per chunk of documents:
-        FerretDB v1 scans the collection for every update, so one update per event made
-        draining a large import quadratic. (A ``$pull`` with a query condition would silently
-        do nothing there; exact values work.)
+        Published entries are removed with exact-match ``$pullAll`` updates by ``_id``, one bulk
+        write per chunk (see :func:`_pull`). (A ``$pull`` with a query condition would silently
+        do nothing in FerretDB v1; exact values work.)
         """
         published = 0
         for name in self.collections:
             collection = self.database.collection(name)
             cursor = collection.find({f"{OUTBOX_FIELD}.id": {"$exists": True}}, {OUTBOX_FIELD: 1})
             chunk: list[Document] = []
+            written = self._written.setdefault(name, {})
+            known = set(written)
             async for document in cursor:
-                chunk.append(document)
+                if document["_id"] in written and document["_id"] not in known:
+                    # written by this process since the sweep started: relay_written has it
+                    # (publishing it here too made a duplicate, and kept the sweep from backing
+                    # off during an import: a scan of the whole collection every interval)
+                    continue
+                unsent = [
+                    e
+                    for e in document.get(OUTBOX_FIELD, [])
+                    if str(e.get("id")) not in self._sent_ids
+                ]
+                if not unsent:
+                    continue  # published, its pull is queued
+                chunk.append({**document, OUTBOX_FIELD: unsent})
                 if len(chunk) >= RELAY_CHUNK:
                     published += await self._relay_chunk(collection, chunk)
                     chunk = []
@@ -154,36 +203,112 @@ class Outbox:
         return published
 
     async def _relay_chunk(
-        self, collection: AsyncCollection[Document], documents: list[Document]
+        self,
+        collection: AsyncCollection[Document],
+        documents: list[Document],
+        *,
+        defer_pull: bool = False,
     ) -> int:
-        """Publish a chunk's events, up to RELAY_CONCURRENCY subjects at a time, then pull them.
+        """Publish a chunk's events with the sidecar's bulk publish API, then pull them.
 
-        Events of one subject (a patient, a directive...) stay in order: they are published one
-        after the other, in document order and in each document's order. One publish is a round
-        trip to the sidecar and the broker; doing them one by one capped a bulk import's drain
-        at a few dozen events per second.
+        A bulk has no order, so the events go out in rounds: round n holds the n-th pending
+        event of each subject (a patient, a directive...), one bulk per topic, and round n+1
+        starts when round n is on the broker; one subject's events stay in order. An event the
+        bulk did not take is published on its own (a refusal then counts towards the poison
+        limit). One publish per event capped a bulk import's drain at a few dozen events per
+        second; a bulk carries a whole round.
         """
         by_subject: dict[str, list[dict[str, Any]]] = {}
         for document in documents:
             for envelope in document.get(OUTBOX_FIELD, []):
                 by_subject.setdefault(str(envelope.get("subject", "")), []).append(envelope)
+        done: list[dict[str, Any]] = []
+        for depth in range(max((len(group) for group in by_subject.values()), default=0)):
+            by_topic: dict[str, list[dict[str, Any]]] = {}
+            for group in by_subject.values():
+                if depth < len(group):
+                    by_topic.setdefault(str(group[depth].get("topic")), []).append(group[depth])
+            # all or nothing for the pull: if one publish fails, the chunk stays pending and is
+            # published again on the next sweep (consumers dedupe on the event id)
+            await asyncio.gather(
+                *(
+                    self._publish_round(collection, topic, round_)
+                    for topic, round_ in by_topic.items()
+                )
+            )
+            done.extend(envelope for round_ in by_topic.values() for envelope in round_)
+        if not done:
+            return 0
+        if collection.name in self._carriers:
+            # every event of the chunk is out (or dead-lettered): the carriers go, one delete
+            # by _id each (a filter on anything else scans in FerretDB v1)
+            deletes = [(d["_id"], DeleteOne({"_id": d["_id"]})) for d in documents]
+            await bulk_write_in_rounds(collection, deletes)
+            return len(done)
+        if not defer_pull:
+            return await _pull(collection, documents, done)
+        published = {id(envelope) for envelope in done}
+        sent = [
+            {"_id": d["_id"], "sent": [e for e in d.get(OUTBOX_FIELD, []) if id(e) in published]}
+            for d in documents
+        ]
+        marker = {"_id": uuid.uuid4().hex, "collection": collection.name, "documents": sent}
+        await self.database.collection(SENT).insert_one({**marker, "at": datetime.now(UTC)})
+        self._to_compact.append(marker["_id"])
+        self._sent_ids.update(str(envelope.get("id")) for envelope in done)
+        return len(done)
+
+    async def compact_once(self) -> bool:
+        """Pull the events of one ``outbox_sent`` chunk from their documents, then forget the
+        chunk; False when there is nothing to compact."""
+        if not self._markers_loaded:
+            # chunks a previous run published but did not pull (read once: a handful)
+            async for marker in self.database.collection(SENT).find({}, {"_id": 1}):
+                if marker["_id"] not in self._to_compact:
+                    self._to_compact.append(marker["_id"])
+            self._markers_loaded = True
+        if not self._to_compact:
+            return False
+        marker_id = self._to_compact[0]
+        markers = self.database.collection(SENT)
+        chunk = await markers.find_one({"_id": marker_id})
+        if chunk is not None:
+            documents = [{"_id": d["_id"], OUTBOX_FIELD: d["sent"]} for d in chunk["documents"]]
+            envelopes = [e for d in documents for e in d[OUTBOX_FIELD]]
+            await _pull(self.database.collection(chunk["collection"]), documents, envelopes)
+            await markers.delete_one({"_id": marker_id})
+            self._sent_ids.difference_update(str(e.get("id")) for e in envelopes)
+        self._to_compact.popleft()
+        return True
+
+    async def _load_sent(self) -> None:
+        """The events of chunks published but not yet pulled (by a previous run): never
+        published again by the sweep."""
+        async for marker in self.database.collection(SENT).find({}):
+            for document in marker.get("documents", []):
+                self._sent_ids.update(str(e.get("id")) for e in document.get("sent", []))
+
+    async def _publish_round(
+        self, collection: AsyncCollection[Document], topic: str, envelopes: list[dict[str, Any]]
+    ) -> None:
+        with _tracer.start_as_current_span(
+            f"publish {topic}",
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.batch.message_count": len(envelopes)},
+        ):
+            refused = await self.publisher.publish_bulk(topic, envelopes)
         limit = asyncio.Semaphore(RELAY_CONCURRENCY)
 
-        async def publish_in_order(envelopes: list[dict[str, Any]]) -> None:
+        async def one(envelope: dict[str, Any]) -> None:
             async with limit:
-                for envelope in envelopes:
-                    try:
-                        await self._publish(envelope)
-                    except httpx.HTTPStatusError as error:
-                        status = error.response.status_code
-                        if not await self._given_up(collection.name, envelope, status):
-                            raise
+                try:
+                    await self._publish(envelope)
+                except httpx.HTTPStatusError as error:
+                    status = error.response.status_code
+                    if not await self._given_up(collection.name, envelope, status):
+                        raise
 
-        # all or nothing for the pull: if one publish fails, the chunk stays pending and is
-        # published again on the next sweep (consumers dedupe on the event id)
-        await asyncio.gather(*(publish_in_order(group) for group in by_subject.values()))
-        done = [envelope for group in by_subject.values() for envelope in group]
-        return await _pull(collection, [document["_id"] for document in documents], done)
+        await asyncio.gather(*(one(e) for e in envelopes if str(e.get("id")) in refused))
 
     async def _given_up(self, collection: str, envelope: dict[str, Any], status: int) -> bool:
         """False (the chunk stays pending) until a refused event has had its attempts; then
@@ -224,26 +349,34 @@ class Outbox:
             await self.publisher.publish(envelope)
 
     async def _run(self) -> None:
-        # Woken by a write: relay what this process wrote, by _id. A full sweep (which reads
-        # every tracked collection) runs at start-up, after a failure, and otherwise at most
-        # every sweep interval, backing off up to IDLE_BACKOFF intervals while it finds nothing.
+        # Woken by a write: relay what this process wrote, from memory. The full sweep (which
+        # scans every tracked collection) runs at start-up and after a failure, again every
+        # sweep interval while it finds something, otherwise every SAFETY_SWEEP_SECONDS.
+        # Published events are pulled from their documents when nothing waits to be published.
         full_every = self.sweep_seconds
         last_full = -float("inf")
+        loaded = False
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_seconds)
+            if not self._to_compact:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_seconds)
             self._wake.clear()
             try:
+                if not loaded:
+                    await self._load_sent()
+                    loaded = True
                 while any(self._written.values()):
                     await self.relay_written()
-                if asyncio.get_running_loop().time() - last_full >= full_every:
+                while not self._wake.is_set() and await self.compact_once():
+                    await asyncio.sleep(0)  # a write that came meanwhile is relayed first
+                # the sweep (for what a crash left behind) once the pulls are done: until then
+                # every published document still looks pending to it
+                due = asyncio.get_running_loop().time() - last_full >= full_every
+                if due and not self._to_compact:
                     found = await self.relay_once()
                     last_full = asyncio.get_running_loop().time()
-                    full_every = (
-                        min(full_every * 2, self.sweep_seconds * IDLE_BACKOFF)
-                        if found == 0
-                        else self.sweep_seconds
-                    )
+                    # found something: more may be left behind, look again soon
+                    full_every = SAFETY_SWEEP_SECONDS if found == 0 else self.sweep_seconds
             except Exception as error:
                 # The sidecar or broker is away: keep the events and try again shortly.
                 log.warning(
@@ -270,8 +403,18 @@ def _with_events(update: Mapping[str, Any], events: list[dict[str, Any]]) -> dic
 
 
 async def _pull(
-    collection: AsyncCollection[Document], ids: list[Any], envelopes: list[dict[str, Any]]
+    collection: AsyncCollection[Document],
+    documents: list[Document],
+    envelopes: list[dict[str, Any]],
 ) -> int:
-    if ids:
-        await collection.update_many({"_id": {"$in": ids}}, {"$pullAll": {OUTBOX_FIELD: envelopes}})
+    """Remove the published ``envelopes`` from their documents: one exact-match ``$pullAll``
+    per document by ``_id`` (an ``_id`` ``$in`` scans in FerretDB v1), in small bulk writes."""
+    published = {id(envelope) for envelope in envelopes}
+    operations: list[tuple[Any, WriteOperation]] = []
+    for document in documents:
+        sent = [e for e in document.get(OUTBOX_FIELD, []) if id(e) in published]
+        if sent:
+            update = UpdateOne({"_id": document["_id"]}, {"$pullAll": {OUTBOX_FIELD: sent}})
+            operations.append((document["_id"], update))
+    await bulk_write_in_rounds(collection, operations)
     return len(envelopes)

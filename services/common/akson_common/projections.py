@@ -18,13 +18,22 @@ document: whoever sees a relation there can rely on the patient document having 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pymongo import IndexModel
+from pymongo import IndexModel, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
-from akson_common.db import Database, Document, DuplicateKeyError, when_not_busy
+from akson_common.db import (
+    Database,
+    Document,
+    DuplicateKeyError,
+    WriteOperation,
+    bulk_write_in_rounds,
+    insert_or_write,
+    when_not_busy,
+)
 from akson_common.events import (
     CARE_RELATION_CHANGED,
     CONSENT_DIRECTIVE_CHANGED,
@@ -103,51 +112,80 @@ class PatientProjections:
         self.patients = database.collection(PATIENTS)
         self.care_relations = database.collection(CARE_RELATIONS)
         database.declare_indexes(CARE_RELATIONS, [IndexModel([("patient", 1)])])
-        subscriptions.on(PERSON_CHANGED)(self.on_person_changed)
-        subscriptions.on(CARE_RELATION_CHANGED)(self.on_care_relation_changed)
+        subscriptions.on(PERSON_CHANGED, batch=self.on_persons_changed)(self.on_person_changed)
+        subscriptions.on(CARE_RELATION_CHANGED, batch=self.on_care_relations_changed)(
+            self.on_care_relation_changed
+        )
         if directives:
             subscriptions.on(CONSENT_DIRECTIVE_CHANGED)(self.on_directive_changed)
 
     async def on_person_changed(self, event: PersonChangedV1, delivery: Delivery) -> Outcome:
-        await when_not_busy(
-            lambda: self.patients.update_one(
-                {"_id": event.national_id},
-                {
-                    "$set": {
-                        **event.model_dump(mode="json", exclude={"national_id"}),
-                        "last_event": delivery.event_id,
-                        "updated_at": datetime.now(UTC),
-                    },
-                    # how many distinct changes were applied: a duplicate delivery must not count
-                    "$inc": {"applied_changes": 1},
-                },
-                upsert=True,
+        return (await self.on_persons_changed([(event, delivery)]))[0]
+
+    async def on_persons_changed(
+        self, events: Sequence[tuple[PersonChangedV1, Delivery]]
+    ) -> list[Outcome]:
+        """A batch of person changes: new patients inserted in one batch, the others updated
+        (each person's changes in order)."""
+        now = datetime.now(UTC)
+        changes: list[tuple[Any, Document, WriteOperation]] = []
+        for event, delivery in events:
+            facts = {
+                **event.model_dump(mode="json", exclude={"national_id"}),
+                "last_event": delivery.event_id,
+                "updated_at": now,
+            }
+            # distinct changes applied: a duplicate delivery must not count
+            update = {"$set": facts, "$inc": {"applied_changes": 1}}
+            new = {"_id": event.national_id, **facts, "applied_changes": 1}
+            changes.append(
+                (event.national_id, new, UpdateOne({"_id": event.national_id}, update, upsert=True))
             )
-        )
-        return Outcome.SUCCESS
+        await insert_or_write(self.patients, changes)
+        return [Outcome.SUCCESS] * len(events)
 
     async def on_care_relation_changed(
         self, event: CareRelationChangedV1, delivery: Delivery
     ) -> Outcome:
-        relation = event.model_dump(mode="json")
-        await when_not_busy(
-            lambda: self.patients.update_one(
-                {"_id": event.patient},
-                {"$set": {f"relations.{field_key(event.relation_id)}": relation}},
-                upsert=True,
+        return (await self.on_care_relations_changed([(event, delivery)]))[0]
+
+    async def on_care_relations_changed(
+        self, events: Sequence[tuple[CareRelationChangedV1, Delivery]]
+    ) -> list[Outcome]:
+        """A batch of care relation changes: the patient documents first, then
+        ``care_relations``, so whoever sees a relation there can rely on the patient document
+        having it."""
+        # the patient's document exists nearly always (master data sends the person first):
+        # straight to the update; an insert attempt would fail for each of them
+        on_patients: list[tuple[Any, WriteOperation]] = []
+        on_relations: list[tuple[Any, Document, WriteOperation]] = []
+        for event, delivery in events:
+            relation = event.model_dump(mode="json")
+            key = field_key(event.relation_id)
+            on_patients.append(
+                (
+                    event.patient,
+                    UpdateOne(
+                        {"_id": event.patient},
+                        {"$set": {f"relations.{key}": relation}},
+                        upsert=True,
+                    ),
+                )
             )
-        )
-        await when_not_busy(
-            lambda: self.care_relations.replace_one(
-                {"_id": event.relation_id},
-                {
-                    **event.model_dump(mode="json", exclude={"relation_id"}),
-                    "last_event": delivery.event_id,
-                },
-                upsert=True,
+            kept = {
+                **event.model_dump(mode="json", exclude={"relation_id"}),
+                "last_event": delivery.event_id,
+            }
+            on_relations.append(
+                (
+                    event.relation_id,
+                    {"_id": event.relation_id, **kept},
+                    ReplaceOne({"_id": event.relation_id}, kept, upsert=True),
+                )
             )
-        )
-        return Outcome.SUCCESS
+        await bulk_write_in_rounds(self.patients, on_patients)
+        await insert_or_write(self.care_relations, on_relations)
+        return [Outcome.SUCCESS] * len(events)
 
     async def on_directive_changed(
         self, event: ConsentDirectiveChangedV1, delivery: Delivery

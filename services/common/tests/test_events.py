@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -41,6 +44,7 @@ def test_every_subscription_has_a_dead_letter_topic() -> None:
             "route": "/events/masterdata.person.changed",
             "metadata": {},
             "deadLetterTopic": "masterdata.person.changed.deadletter",
+            "bulkSubscribe": {"enabled": True, "maxMessagesCount": 200, "maxAwaitDurationMs": 50},
         }
     ]
 
@@ -141,6 +145,17 @@ class MemoryCollection:
     async def insert_one(self, document: dict[str, object]) -> None:
         self.documents.append(document)
 
+    async def insert_many(self, documents: list[dict[str, object]], ordered: bool = True) -> None:
+        from pymongo.errors import BulkWriteError
+
+        held = {d["_id"] for d in self.documents}
+        failures = [
+            {"index": i, "code": 11000} for i, d in enumerate(documents) if d["_id"] in held
+        ]
+        self.documents.extend(d for d in documents if d["_id"] not in held)
+        if failures:
+            raise BulkWriteError({"writeErrors": failures})
+
 
 def failing_subscription(error: Exception) -> tuple[FastAPI, MemoryCollection, list[str]]:
     app = FastAPI()
@@ -228,3 +243,152 @@ async def test_the_same_event_delivered_twice_at_once_is_applied_once() -> None:
         again = await client.post(url, json=event)
         assert again.json() == {"status": "SUCCESS"}
     assert applied == [event["id"]]
+
+
+def bulk(*events: object) -> dict[str, object]:
+    """A bulk delivery as the sidecar posts it (Dapr's default bulk subscriber)."""
+    return {
+        "id": "bulk-1",
+        "type": "com.dapr.event.sent.bulk",
+        "pubsubname": "pubsub",
+        "topic": PERSON_CHANGED.name,
+        "metadata": {},
+        "entries": [
+            {
+                "entryId": f"entry-{n}",
+                "event": event,
+                "contentType": "application/cloudevents+json",
+                "metadata": {},
+            }
+            for n, event in enumerate(events)
+        ],
+    }
+
+
+def batch_subscription(
+    fail: Exception | None = None,
+) -> tuple[FastAPI, list[list[str]], list[str], MemoryCollection]:
+    """A subscription with a batch handler (and its one-by-one handler), in-memory markers."""
+    app = FastAPI()
+    database = Database("mongodb://127.0.0.1:1/", "unused", timeout_ms=100)
+    subscriptions = Subscriptions(app, database, "pubsub", max_attempts=3)
+    processed = MemoryCollection()
+    subscriptions.processed = processed  # type: ignore[assignment]
+    subscriptions.claims = MemoryCollection()  # type: ignore[assignment]
+    subscriptions.dead_letters = MemoryCollection()  # type: ignore[assignment]
+    batches: list[list[str]] = []
+    singles: list[str] = []
+
+    async def on_persons(events: Sequence[tuple[PersonChangedV1, Delivery]]) -> list[Outcome]:
+        batches.append([delivery.event_id for _, delivery in events])
+        if fail is not None:
+            raise fail
+        return [Outcome.SUCCESS] * len(events)
+
+    @subscriptions.on(PERSON_CHANGED, batch=on_persons)
+    async def on_person(event: PersonChangedV1, delivery: Delivery) -> Outcome:
+        singles.append(delivery.event_id)
+        if event.municipality == "0000":
+            raise ValueError("poison")
+        return Outcome.SUCCESS
+
+    return app, batches, singles, processed
+
+
+def test_a_bulk_delivery_is_answered_entry_by_entry() -> None:
+    app, batches, singles, processed = batch_subscription()
+    client = TestClient(app)
+    good, other = person_event(), person_event()
+    hostile_event = person_event()
+    hostile_event["data"]["municipality"] = "46\x0001"  # type: ignore[index]
+    invalid = {"id": "x", "data": {"national_id": "x"}}
+    answer = client.post(
+        "/events/masterdata.person.changed", json=bulk(good, hostile_event, invalid, other)
+    ).json()
+    assert answer == {
+        "statuses": [
+            {"entryId": "entry-0", "status": "SUCCESS"},
+            {"entryId": "entry-1", "status": "DROP"},
+            {"entryId": "entry-2", "status": "DROP"},
+            {"entryId": "entry-3", "status": "SUCCESS"},
+        ]
+    }
+    assert batches == [[good["id"], other["id"]]] and singles == []
+    assert {d["_id"] for d in processed.documents} == {
+        f"{PERSON_CHANGED.name}:{good['id']}",
+        f"{PERSON_CHANGED.name}:{other['id']}",
+    }
+    # delivered again (a redelivery): acknowledged, not applied again
+    again = client.post("/events/masterdata.person.changed", json=bulk(other)).json()
+    assert again == {"statuses": [{"entryId": "entry-0", "status": "SUCCESS"}]}
+    assert batches == [[good["id"], other["id"]]]
+
+
+def test_a_poison_event_in_a_batch_is_dead_lettered_alone() -> None:
+    app, batches, singles, processed = batch_subscription(fail=ValueError("one is poison"))
+    client = TestClient(app)
+    good, poison = person_event(), person_event()
+    poison["data"]["municipality"] = "0000"  # type: ignore[index]
+    statuses = []
+    for _ in range(3):
+        answer = client.post("/events/masterdata.person.changed", json=bulk(good, poison))
+        statuses.append([s["status"] for s in answer.json()["statuses"]])
+        good = person_event()  # the good one was applied: a new one rides along each time
+    # the batch failed, so its events were applied one by one: the good one each time, the
+    # poison one retried, then dropped (to the dead-letter topic) after its attempts
+    assert statuses == [["SUCCESS", "RETRY"], ["SUCCESS", "RETRY"], ["SUCCESS", "DROP"]]
+    assert singles.count(str(poison["id"])) == 3
+    assert f"{PERSON_CHANGED.name}:{poison['id']}" not in {d["_id"] for d in processed.documents}
+
+
+def test_a_bulk_delivery_without_the_app_api_token_is_dropped() -> None:
+    app, received = app_with_subscription(token="s3cret")
+    answer = TestClient(app).post(
+        "/events/masterdata.person.changed", json=bulk(person_event(), person_event())
+    )
+    assert [s["status"] for s in answer.json()["statuses"]] == ["DROP", "DROP"]
+    assert received == []
+
+
+def test_a_bulk_delivery_with_the_database_away_is_retried() -> None:
+    app, received = app_with_subscription()  # its database never answers
+    answer = TestClient(app).post("/events/masterdata.person.changed", json=bulk(person_event()))
+    assert answer.json() == {"statuses": [{"entryId": "entry-0", "status": "RETRY"}]}
+    assert received == []
+
+
+def test_rounds_keep_each_keys_order_and_never_repeat_a_key() -> None:
+    from akson_common.db import rounds
+
+    items = [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("a", 3), ("b", 2)]
+    split = rounds(items, key=lambda item: item[0])
+    assert split == [[("a", 1), ("b", 1), ("c", 1)], [("a", 2), ("b", 2)], [("a", 3)]]
+
+
+async def test_dedupe_markers_older_than_the_retention_are_pruned() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    class Markers:
+        def __init__(self, ages_days: list[int]) -> None:
+            now = datetime.now(UTC)
+            self.documents: list[dict[str, Any]] = [
+                {"_id": n, "at": now - timedelta(days=d)} for n, d in enumerate(ages_days)
+            ]
+
+        async def delete_many(self, selector: dict[str, dict[str, datetime]]) -> object:
+            cutoff = selector["at"]["$lt"]
+            kept = [d for d in self.documents if not d["at"] < cutoff]
+            removed, self.documents = len(self.documents) - len(kept), kept
+
+            class Result:
+                deleted_count = removed
+
+            return Result()
+
+    subscriptions = Subscriptions(
+        FastAPI(), Database("mongodb://127.0.0.1:1/", "unused", timeout_ms=100), "pubsub"
+    )
+    processed, claims = Markers([0, 1, 6, 8, 30]), Markers([8])
+    subscriptions.processed, subscriptions.claims = processed, claims  # type: ignore[assignment]
+    assert await subscriptions.prune(timedelta(days=7)) == 3
+    assert [d["_id"] for d in processed.documents] == [0, 1, 2] and claims.documents == []

@@ -24,7 +24,9 @@ def create_app(settings: IdentitySettings) -> FastAPI:
         keys = SigningKeys(platform.database, settings.token_lifetime_seconds, settings.kek())
         service = TokenService(settings, store, keys, platform.http)
         platform.subscriptions.on(PRACTITIONER_CHANGED)(service.on_practitioner_changed)
-        platform.subscriptions.on(PERSON_CHANGED)(service.on_person_changed)
+        platform.subscriptions.on(PERSON_CHANGED, batch=service.on_persons_changed)(
+            service.on_person_changed
+        )
         platform.subscriptions.on(ORGANISATION_CHANGED)(service.on_organisation_changed)
         app.state.signing_keys = keys
         app.state.token_service = built["service"] = service

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from joserfc import jwt
@@ -265,6 +265,12 @@ class TokenService:
     async def on_person_changed(self, event: PersonChangedV1, delivery: Delivery) -> Outcome:
         await self.store.save_person(event)
         return Outcome.SUCCESS
+
+    async def on_persons_changed(
+        self, events: Sequence[tuple[PersonChangedV1, Delivery]]
+    ) -> list[Outcome]:
+        await self.store.save_persons([event for event, _ in events])
+        return [Outcome.SUCCESS] * len(events)
 
     async def on_organisation_changed(
         self, event: OrganisationChangedV1, delivery: Delivery

@@ -3,6 +3,7 @@ master data (kept from events, never asked for synchronously)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from akson_common.db import Database, DuplicateKeyError, Repository
@@ -78,6 +79,11 @@ class IdentityStore:
 
     async def save_person(self, event: PersonChangedV1) -> None:
         await self.persons.upsert(PersonFacts.model_validate(event.model_dump()))
+
+    async def save_persons(self, events: Sequence[PersonChangedV1]) -> None:
+        await self.persons.upsert_many(
+            [PersonFacts.model_validate(event.model_dump()) for event in events]
+        )
 
     async def save_organisation(self, event: OrganisationChangedV1) -> None:
         await self.organisations.upsert(
