@@ -1035,6 +1035,8 @@ class Supervisor:
         self.log.info("supervising %d processes", len(self.stack.processes))
         self._thread.start()
         # the pub/sub streams are bounded by this trimmer, never by the broker (streams.py)
+        if "redis" not in self.stack.processes:
+            return  # a stack without the broker (the supervisor's own tests)
         secrets_file = self.stack.run_dir / "secrets" / "tokens.json"
         self.trimmer = StreamTrimmer(
             self.stack.endpoints["redis"]["address"],
