@@ -935,12 +935,14 @@ def load_runs(
     scenarios: list[tuple[str, type[locust.User], str]] = [
         ("healthz", HealthUser, journal),
         ("fetch by _id", FetchUser, journal),
-        ("opa decision", OpaUser, opa),
         ("read", ReadUser, journal),
         ("search by patient", SearchUser, journal),
         ("$summary", SummaryUser, journal),
         ("token exchange", TokenUser, identity),
-        ("create", CreateUser, journal),  # last: it grows what the others read
+        ("create", CreateUser, journal),  # after the reads: it grows what they read
+        # last: no enforcement point reports its decisions, so audit raises each one as a
+        # logged-only gap once the grace has passed: work that would land on a later scenario
+        ("opa decision", OpaUser, opa),
     ]
     rows = []
     log(HEADER)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +245,63 @@ def test_decisions_opa_dropped_from_its_log_are_reported_as_gaps(
         f"{platform.url('audit')}/audit/gaps", headers=gp_headers(platform, hpr, audience="audit")
     )
     assert refused.status_code == 403
+
+
+def test_a_decision_no_enforcement_point_reported_is_a_gap_until_its_report_arrives(
+    platform: Platform, http: httpx.Client
+) -> None:
+    """OPA logged it, nobody reported enforcing it: ``logged_only`` once the grace has passed;
+    the report arriving late (a relay that was away) resolves it."""
+    patient = new_patient_id()
+    policy_input = {
+        "subject": {"id": "akson-dev-auditor", "kind": "system", "roles": ["auditor"]},
+        "action": "read",
+        "resource": {"type": "DocumentReference", "patient": patient, "category": "general"},
+        "context": {"care_relations": []},
+    }
+    answer = http.post(
+        f"{platform.endpoints['opa']['url']}/v1/data/akson/authz/decision",
+        json={"input": policy_input},
+        headers={"authorization": f"Bearer {platform.tokens['opa_token']}"},
+    ).json()
+    decision_id = answer["decision_id"]
+    gaps = platform.db("audit").gaps
+    gap = eventually(lambda: gaps.find_one({"_id": decision_id}), timeout=GRACE + 60, interval=1.0)
+    assert (gap["side"], gap["status"]) == ("logged_only", "open")
+    assert where(platform, [decision_id])["pending"] == set()
+
+    report = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "akson/journal",
+        "type": "policy.decision.enforced.v1",
+        "subject": "journal",
+        "datacontenttype": "application/json",
+        "data": {
+            "service": "journal",
+            "decisions": [
+                {"decision_id": decision_id, "allow": bool(answer["result"]["allow"]),
+                 "at": datetime.now(UTC).isoformat()}
+            ],
+        },
+    }  # fmt: skip
+    sidecar = platform.endpoints["services"]["journal"]["dapr_http"]
+    published = http.post(
+        f"{sidecar}/v1.0/publish/pubsub/policy.decision.enforced",
+        json=report,
+        headers={
+            "content-type": "application/cloudevents+json",
+            "dapr-api-token": platform.tokens["dapr_api_token"],
+        },
+    )
+    assert published.status_code == 204, published.text
+
+    def resolved() -> dict[str, Any] | None:
+        found = gaps.find_one({"_id": decision_id, "status": "resolved"})
+        return (
+            found if found is not None and not where(platform, [decision_id])["pending"] else None
+        )
+
+    eventually(resolved, timeout=GRACE + 60, interval=1.0)
+    alerts = [e for e in platform.events("audit.alert.gap.resolved") if e["subject"] == decision_id]
+    assert len(alerts) == 1

@@ -11,8 +11,8 @@ Both are *pending* collections: an id leaves them once reconciled, so they stay 
 reconciler's scans (a sequential scan on FerretDB v1) cost little. Every ``interval`` seconds
 the reconciler:
 
-1. takes the pending logged ids and looks them up in ``enforced`` (``_id`` ``$in``): an id on
-   both sides is complete and leaves both;
+1. takes the pending logged ids and meets them with the pending enforced ids (both read whole,
+   once a round): an id on both sides is complete and leaves both;
 2. takes the pending enforced ids that waited out the grace period (or close an open gap) and
    looks them up in ``decisions`` one ``_id`` at a time (the chain itself: a re-sent
    enforcement, or an intake that stopped between the chain and ``logged``): found ones are
@@ -151,9 +151,14 @@ class Reconciler:
         # does not: each would read the whole collection)
         open_gaps = await self._open_gap_ids()
         logged = await self.logged.find({}).to_list(None)
+        # both pending collections are read whole, once each: a lookup per chunk (``_id $in``)
+        # read the whole other collection each time on FerretDB v1
+        pending_enforced = (
+            {d["_id"] async for d in self.enforced.find({}, {"_id": 1})} if logged else set()
+        )
         for chunk in _chunks(logged):
             ids = [d["_id"] for d in chunk]
-            on_both = await self._ids(self.enforced, ids)
+            on_both = {i for i in ids if i in pending_enforced}
             if on_both:
                 await self._forget(self.enforced, on_both)
             known = {i for i in ids if i in open_gaps}  # a gap raised before: resolved now
@@ -201,12 +206,6 @@ class Reconciler:
         if counts["raised"] or counts["resolved"]:
             log.warning("decision log reconciled", extra=counts)
         return counts
-
-    async def _ids(self, collection: Any, ids: list[Any]) -> set[Any]:
-        if not ids:
-            return set()
-        cursor = collection.find({"_id": {"$in": ids}}, {"_id": 1})
-        return {d["_id"] async for d in cursor}
 
     async def _open_gap_ids(self) -> set[Any]:
         cursor = self.gaps.find({"status": "open"}, {"_id": 1, "side": 1})
