@@ -155,6 +155,33 @@ class Platform:
         sees)."""
         return "\n".join(self._stream_values(topic))
 
+    def decide(self, policy_input: dict[str, Any]) -> dict[str, Any]:
+        """OPA's answer to an access question asked straight, as an enforcement point would
+        (its token): ``result`` and ``decision_id``; the decision is logged like any other."""
+        answer = httpx.post(
+            f"{self.endpoints['opa']['url']}/v1/data/akson/authz/decision",
+            json={"input": policy_input},
+            headers={"authorization": f"Bearer {self.tokens['opa_token']}"},
+            timeout=10.0,
+        )
+        assert answer.status_code == 200, answer.text
+        decision: dict[str, Any] = answer.json()
+        return decision
+
+    def publish(self, via: str, topic: str, envelope: dict[str, Any]) -> None:
+        """Put a CloudEvent on ``topic`` through ``via``'s sidecar, as that service would."""
+        sidecar = self.endpoints["services"][via]["dapr_http"]
+        answer = httpx.post(
+            f"{sidecar}/v1.0/publish/pubsub/{topic}",
+            json=envelope,
+            headers={
+                "content-type": "application/cloudevents+json",
+                "dapr-api-token": self.tokens["dapr_api_token"],
+            },
+            timeout=10.0,
+        )
+        assert answer.status_code == 204, answer.text
+
     def events(self, topic: str) -> list[dict[str, Any]]:
         """Every CloudEvent Dapr has put on ``topic``'s Redis stream."""
         events = []

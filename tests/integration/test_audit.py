@@ -565,16 +565,7 @@ def publish_emergency_access(
             "at": datetime.now(UTC).isoformat(),
         },
     }
-    sidecar = platform.endpoints["services"]["journal"]["dapr_http"]
-    published = http.post(
-        f"{sidecar}/v1.0/publish/pubsub/journal.access.emergency",
-        json=envelope,
-        headers={
-            "content-type": "application/cloudevents+json",
-            "dapr-api-token": platform.tokens["dapr_api_token"],
-        },
-    )
-    assert published.status_code == 204, published.text
+    platform.publish("journal", "journal.access.emergency", envelope)
 
 
 def test_an_emergency_access_is_queued_for_review_and_reviewed_once(

@@ -259,11 +259,7 @@ def test_a_decision_no_enforcement_point_reported_is_a_gap_until_its_report_arri
         "resource": {"type": "DocumentReference", "patient": patient, "category": "general"},
         "context": {"care_relations": []},
     }
-    answer = http.post(
-        f"{platform.endpoints['opa']['url']}/v1/data/akson/authz/decision",
-        json={"input": policy_input},
-        headers={"authorization": f"Bearer {platform.tokens['opa_token']}"},
-    ).json()
+    answer = platform.decide(policy_input)
     decision_id = answer["decision_id"]
     gaps = platform.db("audit").gaps
     gap = eventually(lambda: gaps.find_one({"_id": decision_id}), timeout=GRACE + 60, interval=1.0)
@@ -285,16 +281,7 @@ def test_a_decision_no_enforcement_point_reported_is_a_gap_until_its_report_arri
             ],
         },
     }  # fmt: skip
-    sidecar = platform.endpoints["services"]["journal"]["dapr_http"]
-    published = http.post(
-        f"{sidecar}/v1.0/publish/pubsub/policy.decision.enforced",
-        json=report,
-        headers={
-            "content-type": "application/cloudevents+json",
-            "dapr-api-token": platform.tokens["dapr_api_token"],
-        },
-    )
-    assert published.status_code == 204, published.text
+    platform.publish("journal", "policy.decision.enforced", report)
 
     def resolved() -> dict[str, Any] | None:
         found = gaps.find_one({"_id": decision_id, "status": "resolved"})

@@ -156,17 +156,8 @@ def test_an_event_published_twice_with_the_same_id_is_applied_once(
             "deceased": False,
         },
     }
-    sidecar = platform.endpoints["services"]["masterdata"]["dapr_http"]
     for _ in range(2):
-        published = http.post(
-            f"{sidecar}/v1.0/publish/pubsub/masterdata.person.changed",
-            json=envelope,
-            headers={
-                "content-type": "application/cloudevents+json",
-                "dapr-api-token": platform.tokens["dapr_api_token"],
-            },
-        )
-        assert published.status_code == 204, published.text
+        platform.publish("masterdata", "masterdata.person.changed", envelope)
     eventually(
         lambda: platform.db("journal").processed_events.find_one(
             {"_id": f"masterdata.person.changed:{envelope['id']}"}
@@ -343,11 +334,7 @@ def test_decision_log_reaches_audit_with_clinical_content_erased(
         },
         "context": {"care_relations": [], "note": "klinisk merknad"},
     }
-    answer = http.post(
-        f"{platform.endpoints['opa']['url']}/v1/data/akson/authz/decision",
-        json={"input": policy_input},
-        headers={"authorization": f"Bearer {platform.tokens['opa_token']}"},
-    ).json()
+    answer = platform.decide(policy_input)
     decision_id = answer["decision_id"]
     decisions = platform.db("audit").decisions
     stored = eventually(lambda: decisions.find_one({"_id": decision_id}), timeout=30)

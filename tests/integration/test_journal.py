@@ -702,7 +702,6 @@ def test_emergency_access_needs_a_reason_and_emits_an_event(
 
 
 def publish_directive(http: httpx.Client, platform: Platform, directive: dict[str, Any]) -> None:
-    sidecar = platform.endpoints["services"]["journal"]["dapr_http"]
     envelope = {
         "specversion": "1.0",
         "id": str(uuid.uuid4()),
@@ -712,15 +711,7 @@ def publish_directive(http: httpx.Client, platform: Platform, directive: dict[st
         "datacontenttype": "application/json",
         "data": directive,
     }
-    answer = http.post(
-        f"{sidecar}/v1.0/publish/pubsub/consent.directive.changed",
-        json=envelope,
-        headers={
-            "content-type": "application/cloudevents+json",
-            "dapr-api-token": platform.tokens["dapr_api_token"],
-        },
-    )
-    assert answer.status_code == 204, answer.text
+    platform.publish("journal", "consent.directive.changed", envelope)
 
 
 def test_directives_are_projected_and_stale_versions_ignored(

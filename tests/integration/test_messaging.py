@@ -514,16 +514,7 @@ def publish_document_recorded(
         "datacontenttype": "application/json",
         "data": data,
     }
-    sidecar = platform.endpoints["services"]["journal"]["dapr_http"]
-    published = http.post(
-        f"{sidecar}/v1.0/publish/pubsub/journal.document.recorded",
-        json=envelope,
-        headers={
-            "content-type": "application/cloudevents+json",
-            "dapr-api-token": platform.tokens["dapr_api_token"],
-        },
-    )
-    assert published.status_code == 204, published.text
+    platform.publish("journal", "journal.document.recorded", envelope)
     return envelope
 
 

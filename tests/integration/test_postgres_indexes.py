@@ -9,7 +9,8 @@ import os
 import subprocess
 from collections import Counter
 
-from infra.local.stack import postgres_bin
+from stack import postgres_bin
+
 from tests.integration.conftest import Platform
 from tests.support import run_secret
 
