@@ -741,6 +741,8 @@ class Stack:
             app_env = {
                 f"{prefix}ENVIRONMENT": "development",
                 f"{prefix}MONGO_URL": self.endpoints["mongo"]["url"],
+                # FerretDB v1 loses concurrent updates of one document (akson_common.db)
+                f"{prefix}MONGO_SERIALISE_WRITES": "true",
                 f"{prefix}DAPR_HTTP_ENDPOINT": f"http://127.0.0.1:{ports[f'{s}_dapr_http']}",
                 f"{prefix}DAPR_API_TOKEN": tokens["dapr_api_token"],
                 f"{prefix}APP_API_TOKEN": tokens["app_api_token"],

@@ -201,3 +201,14 @@ def test_a_key_stored_in_the_clear_before_sealing_is_sealed_when_identity_reads_
         assert verified_kid(platform) != legacy
     finally:
         keys.delete_one({"_id": legacy})
+
+
+def test_writes_are_serialised_on_ferretdb_only(platform: Platform) -> None:
+    """FerretDB v1 loses concurrent updates of one document, MongoDB does not: the in-process
+    write locks are off by default (production) and the local runner turns them on."""
+    from akson_common.settings import ServiceSettings
+
+    assert ServiceSettings.model_fields["mongo_serialise_writes"].default is False
+    for name in platform.stack.services:
+        env = platform.stack.processes[f"{name}-app"].env
+        assert env[f"AKSON_{name.upper()}_MONGO_SERIALISE_WRITES"] == "true", name

@@ -26,8 +26,10 @@ class ServiceSettings(BaseSettings):
     mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
     mongo_database: str = ""
     # FerretDB v1 loses concurrent updates of one document: serialise them in-process
-    # (akson_common.db.WriteLocks). Harmless on MongoDB; may be switched off there.
-    mongo_serialise_writes: bool = True
+    # (akson_common.db.WriteLocks). MongoDB applies each single-document update atomically,
+    # so off by default (in production it would serialise writes for nothing); the local
+    # runner, on FerretDB, turns it on for every service (AKSON_<SERVICE>_MONGO_SERIALISE_WRITES).
+    mongo_serialise_writes: bool = False
 
     dapr_http_endpoint: str = "http://127.0.0.1:3500"
     dapr_api_token: SecretStr = SecretStr("")
