@@ -198,6 +198,13 @@ DB_BACKEND = os.environ.get("AKSON_DB_BACKEND", "postgresql")
 # their CPU under load (issue 15's pprof: mallocgc 21 %, background mark 14 %). Both keep
 # small heaps (< 150 MiB), so a collection every 4x growth is cheap in memory.
 GO_GC = {"GOGC": os.environ.get("AKSON_GOGC", "400")}
+# FerretDB v1 holds a PostgreSQL connection for a write command while it takes a second one
+# (issue 15): once every connection of its pool (pool_max_conns, default 50) is held by such a
+# command, none finishes. So its pool is larger than twice what the services can ask at once:
+# each service's client keeps at most SERVICE_MONGO_POOL connections (seven services: 84
+# commands, 168 connections at the worst, under FERRETDB_POOL).
+FERRETDB_POOL = 200
+SERVICE_MONGO_POOL = 12
 
 
 # FerretDB v1 (PostgreSQL) pushes a filter {field: value} down as `_jsonb->'field' @> value`,
@@ -583,6 +590,9 @@ class Stack:
                     str(socket_dir),
                     "-c",
                     "listen_addresses=127.0.0.1",
+                    # FerretDB's pool (FERRETDB_POOL) plus psql, the tests and the load tools
+                    "-c",
+                    f"max_connections={FERRETDB_POOL + 60}",
                     # throwaway local data: durability traded for speed
                     "-c",
                     "fsync=off",
@@ -619,7 +629,7 @@ class Stack:
             after_start=lambda: self._postgres_ready(pg, port, password, role_password),
         )
         # no credentials: FerretDB connects with each client's own, a client without is refused
-        return f"postgres://127.0.0.1:{port}/postgres"
+        return f"postgres://127.0.0.1:{port}/postgres?pool_max_conns={FERRETDB_POOL}"
 
     @staticmethod
     def _postgres_ready(pg: Path, port: int, password: str, role_password: str) -> None:
@@ -743,6 +753,7 @@ class Stack:
                 f"{prefix}MONGO_URL": self.endpoints["mongo"]["url"],
                 # FerretDB v1 loses concurrent updates of one document (akson_common.db)
                 f"{prefix}MONGO_SERIALISE_WRITES": "true",
+                f"{prefix}MONGO_MAX_POOL_SIZE": str(SERVICE_MONGO_POOL),
                 f"{prefix}DAPR_HTTP_ENDPOINT": f"http://127.0.0.1:{ports[f'{s}_dapr_http']}",
                 f"{prefix}DAPR_API_TOKEN": tokens["dapr_api_token"],
                 f"{prefix}APP_API_TOKEN": tokens["app_api_token"],

@@ -212,3 +212,21 @@ def test_writes_are_serialised_on_ferretdb_only(platform: Platform) -> None:
     for name in platform.stack.services:
         env = platform.stack.processes[f"{name}-app"].env
         assert env[f"AKSON_{name.upper()}_MONGO_SERIALISE_WRITES"] == "true", name
+
+
+def test_the_services_cannot_hold_all_of_ferretdbs_pool(platform: Platform) -> None:
+    """A FerretDB v1 write holds one PostgreSQL connection while it takes a second: the
+    services' clients together must not be able to ask for more than half its pool."""
+    (url,) = [
+        arg.split("=", 1)[1]
+        for arg in platform.stack.processes["ferretdb"].argv
+        if arg.startswith("--postgresql-url=")
+    ]
+    pool = int(url.split("pool_max_conns=", 1)[1].split("&", 1)[0])
+    asked = sum(
+        int(
+            platform.stack.processes[f"{name}-app"].env[f"AKSON_{name.upper()}_MONGO_MAX_POOL_SIZE"]
+        )
+        for name in platform.stack.services
+    )
+    assert 2 * asked < pool, (asked, pool)

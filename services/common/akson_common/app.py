@@ -115,6 +115,7 @@ def create_service(
         settings.mongo_url.get_secret_value(),
         settings.mongo_database,
         serialise_writes=settings.mongo_serialise_writes,
+        max_pool_size=settings.mongo_max_pool_size,
     )
     http = httpx.AsyncClient(timeout=5.0)
     dapr_token = settings.dapr_api_token.get_secret_value()

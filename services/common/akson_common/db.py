@@ -250,10 +250,20 @@ class Database:
     """One client and one database per service (a service never reads another's database)."""
 
     def __init__(
-        self, url: str, name: str, *, timeout_ms: int = 3000, serialise_writes: bool = True
+        self,
+        url: str,
+        name: str,
+        *,
+        timeout_ms: int = 3000,
+        serialise_writes: bool = True,
+        max_pool_size: int = 100,
     ) -> None:
         self.client: AsyncMongoClient[Document] = AsyncMongoClient(
-            url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True
+            url,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            tz_aware=True,
+            maxPoolSize=max_pool_size,
         )
         self.db: AsyncDatabase[Document] = self.client[name]
         self._indexes: dict[str, list[IndexModel]] = {}

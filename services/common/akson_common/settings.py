@@ -30,6 +30,8 @@ class ServiceSettings(BaseSettings):
     # so off by default (in production it would serialise writes for nothing); the local
     # runner, on FerretDB, turns it on for every service (AKSON_<SERVICE>_MONGO_SERIALISE_WRITES).
     mongo_serialise_writes: bool = False
+    # connections of this service's database client (PyMongo's maxPoolSize; its default 100)
+    mongo_max_pool_size: int = Field(default=100, ge=1, le=1000)
 
     dapr_http_endpoint: str = "http://127.0.0.1:3500"
     dapr_api_token: SecretStr = SecretStr("")
