@@ -87,6 +87,7 @@ CONSTANT_RATE = 300.0
 CONSTANT_USERS = 32
 PROFILED = ("journal-app", "audit-app", "identity-app")
 NATIONAL_ID = re.compile(r"\b\d{11}\b")
+SCENARIOS = {"read": ReadUser, "create": CreateUser, "search": SearchUser, "summary": SummaryUser}
 IDLE_SECONDS = 10.0  # after the profiled run: what the stack does with no traffic
 # the processes that get their own column; the rest are summed
 COLUMNS = ("ferretdb", "postgres", "journal-app", "opa", "audit-app", "identity-app")
@@ -973,6 +974,9 @@ def main() -> None:
         "--only", default="", help="comma list of scenarios' first words (read,create,...)"
     )
     parser.add_argument("--profile", action="store_true", help="the profiled read instead")
+    parser.add_argument(
+        "--scenario", default="read", choices=sorted(SCENARIOS), help="what --profile profiles"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run folder afterwards")
     args = parser.parse_args()
     command = ("make profile" if args.profile else "make load") + (
@@ -996,8 +1000,8 @@ def main() -> None:
             profile = Profile(endpoints, run_dir, args.seconds)
             journal = endpoints["services"]["journal"]["app"]
             log(HEADER)
-            row = run("read (profiled)", ReadUser, 8, args.seconds, journal, run_dir,
-                      at_start=profile.start)  # fmt: skip
+            row = run(f"{args.scenario} (profiled)", SCENARIOS[args.scenario], 8, args.seconds,
+                      journal, run_dir, at_start=profile.start)  # fmt: skip
             body = "\n".join(
                 ["## Profile (measured)", "", *facts, "", profile.report(row),
                  *opa_timers(endpoints, target)]

@@ -194,12 +194,18 @@ def tool_paths() -> dict[str, str]:
 
 
 DB_BACKEND = os.environ.get("AKSON_DB_BACKEND", "postgresql")
+# FerretDB and OPA are Go: with the default GOGC=100 their garbage collector took a fifth of
+# their CPU under load (issue 15's pprof: mallocgc 21 %, background mark 14 %). Both keep
+# small heaps (< 150 MiB), so a collection every 4x growth is cheap in memory.
+GO_GC = {"GOGC": os.environ.get("AKSON_GOGC", "400")}
 
 
 # FerretDB v1 (PostgreSQL) pushes a filter {field: value} down as `_jsonb->'field' @> value`,
 # which the btree expression indexes it creates for createIndexes cannot serve: every filtered
 # query was a sequential scan (an auditor's query by patient over 1M decisions: 8 s). This event
 # trigger gives each such btree index a GIN twin on the same expressions, which can (31 ms).
+# One twin per (table, expression): seven compound indexes (field, position) on audit's
+# decisions made seven identical GIN indexes on position, each one more write per decision.
 # Local only: MongoDB in production uses its own indexes.
 GIN_TWINS_SQL = """
 CREATE OR REPLACE FUNCTION akson_gin_twins() RETURNS event_trigger LANGUAGE plpgsql AS $$
@@ -220,7 +226,7 @@ BEGIN
       expression := pg_get_indexdef(command.objid, position, true);
       CONTINUE WHEN expression NOT LIKE '%_jsonb -> %';
       EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin ((%s) jsonb_path_ops)',
-                     'gin_' || md5(command.object_identity || position), target, expression);
+                     'gin_' || md5(target::text || expression), target, expression);
     END LOOP;
   END LOOP;
 END $$;
@@ -663,7 +669,7 @@ class Stack:
             ],
             lambda: tcp_ok(ports["mongo"]),
             # a client without credentials stays without: none from the caller's environment
-            {"PGUSER": "no-credentials", "PGPASSWORD": "", "PGPASSFILE": os.devnull},
+            {"PGUSER": "no-credentials", "PGPASSWORD": "", "PGPASSFILE": os.devnull, **GO_GC},
         )
         audit = self.endpoints["services"].get("audit", {}).get("app", "http://127.0.0.1:9")
         add(
@@ -691,6 +697,7 @@ class Stack:
                 "AUDIT_URL": audit,
                 "AUDIT_UPLOAD_TOKEN": tokens["audit_upload_token"],
                 "AKSON_OPA_PEP_TOKEN": tokens["opa_token"],
+                **GO_GC,
             },
         )
         if not os.environ.get("AKSON_MESSAGE_PEER_URL") and "messaging" in self.services:

@@ -77,7 +77,7 @@ class DecisionFilter(BaseModel):
         return selector
 
 
-def decision_filter(
+async def decision_filter(
     patient: Identifier = None,
     practitioner: Annotated[str | None, Query(pattern=r"^\d{1,9}$")] = None,
     actor: Identifier = None,

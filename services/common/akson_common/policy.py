@@ -284,7 +284,8 @@ async def decide_visible(
     return decision
 
 
-def policy_point(request: Request) -> PolicyEnforcementPoint:
+async def policy_point(request: Request) -> PolicyEnforcementPoint:
+    # async: a plain def dependency would run in FastAPI's thread pool (see state_dependency)
     pep: PolicyEnforcementPoint = request.app.state.pep
     return pep
 

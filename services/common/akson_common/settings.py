@@ -55,6 +55,10 @@ class ServiceSettings(BaseSettings):
 
     otlp_endpoint: str = ""
     outbox_sweep_seconds: float = Field(default=2.0, gt=0)
+    # how long a decision may use a patient's projection document read before (0: never);
+    # this process forgets it at once when it applies an event about the patient, another
+    # replica within this time (akson_common.projections.PatientProjections)
+    projection_cache_seconds: float = Field(default=1.0, ge=0, le=10)
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> ServiceSettings:

@@ -217,3 +217,33 @@ def test_a_principal_survives_the_round_trip_through_claims() -> None:
         scopes=("a", "b"),
     )
     assert Principal.from_claims(principal.to_claims()) == principal
+
+
+async def test_a_verified_token_is_not_verified_again_but_never_outlives_its_expiry(
+    verifier: TokenVerifier, key: RSAKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims(exp=int(time.time()) + 5), key)
+    assert (await verifier.verify(token)).id == "hpr:1"
+    decodes = 0
+    original = jwt.decode
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal decodes
+        decodes += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("akson_common.auth.jwt.decode", counting)
+    for _ in range(5):
+        assert (await verifier.verify(token)).id == "hpr:1"
+    assert decodes == 0, "the signature was checked again"
+    # a tampered copy is a different token: verified (and refused) on its own
+    header, body, signature = token.split(".")
+    tampered = f"{header}.{b64(claims(sub='hpr:2'))}.{signature}"
+    with pytest.raises(Unauthorized):
+        await verifier.verify(tampered)
+    assert decodes == 1
+    # past its expiry the cached verification is gone: verified again (within leeway: accepted)
+    later = time.time() + 6
+    monkeypatch.setattr("akson_common.auth.time.time", lambda: later)
+    assert (await verifier.verify(token)).id == "hpr:1"
+    assert decodes == 2

@@ -12,7 +12,11 @@ from consent.service import ConsentDirectives
 
 
 def configure(app: FastAPI, platform: Platform) -> None:
-    app.state.projections = PatientProjections(platform.database, platform.subscriptions)
+    app.state.projections = PatientProjections(
+        platform.database,
+        platform.subscriptions,
+        cache_seconds=platform.settings.projection_cache_seconds,
+    )
     app.state.directives = ConsentDirectives(platform)
 
 

@@ -69,7 +69,7 @@ BODY = {
 }
 
 
-def caller(
+async def caller(
     principal: CurrentPrincipal,
     purpose: Annotated[
         str,
@@ -98,7 +98,7 @@ def caller(
 CallerDep = Annotated[Caller, Depends(caller)]
 
 
-def kind_of(resource_type: Annotated[str, Path(description=", ".join(KINDS))]) -> Kind:
+async def kind_of(resource_type: Annotated[str, Path(description=", ".join(KINDS))]) -> Kind:
     kind = KINDS.get(resource_type)
     if kind is None:
         raise NotSupported(f"this server keeps no {resource_type[:40]!r} resources")
@@ -174,7 +174,7 @@ def written_outcome(resource: dict[str, Any], version: int) -> dict[str, Any]:
     }
 
 
-def prefer_return(
+async def prefer_return(
     prefer: Annotated[
         str | None,
         Header(

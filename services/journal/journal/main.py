@@ -16,7 +16,11 @@ settings = settings_for(JournalSettings, "journal")
 
 
 def configure(app: FastAPI, platform: Platform) -> None:
-    projections = Projections(platform.database, platform.subscriptions)
+    projections = Projections(
+        platform.database,
+        platform.subscriptions,
+        cache_seconds=settings.projection_cache_seconds,
+    )
     access = Access(platform.pep, projections, platform.database, platform.outbox)
     app.state.projections = projections
     app.state.journal = Journal(platform.database, platform.outbox, access)

@@ -10,5 +10,7 @@ __all__ = ["Projections", "access_facts", "field_key"]
 
 
 class Projections(PatientProjections):
-    def __init__(self, database: Database, subscriptions: Subscriptions) -> None:
-        super().__init__(database, subscriptions, directives=True)
+    def __init__(
+        self, database: Database, subscriptions: Subscriptions, *, cache_seconds: float = 1.0
+    ) -> None:
+        super().__init__(database, subscriptions, directives=True, cache_seconds=cache_seconds)

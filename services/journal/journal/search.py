@@ -58,7 +58,7 @@ class SearchParameters:
     kept: tuple[tuple[str, str], ...] = field(default=())  # for links, without _cursor
 
     def matches(self, resource_type: str, entry: Json) -> bool:
-        """Whether a patient index entry (see :mod:`journal.store`) meets the parameters."""
+        """Whether a stored document (see :mod:`journal.store`) meets the parameters."""
         if entry.get("type") != resource_type:
             return False
         if self.category and entry.get("category") != self.category:

@@ -450,7 +450,11 @@ class Journal:
         if patient is None:
             raise BadRequest("a search names the patient (patient=Patient/<national id>)")
         context = await self.access.context(caller, patient)
-        entries = [e for e in await self.store.entries(patient) if parameters.matches(kind.name, e)]
+        entries = [
+            e
+            for e in await self.store.of_patient(patient, kind.name)
+            if parameters.matches(kind.name, e)
+        ]
         if not entries:
             # Nothing matches; the search is still decided (and logged), so a stopped OPA
             # gives 503 whether or not there was anything to find.
@@ -464,8 +468,7 @@ class Journal:
             visible = [e for e in visible if e["sort_key"] < parameters.cursor]
         page = visible[: parameters.count]
         next_key = page[-1]["sort_key"] if len(visible) > parameters.count else None
-        resources = await self._fetch_allowed(page, decisions)
-        return SearchPage(resources, total, next_key)
+        return SearchPage(self._allowed(page, decisions), total, next_key)
 
     async def _decide_entries(
         self,
@@ -479,13 +482,13 @@ class Journal:
         distinct = list(dict.fromkeys(_access(e) for e in entries))
         return await self.access.decide_many(caller, action, patient, distinct, context)
 
-    async def _fetch_allowed(
-        self, page: Sequence[dict[str, Any]], decisions: dict[AccessTuple, Decision]
+    def _allowed(
+        self, documents: Sequence[dict[str, Any]], decisions: dict[AccessTuple, Decision]
     ) -> list[dict[str, Any]]:
-        """The page's resources, each re-checked on its own stored attributes: an index entry
-        that lags behind its resource can hide it, never show it."""
+        """The resources of ``documents`` an allowing decision on their own attributes covers,
+        each as that decision's obligations shape it."""
         resources = []
-        for document in await self.store.fetch([e["id"] for e in page]):
+        for document in documents:
             decision = decisions.get(_access(document))
             if decision is not None and decision.allow:
                 resources.append(self._output(document["resource"], decision))
@@ -504,7 +507,7 @@ class Journal:
         context = await self.access.context(caller, patient)
         entries = [
             e
-            for e in await self.store.entries(patient)
+            for e in await self.store.of_patient(patient)
             if e.get("type") in KINDS
             and any(e["type"] == name for name, _ in sections)
             and e.get("status") in KINDS[e["type"]].current_statuses
@@ -520,7 +523,7 @@ class Journal:
                 [e for e in entries if e["type"] == name and decisions[_access(e)].allow]
             )
             chosen.extend(allowed[:latest] if latest else allowed)
-        return await self._fetch_allowed(chosen, decisions)
+        return self._allowed(chosen, decisions)
 
     # -- supplies ----------------------------------------------------------------------------
 

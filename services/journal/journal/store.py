@@ -1,6 +1,5 @@
-"""One store for every resource type: the current version in ``resources``, earlier versions
-in ``resource_versions`` and, per patient, an index document in ``patient_index``. Nothing is
-ever deleted.
+"""One store for every resource type: the current version in ``resources`` and earlier versions
+in ``resource_versions``. Nothing is ever deleted.
 
 A current document holds the resource and, beside it, the facts the journal searches and
 decides on (``type``, ``patient``, ``category``, ``sensitivity``, ``status``, ``date``,
@@ -13,19 +12,18 @@ An update first copies the version it replaces into ``resource_versions`` (idemp
 expected one: a crash in between leaves a spare copy of the still-current version, never a
 lost one, and two concurrent writers cannot both win.
 
-Searches and the summary read the patient's index document (one ``_id`` lookup: the
-patient's entries with their facts, no content) and then fetch only the page they return, by
-``_id``. FerretDB v1 answers any other filter with a scan of the whole collection, so a search
-by ``patient`` would cost in proportion to everyone's records. The index is written after the
-resource; a crash in between leaves the resource out of searches until its next write, and
-the service re-checks every fetched resource's own attributes against the decisions, so a
-stale index entry can hide a resource but never show one.
+Searches and the summary read the patient's current documents of the asked type in ONE query
+on ``patient`` (and ``type``): MongoDB serves it from the compound index declared below,
+FerretDB v1 on PostgreSQL pushes both equalities down to the GIN twins of that index (the
+local runner's trigger). Until issue 15 they read a per-patient index document and then
+fetched each hit by ``_id`` — on FerretDB v1 every command costs ~1 ms of CPU whatever it
+returns, so a page of ten cost twelve commands; the index document also had to be rewritten
+(in full: FerretDB v1 updates read and write the whole document) on every write.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +34,6 @@ from akson_common.outbox import OUTBOX_FIELD, Outbox
 
 RESOURCES = "resources"
 VERSIONS = "resource_versions"
-PATIENT_INDEX = "patient_index"
 # The attributes an access decision depends on: one decision per distinct combination.
 ACCESS_FIELDS = (
     "type",
@@ -48,8 +45,6 @@ ACCESS_FIELDS = (
     "author",
     "withheld",
 )
-# the facts an index entry keeps (never content)
-INDEXED = (*ACCESS_FIELDS, "status", "date", "type_code", "sort_key", "version")
 AccessTuple = tuple[Any, ...]
 
 
@@ -61,24 +56,13 @@ def tuple_selector(values: AccessTuple) -> dict[str, Any]:
     return dict(zip(ACCESS_FIELDS, values, strict=True))
 
 
-def index_entry(document: Mapping[str, Any]) -> str:
-    """An index entry as one compact JSON array: FerretDB v1 decodes a nested field at a time,
-    so 200 entries as objects took ~60 ms to read back, as strings a fraction of that."""
-    return json.dumps([document.get(name) for name in INDEXED], separators=(",", ":"))
-
-
-def read_entry(resource_id: str, entry: str) -> dict[str, Any]:
-    return {**dict(zip(INDEXED, json.loads(entry), strict=True)), "id": resource_id}
-
-
 class ResourceStore:
     def __init__(self, database: Database, outbox: Outbox) -> None:
         self.outbox = outbox
         self.current = database.collection(RESOURCES)
         self.versions = database.collection(VERSIONS)
-        self.index = database.collection(PATIENT_INDEX)
         outbox.track(RESOURCES)
-        # for MongoDB in production (FerretDB v1 reads by _id only, see above)
+        # searches by patient (and type): MongoDB's index; FerretDB v1 uses its GIN twins
         database.declare_indexes(
             RESOURCES,
             [
@@ -88,28 +72,20 @@ class ResourceStore:
 
     async def insert(self, document: Document, events: list[dict[str, Any]]) -> None:
         await self.outbox.insert_many(RESOURCES, [(document, events)])
-        await self._index(document)
 
-    async def _index(self, document: Mapping[str, Any]) -> None:
-        entry = index_entry(document)
-        await when_not_busy(
-            lambda: self.index.update_one(
-                {"_id": document["patient"]},
-                {"$set": {f"entries.{document['_id']}": entry}},
-                upsert=True,
-            )
+    async def of_patient(self, patient: str, resource_type: str | None = None) -> list[Document]:
+        """The patient's current documents (of ``resource_type``), in no order, without their
+        pending events; each with ``id`` = its ``_id``."""
+        selector = (
+            {"patient": patient}
+            if resource_type is None
+            else {
+                "patient": patient,
+                "type": resource_type,
+            }
         )
-
-    async def entries(self, patient: str) -> list[dict[str, Any]]:
-        """The patient's index entries (``id`` plus :data:`INDEXED`), in no order."""
-        found = await self.index.find_one({"_id": patient})
-        entries = (found or {}).get("entries") or {}
-        return [read_entry(resource_id, entry) for resource_id, entry in entries.items()]
-
-    async def fetch(self, resource_ids: list[str]) -> list[Document]:
-        """Current documents by id, in the order asked, skipping any not found."""
-        found = await asyncio.gather(*(self.get(resource_id) for resource_id in resource_ids))
-        return [document for document in found if document is not None]
+        cursor = self.current.find(selector, {OUTBOX_FIELD: 0})
+        return [{**document, "id": document["_id"]} async for document in cursor]
 
     async def get(self, resource_id: str) -> Document | None:
         return await self.current.find_one({"_id": resource_id}, {OUTBOX_FIELD: 0})
@@ -137,8 +113,6 @@ class ResourceStore:
             {"$set": {**changes, "version": previous["version"] + 1}},
             events,
         )
-        if saved is not None:
-            await self._index(saved)
         return saved
 
     async def earlier_versions(self, resource_id: str, below: int) -> list[Document]:

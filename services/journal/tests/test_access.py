@@ -139,12 +139,3 @@ def test_a_principal_is_a_writer_by_hpr_number_or_client_id() -> None:
 
     assert Caller(Principal(id="hpr:1", kind="practitioner", hpr_number="1")).writer == "1"
     assert Caller(Principal(id="lab-client", kind="system")).writer == "lab-client"
-
-
-def test_index_entries_round_trip_without_content() -> None:
-    from journal.store import INDEXED, index_entry, read_entry
-
-    stored = {name: f"v-{name}" for name in INDEXED} | {"withheld": False, "version": 3}
-    entry = index_entry({**stored, "resource": {"content": "secret"}})
-    assert "secret" not in entry
-    assert read_entry("r1", entry) == {**stored, "id": "r1"}

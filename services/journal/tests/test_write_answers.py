@@ -3,6 +3,7 @@ nothing (``Prefer: return=``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -31,7 +32,7 @@ RESOURCE: dict[str, Any] = {
     ],
 )
 def test_the_prefer_header_is_read_as_rfc_7240_says(header: str | None, preference: str) -> None:
-    assert prefer_return(header) == preference
+    assert asyncio.run(prefer_return(header)) == preference
 
 
 def text(answer: Response) -> str:

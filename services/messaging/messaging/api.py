@@ -155,7 +155,7 @@ async def send_message(
 # -- inbound (declared before /messages/{id}) -----------------------------------------------
 
 
-def transport_peer(request: Request) -> None:
+async def transport_peer(request: Request) -> None:
     """The exchange presents the inbound token; without a configured token nothing comes in."""
     settings: MessagingSettings = request.app.state.settings
     expected = settings.inbound_token.get_secret_value()

@@ -27,7 +27,12 @@ def create_app(settings: MessagingSettings) -> FastAPI:
             queue,
             InboundStore(platform.database, platform.outbox),
             Directory(platform.database, platform.subscriptions),
-            PatientProjections(platform.database, platform.subscriptions, directives=True),
+            PatientProjections(
+                platform.database,
+                platform.subscriptions,
+                directives=True,
+                cache_seconds=settings.projection_cache_seconds,
+            ),
             platform.pep,
         )
         transport = Transport(
