@@ -259,7 +259,11 @@ class Outbox:
             for d in documents
         ]
         marker = {"_id": uuid.uuid4().hex, "collection": collection.name, "documents": sent}
-        await self.database.collection(SENT).insert_one({**marker, "at": datetime.now(UTC)})
+        # stored with event ids only (the envelopes are in memory, and in their documents)
+        stored = [{"_id": d["_id"], "ids": [str(e.get("id")) for e in d["sent"]]} for d in sent]
+        await self.database.collection(SENT).insert_one(
+            {**marker, "documents": stored, "at": datetime.now(UTC)}
+        )
         self._to_compact.append((marker["_id"], marker))
         self._sent_ids.update(str(envelope.get("id")) for envelope in done)
         return len(done)
@@ -279,7 +283,7 @@ class Outbox:
         marker_id, chunk = self._to_compact[0]
         markers = self.database.collection(SENT)
         if chunk is None:
-            chunk = await markers.find_one({"_id": marker_id})
+            chunk = await self._stored_chunk(marker_id)
         pulled = 1
         if chunk is not None:
             documents = [{"_id": d["_id"], OUTBOX_FIELD: d["sent"]} for d in chunk["documents"]]
@@ -291,12 +295,28 @@ class Outbox:
         self._to_compact.popleft()
         return pulled
 
+    async def _stored_chunk(self, marker_id: Any) -> Document | None:
+        """A chunk recorded by a previous run, with its envelopes as its documents hold them
+        (each read by ``_id``: this is the restart path)."""
+        marker = await self.database.collection(SENT).find_one({"_id": marker_id})
+        if marker is None:
+            return None
+        target = self.database.collection(marker["collection"])
+        documents = []
+        for stored in marker.get("documents", []):
+            ids = set(_sent_ids(stored))
+            document = await target.find_one({"_id": stored["_id"]}, {OUTBOX_FIELD: 1})
+            held = (document or {}).get(OUTBOX_FIELD) or []
+            sent = [e for e in held if str(e.get("id")) in ids]
+            documents.append({"_id": stored["_id"], "sent": sent})
+        return {**marker, "documents": documents}
+
     async def _load_sent(self) -> None:
         """The events of chunks published but not yet pulled (by a previous run): never
         published again by the sweep."""
         async for marker in self.database.collection(SENT).find({}):
             for document in marker.get("documents", []):
-                self._sent_ids.update(str(e.get("id")) for e in document.get("sent", []))
+                self._sent_ids.update(_sent_ids(document))
 
     async def _publish_round(
         self, collection: AsyncCollection[Document], topic: str, envelopes: list[dict[str, Any]]
@@ -406,6 +426,13 @@ class Outbox:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def _sent_ids(stored: Document) -> list[str]:
+    """The event ids of one document of a stored chunk (earlier chunks held the envelopes)."""
+    if "ids" in stored:
+        return [str(event_id) for event_id in stored["ids"]]
+    return [str(e.get("id")) for e in stored.get("sent", [])]
 
 
 def _with_events(update: Mapping[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
