@@ -8,6 +8,10 @@ consent and messaging (``patients`` with master data's facts, ``care_relations``
 (``persons``). Prints the time from the import's start and from its end, and events/s.
 
     python loadtests/bench_events.py [--persons 100000] [--chunk 5000] [--timeout 1800]
+        [--statements]
+
+``--statements``: PostgreSQL's ``pg_stat_statements`` over the import and the drain, the
+statements that took the most time (the runner starts PostgreSQL with it).
 """
 
 from __future__ import annotations
@@ -184,7 +188,20 @@ def stream_lengths(endpoints: dict[str, Any]) -> dict[str, int]:
         client.close()
 
 
-def run(persons: int, chunk: int, timeout: float, run_dir: Path) -> None:
+def top_statements(postgres: Postgres, limit: int = 15) -> None:
+    rows = postgres.query(
+        "SELECT round(total_exec_time)::bigint, calls, rows,"
+        " left(regexp_replace(query, '\\s+', ' ', 'g'), 160)"
+        f" FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT {limit}"
+    )
+    log("PostgreSQL statements by total time (ms, calls, rows, statement):")
+    for total, calls, count, query in rows:
+        log(f"  {total:>8} {calls:>8} {count:>9}  {query}")
+
+
+def run(persons: int, chunk: int, timeout: float, run_dir: Path, statements: bool) -> None:
+    if statements:
+        os.environ["AKSON_PG_STAT_STATEMENTS"] = "1"
     stack = Stack(run_dir=run_dir)
     log(f"stack up in {stack.up(supervise=True):.1f} s ({run_dir})")
     try:
@@ -197,6 +214,9 @@ def run(persons: int, chunk: int, timeout: float, run_dir: Path) -> None:
             for name, process in stack.processes.items()
             if process.popen is not None
         }
+        if statements:
+            postgres.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            postgres.query("SELECT pg_stat_statements_reset()")
         cpu_before = cpu_seconds(roots)
         imported = import_population(endpoints, persons, chunk)
         took = imported.ended - imported.started
@@ -239,6 +259,8 @@ def run(persons: int, chunk: int, timeout: float, run_dir: Path) -> None:
         )
         lengths = ", ".join(f"{t} {n}" for t, n in longest.items())
         log(f"longest stream seen: {lengths}; now {stream_lengths(endpoints)}")
+        if statements:
+            top_statements(postgres)
     finally:
         stack.down()
 
@@ -249,10 +271,11 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=5_000)
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--run-dir", type=Path, default=None, help="default: a new one in .run")
+    parser.add_argument("--statements", action="store_true", help="pg_stat_statements top list")
     args = parser.parse_args()
     # a fresh stack every time: counts start from empty projections
     run_dir = args.run_dir or ROOT / ".run" / f"bench-events-{time.strftime('%H%M%S')}"
-    run(args.persons, args.chunk, args.timeout, run_dir.resolve())
+    run(args.persons, args.chunk, args.timeout, run_dir.resolve(), args.statements)
 
 
 if __name__ == "__main__":

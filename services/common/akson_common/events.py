@@ -28,7 +28,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pymongo.errors import ConnectionFailure
 
 from akson_common.db import Database, DuplicateKeyError, insert_new
-from akson_common.guard import MAX_DEPTH, HostileInput, hostile, json_depth_exceeds, parse_json
+from akson_common.guard import (
+    MAX_DEPTH,
+    HostileInput,
+    checked_json,
+    hostile,
+    json_depth_exceeds,
+    parse_json,
+)
 
 log = logging.getLogger("akson.events")
 # where the sidecar delivers events (``/events/<topic>``)
@@ -529,7 +536,9 @@ BULK_MAX_AWAIT_MS = 50
 # events of different subjects handled at once within a batch that has no batch handler
 BATCH_CONCURRENCY = 16
 # How long dedupe markers are kept. Redis redelivers an unacknowledged event after
-# ``processingTimeout`` (15 s) and the sidecar retries a delivery for about a minute; the outbox
+# ``processingTimeout`` (15 s), and the sidecar retries a failing delivery until it succeeds
+# (every 5 s, infra/local/dapr/components/resiliency.yaml): a copy can come while the first is
+# still being retried, never after it was answered SUCCESS and acknowledged. The outbox
 # publishes an event again only while it is still pending, i.e. until its service is back. A
 # week covers every one of these by far; older markers are pruned (FerretDB v1 has no TTL
 # indexes: ``expireAfterSeconds`` is "not implemented").
@@ -617,11 +626,17 @@ class Subscriptions:
 
         return register
 
-    async def _valid(self, topic: Topic[P], raw: bytes) -> tuple[str, dict[str, Any], P] | None:
+    async def _valid(
+        self, topic: Topic[P], raw: bytes | dict[str, Any]
+    ) -> tuple[str, dict[str, Any], P] | None:
         """The event's id, envelope and payload; None (recorded as dead-lettered) when the event
-        is invalid: it never becomes valid by retrying."""
+        is invalid: it never becomes valid by retrying. ``raw``: the event as JSON text, or
+        parsed already with its bulk delivery (held to the same checks)."""
         try:
-            envelope = parse_json(raw, location="event")
+            if isinstance(raw, dict):
+                envelope = checked_json(raw, location="event")
+            else:
+                envelope = parse_json(raw, location="event")
             if not isinstance(envelope, dict):
                 raise TypeError("not an object")
             event_id = str(envelope["id"])
@@ -683,7 +698,7 @@ class Subscriptions:
         topic: Topic[P],
         handler: Handler[P],
         batch: BatchHandler[P] | None,
-        entries: list[tuple[str, bytes]],
+        entries: list[tuple[str, bytes | dict[str, Any]]],
     ) -> list[dict[str, str]]:
         """One status per entry of a bulk delivery (``entryId`` and ``status``)."""
         outcomes: dict[str, Outcome] = {}
@@ -886,10 +901,11 @@ def _status(entry_id: str, outcome: Outcome) -> dict[str, str]:
     return {"entryId": entry_id, "status": outcome.value}
 
 
-def _bulk_entries(raw: bytes) -> list[tuple[str, bytes]] | None:
-    """A bulk delivery's entries (entry id, the event as JSON text for the input guard), or
-    None when ``raw`` is a single event. An entry without an id gets no status (the sidecar
-    retries it, then dead-letters it)."""
+def _bulk_entries(raw: bytes) -> list[tuple[str, bytes | dict[str, Any]]] | None:
+    """A bulk delivery's entries (entry id, the event: parsed with the body, or JSON text),
+    or None when ``raw`` is a single event. Each event is held to the input guard's checks on
+    its own (:meth:`Subscriptions._valid`). An entry without an id gets no status (the sidecar
+    retries it)."""
     if json_depth_exceeds(raw, MAX_DEPTH):
         return None
     try:
@@ -898,19 +914,24 @@ def _bulk_entries(raw: bytes) -> list[tuple[str, bytes]] | None:
         return None
     if not isinstance(body, dict) or not isinstance(body.get("entries"), list):
         return None
-    entries: list[tuple[str, bytes]] = []
+    entries: list[tuple[str, bytes | dict[str, Any]]] = []
     for entry in body["entries"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("entryId"), str):
             continue
         event = entry.get("event")
-        # the event is guarded like a single delivery: serialised again, parsed by the guard
-        text = event.encode() if isinstance(event, str) else json.dumps(event).encode()
-        entries.append((entry["entryId"], text))
+        if isinstance(event, dict):
+            entries.append((entry["entryId"], event))
+        else:  # JSON text (or not an object: refused as invalid by the guard's parser)
+            text = event.encode() if isinstance(event, str) else json.dumps(event).encode()
+            entries.append((entry["entryId"], text))
     return entries
 
 
-def _event_id(raw: bytes) -> str | None:
+def _event_id(raw: bytes | dict[str, Any]) -> str | None:
     """The id of an event refused as invalid, when it has a plain one (for the dead letters)."""
+    if isinstance(raw, dict):
+        event_id = raw.get("id")
+        return event_id if isinstance(event_id, str) and _plain_id(event_id) else None
     if json_depth_exceeds(raw, MAX_DEPTH):
         return None
     try:
@@ -918,9 +939,13 @@ def _event_id(raw: bytes) -> str | None:
     except (ValueError, RecursionError):
         return None
     event_id = envelope.get("id") if isinstance(envelope, dict) else None
-    if isinstance(event_id, str) and len(event_id) <= 100 and not hostile(event_id):
+    if isinstance(event_id, str) and _plain_id(event_id):
         return event_id
     return None
+
+
+def _plain_id(event_id: str) -> bool:
+    return len(event_id) <= 100 and not hostile(event_id)
 
 
 def asyncapi_document() -> dict[str, Any]:

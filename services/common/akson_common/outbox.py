@@ -54,6 +54,11 @@ SENT = "outbox_sent"
 # left behind (a replica that crashed and was not restarted); this process relays what it
 # wrote from memory.
 SAFETY_SWEEP_SECONDS = 600.0
+# Pulling published events from their documents is housekeeping, not the pipeline: at most this
+# many documents a second (each pull is an update, ~1 ms of FerretDB and PostgreSQL CPU), so
+# that a large import's pulls do not compete with the consumers draining it. What waits is
+# recorded in ``outbox_sent`` and never published again.
+COMPACT_DOCUMENTS_PER_SECOND = 200.0
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
@@ -77,7 +82,8 @@ class Outbox:
         # costliest statement in FerretDB v1 (a query and a write, ~2 ms): the relay records
         # what it published in one ``outbox_sent`` document per chunk instead, and pulls them
         # when it has nothing to publish. ``_sent_ids``: those events, never published twice.
-        self._to_compact: deque[Any] = deque()
+        # chunk id, and the chunk itself while this process has it (None: read it back)
+        self._to_compact: deque[tuple[Any, Document | None]] = deque()
         self._sent_ids: set[str] = set()
         self._markers_loaded = False
 
@@ -253,40 +259,64 @@ class Outbox:
             for d in documents
         ]
         marker = {"_id": uuid.uuid4().hex, "collection": collection.name, "documents": sent}
-        await self.database.collection(SENT).insert_one({**marker, "at": datetime.now(UTC)})
-        self._to_compact.append(marker["_id"])
+        # stored with event ids only (the envelopes are in memory, and in their documents)
+        stored = [{"_id": d["_id"], "ids": [str(e.get("id")) for e in d["sent"]]} for d in sent]
+        await self.database.collection(SENT).insert_one(
+            {**marker, "documents": stored, "at": datetime.now(UTC)}
+        )
+        self._to_compact.append((marker["_id"], marker))
         self._sent_ids.update(str(envelope.get("id")) for envelope in done)
         return len(done)
 
-    async def compact_once(self) -> bool:
+    async def compact_once(self) -> int:
         """Pull the events of one ``outbox_sent`` chunk from their documents, then forget the
-        chunk; False when there is nothing to compact."""
+        chunk; how many documents that took (0: there was nothing to compact)."""
         if not self._markers_loaded:
             # chunks a previous run published but did not pull (read once: a handful)
+            known = {marker_id for marker_id, _ in self._to_compact}
             async for marker in self.database.collection(SENT).find({}, {"_id": 1}):
-                if marker["_id"] not in self._to_compact:
-                    self._to_compact.append(marker["_id"])
+                if marker["_id"] not in known:
+                    self._to_compact.append((marker["_id"], None))
             self._markers_loaded = True
         if not self._to_compact:
-            return False
-        marker_id = self._to_compact[0]
+            return 0
+        marker_id, chunk = self._to_compact[0]
         markers = self.database.collection(SENT)
-        chunk = await markers.find_one({"_id": marker_id})
+        if chunk is None:
+            chunk = await self._stored_chunk(marker_id)
+        pulled = 1
         if chunk is not None:
             documents = [{"_id": d["_id"], OUTBOX_FIELD: d["sent"]} for d in chunk["documents"]]
             envelopes = [e for d in documents for e in d[OUTBOX_FIELD]]
             await _pull(self.database.collection(chunk["collection"]), documents, envelopes)
             await markers.delete_one({"_id": marker_id})
             self._sent_ids.difference_update(str(e.get("id")) for e in envelopes)
+            pulled = max(1, len(documents))
         self._to_compact.popleft()
-        return True
+        return pulled
+
+    async def _stored_chunk(self, marker_id: Any) -> Document | None:
+        """A chunk recorded by a previous run, with its envelopes as its documents hold them
+        (each read by ``_id``: this is the restart path)."""
+        marker = await self.database.collection(SENT).find_one({"_id": marker_id})
+        if marker is None:
+            return None
+        target = self.database.collection(marker["collection"])
+        documents = []
+        for stored in marker.get("documents", []):
+            ids = set(_sent_ids(stored))
+            document = await target.find_one({"_id": stored["_id"]}, {OUTBOX_FIELD: 1})
+            held = (document or {}).get(OUTBOX_FIELD) or []
+            sent = [e for e in held if str(e.get("id")) in ids]
+            documents.append({"_id": stored["_id"], "sent": sent})
+        return {**marker, "documents": documents}
 
     async def _load_sent(self) -> None:
         """The events of chunks published but not yet pulled (by a previous run): never
         published again by the sweep."""
         async for marker in self.database.collection(SENT).find({}):
             for document in marker.get("documents", []):
-                self._sent_ids.update(str(e.get("id")) for e in document.get("sent", []))
+                self._sent_ids.update(_sent_ids(document))
 
     async def _publish_round(
         self, collection: AsyncCollection[Document], topic: str, envelopes: list[dict[str, Any]]
@@ -367,8 +397,11 @@ class Outbox:
                     loaded = True
                 while any(self._written.values()):
                     await self.relay_written()
-                while not self._wake.is_set() and await self.compact_once():
-                    await asyncio.sleep(0)  # a write that came meanwhile is relayed first
+                while not self._wake.is_set() and (pulled := await self.compact_once()):
+                    # paced (a write that comes meanwhile is relayed first)
+                    with contextlib.suppress(TimeoutError):
+                        pause = pulled / COMPACT_DOCUMENTS_PER_SECOND
+                        await asyncio.wait_for(self._wake.wait(), timeout=pause)
                 # the sweep (for what a crash left behind) once the pulls are done: until then
                 # every published document still looks pending to it
                 due = asyncio.get_running_loop().time() - last_full >= full_every
@@ -393,6 +426,13 @@ class Outbox:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def _sent_ids(stored: Document) -> list[str]:
+    """The event ids of one document of a stored chunk (earlier chunks held the envelopes)."""
+    if "ids" in stored:
+        return [str(event_id) for event_id in stored["ids"]]
+    return [str(e.get("id")) for e in stored.get("sent", [])]
 
 
 def _with_events(update: Mapping[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:

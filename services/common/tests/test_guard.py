@@ -12,7 +12,13 @@ from fastapi.testclient import TestClient
 from akson_common.auth import CurrentPrincipal
 from akson_common.errors import PROBLEM_JSON, declare_error_responses, install_problem_handlers
 from akson_common.fhir import FHIR_JSON, install_fhir_outcomes
-from akson_common.guard import HostileInput, InputGuard, json_depth_exceeds, parse_json
+from akson_common.guard import (
+    HostileInput,
+    InputGuard,
+    checked_json,
+    json_depth_exceeds,
+    parse_json,
+)
 
 HOSTILE_STRINGS = [
     "a\x00b",
@@ -244,3 +250,28 @@ def test_only_a_plain_request_id_is_echoed() -> None:
     odd = client.get("/items/x", headers={"x-request-id": "a b;" + "c" * 200})
     assert odd.headers["x-request-id"] != "a b;" + "c" * 200
     assert len(odd.headers["x-request-id"]) == 32
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"data": {"municipality": "46\\u00001"}}',
+        b'{"data": {"k\\u0007ey": 1}}',
+        b'{"data": [1, 99999999999999999999]}',
+        b'{"data": {"n": 1e400}}',
+        b'{"data": {"n": NaN}}',
+        b'{"data": {"ok": ["plain", 1, 2.5, true, null]}}',
+    ],
+)
+def test_a_value_parsed_with_its_bulk_is_held_to_the_parsers_checks(text: bytes) -> None:
+    """``checked_json`` on what plain ``json.loads`` made of the text refuses exactly what
+    ``parse_json`` refuses, at the same location."""
+    try:
+        expected: Any = parse_json(text, location="event")
+    except HostileInput as refusal:
+        expected = refusal.location
+    try:
+        got: Any = checked_json(json.loads(text), location="event")
+    except HostileInput as refusal:
+        got = refusal.location
+    assert got == expected

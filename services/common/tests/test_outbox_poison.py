@@ -28,7 +28,9 @@ class MemoryCollection:
     async def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> None:
         self.documents.extend(documents)
 
-    async def find_one(self, selector: dict[str, Any]) -> dict[str, Any] | None:
+    async def find_one(
+        self, selector: dict[str, Any], projection: Any = None
+    ) -> dict[str, Any] | None:
         return next((d for d in self.documents if d["_id"] == selector["_id"]), None)
 
     async def delete_one(self, selector: dict[str, Any]) -> None:
@@ -133,6 +135,7 @@ async def test_published_events_are_pulled_later_and_never_published_twice() -> 
     database = MemoryDatabase()
     sidecar = Sidecar(set(), 400)
     outbox = Outbox(database, sidecar, 1.0)  # type: ignore[arg-type]
+    outbox.track("things")
     documents = pending(database)
     poison, good = documents[0][OUTBOX_FIELD][0], documents[1][OUTBOX_FIELD][0]
     outbox._written["things"] = {"a": [poison], "b": [good]}
@@ -144,11 +147,30 @@ async def test_published_events_are_pulled_later_and_never_published_twice() -> 
     outbox._written["things"] = {"a": [poison]}  # written again: its array still holds it
     assert await outbox.relay_written() == 0
     assert await outbox.relay_once() == 0  # the sweep does not publish them again either
-    assert await outbox.compact_once() is True
+    assert await outbox.compact_once() == 2  # documents
     assert all(not d[OUTBOX_FIELD] for d in documents)
     assert database.collection(SENT).documents == []
-    assert await outbox.compact_once() is False
+    assert await outbox.compact_once() == 0
     assert sorted(sidecar.published) == ["good", "poison"]
+
+
+async def test_chunks_left_by_a_previous_run_are_pulled_and_not_published_again() -> None:
+    database = MemoryDatabase()
+    documents = pending(database)
+    first = Outbox(database, Sidecar(set(), 400), 1.0)  # type: ignore[arg-type]
+    first._written["things"] = {"a": list(documents[0][OUTBOX_FIELD])}
+    assert await first.relay_written() == 1
+    (stored,) = database.collection(SENT).documents
+    assert stored["documents"] == [{"_id": "a", "ids": ["poison"]}]  # ids, not envelopes
+    # the process ends before pulling; the next one publishes only what was not sent
+    sidecar = Sidecar(set(), 400)
+    again = Outbox(database, sidecar, 1.0)  # type: ignore[arg-type]
+    again.track("things")
+    await again._load_sent()
+    assert await again.relay_once() == 1 and sidecar.published == ["good"]
+    assert await again.compact_once() == 1
+    assert all(not d[OUTBOX_FIELD] for d in documents)
+    assert database.collection(SENT).documents == []
 
 
 async def test_enforced_decision_batches_are_deleted_once_published() -> None:
