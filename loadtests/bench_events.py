@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -34,9 +33,10 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "infra" / "local")]
 
-from stack import Stack, postgres_bin  # noqa: E402
+from stack import Stack  # noqa: E402
 
 from akson_common.identifiers import synthetic_national_id  # noqa: E402
+from tests.support import Postgres as SharedPostgres  # noqa: E402
 from tests.support import run_secret, system_token  # noqa: E402
 
 SCOPES = "Patient.write Practitioner.write Organization.write CareRelation.write"
@@ -56,33 +56,8 @@ def log(message: str) -> None:
     print(message, flush=True)  # noqa: T201
 
 
-class Postgres:
-    """psql as the runner's PostgreSQL superuser."""
-
-    def __init__(self, endpoints: dict[str, Any]) -> None:
-        self.psql = str(postgres_bin() / "psql")
-        self.port = str(endpoints["ports"]["postgres"])
-        self.password = run_secret(endpoints, "postgres_password")
-
-    def query(self, sql: str) -> list[list[str]]:
-        answer = subprocess.run(
-            [self.psql, "-h", "127.0.0.1", "-p", self.port, "-U", "akson", "-d", "postgres",
-             "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            env={**os.environ, "PGPASSWORD": self.password},
-            capture_output=True,
-            text=True,
-            check=False,
-        )  # fmt: skip
-        if answer.returncode != 0:
-            raise RuntimeError(f"psql: {answer.stderr.strip()}")
-        return [row.split("\t") for row in answer.stdout.splitlines() if row]
-
-    def table(self, database: str, collection: str) -> str | None:
-        rows = self.query(
-            f"SELECT _jsonb->>'table' FROM {database}._ferretdb_database_metadata "
-            f"WHERE _jsonb->>'_id' = '{collection}'"
-        )
-        return f"{database}.{rows[0][0]}" if rows else None
+class Postgres(SharedPostgres):
+    """psql as the runner's superuser, counting the projections in one call."""
 
     def counts(self, skip: Iterable[str] = ()) -> dict[str, int]:
         """Every projection's count but those in ``skip``, in one psql call (tables not created
@@ -91,7 +66,7 @@ class Postgres:
         for service, collection, condition in PROJECTIONS:
             if f"{service}.{collection}" in skip:
                 continue
-            table = self.table(f"akson_{service}", collection)
+            table = self.table_or_none(f"akson_{service}", collection)
             if table is not None:
                 where = f" WHERE {condition}" if condition else ""
                 parts.append((f"{service}.{collection}", f"(SELECT count(*) FROM {table}{where})"))

@@ -72,12 +72,12 @@ from locustfiles import (  # noqa: E402
     TokenUser,
 )
 from measure import usage  # noqa: E402
-from stack import postgres_bin, read_state, stop_supervisor, up_detached  # noqa: E402
+from stack import read_state, stop_supervisor, up_detached  # noqa: E402
 
 from akson_common.auth import Principal, unverified_claims  # noqa: E402
 from akson_common.policy import ResourceRef  # noqa: E402
 from akson_common.projections import access_facts  # noqa: E402
-from tests.support import run_secret  # noqa: E402
+from tests.support import Postgres, run_secret  # noqa: E402
 
 REPORT = ROOT / "loadtests" / "REPORT.md"
 WARMUP_SECONDS = 3.0
@@ -247,40 +247,6 @@ def opa_input(endpoints: dict[str, Any], seeded: Seeded, tokens: Tokens) -> dict
 
 
 # -- PostgreSQL (the figures FerretDB's clients cannot see) ------------------------------------
-
-
-class Postgres:
-    """psql as the runner's PostgreSQL superuser (its password from the run's secrets)."""
-
-    def __init__(self, endpoints: dict[str, Any]) -> None:
-        self.psql = str(postgres_bin() / "psql")
-        self.port = str(endpoints["ports"]["postgres"])
-        self.password = run_secret(endpoints, "postgres_password")
-
-    def query(self, sql: str) -> list[list[str]]:
-        answer = subprocess.run(
-            [self.psql, "-h", "127.0.0.1", "-p", self.port, "-U", "akson", "-d", "postgres",
-             "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            env={**os.environ, "PGPASSWORD": self.password},
-            capture_output=True,
-            text=True,
-        )  # fmt: skip
-        if answer.returncode != 0:
-            raise RuntimeError(f"psql: {answer.stderr.strip()}")
-        return [row.split("\t") for row in answer.stdout.splitlines() if row]
-
-    def table(self, database: str, collection: str) -> str:
-        """The PostgreSQL table FerretDB keeps ``database.collection`` in."""
-        rows = self.query(
-            f"SELECT _jsonb->>'table' FROM {database}._ferretdb_database_metadata "
-            f"WHERE _jsonb->>'_id' = '{collection}'"
-        )
-        if not rows:
-            raise LookupError(f"no table for {database}.{collection}")
-        return f"{database}.{rows[0][0]}"
-
-    def count(self, table: str, condition: str = "true") -> int:
-        return int(self.query(f"SELECT count(*) FROM {table} WHERE {condition}")[0][0])
 
 
 # -- the event drain -----------------------------------------------------------------------------

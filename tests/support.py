@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import Iterable
@@ -21,7 +23,7 @@ from typing import Any
 import httpx
 from joserfc import jwt
 from joserfc.jwk import RSAKey
-from stack import mint_upstream
+from stack import mint_upstream, postgres_bin
 
 from akson_common.auth import unverified_claims
 from akson_common.identifiers import organisation_number_valid, synthetic_national_id
@@ -48,6 +50,47 @@ def run_secret(endpoints: dict[str, Any], name: str) -> str:
     tokens = json.loads((Path(endpoints["run_dir"]) / "secrets" / "tokens.json").read_text())
     value: str = tokens[name]
     return value
+
+
+class Postgres:
+    """psql as the runner's PostgreSQL superuser (its password from the run's secrets): what
+    FerretDB's clients cannot see (indexes, plans, statement statistics, raw counts)."""
+
+    def __init__(self, endpoints: dict[str, Any]) -> None:
+        self.psql = str(postgres_bin() / "psql")
+        self.port = str(endpoints["ports"]["postgres"])
+        self.password = run_secret(endpoints, "postgres_password")
+
+    def query(self, sql: str) -> list[list[str]]:
+        answer = subprocess.run(
+            [self.psql, "-h", "127.0.0.1", "-p", self.port, "-U", "akson", "-d", "postgres",
+             "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            env={**os.environ, "PGPASSWORD": self.password},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )  # fmt: skip
+        if answer.returncode != 0:
+            raise RuntimeError(f"psql: {answer.stderr.strip()}")
+        return [row.split("\t") for row in answer.stdout.splitlines() if row]
+
+    def table_or_none(self, database: str, collection: str) -> str | None:
+        """The PostgreSQL table FerretDB keeps ``database.collection`` in, None before it has
+        one."""
+        rows = self.query(
+            f"SELECT _jsonb->>'table' FROM {database}._ferretdb_database_metadata "
+            f"WHERE _jsonb->>'_id' = '{collection}'"
+        )
+        return f"{database}.{rows[0][0]}" if rows else None
+
+    def table(self, database: str, collection: str) -> str:
+        found = self.table_or_none(database, collection)
+        if found is None:
+            raise LookupError(f"no table for {database}.{collection}")
+        return found
+
+    def count(self, table: str, condition: str = "true") -> int:
+        return int(self.query(f"SELECT count(*) FROM {table} WHERE {condition}")[0][0])
 
 
 def handed(value: str) -> str:

@@ -5,25 +5,14 @@ left to slow every write; unique btrees stay (they enforce the uniqueness)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections import Counter
 
-from stack import postgres_bin
-
 from tests.integration.conftest import Platform
-from tests.support import run_secret
+from tests.support import Postgres
 
 
 def psql(platform: Platform, sql: str) -> list[list[str]]:
-    answer = subprocess.run(
-        [str(postgres_bin() / "psql"), "-h", "127.0.0.1", "-p",
-         str(platform.endpoints["ports"]["postgres"]), "-U", "akson", "-d", "postgres",
-         "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", sql],
-        env={**os.environ, "PGPASSWORD": run_secret(platform.endpoints, "postgres_password")},
-        capture_output=True, text=True, timeout=30, check=True,
-    )  # fmt: skip
-    return [line.split("\t") for line in answer.stdout.splitlines() if line]
+    return Postgres(platform.endpoints).query(sql)
 
 
 def indexes(platform: Platform, schema: str, collection: str) -> list[tuple[str, bool, str]]:
