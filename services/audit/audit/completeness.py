@@ -149,7 +149,7 @@ class Reconciler:
         counts = {"matched": 0, "raised": 0, "resolved": 0}
         # the open gaps, once a round: an equality FerretDB v1 pushes down (an ``_id $in`` it
         # does not: each would read the whole collection)
-        open_gaps = await self._open_gap_ids()
+        open_gaps = await self._open_gaps()
         logged = await self.logged.find({}).to_list(None)
         # both pending collections are read whole, once each: a lookup per chunk (``_id $in``)
         # read the whole other collection each time on FerretDB v1
@@ -162,7 +162,7 @@ class Reconciler:
             if on_both:
                 await self._forget(self.enforced, on_both)
             known = {i for i in ids if i in open_gaps}  # a gap raised before: resolved now
-            counts["resolved"] += await self._resolve(list(known), now)
+            counts["resolved"] += await self._resolve([open_gaps.pop(i) for i in known], now)
             expired = [
                 d
                 for d in chunk
@@ -188,7 +188,9 @@ class Reconciler:
                 d["_id"] for d in chunk if d["_id"] in open_gaps or d["_id"] in expired_ids
             ]
             in_chain = await self._in_chain(candidates)
-            counts["resolved"] += await self._resolve(list(in_chain), now)
+            counts["resolved"] += await self._resolve(
+                [open_gaps[i] for i in in_chain if i in open_gaps], now
+            )
             # in the chain: complete. Only forgotten once expired: the intake writes the chain
             # before ``logged``, so a young one is left for the logged side to meet (forgetting
             # it now would leave that logged id alone: a false gap)
@@ -207,9 +209,11 @@ class Reconciler:
             log.warning("decision log reconciled", extra=counts)
         return counts
 
-    async def _open_gap_ids(self) -> set[Any]:
-        cursor = self.gaps.find({"status": "open"}, {"_id": 1, "side": 1})
-        return {d["_id"] async for d in cursor if d.get("side") != "quarantined"}
+    async def _open_gaps(self) -> dict[Any, Document]:
+        """The open gaps either side's arrival closes, by decision id. A quarantine gap is not
+        among them: it stays for the auditors."""
+        cursor = self.gaps.find({"status": "open"}, {"_outbox": 0})
+        return {d["_id"]: d async for d in cursor if d.get("side") != "quarantined"}
 
     async def _in_chain(self, ids: list[Any]) -> set[Any]:
         """Which of ``ids`` the chain holds, by single-``_id`` finds (indexed everywhere)."""
@@ -242,14 +246,11 @@ class Reconciler:
         existed = await self.outbox.insert_many(GAPS, documents)
         return len(gaps) - len(existed)
 
-    async def _resolve(self, ids: list[Any], now: datetime) -> int:
-        """Close the open gaps among ``ids``: their missing side has arrived."""
-        if not ids:
-            return 0
+    async def _resolve(self, gaps: list[Document], now: datetime) -> int:
+        """Close these open gaps (from :meth:`_open_gaps`): their missing side has arrived. The
+        update names ``status: open``, so a gap another replica closed meanwhile is left."""
         resolved = 0
-        # a quarantine gap is not closed by either side arriving: it stays for the auditors
-        selector = {"_id": {"$in": ids}, "status": "open", "side": {"$ne": "quarantined"}}
-        async for gap in self.gaps.find(selector):
+        for gap in gaps:
             payload = DecisionGapV1(
                 decision_id=gap["_id"],
                 side=gap["side"],
