@@ -40,6 +40,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,6 +195,8 @@ def tool_paths() -> dict[str, str]:
 
 
 DB_BACKEND = os.environ.get("AKSON_DB_BACKEND", "postgresql")
+# _define_processes' ``add(name, argv, healthy, env)``
+AddProcess = Callable[[str, list[str], Any, dict[str, str] | None], None]
 # FerretDB and OPA are Go: with the default GOGC=100 their garbage collector took a fifth of
 # their CPU under load (issue 15's pprof: mallocgc 21 %, background mark 14 %). Both keep
 # small heaps (< 150 MiB), so a collection every 4x growth is cheap in memory.
@@ -303,6 +306,45 @@ GRANT CREATE ON DATABASE postgres TO {APP_ROLE};
     )  # fmt: skip
     if answer.returncode != 0:
         raise RuntimeError(f"could not create the application role: {answer.stderr}")
+
+
+def postgres_settings() -> list[str]:
+    """The runner's PostgreSQL server settings (``-c name=value`` arguments)."""
+    return [
+        "-c",
+        "listen_addresses=127.0.0.1",
+        # FerretDB's pool (FERRETDB_POOL) plus psql, the tests and the load tools
+        "-c",
+        f"max_connections={FERRETDB_POOL + 60}",
+        # throwaway local data: durability traded for speed
+        "-c",
+        "fsync=off",
+        "-c",
+        "synchronous_commit=off",
+        "-c",
+        "full_page_writes=off",
+        # FerretDB prepares its statements: a generic plan made while a collection
+        # was tiny skips the GIN index once it is large (issue 15: 2.85 ms instead
+        # of 0.94 ms a find at 10k documents), and an import grows them from empty
+        "-c",
+        "plan_cache_mode=force_custom_plan",
+        # no statement and no parameter in the log: they carry national ids
+        "-c",
+        "log_min_error_statement=panic",
+        "-c",
+        "log_error_verbosity=terse",
+        "-c",
+        "log_parameter_max_length=0",
+        "-c",
+        "log_parameter_max_length_on_error=0",
+        # statement statistics for the profile (`make profile`, issue 15): off unless
+        # asked for; pg_stat_statements keeps normalised statements, no parameters
+        *(
+            ["-c", "shared_preload_libraries=pg_stat_statements"]
+            if os.environ.get("AKSON_PG_STAT_STATEMENTS") == "1"
+            else []
+        ),
+    ]
 
 
 def postgres_bin() -> Path:
@@ -592,39 +634,7 @@ class Stack:
                     str(port),
                     "-k",
                     str(socket_dir),
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    # FerretDB's pool (FERRETDB_POOL) plus psql, the tests and the load tools
-                    "-c",
-                    f"max_connections={FERRETDB_POOL + 60}",
-                    # throwaway local data: durability traded for speed
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                    # FerretDB prepares its statements: a generic plan made while a collection
-                    # was tiny skips the GIN index once it is large (issue 15: 2.85 ms instead
-                    # of 0.94 ms a find at 10k documents), and an import grows them from empty
-                    "-c",
-                    "plan_cache_mode=force_custom_plan",
-                    # no statement and no parameter in the log: they carry national ids
-                    "-c",
-                    "log_min_error_statement=panic",
-                    "-c",
-                    "log_error_verbosity=terse",
-                    "-c",
-                    "log_parameter_max_length=0",
-                    "-c",
-                    "log_parameter_max_length_on_error=0",
-                    # statement statistics for the profile (`make profile`, issue 15): off unless
-                    # asked for; pg_stat_statements keeps normalised statements, no parameters
-                    *(
-                        ["-c", "shared_preload_libraries=pg_stat_statements"]
-                        if os.environ.get("AKSON_PG_STAT_STATEMENTS") == "1"
-                        else []
-                    ),
+                    *postgres_settings(),
                 ]
             ),
             dict(os.environ),
@@ -751,98 +761,109 @@ class Stack:
                 },
             )
         for s in self.services:
-            prefix = f"AKSON_{s.upper()}_"
-            app_env = {
-                f"{prefix}ENVIRONMENT": "development",
-                f"{prefix}MONGO_URL": self.endpoints["mongo"]["url"],
-                # FerretDB v1 loses concurrent updates of one document (akson_common.db)
-                f"{prefix}MONGO_SERIALISE_WRITES": "true",
-                f"{prefix}MONGO_MAX_POOL_SIZE": str(SERVICE_MONGO_POOL),
-                f"{prefix}DAPR_HTTP_ENDPOINT": f"http://127.0.0.1:{ports[f'{s}_dapr_http']}",
-                f"{prefix}DAPR_API_TOKEN": tokens["dapr_api_token"],
-                f"{prefix}APP_API_TOKEN": tokens["app_api_token"],
-                f"{prefix}OPA_URL": self.endpoints["opa"]["url"],
-                f"{prefix}OPA_TOKEN": tokens["opa_token"],
-                f"{prefix}JWKS_URL": self.endpoints["identity"]["jwks_uri"],
-                f"{prefix}JWT_ISSUER": self.endpoints["identity"]["issuer"],
-                f"{prefix}JWKS_MAX_AGE_SECONDS": str(JWKS_MAX_AGE_SECONDS),
-                f"{prefix}JWKS_MIN_REFRESH_SECONDS": "1",
-                f"{prefix}AUDIT_UPLOAD_TOKEN": tokens["audit_upload_token"],
-                f"{prefix}PARTITION_KEY_SECRET": tokens["partition_key_secret"],
-                f"{prefix}OUTBOX_SWEEP_SECONDS": "1",
-                f"{prefix}OTLP_ENDPOINT": os.environ.get("AKSON_OTLP_ENDPOINT", ""),
-            }
-            if s == "identity":
-                app_env.update(self._identity_env(prefix))
-            if s == "integrations":
-                app_env.update({f"{prefix}{k}": v for k, v in INTEGRATIONS_ENV.items()})
-            if s == "audit":
-                # double recording: report a one-sided decision 10 s after it arrived
-                app_env[f"{prefix}RECONCILE_GRACE_SECONDS"] = "10"
-                app_env[f"{prefix}RECONCILE_INTERVAL_SECONDS"] = "1"
-            if s == "messaging":
-                app_env[f"{prefix}INBOUND_TOKEN"] = tokens["message_inbound_token"]
-                app_env.update({f"{prefix}{k}": v for k, v in MESSAGING_TIMINGS.items()})
-            app_port = ports[f"{s}_app"]
-            add(
-                f"{s}-app",
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    f"{s}.main:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(app_port),
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
-                lambda p=app_port: http_ok(f"http://127.0.0.1:{p}/healthz"),
-                app_env,
-            )
-            dapr_http = ports[f"{s}_dapr_http"]
-            add(
-                f"{s}-dapr",
-                [
-                    tools["daprd"],
-                    "--mode",
-                    "standalone",
-                    "--app-id",
-                    s,
-                    "--app-port",
-                    str(app_port),
-                    "--app-protocol",
-                    "http",
-                    "--dapr-http-port",
-                    str(dapr_http),
-                    "--dapr-grpc-port",
-                    str(ports[f"{s}_dapr_grpc"]),
-                    "--dapr-internal-grpc-port",
-                    str(ports[f"{s}_dapr_internal"]),
-                    "--metrics-port",
-                    str(ports[f"{s}_dapr_metrics"]),
-                    "--dapr-listen-addresses",
-                    "127.0.0.1",
-                    "--resources-path",
-                    str(run / "dapr" / "components"),
-                    "--config",
-                    str(run / "dapr" / "config.yaml"),
-                    "--placement-host-address",
-                    "",
-                    "--scheduler-host-address",
-                    "",
-                    "--log-as-json",
-                    "--log-level",
-                    "warn",
-                ],
-                lambda p=dapr_http: http_ok(f"http://127.0.0.1:{p}/v1.0/healthz"),
-                {
-                    "DAPR_API_TOKEN": tokens["dapr_api_token"],
-                    "APP_API_TOKEN": tokens["app_api_token"],
-                },
-            )
+            self._define_service(add, s, tokens)
+
+    def _service_env(self, s: str, tokens: dict[str, str]) -> dict[str, str]:
+        """The environment of service ``s``'s app (its settings, AKSON_<SERVICE>_*)."""
+        ports = self.endpoints["ports"]
+        prefix = f"AKSON_{s.upper()}_"
+        app_env = {
+            f"{prefix}ENVIRONMENT": "development",
+            f"{prefix}MONGO_URL": self.endpoints["mongo"]["url"],
+            # FerretDB v1 loses concurrent updates of one document (akson_common.db)
+            f"{prefix}MONGO_SERIALISE_WRITES": "true",
+            f"{prefix}MONGO_MAX_POOL_SIZE": str(SERVICE_MONGO_POOL),
+            f"{prefix}DAPR_HTTP_ENDPOINT": f"http://127.0.0.1:{ports[f'{s}_dapr_http']}",
+            f"{prefix}DAPR_API_TOKEN": tokens["dapr_api_token"],
+            f"{prefix}APP_API_TOKEN": tokens["app_api_token"],
+            f"{prefix}OPA_URL": self.endpoints["opa"]["url"],
+            f"{prefix}OPA_TOKEN": tokens["opa_token"],
+            f"{prefix}JWKS_URL": self.endpoints["identity"]["jwks_uri"],
+            f"{prefix}JWT_ISSUER": self.endpoints["identity"]["issuer"],
+            f"{prefix}JWKS_MAX_AGE_SECONDS": str(JWKS_MAX_AGE_SECONDS),
+            f"{prefix}JWKS_MIN_REFRESH_SECONDS": "1",
+            f"{prefix}AUDIT_UPLOAD_TOKEN": tokens["audit_upload_token"],
+            f"{prefix}PARTITION_KEY_SECRET": tokens["partition_key_secret"],
+            f"{prefix}OUTBOX_SWEEP_SECONDS": "1",
+            f"{prefix}OTLP_ENDPOINT": os.environ.get("AKSON_OTLP_ENDPOINT", ""),
+        }
+        if s == "identity":
+            app_env.update(self._identity_env(prefix))
+        if s == "integrations":
+            app_env.update({f"{prefix}{k}": v for k, v in INTEGRATIONS_ENV.items()})
+        if s == "audit":
+            # double recording: report a one-sided decision 10 s after it arrived
+            app_env[f"{prefix}RECONCILE_GRACE_SECONDS"] = "10"
+            app_env[f"{prefix}RECONCILE_INTERVAL_SECONDS"] = "1"
+        if s == "messaging":
+            app_env[f"{prefix}INBOUND_TOKEN"] = tokens["message_inbound_token"]
+            app_env.update({f"{prefix}{k}": v for k, v in MESSAGING_TIMINGS.items()})
+        return app_env
+
+    def _define_service(self, add: AddProcess, s: str, tokens: dict[str, str]) -> None:
+        """Service ``s``: its uvicorn app and its own daprd sidecar."""
+        ports, tools, run = self.endpoints["ports"], self.endpoints["tools"], self.run_dir
+        app_env = self._service_env(s, tokens)
+        app_port = ports[f"{s}_app"]
+        add(
+            f"{s}-app",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                f"{s}.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(app_port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            lambda p=app_port: http_ok(f"http://127.0.0.1:{p}/healthz"),
+            app_env,
+        )
+        dapr_http = ports[f"{s}_dapr_http"]
+        add(
+            f"{s}-dapr",
+            [
+                tools["daprd"],
+                "--mode",
+                "standalone",
+                "--app-id",
+                s,
+                "--app-port",
+                str(app_port),
+                "--app-protocol",
+                "http",
+                "--dapr-http-port",
+                str(dapr_http),
+                "--dapr-grpc-port",
+                str(ports[f"{s}_dapr_grpc"]),
+                "--dapr-internal-grpc-port",
+                str(ports[f"{s}_dapr_internal"]),
+                "--metrics-port",
+                str(ports[f"{s}_dapr_metrics"]),
+                "--dapr-listen-addresses",
+                "127.0.0.1",
+                "--resources-path",
+                str(run / "dapr" / "components"),
+                "--config",
+                str(run / "dapr" / "config.yaml"),
+                "--placement-host-address",
+                "",
+                "--scheduler-host-address",
+                "",
+                "--log-as-json",
+                "--log-level",
+                "warn",
+            ],
+            lambda p=dapr_http: http_ok(f"http://127.0.0.1:{p}/v1.0/healthz"),
+            {
+                "DAPR_API_TOKEN": tokens["dapr_api_token"],
+                "APP_API_TOKEN": tokens["app_api_token"],
+            },
+        )
 
     def _identity_env(self, prefix: str) -> dict[str, str]:
         upstream = [
