@@ -126,21 +126,22 @@ def test_a_write_only_client_reads_nothing_through_a_write_and_changes_only_its_
     current = http.get(f"{journal}/Observation/{gps_result}", headers=gp)
     assert current.status_code == 200 and current.json()["status"] == "final"
     assert current.json()["meta"]["versionId"] == "1"
-    changed = http.put(
-        f"{journal}/Observation/{gps_result}",
-        content=json.dumps({**observation, "id": gps_result, "status": "amended"}),
-        headers={**lab, "content-type": FHIR, "if-match": 'W/"1"'},
-    )
+
+    def amend(resource_id: str, headers: dict[str, str]) -> httpx.Response:
+        """Version 1 of ``resource_id`` amended, with ``headers``' credentials."""
+        return http.put(
+            f"{journal}/Observation/{resource_id}",
+            content=json.dumps({**observation, "id": resource_id, "status": "amended"}),
+            headers={**headers, "content-type": FHIR, "if-match": 'W/"1"'},
+        )
+
+    changed = amend(gps_result, lab)
     assert changed.status_code in (403, 404), changed.text
     assert "4548-4" not in changed.text
     assert http.get(f"{journal}/Observation/{gps_result}", headers=gp).json()["status"] == "final"
 
     # its own result: corrected, then invalidated, and still no content in the answers
-    corrected = http.put(
-        f"{journal}/Observation/{labs_result}",
-        content=json.dumps({**observation, "id": labs_result, "status": "amended"}),
-        headers={**lab, "content-type": FHIR, "if-match": 'W/"1"'},
-    )
+    corrected = amend(labs_result, lab)
     assert corrected.status_code == 200, corrected.text
     assert corrected.json()["resourceType"] == "OperationOutcome"
     assert "4548-4" not in corrected.text and patient not in corrected.text
@@ -160,11 +161,7 @@ def test_a_write_only_client_reads_nothing_through_a_write_and_changes_only_its_
     assert seen["status"] == "entered-in-error" and seen["meta"]["versionId"] == "3"
 
     # the GP, who may read it, still gets the representation from a write
-    amended = http.put(
-        f"{journal}/Observation/{gps_result}",
-        content=json.dumps({**observation, "id": gps_result, "status": "amended"}),
-        headers={**gp, "content-type": FHIR, "if-match": 'W/"1"'},
-    )
+    amended = amend(gps_result, gp)
     assert amended.status_code == 200, amended.text
     assert amended.json()["resourceType"] == "Observation"
     assert amended.json()["status"] == "amended"
