@@ -96,10 +96,10 @@ async def practitioner_token(endpoints: dict[str, Any], hpr: str, unit: str) -> 
 # -- a few GPs and their lists, imported through master data ---------------------------------
 
 
-def person(national_id: str) -> dict[str, str]:
+def person(national_id: str, given_name: str = "Last") -> dict[str, str]:
     return {
         "national_id": national_id,
-        "given_name": "Last",
+        "given_name": given_name,
         "family_name": "Syntetisk",
         "municipality": "4601",
     }

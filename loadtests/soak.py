@@ -49,6 +49,7 @@ from pymongo import MongoClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "infra" / "local"), str(ROOT), str(ROOT / "loadtests")]
 
+from fixtures import person as fixtures_person  # noqa: E402
 from fixtures import text_note as note  # noqa: E402
 from measure import report  # noqa: E402
 from stack import read_state, status_table, stop_supervisor, up_detached  # noqa: E402
@@ -228,12 +229,7 @@ class Importer(SoakUser):
 
 
 def person(national_id: str) -> dict[str, str]:
-    return {
-        "national_id": national_id,
-        "given_name": "Soak",
-        "family_name": "Syntetisk",
-        "municipality": "4601",
-    }
+    return fixtures_person(national_id, given_name="Soak")
 
 
 # -- seeding and probing -----------------------------------------------------------------------
