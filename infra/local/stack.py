@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "infra" / "local"
 DEFAULT_RUN_DIR = ROOT / ".run"
 NON_SERVICES = {"common"}
+GATEWAY = "gateway"
 UPSTREAM = {
     # HelseID-like: the HPR number and the unit chosen at login in HelseID's claim names
     "personnel": {
@@ -499,6 +500,9 @@ class Stack:
                 for s in self.services
             },
         }
+        if GATEWAY in self.services:
+            # the platform's one FHIR base (the gateway routes each type to its owner)
+            self.endpoints["fhir"] = {"base": f"http://127.0.0.1:{ports['gateway_app']}/fhir/R4"}
         self._render_dapr_files()
         self._define_processes(secret_values)
         endpoints = self.run_dir / "endpoints.json"  # the database URL carries a password
@@ -1048,6 +1052,8 @@ class Stack:
             ("opa", e["opa"]["url"], "POST /v1/data/akson/authz/decision"),
             ("message peer", e["message_peer"]["url"], "message-transport binding target"),
         ]
+        if "fhir" in e:
+            rows.append(("FHIR base", e["fhir"]["base"], "one base for every FHIR type"))
         for s, urls in e["services"].items():
             rows.append((s, urls["app"], f"OpenAPI {urls['app']}/docs"))
             rows.append((f"{s} sidecar", urls["dapr_http"], f"gRPC {urls['dapr_grpc']}"))

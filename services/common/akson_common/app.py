@@ -188,6 +188,7 @@ def create_service(
             audience=settings.jwt_audience,
             algorithms=settings.jwt_algorithms,
             leeway_seconds=settings.jwt_leeway_seconds,
+            fhir_audience=settings.fhir_gateway_audience,
         )
         app.state.denylist = Denylist(database, platform.subscriptions)
     install_problem_handlers(app)

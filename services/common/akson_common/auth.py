@@ -34,6 +34,8 @@ from akson_common.events import (
     Subscriptions,
 )
 
+# a token for the platform FHIR base (the gateway) is good on these routes of its owners only
+FHIR_ROUTES = "/fhir/"
 VERIFIED_TOKENS = 10_000
 VERIFIED_FOR_SECONDS = 60.0
 
@@ -150,10 +152,15 @@ class TokenVerifier:
         audience: str,
         algorithms: tuple[str, ...],
         leeway_seconds: int,
+        fhir_audience: str = "",
     ) -> None:
+        """``fhir_audience``: the platform FHIR base's audience, also accepted (the gateway
+        forwards its callers' tokens), but only on FHIR routes (:func:`current_principal`)."""
         if not 0 <= leeway_seconds <= 60:
             raise ValueError("leeway must be between 0 and 60 seconds")
         self.jwks = jwks
+        self.audience = audience
+        self.fhir_audience = fhir_audience if fhir_audience != audience else ""
         self.algorithms = [a for a in algorithms if a not in {"none"} and not a.startswith("HS")]
         # token -> its verified claims, kept until the token expires but at most
         # ``VERIFIED_FOR_SECONDS`` (a withdrawn signing key stops verifying within that time);
@@ -164,7 +171,7 @@ class TokenVerifier:
         self.claims = jwt.JWTClaimsRegistry(
             leeway=leeway_seconds,
             iss={"essential": True, "value": issuer},
-            aud={"essential": True, "value": audience},
+            aud={"essential": True, "values": [a for a in (audience, self.fhir_audience) if a]},
             exp={"essential": True},
             sub={"essential": True},
         )
@@ -186,6 +193,12 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         return principal_of(await self.verify_claims(token))
+
+    def only_for_fhir(self, claims: dict[str, Any]) -> bool:
+        """Whether the token names the FHIR base's audience and not this service's own."""
+        audiences = claims.get("aud")
+        named = {audiences} if isinstance(audiences, str) else set(audiences or ())
+        return self.audience not in named
 
 
 def _now() -> float:
@@ -304,6 +317,8 @@ async def current_principal(request: Request) -> Principal:
         raise Unauthorized("a bearer token is required")
     verifier: TokenVerifier = request.app.state.token_verifier
     claims = await verifier.verify_claims(token.strip())
+    if verifier.only_for_fhir(claims) and not request.url.path.startswith(FHIR_ROUTES):
+        raise Unauthorized("invalid token: audience")
     denylist: Denylist = request.app.state.denylist
     await denylist.refuse_disabled(claims)
     return principal_of(claims)

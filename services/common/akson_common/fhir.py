@@ -7,7 +7,8 @@ never echoes submitted values: validation errors name locations only.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -125,12 +126,68 @@ def install_fhir_outcomes(app: FastAPI, base: str = "/fhir/") -> None:
     wrap(Exception, on_unexpected)
 
 
+# -- the CapabilityStatement each FHIR-serving service answers at [base]/metadata --------------
+
+
+def resource_capability(
+    resource_type: str,
+    interactions: list[str],
+    search_params: Sequence[tuple[str, str]] = (),
+    **extra: Any,
+) -> dict[str, Any]:
+    """One ``rest.resource`` entry: ``search_params`` as ``(name, type)``."""
+    entry: dict[str, Any] = {
+        "type": resource_type,
+        "interaction": [{"code": code} for code in interactions],
+        **extra,
+    }
+    if search_params:
+        entry["searchParam"] = [{"name": n, "type": t} for n, t in search_params]
+    return entry
+
+
+def capability_statement(
+    description: str,
+    base: str,
+    resources: list[dict[str, Any]],
+    operations: list[dict[str, str]] | None = None,
+    date: str | None = None,
+) -> dict[str, Any]:
+    """A server's CapabilityStatement (FHIR 4.0.1, JSON only). The gateway assembles the one of
+    the platform FHIR base from these, and routes each listed type to the service listing it."""
+    rest: dict[str, Any] = {
+        "mode": "server",
+        "security": {"description": "Bearer tokens from the Akson identity service"},
+        "resource": resources,
+    }
+    if operations:
+        rest["operation"] = operations
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": date or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "kind": "instance",
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "implementation": {"description": description, "url": base},
+        "rest": [rest],
+    }
+
+
+def fhir_base(request: Request) -> str:
+    """This server's FHIR base as the caller reached it."""
+    return f"{str(request.base_url).rstrip('/')}/fhir/R4"
+
+
 def _in_query(exc: RequestValidationError) -> bool:
     return all((e.get("loc") or ("",))[0] in {"query", "header", "path"} for e in exc.errors())
 
 
 __all__ = [
     "FHIR_JSON",
+    "capability_statement",
+    "fhir_base",
+    "resource_capability",
     "PROBLEM_JSON",
     "install_fhir_outcomes",
     "operation_outcome",

@@ -48,6 +48,9 @@ class ServiceSettings(BaseSettings):
 
     jwt_issuer: str = "https://identity.akson.local"
     jwt_audience: str = ""
+    # the platform FHIR base (the gateway service) forwards its callers' tokens to the services
+    # owning each type: its audience is accepted too, on /fhir/ routes only ("": none)
+    fhir_gateway_audience: str = "gateway"
     jwks_url: str = ""
     jwks_file: str = ""
     jwt_algorithms: tuple[str, ...] = ("RS256", "ES256", "PS256")

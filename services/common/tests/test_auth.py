@@ -247,3 +247,25 @@ async def test_a_verified_token_is_not_verified_again_but_never_outlives_its_exp
     monkeypatch.setattr("akson_common.auth.time.time", lambda: later)
     assert (await verifier.verify(token)).id == "hpr:1"
     assert decodes == 2
+
+
+async def test_the_fhir_gateways_audience_is_accepted_and_marked_for_fhir_routes_only(
+    key: RSAKey, tmp_path: Path
+) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    verifier = TokenVerifier(
+        JwksSource(file=str(jwks)),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        algorithms=("RS256",),
+        leeway_seconds=30,
+        fhir_audience="gateway",
+    )
+    for_gateway = jwt.encode({"alg": "RS256", "kid": "k1"}, claims(aud="gateway"), key)
+    own = jwt.encode({"alg": "RS256", "kid": "k1"}, claims(), key)
+    assert verifier.only_for_fhir(await verifier.verify_claims(for_gateway))
+    assert not verifier.only_for_fhir(await verifier.verify_claims(own))
+    other = jwt.encode({"alg": "RS256", "kid": "k1"}, claims(aud="masterdata"), key)
+    with pytest.raises(Unauthorized):
+        await verifier.verify_claims(other)

@@ -25,6 +25,7 @@ from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
 from akson_common.errors import PROTECTED_RESPONSES, NotFound, error_response
 from akson_common.etags import etag, expected_version
+from akson_common.fhir import FHIR_JSON, capability_statement, fhir_base, resource_capability
 from akson_common.policy import (
     Action,
     Decision,
@@ -40,7 +41,6 @@ from consent.models import Directive, DirectiveIn, DirectiveList, DirectiveStatu
 from consent.service import ConsentDirectives, policy_directives
 
 router = APIRouter(tags=["consent"], responses=PROTECTED_RESPONSES)
-FHIR_JSON = "application/fhir+json"
 RESOURCE_TYPE = "Consent"
 CATEGORY = "consent"
 NATIONAL_ID = r"^\d{11}$"
@@ -223,6 +223,20 @@ async def withdraw_directive(
 
 
 # -- FHIR ------------------------------------------------------------------------------------
+
+
+@router.get("/fhir/R4/metadata", tags=["fhir"])
+async def capabilities(request: Request) -> JSONResponse:
+    """The CapabilityStatement of the Consent view (the gateway assembles the platform's)."""
+    consent = resource_capability(
+        "Consent", ["read", "search-type"], [("patient", "reference")], versioning="versioned"
+    )
+    statement = capability_statement(
+        "Akson consent (fhir.resources R4B models, wire-compatible with R4 for Consent)",
+        fhir_base(request),
+        [consent],
+    )
+    return JSONResponse(statement, media_type=FHIR_JSON)
 
 
 @router.get("/fhir/R4/Consent/{directive_id}", tags=["fhir"], responses=NOT_FOUND)

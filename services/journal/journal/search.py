@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from akson_common import fhir
 from akson_common.errors import BadRequest
 from journal.kinds import ENTERED_IN_ERROR, normalise_instant
 
@@ -235,48 +236,35 @@ def collection(base: str, resources: Sequence[Json], *, timestamp: str) -> Json:
 
 def capability_statement(base: str, date: str) -> Json:
     searches = [
-        {"name": "patient", "type": "reference"},
-        {"name": "category", "type": "token"},
-        {"name": "type", "type": "token"},
-        {"name": "date", "type": "date"},
-        {"name": "status", "type": "token"},
-        {"name": "_count", "type": "number"},
+        ("patient", "reference"),
+        ("category", "token"),
+        ("type", "token"),
+        ("date", "date"),
+        ("status", "token"),
+        ("_count", "number"),
     ]
     interactions = ["read", "vread", "update", "delete", "history-instance", "create"]
-    return {
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "date": date,
-        "kind": "instance",
-        "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json"],
-        "implementation": {
-            "description": "Akson journal (validated with fhir.resources R4B models, "
-            "wire-compatible with R4 for these types); DELETE marks entered-in-error",
-            "url": base,
-        },
-        "rest": [
+    return fhir.capability_statement(
+        "Akson journal (validated with fhir.resources R4B models, wire-compatible with R4 for "
+        "these types); DELETE marks entered-in-error",
+        base,
+        [
+            fhir.resource_capability(
+                name,
+                [*interactions, "search-type"],
+                searches,
+                versioning="versioned-update",
+                readHistory=True,
+                updateCreate=False,
+                conditionalDelete="not-supported",
+            )
+            for name in RESOURCE_TYPES
+        ],
+        [
             {
-                "mode": "server",
-                "security": {"description": "Bearer tokens from the Akson identity service"},
-                "resource": [
-                    {
-                        "type": name,
-                        "versioning": "versioned-update",
-                        "readHistory": True,
-                        "updateCreate": False,
-                        "conditionalDelete": "not-supported",
-                        "interaction": [{"code": code} for code in [*interactions, "search-type"]],
-                        "searchParam": searches,
-                    }
-                    for name in RESOURCE_TYPES
-                ],
-                "operation": [
-                    {
-                        "name": "summary",
-                        "definition": "http://hl7.org/fhir/uv/ips/OperationDefinition/summary",
-                    }
-                ],
+                "name": "summary",
+                "definition": "http://hl7.org/fhir/uv/ips/OperationDefinition/summary",
             }
         ],
-    }
+        date=date,
+    )

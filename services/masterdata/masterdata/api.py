@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
 from akson_common.errors import PROTECTED_RESPONSES, Unprocessable, UnsupportedMediaType
+from akson_common.fhir import capability_statement, fhir_base, resource_capability
 from akson_common.policy import (
     Action,
     Decision,
@@ -123,6 +124,25 @@ def _next_link(request: Request, after: str | None) -> str | None:
 
 def _fhir(resource: Any) -> JSONResponse:
     return JSONResponse(resource.model_dump(mode="json", exclude_none=True), media_type=FHIR_JSON)
+
+
+@router.get("/fhir/R4/metadata", tags=["fhir"])
+async def capabilities(request: Request) -> JSONResponse:
+    """The CapabilityStatement of master data's FHIR views (the gateway assembles the
+    platform's from it): reads of Patient, Practitioner and Organization, PractitionerRole
+    by practitioner."""
+    reads = [
+        resource_capability(name, ["read"]) for name in ("Patient", "Practitioner", "Organization")
+    ]
+    roles = resource_capability(
+        "PractitionerRole", ["search-type"], [("practitioner", "reference")]
+    )
+    statement = capability_statement(
+        "Akson master data (fhir.resources R4B models, wire-compatible with R4 for these types)",
+        fhir_base(request),
+        [*reads, roles],
+    )
+    return JSONResponse(statement, media_type=FHIR_JSON)
 
 
 # -- persons ---------------------------------------------------------------------------------

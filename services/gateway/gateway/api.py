@@ -1,0 +1,90 @@
+"""The one FHIR base: ``/fhir/R4/metadata`` (the platform's CapabilityStatement), and every
+other ``/fhir/R4/<Type>...`` request forwarded, as it came, to the service owning ``<Type>``.
+
+Errors the gateway answers itself (an unknown type, an owner not reachable) are
+OperationOutcomes; everything else is the owner's answer, with its links moved to this base.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse, Response
+
+from akson_common.app import state_dependency
+from akson_common.fhir import FHIR_JSON
+from gateway.owners import BASE_PATH, Answer, Owners, assemble, rewrite_links, rewrite_url
+from gateway.settings import GatewaySettings
+
+router = APIRouter(tags=["fhir"])
+
+OwnersDep = Annotated[Owners, Depends(state_dependency("owners", Owners))]
+Settings = Annotated[
+    GatewaySettings, Depends(state_dependency("gateway_settings", GatewaySettings))
+]
+ResourceType = Annotated[str, Path(pattern=r"^[A-Z][A-Za-z]{1,63}$")]
+METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+SYSTEM_OPERATIONS: list[dict[str, Any]] = []
+
+
+def gateway_base(request: Request, settings: GatewaySettings) -> str:
+    if settings.public_base:
+        return settings.public_base.rstrip("/")
+    return f"{str(request.base_url).rstrip('/')}{BASE_PATH}"
+
+
+Base = Annotated[str, Depends(gateway_base)]
+
+
+@router.get(f"{BASE_PATH}/metadata")
+async def capabilities(base: Base, owners: OwnersDep) -> JSONResponse:
+    """The platform's CapabilityStatement, assembled from the owners' own (cached briefly)."""
+    statement = assemble(await owners.statements(), base, SYSTEM_OPERATIONS)
+    return JSONResponse(statement, media_type=FHIR_JSON)
+
+
+def relay(answer: Answer, base: str) -> Response:
+    """The owner's answer as the gateway's: links, fullUrls and Location moved to ``base``."""
+    headers = dict(answer.headers)
+    for name in ("location", "content-location"):
+        if name in headers:
+            headers[name] = rewrite_url(headers[name], base)
+    body = answer.body
+    document = answer.json()
+    if isinstance(document, dict) and document.get("resourceType") == "Bundle":
+        body = json.dumps(rewrite_links(document, base), separators=(",", ":")).encode()
+    media = headers.pop("content-type", None)
+    return Response(body, status_code=answer.status, headers=headers, media_type=media)
+
+
+async def forward(
+    request: Request, resource_type: str, base: str, owners: Owners, path: str
+) -> Response:
+    owner = await owners.owner_of(resource_type)
+    answer = await owners.invoker.call(
+        owner,
+        request.method,
+        path,
+        query=request.url.query,
+        headers=request.headers,
+        body=await request.body() if request.method in {"POST", "PUT", "PATCH"} else None,
+    )
+    return relay(answer, base)
+
+
+@router.api_route(f"{BASE_PATH}/{{resource_type}}", methods=METHODS)
+async def type_level(
+    resource_type: ResourceType, request: Request, base: Base, owners: OwnersDep
+) -> Response:
+    """Search and create (and whatever else the owner serves at the type), at its owner."""
+    return await forward(request, resource_type, base, owners, request.url.path)
+
+
+@router.api_route(f"{BASE_PATH}/{{resource_type}}/{{rest:path}}", methods=METHODS)
+async def instance_level(
+    resource_type: ResourceType, rest: str, request: Request, base: Base, owners: OwnersDep
+) -> Response:
+    """Read, update, delete, history, operations: at the owner of ``resource_type``."""
+    return await forward(request, resource_type, base, owners, request.url.path)

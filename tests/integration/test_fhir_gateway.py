@@ -1,0 +1,201 @@
+"""The platform's one FHIR base (issue 17) driven by a real FHIR client (fhirpy) against the
+running stack: one CapabilityStatement listing every type, CRUD, search and paging to the end
+through the one base, while each owning service still asks the policy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhirpy import SyncFHIRClient
+from fhirpy.base.exceptions import ResourceNotFound
+
+from tests.integration.conftest import Platform, eventually
+from tests.integration.test_consent import block
+from tests.integration.test_foundation import gp_headers, put_person
+from tests.integration.test_journal import lab_report
+from tests.support import new_patient_id
+
+pytestmark = pytest.mark.integration
+
+FHIR = "application/fhir+json"
+GATEWAY = "gateway"
+ORG = "974760673"
+_hpr = iter(range(9170000, 9179999))
+
+
+@dataclass
+class Case:
+    patient: str
+    hpr: str
+    token: str  # the treating GP's, for the gateway
+    base: str
+
+    def client(self, **headers: str) -> SyncFHIRClient:
+        return SyncFHIRClient(
+            self.base, authorization=f"Bearer {self.token}", extra_headers=headers or None
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture(scope="module")
+def case(platform: Platform) -> Iterator[Case]:
+    patient, hpr = new_patient_id(), str(next(_hpr))
+    with httpx.Client(timeout=20.0) as http:
+        assert put_person(http, platform, patient).status_code == 200
+    platform.relate(patient, hpr=hpr)
+    eventually(lambda: platform.db("consent").care_relations.find_one({"patient": patient}))
+    token = gp_headers(platform, hpr, audience=GATEWAY)["authorization"].removeprefix("Bearer ")
+    yield Case(patient, hpr, token, platform.endpoints["fhir"]["base"])
+
+
+def observation(patient: str, value: float = 6.1) -> dict[str, Any]:
+    resource, _ = lab_report(patient)
+    resource["valueQuantity"] = {"value": value, "unit": "%"}
+    return resource
+
+
+# -- the one base ------------------------------------------------------------------------------
+
+
+def test_the_base_is_in_the_endpoints_and_serves_one_capability_statement_of_every_type(
+    platform: Platform, case: Case
+) -> None:
+    assert case.base == f"{platform.url(GATEWAY)}/fhir/R4"
+    statement = SyncFHIRClient(case.base).execute("metadata", method="get")
+    CapabilityStatement.model_validate(statement)  # validates as R4(B)
+    assert statement["fhirVersion"] == "4.0.1"
+    assert statement["implementation"]["url"] == case.base
+    listed = [r["type"] for r in statement["rest"][0]["resource"]]
+    assert len(listed) == len(set(listed)), "a type listed twice"
+    # every type every owner serves, asked of the owners themselves
+    owned: set[str] = set()
+    with httpx.Client(timeout=10.0) as http:
+        for owner in ("masterdata", "consent", "journal"):
+            own = http.get(f"{platform.url(owner)}/fhir/R4/metadata").json()
+            CapabilityStatement.model_validate(own)
+            owned |= {r["type"] for r in own["rest"][0]["resource"]}
+    assert set(listed) == owned
+    assert owned >= {"Patient", "Practitioner", "Organization", "Consent", "Observation"}
+
+
+def test_a_fhir_client_creates_reads_updates_and_deletes_through_the_one_base(
+    case: Case,
+) -> None:
+    client = case.client()
+    created = client.resource("Observation", **observation(case.patient)).save()
+    assert created["id"] and created["meta"]["versionId"] == "1"
+    read = client.reference("Observation", created["id"]).to_resource()
+    assert read["valueQuantity"]["value"] == 6.1
+
+    # a versioned update names the version it replaces (the journal requires If-Match)
+    changed = {**observation(case.patient, 6.4), "id": created["id"]}
+    updated = case.client(**{"If-Match": 'W/"1"'}).resource("Observation", **changed).save()
+    assert updated["meta"]["versionId"] == "2"
+    assert client.reference("Observation", created["id"]).to_resource()["valueQuantity"] == {
+        "value": 6.4,
+        "unit": "%",
+    }
+
+    # the journal deletes nothing: DELETE records entered-in-error
+    client.delete("Observation", created["id"])
+    gone = client.reference("Observation", created["id"]).to_resource()
+    assert gone["status"] == "entered-in-error"
+    found = client.resources("Observation").search(patient=case.patient).fetch_all()
+    assert created["id"] not in {o["id"] for o in found}
+
+
+def test_types_of_every_owner_are_read_through_the_one_base(case: Case) -> None:
+    client = case.client()
+    patient = client.reference("Patient", case.patient).to_resource()  # master data
+    assert patient["identifier"][0]["value"] == case.patient
+    assert client.reference("Organization", ORG).to_resource()["id"] == ORG
+    assert client.reference("Practitioner", case.hpr).to_resource()["id"] == case.hpr
+    roles = client.resources("PractitionerRole").search(practitioner=case.hpr).fetch_all()
+    assert all(r["practitioner"]["reference"] == f"Practitioner/{case.hpr}" for r in roles)
+
+
+def test_a_consent_search_goes_to_consent_and_its_urls_to_the_one_base(
+    platform: Platform, case: Case
+) -> None:
+    citizen = platform.token("consent", subject=case.patient, kind="citizen")
+    with httpx.Client(timeout=10.0) as http:
+        answer = http.post(
+            f"{platform.url('consent')}/directives",
+            json=block(case.patient),
+            headers={"authorization": f"Bearer {citizen}"},
+        )
+    assert answer.status_code == 201, answer.text
+    directive = answer.headers["location"].rstrip("/").rsplit("/", 1)[-1]
+    bundle = case.client().resources("Consent").search(patient=case.patient).fetch_raw()
+    assert directive in {e["resource"]["id"] for e in bundle["entry"]}
+    assert all(e["fullUrl"].startswith(f"{case.base}/Consent/") for e in bundle["entry"])
+
+
+def test_search_pages_to_the_end_through_the_one_base(case: Case) -> None:
+    client = case.client()
+    ids = set()
+    for value in range(5):
+        ids.add(client.resource("Observation", **observation(case.patient, value)).save()["id"])
+    search = client.resources("Observation").search(patient=case.patient).limit(2)
+    first = search.fetch_raw()
+    next_links = [link["url"] for link in first["link"] if link["relation"] == "next"]
+    assert next_links and next_links[0].startswith(f"{case.base}/Observation?")
+    every = search.fetch_all()  # follows each next link to the last page
+    assert ids <= {o["id"] for o in every}
+    assert len(every) == len({o["id"] for o in every}), "a resource on two pages"
+
+
+# -- the policy still holds, at the owner ---------------------------------------------------------
+
+
+def test_the_owner_decides_a_caller_without_a_relation_sees_nothing(
+    platform: Platform, case: Case
+) -> None:
+    created = case.client().resource("Observation", **observation(case.patient)).save()
+    stranger = gp_headers(platform, str(next(_hpr)), unit="unit-x", audience=GATEWAY)
+    client = SyncFHIRClient(case.base, authorization=stranger["authorization"])
+    with pytest.raises(ResourceNotFound):
+        client.reference("Observation", created["id"]).to_resource()
+    with httpx.Client(timeout=10.0) as http:
+        answer = http.get(f"{case.base}/Observation/{created['id']}", headers=stranger)
+    assert answer.status_code == 404
+    assert "akson-decision-id" in answer.headers  # the journal asked the policy
+
+
+def test_a_gateway_token_is_good_at_the_owners_fhir_routes_only(
+    platform: Platform, case: Case
+) -> None:
+    with httpx.Client(timeout=10.0) as http:
+        fhir_route = http.get(
+            f"{platform.url('masterdata')}/fhir/R4/Patient/{case.patient}", headers=case.headers
+        )
+        other_route = http.get(
+            f"{platform.url('masterdata')}/persons/{case.patient}", headers=case.headers
+        )
+        # a token for another service is refused at the owner, whatever the gateway forwards
+        journal_token = gp_headers(platform, case.hpr, audience="journal")
+        wrong = http.get(f"{case.base}/Patient/{case.patient}", headers=journal_token)
+    assert fhir_route.status_code == 200, fhir_route.text
+    assert other_route.status_code == 401
+    assert wrong.status_code == 401
+    assert wrong.json()["resourceType"] == "OperationOutcome"
+
+
+def test_an_unknown_type_and_a_bad_path_are_operation_outcomes(case: Case) -> None:
+    with httpx.Client(timeout=10.0) as http:
+        unknown = http.get(f"{case.base}/Spaceship/1", headers=case.headers)
+        lower = http.get(f"{case.base}/observation", headers=case.headers)
+    assert unknown.status_code == 404
+    assert unknown.json()["resourceType"] == "OperationOutcome"
+    assert lower.status_code in (400, 404)
+    assert json.loads(lower.text)["resourceType"] == "OperationOutcome"
