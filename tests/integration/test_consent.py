@@ -170,7 +170,7 @@ def test_a_citizen_cannot_touch_someone_elses_directives(
         assert answer.status_code == 404, answer.text
         # under the FHIR base an OperationOutcome, elsewhere problem+json
         fhir = answer.url.path.startswith("/fhir/")
-        expected = "application/fhir+json" if fhir else "application/problem+json"
+        expected = "application/fhir+json; charset=utf-8" if fhir else "application/problem+json"
         assert answer.headers["content-type"] == expected
         assert "reasons" not in answer.json() and patient not in answer.text
     for answer in (answers[2], answers[3]):
@@ -236,7 +236,7 @@ def test_the_fhir_consent_view_reads_and_searches_as_valid_resources(
     second = registered_by_system(http, platform, sharing(patient))
     read = http.get(f"{base}/fhir/R4/Consent/{second}", headers=citizen(platform, patient))
     assert read.status_code == 200, read.text
-    assert read.headers["content-type"] == "application/fhir+json"
+    assert read.headers["content-type"] == "application/fhir+json; charset=utf-8"
     assert read.headers["etag"] == 'W/"1"'
     consent = Consent.model_validate(read.json())
     assert consent.provision is not None and consent.provision.type == "permit"
@@ -244,7 +244,10 @@ def test_the_fhir_consent_view_reads_and_searches_as_valid_resources(
 
     search = http.get(f"{base}/fhir/R4/Consent", params={"patient": f"Patient/{patient}"},
                       headers=system(platform))  # fmt: skip
-    assert search.status_code == 200 and search.headers["content-type"] == "application/fhir+json"
+    assert (
+        search.status_code == 200
+        and search.headers["content-type"] == "application/fhir+json; charset=utf-8"
+    )
     bundle = Bundle.model_validate(search.json())
     assert bundle.type == "searchset" and bundle.total == 2
     assert [e.resource.id for e in bundle.entry or []] == [first, second]  # type: ignore[union-attr]

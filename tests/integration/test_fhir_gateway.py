@@ -199,3 +199,129 @@ def test_an_unknown_type_and_a_bad_path_are_operation_outcomes(case: Case) -> No
     assert unknown.json()["resourceType"] == "OperationOutcome"
     assert lower.status_code in (400, 404)
     assert json.loads(lower.text)["resourceType"] == "OperationOutcome"
+
+
+# -- REST by the specification, through the one base -------------------------------------------
+
+
+def created_observation(case: Case, **headers: str) -> httpx.Response:
+    with httpx.Client(timeout=10.0) as http:
+        return http.post(
+            f"{case.base}/Observation",
+            content=json.dumps(observation(case.patient)),
+            headers={**case.headers, "content-type": FHIR, **headers},
+        )
+
+
+def test_search_by_post_is_the_same_search_as_by_get(case: Case) -> None:
+    case.client().resource("Observation", **observation(case.patient)).save()
+    with httpx.Client(timeout=10.0) as http:
+        by_get = http.get(
+            f"{case.base}/Observation", params={"patient": case.patient}, headers=case.headers
+        )
+        by_post = http.post(
+            f"{case.base}/Observation/_search", data={"patient": case.patient}, headers=case.headers
+        )
+    assert by_get.status_code == by_post.status_code == 200, by_post.text
+    ids = [{e["resource"]["id"] for e in a.json()["entry"]} for a in (by_get, by_post)]
+    assert ids[0] == ids[1] and ids[0]
+
+
+def test_json_is_served_with_its_charset_and_anything_else_is_406(case: Case) -> None:
+    url = f"{case.base}/Observation"
+    query = {"patient": case.patient}
+    with httpx.Client(timeout=10.0) as http:
+        as_json = http.get(url, params={**query, "_format": "json"}, headers=case.headers)
+        as_xml = http.get(url, params={**query, "_format": "xml"}, headers=case.headers)
+        accept_xml = http.get(
+            url, params=query, headers={**case.headers, "accept": "application/fhir+xml"}
+        )
+        turtle = http.get(f"{case.base}/metadata", headers={"accept": "text/turtle"})
+    assert as_json.status_code == 200, as_json.text
+    assert as_json.headers["content-type"] == "application/fhir+json; charset=utf-8"
+    for refused in (as_xml, accept_xml, turtle):
+        assert refused.status_code == 406, refused.text
+        assert refused.json()["resourceType"] == "OperationOutcome"
+
+
+def test_counts_and_totals_count_only_what_the_caller_may_see(
+    platform: Platform, case: Case
+) -> None:
+    for _ in range(2):
+        case.client().resource("Observation", **observation(case.patient)).save()
+    visible = len(case.client().resources("Observation").search(patient=case.patient).fetch_all())
+    # fhirpy's count() asks _count=0 (and its own _totalMethod, ignored when lenient)
+    lenient = case.client(Prefer="handling=lenient")
+    assert lenient.resources("Observation").search(patient=case.patient).count() == visible
+    with httpx.Client(timeout=10.0) as http:
+        summary = http.get(
+            f"{case.base}/Observation",
+            params={"patient": case.patient, "_summary": "count"},
+            headers=case.headers,
+        ).json()
+        strict = http.get(
+            f"{case.base}/Observation",
+            params={"patient": case.patient, "_totalMethod": "count"},
+            headers=case.headers,
+        )
+        stranger = gp_headers(platform, str(next(_hpr)), unit="unit-x", audience=GATEWAY)
+        theirs = http.get(
+            f"{case.base}/Observation",
+            params={"patient": case.patient, "_summary": "count"},
+            headers=stranger,
+        )
+    assert summary["total"] == visible >= 2 and "entry" not in summary
+    assert strict.status_code == 400  # strict (the default): an unknown parameter is refused
+    # a caller who may see none of them counts none (or is refused the search outright)
+    assert theirs.status_code == 403 or theirs.json()["total"] == 0
+
+
+def test_location_names_the_version_and_prefer_return_shapes_the_answer(case: Case) -> None:
+    full = created_observation(case)
+    minimal = created_observation(case, prefer="return=minimal")
+    outcome = created_observation(case, prefer="return=OperationOutcome")
+    assert full.status_code == minimal.status_code == outcome.status_code == 201
+    resource = full.json()
+    assert full.headers["location"] == f"{case.base}/Observation/{resource['id']}/_history/1"
+    assert minimal.content == b"" and "/_history/1" in minimal.headers["location"]
+    assert outcome.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_conditional_create_twice_makes_one_resource(case: Case) -> None:
+    identifier = {"system": "urn:akson:test-lab", "value": f"order-{next(_hpr)}"}
+    condition = f"patient={case.patient}&identifier={identifier['system']}|{identifier['value']}"
+    client = case.client(**{"If-None-Exist": condition})
+    resource = {**observation(case.patient), "identifier": [identifier]}
+    first = client.resource("Observation", **resource).save()
+    second = client.resource("Observation", **resource).save()
+    assert first["id"] == second["id"]
+    found = (
+        case.client()
+        .resources("Observation")
+        .search(patient=case.patient, identifier=f"{identifier['system']}|{identifier['value']}")
+        .fetch_all()
+    )
+    assert [o["id"] for o in found] == [first["id"]]
+
+
+def test_if_none_match_on_a_read_is_304_when_unchanged(case: Case) -> None:
+    created = created_observation(case).json()
+    url = f"{case.base}/Observation/{created['id']}"
+    with httpx.Client(timeout=10.0) as http:
+        same = http.get(url, headers={**case.headers, "if-none-match": 'W/"1"'})
+        other = http.get(url, headers={**case.headers, "if-none-match": 'W/"7"'})
+    assert same.status_code == 304 and same.content == b""
+    assert other.status_code == 200 and other.json()["id"] == created["id"]
+
+
+def test_id_subject_elements_and_last_updated(case: Case) -> None:
+    created = case.client().resource("Observation", **observation(case.patient)).save()
+    search = case.client().resources("Observation")
+    by_id = search.search(subject=f"Patient/{case.patient}", _id=created["id"]).fetch_all()
+    assert [o["id"] for o in by_id] == [created["id"]]
+    subset = search.search(_id=created["id"], patient=case.patient).elements("status").fetch_raw()
+    resource = subset["entry"][0]["resource"]
+    assert "valueQuantity" not in resource and resource["status"] == "final"
+    assert any(t.get("code") == "SUBSETTED" for t in resource["meta"]["tag"])
+    later = search.search(patient=case.patient, _lastUpdated="gt2999-01-01").fetch_all()
+    assert later == []

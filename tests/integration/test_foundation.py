@@ -235,7 +235,7 @@ def test_journal_read_asks_opa_and_returns_the_decision_id(
         headers=gp_headers(platform, "9144999", unit="unit-other"),
     )
     assert stranger.status_code == 404
-    assert stranger.headers["content-type"] == "application/fhir+json"
+    assert stranger.headers["content-type"] == "application/fhir+json; charset=utf-8"
     assert stranger.json()["resourceType"] == "OperationOutcome"
     assert stranger.headers["akson-decision-id"]
     assert "content" not in stranger.text
@@ -298,7 +298,7 @@ def test_with_opa_stopped_reads_are_denied_and_return_no_data(
     finally:
         platform.stack.start("opa")
     assert denied.status_code == 503
-    assert denied.headers["content-type"] == "application/fhir+json"
+    assert denied.headers["content-type"] == "application/fhir+json; charset=utf-8"
     assert denied.json()["resourceType"] == "OperationOutcome"
     assert "policy_unavailable" in denied.json()["issue"][0]["diagnostics"]
     encoded = document_reference(patient, secret_text)["content"][0]["attachment"]["data"]

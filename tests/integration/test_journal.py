@@ -134,7 +134,7 @@ def search(
 ) -> dict[str, Any]:
     answer = http.get(f"{base(platform)}/{resource_type}", params=params, headers=headers)
     assert answer.status_code == 200, answer.text
-    assert answer.headers["content-type"] == FHIR
+    assert answer.headers["content-type"] == f"{FHIR}; charset=utf-8"
     bundle: dict[str, Any] = answer.json()
     return bundle
 
@@ -174,7 +174,7 @@ def test_create_read_and_versioned_update_with_if_match(
     )
     assert answer.status_code == 201, answer.text
     assert answer.headers["etag"] == 'W/"1"'
-    assert answer.headers["content-type"] == FHIR
+    assert answer.headers["content-type"] == f"{FHIR}; charset=utf-8"
     created = answer.json()
     document_id = created["id"]
     assert answer.headers["location"] == f"/fhir/R4/DocumentReference/{document_id}"
@@ -791,7 +791,7 @@ def test_invalid_and_oversized_resources_are_refused_without_echo(
         headers={**gp, "content-type": FHIR},
     )
     assert answer.status_code == 422
-    assert answer.headers["content-type"] == FHIR
+    assert answer.headers["content-type"] == f"{FHIR}; charset=utf-8"
     assert answer.json()["resourceType"] == "OperationOutcome"
     assert marker not in answer.text
     encoded = invalid["content"][0]["attachment"]["data"]

@@ -106,7 +106,7 @@ def test_person_crud_search_by_name_identifier_municipality_with_paging(
     assert set(ids) <= {p["national_id"] for p in in_bodo["items"]} or in_bodo["next"]
 
     patient = http.get(f"{base}/fhir/R4/Patient/{ids[0]}", headers=writer)
-    assert patient.headers["content-type"] == "application/fhir+json"
+    assert patient.headers["content-type"] == "application/fhir+json; charset=utf-8"
     resource = patient.json()
     assert resource["resourceType"] == "Patient"
     assert resource["identifier"] == [{"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": ids[0]}]

@@ -26,6 +26,7 @@ from akson_common.enforcement import EnforcementLog
 from akson_common.errors import declare_error_responses, install_problem_handlers
 from akson_common.events import EVENT_ROUTES, EventPublisher, Subscriptions
 from akson_common.fhir import install_fhir_outcomes
+from akson_common.fhir_rest import FhirRest
 from akson_common.guard import InputGuard
 from akson_common.logs import configure_logging
 from akson_common.outbox import Outbox
@@ -194,6 +195,9 @@ def create_service(
     install_problem_handlers(app)
     # errors under /fhir/ as OperationOutcome, in every service with a FHIR API
     install_fhir_outcomes(app)
+    # the FHIR RESTful API's common parts (_format, POST _search, _summary, If-None-Match ...),
+    # inside the guard: it sees what the guard let through
+    app.add_middleware(FhirRest)
     # before routing, inside the request context (its refusals carry the request id)
     app.add_middleware(InputGuard, unchecked_bodies=(EVENT_ROUTES, *unchecked_bodies))
     app.add_middleware(RequestContextMiddleware)

@@ -28,6 +28,7 @@ ISSUE_TYPES = {
     403: "forbidden",
     404: "not-found",
     405: "not-supported",
+    406: "not-supported",
     409: "conflict",
     412: "conflict",
     413: "too-costly",

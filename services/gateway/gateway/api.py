@@ -25,11 +25,14 @@ Settings = Annotated[
     GatewaySettings, Depends(state_dependency("gateway_settings", GatewaySettings))
 ]
 ResourceType = Annotated[str, Path(pattern=r"^[A-Z][A-Za-z]{1,63}$")]
-METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+# what the owners serve: search and create at a type; read, update, delete, history,
+# operations and POST [type]/_search below it
+TYPE_METHODS = ["GET", "POST"]
+INSTANCE_METHODS = ["GET", "POST", "PUT", "DELETE"]
 SYSTEM_OPERATIONS: list[dict[str, Any]] = []
 
 
-def gateway_base(request: Request, settings: GatewaySettings) -> str:
+def gateway_base(request: Request, settings: Settings) -> str:
     if settings.public_base:
         return settings.public_base.rstrip("/")
     return f"{str(request.base_url).rstrip('/')}{BASE_PATH}"
@@ -45,12 +48,21 @@ async def capabilities(base: Base, owners: OwnersDep) -> JSONResponse:
     return JSONResponse(statement, media_type=FHIR_JSON)
 
 
+def with_version(location: str, etag: str | None) -> str:
+    """``Location`` names the version written (``[type]/[id]/_history/[vid]``), from the ETag
+    when the owner named only the resource."""
+    version = (etag or "").removeprefix("W/").strip('"')
+    if "/_history/" in location or not version.isdigit():
+        return location
+    return f"{location.rstrip('/')}/_history/{version}"
+
+
 def relay(answer: Answer, base: str) -> Response:
     """The owner's answer as the gateway's: links, fullUrls and Location moved to ``base``."""
     headers = dict(answer.headers)
     for name in ("location", "content-location"):
         if name in headers:
-            headers[name] = rewrite_url(headers[name], base)
+            headers[name] = with_version(rewrite_url(headers[name], base), headers.get("etag"))
     body = answer.body
     document = answer.json()
     if isinstance(document, dict) and document.get("resourceType") == "Bundle":
@@ -62,7 +74,8 @@ def relay(answer: Answer, base: str) -> Response:
 async def forward(
     request: Request, resource_type: str, base: str, owners: Owners, path: str
 ) -> Response:
-    owner = await owners.owner_of(resource_type)
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    owner = await owners.owner_of(resource_type, last if last.startswith("$") else None)
     answer = await owners.invoker.call(
         owner,
         request.method,
@@ -74,7 +87,7 @@ async def forward(
     return relay(answer, base)
 
 
-@router.api_route(f"{BASE_PATH}/{{resource_type}}", methods=METHODS)
+@router.api_route(f"{BASE_PATH}/{{resource_type}}", methods=TYPE_METHODS)
 async def type_level(
     resource_type: ResourceType, request: Request, base: Base, owners: OwnersDep
 ) -> Response:
@@ -82,7 +95,7 @@ async def type_level(
     return await forward(request, resource_type, base, owners, request.url.path)
 
 
-@router.api_route(f"{BASE_PATH}/{{resource_type}}/{{rest:path}}", methods=METHODS)
+@router.api_route(f"{BASE_PATH}/{{resource_type}}/{{rest:path}}", methods=INSTANCE_METHODS)
 async def instance_level(
     resource_type: ResourceType, rest: str, request: Request, base: Base, owners: OwnersDep
 ) -> Response:

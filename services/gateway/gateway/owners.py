@@ -180,8 +180,15 @@ class Owners:
         """Resource type -> the app id owning it (the first owner listing a type keeps it)."""
         return routing_table(await self.statements())
 
-    async def owner_of(self, resource_type: str) -> str:
-        owner = (await self.routes()).get(resource_type)
+    async def owner_of(self, resource_type: str, operation: str | None = None) -> str:
+        """The owner of ``resource_type``; for an operation (``$summary``) the owner listing
+        that operation, e.g. the journal's ``Patient/{id}/$summary``."""
+        statements = await self.statements()
+        if operation is not None:
+            for app_id, statement in statements.items():
+                if operation.removeprefix("$") in _operations(statement):
+                    return app_id
+        owner = routing_table(statements).get(resource_type)
         if owner is None:
             raise NotFound(f"no service of this platform keeps {resource_type[:40]!r} resources")
         return owner
@@ -194,6 +201,16 @@ def routing_table(statements: Mapping[str, Json]) -> dict[str, str]:
             if isinstance(resource.get("type"), str):
                 table.setdefault(resource["type"], app_id)
     return table
+
+
+def _operations(statement: Json) -> set[str]:
+    return {
+        str(operation.get("name"))
+        for rest in statement.get("rest") or []
+        if isinstance(rest, dict)
+        for operation in rest.get("operation") or []
+        if isinstance(operation, dict)
+    }
 
 
 def _resources(statement: Json) -> list[Json]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request, status
 from fastapi.responses import JSONResponse, Response
@@ -26,6 +26,7 @@ from akson_common.errors import (
     UnsupportedMediaType,
 )
 from akson_common.fhir import FHIR_JSON
+from akson_common.fhir_rest import lenient
 from akson_common.identifiers import is_national_id
 from journal.access import Caller
 from journal.kinds import KINDS, Kind, check_size
@@ -250,14 +251,33 @@ async def patient_summary(
     openapi_extra=BODY,
 )
 async def create(
-    kind: KindDep, body: FhirBody, who: CallerDep, journal: Journal, preference: PreferReturn
+    kind: KindDep,
+    body: FhirBody,
+    who: CallerDep,
+    journal: Journal,
+    preference: PreferReturn,
+    if_none_exist: Annotated[
+        str | None,
+        Header(
+            alias="If-None-Exist",
+            max_length=1000,
+            description="Conditional create: search parameters (patient=...&_id=...)",
+        ),
+    ] = None,
 ) -> Response:
-    """Create (201, Location, ETag ``W/"1"``). The writer's HPR number, unit, organisation and
-    municipality (from the token) are recorded with it. The body is the resource if the
-    writer may read it (a write-only client gets an OperationOutcome; see ``Prefer``)."""
+    """Create (201, Location ``[type]/[id]``, ETag ``W/"1"``). The writer's HPR
+    number, unit, organisation and municipality (from the token) are recorded with it. The
+    body is the resource if the writer may read it (a write-only client gets an
+    OperationOutcome; see ``Prefer``). With ``If-None-Exist``: when one resource the caller
+    may see matches, nothing is created (200, that resource); two or more: 412."""
+    if if_none_exist is not None:
+        existing = await journal.match(who, kind, parse_search(parse_qsl(if_none_exist)))
+        if existing is not None:
+            return written(existing, preference, location=True)
     stored = await journal.create(who, kind, body, read_back=preference != "minimal")
     response = written(stored, preference, status_code=201, location=True)
-    # Location names the resource itself (its version is in the ETag)
+    # Location names the resource itself here (its version is in the ETag; clients of this
+    # base parse the id from it); the platform's FHIR base (the gateway) adds the version
     response.headers["Location"] = f"/fhir/R4/{kind.name}/{stored.resource['id']}"
     return response
 
@@ -267,7 +287,7 @@ async def search(kind: KindDep, request: Request, who: CallerDep, journal: Journ
     """Search: patient (required, except a citizen's own), category, type, date (ge/gt/le/lt/
     eq, repeatable), status (entered-in-error only when asked for), _count (≤ 100), _cursor.
     ``total`` and paging count only what the caller may see."""
-    parameters = parse_search(list(request.query_params.multi_items()))
+    parameters = parse_search(list(request.query_params.multi_items()), lenient=lenient())
     page = await journal.search(who, kind, parameters)
     path = f"/fhir/R4/{kind.name}"
     kept = [*parameters.kept, ("_count", str(parameters.count))]

@@ -1,10 +1,14 @@
 """Search parameters and Bundles (pure functions: no I/O).
 
-Supported on every type: ``patient`` (``Patient/<id>`` or ``<id>``), ``category``
-(``[system|]code``), ``type`` (``[system|]code``), ``date`` (repeatable, prefixes ``eq``,
-``ge``, ``gt``, ``le``, ``lt``; a date or a dateTime), ``status``, ``_count`` (default 20,
-capped at 100) and ``_cursor`` (opaque, from a ``next`` link). Any other parameter is refused
-(400): silently ignoring a filter would return more than was asked for.
+Supported on every type: ``patient`` (``Patient/<id>`` or ``<id>``; ``subject`` is the same),
+``_id`` (comma-separated), ``identifier`` (``[system|]value``), ``category`` and ``type``
+(``[system|]code``), ``date`` and ``_lastUpdated`` (repeatable, prefixes ``eq``, ``ge``, ``gt``,
+``le``, ``lt``; a date or a dateTime), ``status``, ``_sort`` (``-date``, the only order),
+``_count`` (default 20, capped at 100) and ``_cursor`` (opaque, from a ``next`` link). Any other
+parameter is refused (400): silently ignoring a filter would return more than was asked for —
+unless the caller asked for exactly that (``Prefer: handling=lenient``). ``_summary``,
+``_total``, ``_elements`` and ``_format`` are answered for every FHIR base by
+:mod:`akson_common.fhir_rest`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,24 @@ RESOURCE_TYPES = (
     "Observation",
     "Encounter",
 )
-PARAMETERS = frozenset({"patient", "category", "type", "date", "status", "_count", "_cursor"})
+PARAMETERS = frozenset(
+    {
+        "patient",
+        "subject",
+        "category",
+        "type",
+        "date",
+        "status",
+        "_id",
+        "identifier",
+        "_lastUpdated",
+        "_sort",
+        "_count",
+        "_cursor",
+    }
+)
+# the one order a search pages in (keyset on the clinical date, newest first)
+SORTS = frozenset({"-date"})
 PREFIXES = ("eq", "ge", "gt", "le", "lt")
 # normalised instants (YYYY-MM-DDTHH:MM:SSZ) compare as strings
 COMPARE: dict[str, Callable[[str, str], bool]] = {
@@ -54,6 +75,9 @@ class SearchParameters:
     type_code: str | None = None
     status: str | None = None
     date_ranges: tuple[tuple[str, str], ...] = ()  # (mongo operator, normalised instant)
+    updated_ranges: tuple[tuple[str, str], ...] = ()  # on meta.lastUpdated, likewise
+    ids: frozenset[str] = frozenset()
+    identifier: tuple[str | None, str] | None = None  # (system or None: any, value)
     count: int = DEFAULT_COUNT
     cursor: str | None = None
     kept: tuple[tuple[str, str], ...] = field(default=())  # for links, without _cursor
@@ -69,8 +93,28 @@ class SearchParameters:
         status = entry.get("status")
         if (status != self.status) if self.status else (status == ENTERED_IN_ERROR):
             return False
+        if self.ids and entry.get("_id") not in self.ids:
+            return False
+        if self.identifier is not None and not _has_identifier(entry, *self.identifier):
+            return False
         when = entry.get("date") or ""
-        return all(COMPARE[op](when, bound) for op, bound in self.date_ranges)
+        if not all(COMPARE[op](when, bound) for op, bound in self.date_ranges):
+            return False
+        updated = ((entry.get("resource") or {}).get("meta") or {}).get("lastUpdated") or ""
+        return all(COMPARE[op](updated, bound) for op, bound in self.updated_ranges)
+
+
+def _has_identifier(entry: Json, system: str | None, value: str) -> bool:
+    identifiers = (entry.get("resource") or {}).get("identifier") or []
+    return any(
+        isinstance(i, dict) and i.get("value") == value and system in (None, i.get("system"))
+        for i in identifiers
+    )
+
+
+def _identifier(value: str) -> tuple[str | None, str]:
+    system, bar, code = value.rpartition("|")
+    return (system if bar else None), code
 
 
 def _code(value: str) -> str:
@@ -132,15 +176,18 @@ def decode_cursor(cursor: str) -> str:
     return key
 
 
-def parse_search(items: Sequence[tuple[str, str]]) -> SearchParameters:
+def parse_search(items: Sequence[tuple[str, str]], *, lenient: bool = False) -> SearchParameters:
+    """``lenient`` (``Prefer: handling=lenient``): unknown parameters are ignored, not refused.
+    ``subject`` is ``patient`` (every type here has its patient as subject)."""
     unknown = sorted({name for name, _ in items if name not in PARAMETERS})
-    if unknown:
+    if unknown and not lenient:
         raise BadRequest(f"unsupported search parameters: {', '.join(unknown)}")
+    items = [("patient" if n == "subject" else n, v) for n, v in items if n in PARAMETERS]
     values: dict[str, list[str]] = {}
     for name, value in items:
         values.setdefault(name, []).append(value)
     for name, given in values.items():
-        if name != "date" and len(given) > 1:
+        if name not in ("date", "_lastUpdated") and len(given) > 1:
             raise BadRequest(f"{name} may be given once")
         if any(len(v) > 200 for v in given):
             raise BadRequest(f"{name} is too long")
@@ -157,6 +204,12 @@ def parse_search(items: Sequence[tuple[str, str]]) -> SearchParameters:
     ranges: list[tuple[str, str]] = []
     for value in values.get("date", []):
         ranges.extend(date_bounds(value))
+    updated: list[tuple[str, str]] = []
+    for value in values.get("_lastUpdated", []):
+        updated.extend(date_bounds(value))
+    if (order := one("_sort")) is not None and order not in SORTS:
+        raise BadRequest(f"_sort: this server sorts by {', '.join(sorted(SORTS))} only")
+    ids = frozenset(i.strip() for i in (one("_id") or "").split(",") if i.strip())
     cursor = one("_cursor")
     return SearchParameters(
         patient=patient.removeprefix("Patient/") if patient else None,
@@ -164,6 +217,9 @@ def parse_search(items: Sequence[tuple[str, str]]) -> SearchParameters:
         type_code=_code(t) if (t := one("type")) else None,
         status=one("status"),
         date_ranges=tuple(ranges),
+        updated_ranges=tuple(updated),
+        ids=ids,
+        identifier=_identifier(i) if (i := one("identifier")) else None,
         count=count,
         cursor=decode_cursor(cursor) if cursor else None,
         kept=tuple((n, v) for n, v in items if n not in {"_cursor", "_count"}),
@@ -237,6 +293,10 @@ def collection(base: str, resources: Sequence[Json], *, timestamp: str) -> Json:
 def capability_statement(base: str, date: str) -> Json:
     searches = [
         ("patient", "reference"),
+        ("subject", "reference"),
+        ("_id", "token"),
+        ("identifier", "token"),
+        ("_lastUpdated", "date"),
         ("category", "token"),
         ("type", "token"),
         ("date", "date"),

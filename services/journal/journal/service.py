@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -469,6 +469,20 @@ class Journal:
         page = visible[: parameters.count]
         next_key = page[-1]["sort_key"] if len(visible) > parameters.count else None
         return SearchPage(self._allowed(page, decisions), total, next_key)
+
+    async def match(
+        self, caller: Caller, kind: Kind, parameters: SearchParameters
+    ) -> Stored | None:
+        """Conditional create (``If-None-Exist``): the one resource the caller may see that
+        matches, None when there is none, 412 when there are several. (Two concurrent
+        conditional creates may both create: the store has no unique key on a search.)"""
+        page = await self.search(caller, kind, replace(parameters, count=2, cursor=None))
+        if page.total == 0:
+            return None
+        if page.total > 1:
+            raise PreconditionFailed("If-None-Exist matches more than one resource")
+        resource = page.resources[0]
+        return Stored(resource, int(resource["meta"]["versionId"]))
 
     async def _decide_entries(
         self,

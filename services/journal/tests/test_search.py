@@ -76,6 +76,43 @@ def test_unknown_or_repeated_parameters_are_refused() -> None:
         parse_search([("patient", "1"), ("patient", "2")])
 
 
+def test_lenient_handling_ignores_unknown_parameters_and_subject_is_patient() -> None:
+    parameters = parse_search([("subject", "Patient/1"), ("name", "x")], lenient=True)
+    assert parameters.patient == "1"
+    assert parameters.kept == (("patient", "Patient/1"),)
+
+
+def test_id_identifier_last_updated_and_sort() -> None:
+    parameters = parse_search(
+        [
+            ("patient", "1"),
+            ("_id", "a,b"),
+            ("identifier", "urn:lab|42"),
+            ("_lastUpdated", "ge2025-01-01"),
+            ("_sort", "-date"),
+        ]
+    )
+    entry = {
+        "_id": "a",
+        "type": "Flag",
+        "status": "active",
+        "resource": {
+            "identifier": [{"system": "urn:lab", "value": "42"}],
+            "meta": {"lastUpdated": "2025-02-01T00:00:00Z"},
+        },
+    }
+    assert parameters.matches("Flag", entry)
+    assert not parameters.matches("Flag", {**entry, "_id": "c"})
+    assert not parameters.matches(
+        "Flag", {**entry, "resource": {**entry["resource"], "identifier": []}}
+    )
+    old = {**entry["resource"], "meta": {"lastUpdated": "2024-12-31T23:59:59Z"}}
+    assert not parameters.matches("Flag", {**entry, "resource": old})
+    assert parse_search([("identifier", "42")]).identifier == (None, "42")
+    with pytest.raises(BadRequest):
+        parse_search([("_sort", "date")])
+
+
 def test_date_prefixes_become_ranges() -> None:
     assert date_bounds("ge2025-01-01") == [("$gte", "2025-01-01T00:00:00Z")]
     assert date_bounds("le2025-01-31") == [("$lt", "2025-02-01T00:00:00Z")]
