@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
@@ -92,7 +94,7 @@ def test_id_identifier_last_updated_and_sort() -> None:
             ("_sort", "-date"),
         ]
     )
-    entry = {
+    entry: dict[str, Any] = {
         "_id": "a",
         "type": "Flag",
         "status": "active",
