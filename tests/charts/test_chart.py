@@ -259,3 +259,38 @@ def test_dockerfile_lints_clean() -> None:
         check=False,
     )
     assert hadolint.returncode == 0, hadolint.stdout + hadolint.stderr
+
+
+def test_the_gateway_may_invoke_only_the_fhir_routes_of_the_owners(
+    rendered: list[Rendered],
+) -> None:
+    """Issue 17: the one FHIR base calls the owners by Dapr service invocation: the access
+    control allows the gateway's app id the /fhir/R4 routes only, and the NetworkPolicies let
+    its sidecar reach exactly the owners' sidecars (nobody else may invoke anyone)."""
+    default = next(r for r in rendered if r.scenario == "default-values.yaml")
+    (configuration,) = default.of_kind("Configuration")
+    control = configuration["spec"]["accessControl"]
+    assert control["defaultAction"] == "deny"
+    (policy,) = control["policies"]
+    assert policy["appId"] == "gateway" and policy["defaultAction"] == "deny"
+    assert [o["name"] for o in policy["operations"]] == ["/fhir/R4/**"]
+    policies = {p["metadata"]["name"]: p["spec"] for p in default.of_kind("NetworkPolicy")}
+    owners = {"masterdata", "consent", "journal"}
+
+    def invokers(name: str) -> set[str]:
+        return {
+            peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+            for rule in policies[f"akson-{name}"]["ingress"]
+            if rule["ports"][0]["port"] == 50002
+            for peer in rule["from"]
+        }
+
+    for name in SERVICES:
+        assert invokers(name) == ({"gateway"} if name in owners else set()), name
+    reached = {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for rule in policies["akson-gateway"]["egress"]
+        if rule.get("ports", [{}])[0].get("port") == 50002
+        for peer in rule["to"]
+    }
+    assert reached == owners

@@ -93,6 +93,11 @@ secretKeyRef:
 {{- fail (printf "Dapr app id %q is used by both services.%s and services.%s: set dapr.appId apart" $w.dapr.appId (get $appIds $w.dapr.appId) $name) -}}
 {{- end -}}
 {{- $_ := set $appIds $w.dapr.appId $name -}}
+{{- range $target := $w.dapr.invokes -}}
+{{- if not (and (hasKey $workloads $target) (index $workloads $target).dapr.enabled) -}}
+{{- fail (printf "%s.dapr.invokes: %q is not an enabled workload with a Dapr sidecar" $at $target) -}}
+{{- end -}}
+{{- end -}}
 {{- range $component := $w.dapr.components -}}
 {{- if not (hasKey $.Values.components $component) -}}
 {{- fail (printf "%s.dapr.components: %q is not defined under components" $at $component) -}}
