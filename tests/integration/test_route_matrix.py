@@ -330,6 +330,7 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
     },
     "masterdata": {
         **HEALTH,
+        ("GET", "/fhir/R4/metadata"): PUBLIC,
         ("PUT", "/persons/{national_id}"): Row(
             REGISTRY,
             lambda w: Call(
@@ -489,8 +490,55 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
             existing=True,
         ),
     },
+    # the one FHIR base: each request decided by the owner it is forwarded to, with the
+    # caller's token for the gateway (the rows are the journal's, through the gateway)
+    "gateway": {
+        **HEALTH,
+        ("GET", "/fhir/R4/metadata"): PUBLIC,
+        ("GET", "/fhir/R4/{resource_type}"): Row(
+            READERS,
+            lambda w: Call({"resource_type": "DocumentReference"}, query={"patient": w.patient}),
+            shows=lambda w: w.document,
+        ),
+        ("POST", "/fhir/R4/{resource_type}"): Row(
+            only("treating", "lab", "all_scopes"),
+            lambda w: Call(
+                {"resource_type": "Observation"}, body=_observation(w), content_type=FHIR
+            ),
+        ),
+        ("GET", "/fhir/R4/{resource_type}/{rest}"): Row(
+            READERS,
+            lambda w: Call({"resource_type": "DocumentReference", "rest": w.document}),
+            existing=True,
+        ),
+        ("POST", "/fhir/R4/{resource_type}/{rest}"): Row(
+            READERS,
+            lambda w: Call(
+                {"resource_type": "DocumentReference", "rest": "_search"},
+                body=f"patient={w.patient}",
+                content_type="application/x-www-form-urlencoded",
+            ),
+            shows=lambda w: w.document,
+        ),
+        ("PUT", "/fhir/R4/{resource_type}/{rest}"): Row(
+            only("treating", "lab"),
+            lambda w: Call(
+                {"resource_type": "Observation", "rest": w.lab_observation},
+                body=_observation(w, w.lab_observation),
+                content_type=FHIR,
+                headers={"if-match": 'W/"1"'},
+            ),
+            existing=True,
+        ),
+        ("DELETE", "/fhir/R4/{resource_type}/{rest}"): Row(
+            only("treating"),
+            lambda w: Call({"resource_type": "Observation", "rest": w.gp_observation}),
+            existing=True,
+        ),
+    },
     "consent": {
         **HEALTH,
+        ("GET", "/fhir/R4/metadata"): PUBLIC,
         ("POST", "/directives"): Row(
             READERS, lambda w: Call(body=json.dumps({**block(w.patient), "reason": REASON}))
         ),

@@ -25,10 +25,6 @@ Settings = Annotated[
     GatewaySettings, Depends(state_dependency("gateway_settings", GatewaySettings))
 ]
 ResourceType = Annotated[str, Path(pattern=r"^[A-Z][A-Za-z]{1,63}$")]
-# what the owners serve: search and create at a type; read, update, delete, history,
-# operations and POST [type]/_search below it
-TYPE_METHODS = ["GET", "POST"]
-INSTANCE_METHODS = ["GET", "POST", "PUT", "DELETE"]
 SYSTEM_OPERATIONS: list[dict[str, Any]] = []
 
 
@@ -87,17 +83,47 @@ async def forward(
     return relay(answer, base)
 
 
-@router.api_route(f"{BASE_PATH}/{{resource_type}}", methods=TYPE_METHODS)
-async def type_level(
+TYPE = f"{BASE_PATH}/{{resource_type}}"
+BELOW = f"{BASE_PATH}/{{resource_type}}/{{rest:path}}"
+
+
+@router.get(TYPE, summary="Search a type (at its owner)")
+async def search(
     resource_type: ResourceType, request: Request, base: Base, owners: OwnersDep
 ) -> Response:
-    """Search and create (and whatever else the owner serves at the type), at its owner."""
     return await forward(request, resource_type, base, owners, request.url.path)
 
 
-@router.api_route(f"{BASE_PATH}/{{resource_type}}/{{rest:path}}", methods=INSTANCE_METHODS)
-async def instance_level(
+@router.post(TYPE, summary="Create (at the type's owner; If-None-Exist: conditional)")
+async def create(
+    resource_type: ResourceType, request: Request, base: Base, owners: OwnersDep
+) -> Response:
+    return await forward(request, resource_type, base, owners, request.url.path)
+
+
+@router.get(BELOW, summary="Read, vread, history, operations (at the type's owner)")
+async def read(
     resource_type: ResourceType, rest: str, request: Request, base: Base, owners: OwnersDep
 ) -> Response:
-    """Read, update, delete, history, operations: at the owner of ``resource_type``."""
+    return await forward(request, resource_type, base, owners, request.url.path)
+
+
+@router.post(BELOW, summary="POST [type]/_search and operations (at the type's owner)")
+async def operate(
+    resource_type: ResourceType, rest: str, request: Request, base: Base, owners: OwnersDep
+) -> Response:
+    return await forward(request, resource_type, base, owners, request.url.path)
+
+
+@router.put(BELOW, summary="Update (at the type's owner)")
+async def update(
+    resource_type: ResourceType, rest: str, request: Request, base: Base, owners: OwnersDep
+) -> Response:
+    return await forward(request, resource_type, base, owners, request.url.path)
+
+
+@router.delete(BELOW, summary="Delete (at the type's owner)")
+async def delete(
+    resource_type: ResourceType, rest: str, request: Request, base: Base, owners: OwnersDep
+) -> Response:
     return await forward(request, resource_type, base, owners, request.url.path)
