@@ -325,3 +325,155 @@ def test_id_subject_elements_and_last_updated(case: Case) -> None:
     assert any(t.get("code") == "SUBSETTED" for t in resource["meta"]["tag"])
     later = search.search(patient=case.patient, _lastUpdated="gt2999-01-01").fetch_all()
     assert later == []
+
+
+# -- batch and transaction ---------------------------------------------------------------------
+
+
+def entry(method: str, url: str, resource: dict[str, Any] | None = None, **extra: Any) -> Any:
+    item: dict[str, Any] = {"request": {"method": method, "url": url, **extra.pop("request", {})}}
+    if resource is not None:
+        item["resource"] = resource
+    return {**item, **extra}
+
+
+def bundle(kind: str, *entries: Any) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
+
+
+def tagged(case: Case, value: float = 6.1) -> tuple[dict[str, Any], str]:
+    """An Observation with an identifier of its own (to look for it afterwards)."""
+    identifier = {"system": "urn:akson:test-lab", "value": f"tx-{next(_hpr)}"}
+    return {**observation(case.patient, value), "identifier": [identifier]}, (
+        f"{identifier['system']}|{identifier['value']}"
+    )
+
+
+def kept(case: Case, identifier: str) -> list[Any]:
+    search = case.client().resources("Observation")
+    return list(search.search(patient=case.patient, identifier=identifier).fetch_all())
+
+
+def test_a_batch_routes_each_entry_and_gives_each_its_own_status(case: Case) -> None:
+    existing = case.client().resource("Observation", **observation(case.patient)).save()
+    new, identifier = tagged(case)
+    stranger_patient = new_patient_id()
+    answer = case.client().execute(
+        case.base,
+        method="post",
+        data=bundle(
+            "batch",
+            entry("POST", "Observation", new),
+            entry("GET", f"Observation/{existing['id']}"),
+            entry("GET", f"Patient/{case.patient}"),
+            entry("GET", "Observation/no-such-observation"),
+            entry("POST", "Observation", observation(stranger_patient)),
+            entry("GET", f"Observation?patient={case.patient}&_count=1"),
+        ),
+    )
+    assert answer["type"] == "batch-response"
+    statuses = [e["response"]["status"].split()[0] for e in answer["entry"]]
+    assert statuses[:4] == ["201", "200", "200", "404"]
+    assert statuses[4] in ("403", "404")  # the journal's policy: no relation to that patient
+    assert statuses[5] == "200"
+    assert answer["entry"][1]["resource"]["id"] == existing["id"]
+    assert answer["entry"][2]["resource"]["resourceType"] == "Patient"  # from master data
+    assert answer["entry"][0]["response"]["location"].endswith("/_history/1")
+    assert answer["entry"][3]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert len(kept(case, identifier)) == 1
+
+
+def test_a_transaction_applies_every_entry_and_resolves_its_references(case: Case) -> None:
+    first, identifier = tagged(case)
+    second, _ = tagged(case, 7.0)
+    second["hasMember"] = [{"reference": "urn:uuid:9b0f3c1e-0000-4000-8000-000000000001"}]
+    answer = case.client().execute(
+        case.base,
+        method="post",
+        data=bundle(
+            "transaction",
+            entry(
+                "POST",
+                "Observation",
+                first,
+                fullUrl="urn:uuid:9b0f3c1e-0000-4000-8000-000000000001",
+            ),
+            entry("POST", "Observation", second),
+        ),
+    )
+    assert answer["type"] == "transaction-response"
+    assert [e["response"]["status"] for e in answer["entry"]] == ["201 Created"] * 2
+    (created,) = kept(case, identifier)
+    assert answer["entry"][1]["resource"]["hasMember"] == [
+        {"reference": f"Observation/{created['id']}"}
+    ]
+
+
+def test_a_transaction_that_fails_half_way_keeps_nothing(case: Case) -> None:
+    """Entry 0 creates, entry 1 updates B, entry 2 updates B from the same version: it fails
+    (412) after the others were applied; the create is undone and B restored."""
+    b = case.client().resource("Observation", **observation(case.patient, 5.0)).save()
+    new, identifier = tagged(case)
+    changed = {**observation(case.patient, 7.0), "id": b["id"]}
+    again = {**observation(case.patient, 8.0), "id": b["id"]}
+    with httpx.Client(timeout=30.0) as http:
+        answer = http.post(
+            case.base,
+            content=json.dumps(
+                bundle(
+                    "transaction",
+                    entry("POST", "Observation", new),
+                    entry("PUT", f"Observation/{b['id']}", changed, request={"ifMatch": 'W/"1"'}),
+                    entry("PUT", f"Observation/{b['id']}", again, request={"ifMatch": 'W/"1"'}),
+                )
+            ),
+            headers={**case.headers, "content-type": FHIR},
+        )
+    assert answer.status_code == 412, answer.text
+    outcome = answer.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "entry 2" in outcome["issue"][0]["diagnostics"]
+    assert kept(case, identifier) == []  # the create was undone
+    now = case.client().reference("Observation", b["id"]).to_resource()
+    assert now["valueQuantity"]["value"] == 5.0  # the update was undone
+    assert now["status"] == "final"
+
+
+def test_a_transaction_with_a_refused_entry_applies_nothing_and_reveals_nothing(
+    case: Case,
+) -> None:
+    new, identifier = tagged(case)
+    elsewhere = new_patient_id()
+    with httpx.Client(timeout=30.0) as http:
+        answer = http.post(
+            case.base,
+            content=json.dumps(
+                bundle(
+                    "transaction",
+                    entry("POST", "Observation", new),
+                    entry("POST", "Observation", observation(elsewhere)),
+                )
+            ),
+            headers={**case.headers, "content-type": FHIR},
+        )
+    assert answer.status_code in (403, 404), answer.text
+    diagnostics = answer.json()["issue"][0]["diagnostics"]
+    assert "entry 1" in diagnostics and "entry 0" not in diagnostics
+    assert identifier.split("|")[1] not in answer.text and elsewhere not in answer.text
+    assert kept(case, identifier) == []  # validated first: nothing was applied
+
+
+def test_a_malformed_bundle_is_a_400_operation_outcome(case: Case) -> None:
+    with httpx.Client(timeout=10.0) as http:
+        for document in (
+            {"resourceType": "Bundle", "type": "collection"},
+            bundle("batch", {"request": {"method": "PATCH", "url": "Observation/1"}}),
+            bundle("transaction", entry("PUT", "Observation", observation(case.patient))),
+        ):
+            answer = http.post(
+                case.base,
+                content=json.dumps(document),
+                headers={**case.headers, "content-type": FHIR},
+            )
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["resourceType"] == "OperationOutcome"

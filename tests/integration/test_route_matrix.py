@@ -445,6 +445,13 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
             lambda w: Call({"resource_type": "DocumentReference"}, query={"patient": w.patient}),
             shows=lambda w: w.document,
         ),
+        # the write asked of the policy without storing (a transaction's first phase)
+        ("POST", "/fhir/R4/{resource_type}/$validate"): Row(
+            only("treating", "lab", "all_scopes"),
+            lambda w: Call(
+                {"resource_type": "Observation"}, body=_observation(w), content_type=FHIR
+            ),
+        ),
         ("GET", "/fhir/R4/{resource_type}/{resource_id}"): Row(
             READERS,
             lambda w: Call({"resource_type": "DocumentReference", "resource_id": w.document}),
@@ -495,6 +502,23 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
     "gateway": {
         **HEALTH,
         ("GET", "/fhir/R4/metadata"): PUBLIC,
+        # a batch: the 200 is the Bundle's; the entry's own status is the owner's decision
+        ("POST", "/fhir/R4"): Row(
+            READERS,
+            lambda w: Call(
+                body=json.dumps(
+                    {
+                        "resourceType": "Bundle",
+                        "type": "batch",
+                        "entry": [
+                            {"request": {"method": "GET", "url": f"DocumentReference/{w.document}"}}
+                        ],
+                    }
+                ),
+                content_type=FHIR,
+            ),
+            shows=lambda w: '"status":"200 OK"',
+        ),
         ("GET", "/fhir/R4/{resource_type}"): Row(
             READERS,
             lambda w: Call({"resource_type": "DocumentReference"}, query={"patient": w.patient}),

@@ -14,8 +14,18 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from akson_common.app import state_dependency
+from akson_common.errors import BadRequest, UnsupportedMediaType
 from akson_common.fhir import FHIR_JSON
-from gateway.owners import BASE_PATH, Answer, Owners, assemble, rewrite_links, rewrite_url
+from gateway.bundles import Run, batch, caller_headers, parse_bundle, transaction
+from gateway.owners import (
+    BASE_PATH,
+    Answer,
+    Owners,
+    assemble,
+    rewrite_links,
+    rewrite_url,
+    with_version,
+)
 from gateway.settings import GatewaySettings
 
 router = APIRouter(tags=["fhir"])
@@ -42,15 +52,6 @@ async def capabilities(base: Base, owners: OwnersDep) -> JSONResponse:
     """The platform's CapabilityStatement, assembled from the owners' own (cached briefly)."""
     statement = assemble(await owners.statements(), base, SYSTEM_OPERATIONS)
     return JSONResponse(statement, media_type=FHIR_JSON)
-
-
-def with_version(location: str, etag: str | None) -> str:
-    """``Location`` names the version written (``[type]/[id]/_history/[vid]``), from the ETag
-    when the owner named only the resource."""
-    version = (etag or "").removeprefix("W/").strip('"')
-    if "/_history/" in location or not version.isdigit():
-        return location
-    return f"{location.rstrip('/')}/_history/{version}"
 
 
 def relay(answer: Answer, base: str) -> Response:
@@ -81,6 +82,27 @@ async def forward(
         body=await request.body() if request.method in {"POST", "PUT", "PATCH"} else None,
     )
     return relay(answer, base)
+
+
+@router.post(f"{BASE_PATH}/", include_in_schema=False)
+@router.post(BASE_PATH, summary="A batch or transaction Bundle (each entry at its type's owner)")
+async def bundle(
+    request: Request, base: Base, owners: OwnersDep, settings: Settings
+) -> JSONResponse:
+    """``batch``: each entry on its own, each with its own status. ``transaction``: all or
+    nothing (every entry validated by its owner first; what was applied is undone when a later
+    entry fails). See :mod:`gateway.bundles`."""
+    media = request.headers.get("content-type", "").split(";")[0].strip()
+    if media not in {FHIR_JSON, "application/json"}:
+        raise UnsupportedMediaType(f"send a Bundle as {FHIR_JSON}")
+    try:
+        document = json.loads(await request.body())
+    except ValueError:
+        raise BadRequest("the body is not JSON") from None
+    kind, entries = parse_bundle(document, base, settings.max_bundle_entries)
+    run = Run(owners, caller_headers(request.headers), base)
+    answer = await (batch if kind == "batch" else transaction)(run, entries)
+    return JSONResponse(answer, media_type=FHIR_JSON)
 
 
 TYPE = f"{BASE_PATH}/{{resource_type}}"

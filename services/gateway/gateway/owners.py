@@ -181,14 +181,16 @@ class Owners:
         return routing_table(await self.statements())
 
     async def owner_of(self, resource_type: str, operation: str | None = None) -> str:
-        """The owner of ``resource_type``; for an operation (``$summary``) the owner listing
-        that operation, e.g. the journal's ``Patient/{id}/$summary``."""
+        """The owner of ``resource_type``; for an operation (``$summary``) the type's owner if
+        it lists the operation, else the owner that does (the journal's
+        ``Patient/{id}/$summary``: Patient is master data's)."""
         statements = await self.statements()
-        if operation is not None:
-            for app_id, statement in statements.items():
-                if operation.removeprefix("$") in _operations(statement):
-                    return app_id
         owner = routing_table(statements).get(resource_type)
+        name = (operation or "").removeprefix("$")
+        if name and (owner is None or name not in _operations(statements[owner])):
+            for app_id, statement in statements.items():
+                if name in _operations(statement):
+                    return app_id
         if owner is None:
             raise NotFound(f"no service of this platform keeps {resource_type[:40]!r} resources")
         return owner
@@ -264,6 +266,15 @@ def rewrite_url(url: str, base: str) -> str:
     if not marker or (rest and not rest.startswith(("/", "?"))):
         return url
     return f"{base}{rest}"
+
+
+def with_version(location: str, etag: str | None) -> str:
+    """``Location`` names the version written (``[type]/[id]/_history/[vid]``), from the ETag
+    when the owner named only the resource."""
+    version = (etag or "").removeprefix("W/").strip('"')
+    if "/_history/" in location or not version.isdigit():
+        return location
+    return f"{location.rstrip('/')}/_history/{version}"
 
 
 def rewrite_links(resource: Any, base: str) -> Any:

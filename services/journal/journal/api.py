@@ -9,10 +9,10 @@ problem+json. A resource the caller may not see reads exactly like an unknown on
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Request, status
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
 from akson_common.app import state_dependency
@@ -242,6 +242,38 @@ async def patient_summary(
 
 
 # -- the generic routes --------------------------------------------------------------------
+
+
+@router.post(
+    "/fhir/R4/{resource_type}/$validate",
+    responses={**FHIR_RESPONSES, 413: {"description": "Too large"}},
+    openapi_extra=BODY,
+)
+async def validate(
+    kind: KindDep,
+    body: FhirBody,
+    who: CallerDep,
+    journal: Journal,
+    mode: Annotated[
+        Literal["create", "update"],
+        Query(description="create (default), or update of the resource's id"),
+    ] = "create",
+) -> JSONResponse:
+    """Whether the resource is valid and the caller may write it (the policy is asked as for
+    the write; nothing is stored): 200 with an OperationOutcome, else the write's own error.
+    The gateway validates every entry of a transaction with it before applying any."""
+    resource_id = None
+    if mode == "update":
+        resource_id = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(resource_id, str) or not resource_id:
+            raise BadRequest("mode=update validates a resource with its id")
+    await journal.validate(who, kind, body, resource_id=resource_id)
+    return fhir(
+        {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "information", "code": "informational", "diagnostics": "valid"}],
+        }
+    )
 
 
 @router.post(

@@ -324,7 +324,11 @@ def capability_statement(base: str, date: str) -> Json:
             {
                 "name": "summary",
                 "definition": "http://hl7.org/fhir/uv/ips/OperationDefinition/summary",
-            }
+            },
+            {
+                "name": "validate",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            },
         ],
         date=date,
     )

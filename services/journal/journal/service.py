@@ -280,6 +280,30 @@ class Journal:
             return await self._read_back(caller, document, resource, 1)
         return Stored(resource, 1, readable=False)
 
+    async def validate(
+        self, caller: Caller, kind: Kind, body: Any, *, resource_id: str | None = None
+    ) -> None:
+        """``$validate``: the resource is valid and the caller may write it (a create, or with
+        ``resource_id`` an update of that resource), asked of the policy like the write itself;
+        nothing is stored. The version (If-Match) is the write's own check, at the write."""
+        parsed = parse(kind, body)
+        if resource_id is None:
+            origin = self._origin(caller)
+            context = await self.access.context(caller, parsed.patient)
+            new = self._new_ref(parsed, origin, str(uuid.uuid4()))
+            await self._enforce(caller, "write", new, context)
+            return
+        stored, _, context = await self._visible(caller, "write", kind, resource_id)
+        if parsed.patient != stored["patient"]:
+            raise Unprocessable(
+                "a resource cannot move to another patient",
+                errors=[{"loc": [kind.patient_field], "msg": "patient changed"}],
+            )
+        origin = {k: stored.get(k) for k in ("author", "unit", "organisation", "municipality")}
+        changed = self._new_ref(parsed, origin, resource_id, existing=True)
+        if changed != resource_ref(stored):
+            await self._enforce(caller, "write", changed, context)
+
     async def update(
         self,
         caller: Caller,
