@@ -477,3 +477,93 @@ def test_a_malformed_bundle_is_a_400_operation_outcome(case: Case) -> None:
             )
             assert answer.status_code == 400, answer.text
             assert answer.json()["resourceType"] == "OperationOutcome"
+
+
+# -- includes and $everything: fetched with the caller's token ---------------------------------
+
+
+def lab_delivers(platform: Platform, case: Case, resource: dict[str, Any]) -> str:
+    """A result delivered by the lab system (which writes but need not read): its id."""
+    token = platform.token(
+        GATEWAY,
+        subject="lab",
+        kind="system",
+        client="lab",
+        scope="DiagnosticReport.write Observation.write",
+    )
+    with httpx.Client(timeout=10.0) as http:
+        answer = http.post(
+            f"{case.base}/Observation",
+            content=json.dumps(resource),
+            headers={"authorization": f"Bearer {token}", "content-type": FHIR},
+        )
+    assert answer.status_code == 201, answer.text
+    location: str = answer.headers["location"]
+    return location.split("/Observation/", 1)[1].split("/", 1)[0]
+
+
+def test_an_include_carries_only_what_the_caller_may_read(platform: Platform, case: Case) -> None:
+    client = case.client()
+    # a result of another patient, delivered by the lab: the GP has no relation to that patient
+    foreign_id = lab_delivers(platform, case, observation(new_patient_id()))
+    with httpx.Client(timeout=10.0) as http:
+        answer = http.get(f"{case.base}/Observation/{foreign_id}", headers=case.headers)
+    assert foreign_id and answer.status_code == 404  # not the GP's to read
+    member = client.resource("Observation", **observation(case.patient, 1.0)).save()
+    panel = {
+        **observation(case.patient, 2.0),
+        "hasMember": [
+            {"reference": f"Observation/{member['id']}"},
+            {"reference": f"Observation/{foreign_id}"},
+        ],
+    }
+    created = client.resource("Observation", **panel).save()
+    found = (
+        client.resources("Observation")
+        .search(patient=case.patient, _id=created["id"])
+        .include("Observation", "has-member")
+        .include("Observation", "patient")
+        .fetch_raw()
+    )
+    modes = {e["resource"]["id"]: e["search"]["mode"] for e in found["entry"]}
+    assert modes == {created["id"]: "match", member["id"]: "include", case.patient: "include"}
+    assert found["total"] == 1
+    # (the panel names the foreign result: only the reference, never the resource)
+    assert foreign_id not in {e["resource"]["id"] for e in found["entry"]}
+
+
+def test_a_revinclude_and_everything_gather_from_every_owner_as_the_caller(
+    platform: Platform, case: Case
+) -> None:
+    created = case.client().resource("Observation", **observation(case.patient)).save()
+    citizen = platform.token("consent", subject=case.patient, kind="citizen")
+    with httpx.Client(timeout=10.0) as http:
+        answer = http.post(
+            f"{platform.url('consent')}/directives",
+            json=block(case.patient),
+            headers={"authorization": f"Bearer {citizen}"},
+        )
+    assert answer.status_code == 201, answer.text
+    directive = answer.headers["location"].rstrip("/").rsplit("/", 1)[-1]
+    found = (
+        case.client()
+        .resources("Patient")
+        .search(_id=case.patient)
+        .revinclude("Observation", "patient")
+        .revinclude("Consent", "patient")
+        .fetch_raw()
+    )
+    ids = {e["resource"]["id"]: e["search"]["mode"] for e in found["entry"]}
+    assert ids[case.patient] == "match"
+    assert ids[created["id"]] == ids[directive] == "include"
+
+    everything = case.client().execute(f"Patient/{case.patient}/$everything", method="get")
+    kinds = {e["resource"]["resourceType"] for e in everything["entry"]}
+    assert {"Patient", "Observation", "Consent"} <= kinds
+    assert created["id"] in {e["resource"]["id"] for e in everything["entry"]}
+    # a practitioner without a relation gets nothing of it
+    stranger = gp_headers(platform, str(next(_hpr)), unit="unit-x", audience=GATEWAY)
+    with httpx.Client(timeout=30.0) as http:
+        theirs = http.get(f"{case.base}/Patient/{case.patient}/$everything", headers=stranger)
+    assert theirs.status_code == 200, theirs.text
+    assert theirs.json()["total"] == 0 and case.patient not in theirs.text

@@ -348,6 +348,9 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
         ("GET", "/fhir/R4/Patient/{national_id}"): Row(
             READERS, lambda w: Call({"national_id": w.patient}), existing=True
         ),
+        ("GET", "/fhir/R4/Patient"): Row(
+            READERS, lambda w: Call(query={"_id": w.patient}), shows=lambda w: w.patient
+        ),
         ("PUT", "/practitioners/{hpr_number}"): Row(
             REGISTRY,
             lambda w: Call(
@@ -502,6 +505,10 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
     "gateway": {
         **HEALTH,
         ("GET", "/fhir/R4/metadata"): PUBLIC,
+        # every owner asked with the caller's token: what it refuses is not in the answer
+        ("GET", "/fhir/R4/Patient/{patient}/$everything"): Row(
+            READERS, lambda w: Call({"patient": w.patient}), shows=lambda w: w.document
+        ),
         # a batch: the 200 is the Bundle's; the entry's own status is the owner's decision
         ("POST", "/fhir/R4"): Row(
             READERS,

@@ -17,6 +17,7 @@ from akson_common.app import state_dependency
 from akson_common.errors import BadRequest, UnsupportedMediaType
 from akson_common.fhir import FHIR_JSON
 from gateway.bundles import Run, batch, caller_headers, parse_bundle, transaction
+from gateway.includes import Fetcher, add_includes, everything, split_query
 from gateway.owners import (
     BASE_PATH,
     Answer,
@@ -35,7 +36,13 @@ Settings = Annotated[
     GatewaySettings, Depends(state_dependency("gateway_settings", GatewaySettings))
 ]
 ResourceType = Annotated[str, Path(pattern=r"^[A-Z][A-Za-z]{1,63}$")]
-SYSTEM_OPERATIONS: list[dict[str, Any]] = []
+# the operations the gateway runs itself, across the owners
+SYSTEM_OPERATIONS: list[dict[str, Any]] = [
+    {
+        "name": "everything",
+        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+    }
+]
 
 
 def gateway_base(request: Request, settings: Settings) -> str:
@@ -69,19 +76,37 @@ def relay(answer: Answer, base: str) -> Response:
 
 
 async def forward(
-    request: Request, resource_type: str, base: str, owners: Owners, path: str
-) -> Response:
+    request: Request,
+    resource_type: str,
+    owners: Owners,
+    *,
+    query: list[tuple[str, str]] | str | None = None,
+) -> Answer:
+    path = request.url.path
     last = path.rstrip("/").rsplit("/", 1)[-1]
     owner = await owners.owner_of(resource_type, last if last.startswith("$") else None)
-    answer = await owners.invoker.call(
+    return await owners.invoker.call(
         owner,
         request.method,
         path,
-        query=request.url.query,
+        query=request.url.query if query is None else query,
         headers=request.headers,
         body=await request.body() if request.method in {"POST", "PUT", "PATCH"} else None,
     )
-    return relay(answer, base)
+
+
+@router.get(f"{BASE_PATH}/Patient/{{patient}}/$everything", summary="Everything of a patient")
+async def patient_everything(
+    patient: Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$")],
+    request: Request,
+    base: Base,
+    owners: OwnersDep,
+) -> JSONResponse:
+    """The patient (master data) and every resource of every type searchable by patient
+    (journal, consent), each owner asked with the caller's token: what the policy refuses is
+    not there. A searchset; ``total`` counts what is in it."""
+    fetcher = Fetcher(owners, caller_headers(request.headers))
+    return JSONResponse(await everything(patient, fetcher, base), media_type=FHIR_JSON)
 
 
 @router.post(f"{BASE_PATH}/", include_in_schema=False)
@@ -109,43 +134,55 @@ TYPE = f"{BASE_PATH}/{{resource_type}}"
 BELOW = f"{BASE_PATH}/{{resource_type}}/{{rest:path}}"
 
 
-@router.get(TYPE, summary="Search a type (at its owner)")
+@router.get(TYPE, summary="Search a type (at its owner; _include/_revinclude at theirs)")
 async def search(
     resource_type: ResourceType, request: Request, base: Base, owners: OwnersDep
 ) -> Response:
-    return await forward(request, resource_type, base, owners, request.url.path)
+    """The owner's searchset; ``_include`` and ``_revinclude`` are fetched by the gateway from
+    their owners with the caller's token (what the policy refuses is not included)."""
+    kept, includes, revincludes = split_query(request.url.query)
+    if not (includes or revincludes):
+        return relay(await forward(request, resource_type, owners), base)
+    answer = await forward(request, resource_type, owners, query=kept)
+    bundle = answer.json()
+    if answer.status != 200 or not isinstance(bundle, dict):
+        return relay(answer, base)
+    fetcher = Fetcher(owners, caller_headers(request.headers))
+    await add_includes(bundle, includes, revincludes, fetcher, base)
+    body = json.dumps(bundle, separators=(",", ":")).encode()
+    return relay(Answer(answer.status, answer.headers, body), base)
 
 
 @router.post(TYPE, summary="Create (at the type's owner; If-None-Exist: conditional)")
 async def create(
     resource_type: ResourceType, request: Request, base: Base, owners: OwnersDep
 ) -> Response:
-    return await forward(request, resource_type, base, owners, request.url.path)
+    return relay(await forward(request, resource_type, owners), base)
 
 
 @router.get(BELOW, summary="Read, vread, history, operations (at the type's owner)")
 async def read(
     resource_type: ResourceType, rest: str, request: Request, base: Base, owners: OwnersDep
 ) -> Response:
-    return await forward(request, resource_type, base, owners, request.url.path)
+    return relay(await forward(request, resource_type, owners), base)
 
 
 @router.post(BELOW, summary="POST [type]/_search and operations (at the type's owner)")
 async def operate(
     resource_type: ResourceType, rest: str, request: Request, base: Base, owners: OwnersDep
 ) -> Response:
-    return await forward(request, resource_type, base, owners, request.url.path)
+    return relay(await forward(request, resource_type, owners), base)
 
 
 @router.put(BELOW, summary="Update (at the type's owner)")
 async def update(
     resource_type: ResourceType, rest: str, request: Request, base: Base, owners: OwnersDep
 ) -> Response:
-    return await forward(request, resource_type, base, owners, request.url.path)
+    return relay(await forward(request, resource_type, owners), base)
 
 
 @router.delete(BELOW, summary="Delete (at the type's owner)")
 async def delete(
     resource_type: ResourceType, rest: str, request: Request, base: Base, owners: OwnersDep
 ) -> Response:
-    return await forward(request, resource_type, base, owners, request.url.path)
+    return relay(await forward(request, resource_type, owners), base)

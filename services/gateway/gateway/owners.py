@@ -249,6 +249,7 @@ def assemble(statements: Mapping[str, Json], base: str, operations: list[Json]) 
         if isinstance(operation, dict) and operation.get("name") not in seen:
             seen.add(str(operation.get("name")))
             merged_operations.append(operation)
+    resources = _with_includes(resources)
     statement = capability_statement(
         "Akson: the one FHIR R4 base of the platform (each type served by the service owning "
         "it; fhir.resources R4B models, wire-compatible with R4 for these types)",
@@ -258,6 +259,28 @@ def assemble(statements: Mapping[str, Json], base: str, operations: list[Json]) 
     )
     statement["rest"][0]["interaction"] = [{"code": "batch"}, {"code": "transaction"}]
     return statement
+
+
+def _with_includes(resources: list[Json]) -> list[Json]:
+    """Each type's ``searchInclude`` (its reference parameters) and ``searchRevInclude`` (the
+    reference parameters of other types pointing at it: ``patient`` points at Patient); the
+    gateway answers both (:mod:`gateway.includes`)."""
+    pointing = [
+        (str(r["type"]), str(p["name"]))
+        for r in resources
+        for p in r.get("searchParam") or []
+        if p.get("type") == "reference" and p.get("name") in ("patient", "subject")
+    ]
+    shown = []
+    for resource in resources:
+        entry = dict(resource)
+        params = [p for p in entry.get("searchParam") or [] if p.get("type") == "reference"]
+        if params:
+            entry["searchInclude"] = [f"{entry['type']}:{p['name']}" for p in params]
+        if entry["type"] == "Patient":
+            entry["searchRevInclude"] = [f"{t}:{n}" for t, n in pointing if n == "patient"]
+        shown.append(entry)
+    return shown
 
 
 def rewrite_url(url: str, base: str) -> str:

@@ -9,7 +9,12 @@ from fastapi.responses import JSONResponse, Response
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
-from akson_common.errors import PROTECTED_RESPONSES, Unprocessable, UnsupportedMediaType
+from akson_common.errors import (
+    PROTECTED_RESPONSES,
+    BadRequest,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from akson_common.fhir import capability_statement, fhir_base, resource_capability
 from akson_common.policy import (
     Action,
@@ -131,9 +136,10 @@ async def capabilities(request: Request) -> JSONResponse:
     """The CapabilityStatement of master data's FHIR views (the gateway assembles the
     platform's from it): reads of Patient, Practitioner and Organization, PractitionerRole
     by practitioner."""
-    reads = [
-        resource_capability(name, ["read"]) for name in ("Patient", "Practitioner", "Organization")
-    ]
+    patient = resource_capability(
+        "Patient", ["read", "search-type"], [("_id", "token"), ("identifier", "token")]
+    )
+    reads = [patient, *(resource_capability(n, ["read"]) for n in ("Practitioner", "Organization"))]
     roles = resource_capability(
         "PractitionerRole", ["search-type"], [("practitioner", "reference")]
     )
@@ -208,6 +214,44 @@ async def get_patient(
 ) -> JSONResponse:
     person = await get_person(national_id, principal, policy, service)
     return _fhir(fhir.patient_resource(person))
+
+
+@router.get("/fhir/R4/Patient", tags=["fhir"])
+async def search_patients(
+    request: Request,
+    principal: CurrentPrincipal,
+    policy: Policy,
+    service: Service,
+    patient_id: Annotated[str | None, Query(alias="_id", pattern=r"^\d{11}$")] = None,
+    identifier: Annotated[str | None, Query(max_length=80)] = None,
+) -> JSONResponse:
+    """The patient with ``_id`` or ``identifier`` (``[system|]<national id>``), as a searchset
+    of at most one; decided about that patient like a search of persons."""
+    wanted = patient_id or (identifier.rsplit("|", 1)[-1] if identifier else None)
+    if wanted is None:
+        raise BadRequest("search Patient by _id or identifier")
+    decision = await about_patient(policy, principal, "search", "Patient", wanted, service)
+    found = await service.persons.repository.get_one_or_none(wanted)
+    allowed = REVEAL_ADDRESS in decision.obligations
+    base = fhir_base(request)
+    entries = []
+    if found is not None:
+        resource = fhir.patient_resource(public_view(found, address_allowed=allowed))
+        entries.append(
+            {
+                "fullUrl": f"{base}/Patient/{wanted}",
+                "resource": resource.model_dump(mode="json", exclude_none=True),
+                "search": {"mode": "match"},
+            }
+        )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(entries),
+        "link": [{"relation": "self", "url": str(request.url)}],
+        "entry": entries,
+    }
+    return JSONResponse(bundle, media_type=FHIR_JSON)
 
 
 # -- practitioners ---------------------------------------------------------------------------
