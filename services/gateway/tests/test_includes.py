@@ -66,7 +66,7 @@ async def test_what_the_caller_may_not_read_is_not_included_and_not_counted() ->
         "id": "m",
         "hasMember": [{"reference": "Observation/ok"}, {"reference": "Observation/secret"}],
     }
-    bundle = {
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
         "total": 1,
