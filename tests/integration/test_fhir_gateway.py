@@ -18,7 +18,7 @@ from fhirpy.base.exceptions import ResourceNotFound
 
 from tests.integration.conftest import Platform, eventually
 from tests.integration.test_consent import block
-from tests.integration.test_foundation import gp_headers, put_person
+from tests.integration.test_foundation import document_reference, gp_headers, put_person
 from tests.integration.test_journal import lab_report
 from tests.support import new_patient_id
 
@@ -567,3 +567,38 @@ def test_a_revinclude_and_everything_gather_from_every_owner_as_the_caller(
         theirs = http.get(f"{case.base}/Patient/{case.patient}/$everything", headers=stranger)
     assert theirs.status_code == 200, theirs.text
     assert theirs.json()["total"] == 0 and case.patient not in theirs.text
+
+
+def test_a_conditional_update_creates_once_then_updates_the_match(case: Case) -> None:
+    resource, identifier = tagged(case, 3.0)
+    query = {"patient": case.patient, "identifier": identifier}
+    with httpx.Client(timeout=10.0) as http:
+        created = http.put(
+            f"{case.base}/Observation",
+            params=query,
+            content=json.dumps(resource),
+            headers={**case.headers, "content-type": FHIR},
+        )
+        changed = {**resource, "valueQuantity": {"value": 4.0, "unit": "%"}}
+        updated = http.put(
+            f"{case.base}/Observation",
+            params=query,
+            content=json.dumps(changed),
+            headers={**case.headers, "content-type": FHIR},
+        )
+    assert created.status_code == 201, created.text
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["id"] == created.json()["id"]
+    assert updated.json()["meta"]["versionId"] == "2"
+    (only,) = kept(case, identifier)
+    assert only["valueQuantity"]["value"] == 4.0
+
+
+def test_the_journals_summary_operation_is_reached_through_the_patient_of_master_data(
+    case: Case,
+) -> None:
+    note = case.client().resource("DocumentReference", **document_reference(case.patient)).save()
+    summary = case.client().execute(f"Patient/{case.patient}/$summary", method="get")
+    assert summary["resourceType"] == "Bundle" and summary["type"] == "collection"
+    assert note["id"] in {e["resource"]["id"] for e in summary["entry"]}
+    assert all(e["fullUrl"].startswith(case.base) for e in summary["entry"])

@@ -284,6 +284,20 @@ def _observation(world: World, resource_id: str | None = None) -> str:
     return json.dumps(observation)
 
 
+def _conditional(world: World, tag: str) -> Call:
+    """A conditional update by an identifier of the row's own: the first writer creates, a
+    later one (who can see it) updates."""
+    observation, _ = lab_report(world.patient)
+    identifier = {"system": "urn:akson:matrix", "value": f"{tag}-{RUN}"}
+    observation["identifier"] = [identifier]
+    return Call(
+        {"resource_type": "Observation"},
+        query={"patient": world.patient, "identifier": f"urn:akson:matrix|{tag}-{RUN}"},
+        body=json.dumps(observation),
+        content_type=FHIR,
+    )
+
+
 def _dummy_person(world: World) -> str:
     return json.dumps(person(world.dummy_patient)) + "\n"
 
@@ -448,6 +462,9 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
             lambda w: Call({"resource_type": "DocumentReference"}, query={"patient": w.patient}),
             shows=lambda w: w.document,
         ),
+        ("PUT", "/fhir/R4/{resource_type}"): Row(
+            only("treating", "lab", "all_scopes"), lambda w: _conditional(w, "journal")
+        ),
         # the write asked of the policy without storing (a transaction's first phase)
         ("POST", "/fhir/R4/{resource_type}/$validate"): Row(
             only("treating", "lab", "all_scopes"),
@@ -536,6 +553,9 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
             lambda w: Call(
                 {"resource_type": "Observation"}, body=_observation(w), content_type=FHIR
             ),
+        ),
+        ("PUT", "/fhir/R4/{resource_type}"): Row(
+            only("treating", "lab", "all_scopes"), lambda w: _conditional(w, "gateway")
         ),
         ("GET", "/fhir/R4/{resource_type}/{rest}"): Row(
             READERS,

@@ -160,6 +160,13 @@ async def create(
     return relay(await forward(request, resource_type, owners), base)
 
 
+@router.put(TYPE, summary="Conditional update (at the type's owner)")
+async def conditional_update(
+    resource_type: ResourceType, request: Request, base: Base, owners: OwnersDep
+) -> Response:
+    return relay(await forward(request, resource_type, owners), base)
+
+
 @router.get(BELOW, summary="Read, vread, history, operations (at the type's owner)")
 async def read(
     resource_type: ResourceType, rest: str, request: Request, base: Base, owners: OwnersDep

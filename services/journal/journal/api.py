@@ -340,6 +340,47 @@ async def search(kind: KindDep, request: Request, who: CallerDep, journal: Journ
     )
 
 
+@router.put(
+    "/fhir/R4/{resource_type}",
+    status_code=status.HTTP_200_OK,
+    responses={
+        **FHIR_RESPONSES,
+        201: {"description": "Nothing matched: created"},
+        412: {"description": "Several matched, or the match changed meanwhile"},
+    },
+    openapi_extra=BODY,
+)
+async def conditional_update(
+    kind: KindDep,
+    body: FhirBody,
+    request: Request,
+    who: CallerDep,
+    journal: Journal,
+    preference: PreferReturn,
+) -> Response:
+    """Conditional update (``PUT [type]?<search>``): one match the caller may see is updated
+    (from the version found: a change meanwhile is 412), none creates (201), several are 412."""
+    query = list(request.query_params.multi_items())
+    if not query:
+        raise BadRequest("a conditional update names search parameters")
+    existing = await journal.match(who, kind, parse_search(query))
+    if existing is None:
+        if isinstance(body, dict) and body.get("id") is not None:
+            raise BadRequest("nothing matched: a resource to create has no id")
+        stored = await journal.create(who, kind, body, read_back=preference != "minimal")
+        return written(stored, preference, status_code=201, location=True)
+    resource_id = str(existing.resource["id"])
+    stored = await journal.update(
+        who,
+        kind,
+        resource_id,
+        {**body, "id": resource_id} if isinstance(body, dict) else body,
+        f'W/"{existing.version}"',
+        read_back=preference != "minimal",
+    )
+    return written(stored, preference)
+
+
 @router.get("/fhir/R4/{resource_type}/{resource_id}", responses=FHIR_RESPONSES)
 async def read(kind: KindDep, resource_id: str, who: CallerDep, journal: Journal) -> JSONResponse:
     return versioned(await journal.read(who, kind, resource_id))

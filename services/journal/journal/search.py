@@ -304,6 +304,11 @@ def capability_statement(base: str, date: str) -> Json:
         ("_count", "number"),
     ]
     interactions = ["read", "vread", "update", "delete", "history-instance", "create"]
+    conditions = {
+        "conditionalCreate": True,
+        "conditionalUpdate": True,
+        "conditionalRead": "not-match",
+    }
     return fhir.capability_statement(
         "Akson journal (validated with fhir.resources R4B models, wire-compatible with R4 for "
         "these types); DELETE marks entered-in-error",
@@ -317,6 +322,7 @@ def capability_statement(base: str, date: str) -> Json:
                 readHistory=True,
                 updateCreate=False,
                 conditionalDelete="not-supported",
+                **conditions,
             )
             for name in RESOURCE_TYPES
         ],
