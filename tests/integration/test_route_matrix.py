@@ -462,8 +462,11 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
             lambda w: Call({"resource_type": "DocumentReference"}, query={"patient": w.patient}),
             shows=lambda w: w.document,
         ),
+        # a match the caller may see but not write reads like an unknown one: 404
         ("PUT", "/fhir/R4/{resource_type}"): Row(
-            only("treating", "lab", "all_scopes"), lambda w: _conditional(w, "journal")
+            only("treating", "lab", "all_scopes"),
+            lambda w: _conditional(w, "journal"),
+            existing=True,
         ),
         # the write asked of the policy without storing (a transaction's first phase)
         ("POST", "/fhir/R4/{resource_type}/$validate"): Row(
@@ -554,8 +557,11 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
                 {"resource_type": "Observation"}, body=_observation(w), content_type=FHIR
             ),
         ),
+        # a match the caller may see but not write reads like an unknown one: 404
         ("PUT", "/fhir/R4/{resource_type}"): Row(
-            only("treating", "lab", "all_scopes"), lambda w: _conditional(w, "gateway")
+            only("treating", "lab", "all_scopes"),
+            lambda w: _conditional(w, "gateway"),
+            existing=True,
         ),
         ("GET", "/fhir/R4/{resource_type}/{rest}"): Row(
             READERS,
