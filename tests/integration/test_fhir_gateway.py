@@ -602,3 +602,26 @@ def test_the_journals_summary_operation_is_reached_through_the_patient_of_master
     assert summary["resourceType"] == "Bundle" and summary["type"] == "collection"
     assert note["id"] in {e["resource"]["id"] for e in summary["entry"]}
     assert all(e["fullUrl"].startswith(case.base) for e in summary["entry"])
+
+
+def test_an_unknown_parameter_is_refused_by_every_owner_unless_lenient(case: Case) -> None:
+    with httpx.Client(timeout=10.0) as http:
+        answers = {
+            (resource_type, handling): http.get(
+                f"{case.base}/{resource_type}",
+                params={"patient": case.patient, "nme": "x"},
+                headers={**case.headers, "prefer": f"handling={handling}"},
+            ).status_code
+            for resource_type in ("Consent", "Observation")  # consent's and the journal's
+            for handling in ("strict", "lenient")
+        }
+        patient = http.get(
+            f"{case.base}/Patient", params={"_id": case.patient, "nme": "x"}, headers=case.headers
+        )
+    assert answers == {
+        ("Consent", "strict"): 400,
+        ("Consent", "lenient"): 200,
+        ("Observation", "strict"): 400,
+        ("Observation", "lenient"): 200,
+    }
+    assert patient.status_code == 400  # master data's

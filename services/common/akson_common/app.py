@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import httpx
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,7 +26,7 @@ from akson_common.enforcement import EnforcementLog
 from akson_common.errors import declare_error_responses, install_problem_handlers
 from akson_common.events import EVENT_ROUTES, EventPublisher, Subscriptions
 from akson_common.fhir import install_fhir_outcomes
-from akson_common.fhir_rest import FhirRest
+from akson_common.fhir_rest import FhirRest, strict_parameters
 from akson_common.guard import InputGuard
 from akson_common.logs import configure_logging
 from akson_common.outbox import Outbox
@@ -148,6 +148,8 @@ def create_service(
         lifespan=lifespan,
         description=f"Akson {settings.service_name} service",
         license_info={"name": "Apache-2.0"},
+        # FHIR's handling=strict: a parameter a /fhir/ route does not know is a 400
+        dependencies=[Depends(strict_parameters)],
     )
     publisher = EventPublisher(
         http,

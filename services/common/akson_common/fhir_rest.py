@@ -14,18 +14,26 @@ ASGI middleware the app factory installs under ``/fhir/``:
 - ``Prefer: handling=lenient|strict``: :func:`lenient` tells a route which was asked (strict, the
   default here, refuses unknown search parameters);
 - ``If-None-Match`` on a read: 304 without a body when the ETag is the one the caller has.
+
+:func:`strict_parameters` (an app-wide dependency of the factory) refuses, under ``/fhir/``,
+query parameters a route does not declare (400), unless ``Prefer: handling=lenient``; a route
+that declares none reads its query itself and refuses what it does not know (the journal).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from fastapi import Request
+from fastapi.dependencies.models import Dependant
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from akson_common.errors import BadRequest
 from akson_common.fhir import FHIR_JSON, outcome_response
 
 JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json", "fhir+json"})
@@ -45,6 +53,44 @@ _lenient: ContextVar[bool] = ContextVar("fhir_lenient", default=False)
 def lenient() -> bool:
     """Whether the request asked ``Prefer: handling=lenient`` (ignore unknown parameters)."""
     return _lenient.get()
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+# what any FHIR search may carry, whether or not the route pages or pretty-prints
+ALWAYS_ACCEPTED = frozenset({"_count", "_pretty"})
+_declared: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    names: set[str] = set()
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        names |= {field.alias for field in current.query_params}
+        pending.extend(current.dependencies)
+    return frozenset(names)
+
+
+async def strict_parameters(request: Request) -> None:
+    """Unknown query parameters under ``/fhir/`` are refused (FHIR's default ``handling=strict``:
+    silently ignoring a filter would answer more than was asked)."""
+    if not request.url.path.startswith("/fhir/") or lenient():
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if not isinstance(dependant, Dependant):
+        return
+    declared = _declared.get(id(route))
+    if declared is None:
+        declared = _declared.setdefault(id(route), _query_names(dependant))
+    if not declared:
+        return  # the route reads its query itself
+    unknown = sorted(
+        {n for n in request.query_params if n not in declared and n not in ALWAYS_ACCEPTED}
+    )
+    if unknown:
+        shown = ", ".join(n if _PLAIN_NAME.fullmatch(n) else "?" for n in unknown)
+        raise BadRequest(f"unsupported parameters: {shown} (Prefer: handling=lenient ignores them)")
 
 
 def preferences(header: str | None) -> dict[str, str]:
@@ -286,4 +332,4 @@ class _Answer:
         await self._send({**message, "headers": headers.raw})
 
 
-__all__ = ["FhirRest", "accepts_json", "lenient", "preferences"]
+__all__ = ["FhirRest", "accepts_json", "lenient", "preferences", "strict_parameters"]

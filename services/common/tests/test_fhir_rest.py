@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
-from akson_common.fhir import FHIR_JSON
-from akson_common.fhir_rest import FhirRest, accepts_json, lenient, preferences
+from akson_common.fhir import FHIR_JSON, install_fhir_outcomes
+from akson_common.fhir_rest import (
+    FhirRest,
+    accepts_json,
+    lenient,
+    preferences,
+    strict_parameters,
+)
 
 FHIR_UTF8 = f"{FHIR_JSON}; charset=utf-8"
 
@@ -149,3 +155,30 @@ def test_other_paths_are_left_alone(client: TestClient) -> None:
     answer = client.get("/other", params={"_format": "xml"})
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/json"
+
+
+def test_parameters_a_route_does_not_declare_are_refused_unless_lenient() -> None:
+    app = FastAPI(dependencies=[Depends(strict_parameters)])
+    install_fhir_outcomes(app)
+
+    @app.get("/fhir/R4/Consent")
+    async def declared(patient: str = Query()) -> JSONResponse:
+        return JSONResponse({"resourceType": "Bundle", "type": "searchset"})
+
+    @app.get("/fhir/R4/Flag")
+    async def parses_itself() -> JSONResponse:
+        return JSONResponse({"resourceType": "Bundle", "type": "searchset"})
+
+    app.add_middleware(FhirRest)
+    client = TestClient(app)
+    assert client.get("/fhir/R4/Consent", params={"patient": "1", "_count": "5"}).status_code == 200
+    refused = client.get("/fhir/R4/Consent", params={"patient": "1", "nme": "x"})
+    assert refused.status_code == 400
+    assert "nme" in refused.json()["issue"][0]["diagnostics"]
+    lenient_answer = client.get(
+        "/fhir/R4/Consent",
+        params={"patient": "1", "nme": "x"},
+        headers={"prefer": "handling=lenient"},
+    )
+    assert lenient_answer.status_code == 200
+    assert client.get("/fhir/R4/Flag", params={"anything": "x"}).status_code == 200
