@@ -47,6 +47,7 @@ FORWARDED_RESPONSE_HEADERS = (
     "akson-decision-id",
     "akson-obligations",
     "www-authenticate",
+    "retry-after",
 )
 
 Json = dict[str, Any]
