@@ -363,9 +363,12 @@ def postgres_bin() -> Path:
     return candidates[-1].parent
 
 
+DATABASE_USER = "postgres"  # the OS packages' user
+
+
 def as_database_user(argv: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: run it as the OS packages' `postgres` user then."""
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+    return ["runuser", "-u", DATABASE_USER, "--", *argv] if os.geteuid() == 0 else argv
 
 
 def http_ok(url: str, headers: dict[str, str] | None = None, timeout: float = 1.0) -> bool:
@@ -395,6 +398,10 @@ class Process:
     cwd: Path = ROOT
     popen: subprocess.Popen[bytes] | None = None
     after_start: Any = None  # Callable[[], None] | None: run once the process is healthy
+    # the OS user to run it as (PostgreSQL refuses root): set by Popen itself, so the pid the
+    # supervisor watches is the server's, not a `runuser` wrapper's (kill -9 of the wrapper left
+    # the postmaster running and every restart failed on its lock file: make chaos)
+    user: str | None = None
     # supervision (the running machinery's bookkeeping, see Supervisor)
     supervised: bool = False  # restart it when it exits (off while stopped on purpose)
     state: str = "defined"  # defined | starting | running | exited | stopped | failed
@@ -625,22 +632,21 @@ class Stack:
             password_file.unlink()
         self.processes["postgres"] = Process(
             "postgres",
-            as_database_user(
-                [
-                    str(pg / "postgres"),
-                    "-D",
-                    str(data),
-                    "-p",
-                    str(port),
-                    "-k",
-                    str(socket_dir),
-                    *postgres_settings(),
-                ]
-            ),
+            [
+                str(pg / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(socket_dir),
+                *postgres_settings(),
+            ],
             dict(os.environ),
             self.run_dir / "logs" / "postgres.log",
             lambda: tcp_ok(port),
             after_start=lambda: self._postgres_ready(pg, port, password, role_password),
+            user=DATABASE_USER if os.geteuid() == 0 else None,
         )
         # no credentials: FerretDB connects with each client's own, a client without is refused
         return f"postgres://127.0.0.1:{port}/postgres?pool_max_conns={FERRETDB_POOL}"
@@ -904,6 +910,9 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                user=process.user,
+                group=process.user,
+                extra_groups=[] if process.user else None,
             )
         process.state = "starting"
         process.started_at = time.time()
