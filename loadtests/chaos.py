@@ -968,26 +968,62 @@ SCENARIOS: dict[str, Callable[[Chaos], None]] = {
 # -- the run -------------------------------------------------------------------------------
 
 
+INTRO = """# Fault suite (issue 16)
+
+`make chaos` writes this file: each run's table on top (the last five kept), then what the suite
+found and what was fixed. Every row is a check that can fail; the figures are counted in
+PostgreSQL (rows, effects), Redis (streams, pending entries) and the answers of locust users.
+"""
+
+FINDINGS = """## What the suite found, and the fixes
+
+- **PostgreSQL could not be restarted** (database): the runner supervised `runuser`, not the
+  server; kill -9 of that pid left the postmaster running, and every restart failed on its lock
+  file (`postmaster.pid already exists`) for as long as it lived. The runner now starts
+  PostgreSQL as its user through `Popen(user=...)`: the pid it watches is the server's
+  (`test_supervision.py`: a killed PostgreSQL is restarted and the apps reconnect).
+- **Database failures answered 500** (database, disk full): a PostgreSQL or FerretDB restart,
+  and a full disk, reached the apps as PyMongo errors nothing mapped. They are a 503
+  problem (an OperationOutcome under /fhir) with `Retry-After: 5`, a duplicate key a 409
+  (`akson_common.errors.storage_problem`, `test_storage_errors.py`).
+- **A restarted sidecar's backlog came back 200 entries every 15 s** (consumer): the entries a
+  killed sidecar had read but not acknowledged wait in Redis' pending list, and the Redis
+  component claims at most `queueDepth` of them per look. `redeliverInterval: "5s"` was meant
+  to look every 5 s, but components-contrib 1.18.3 silently ignores a duration string there
+  (only milliseconds parse; dapr/docs#5324): it looked every 15 s, its default. With
+  `"1000"` the backlog is claimed every second (`test_chart.py`: millisecond-only metadata).
+- **An audit outage of ten minutes lost decision-log entries** (audit): OPA's buffer of 10 MiB
+  holds ~13,000 decisions; it now holds ten minutes at the local peak (256 MiB; the chart's OPA
+  memory limit 1 GiB). What OPA still drops past the cap is reported as a gap by audit.
+
+What held without a change: dedupe (no effect twice after any kill), the outbox (every committed
+change published after a kill between commit and publish), Redis' append-only file (kill -9 and
+a 30 s stop lost no acknowledged publish), fail-closed reads without OPA, FerretDB's pool under
+200 concurrent updates (each service's client keeps 12 connections; FerretDB's pool of 200 is
+twice what all services can ask at once, see `FERRETDB_POOL` in infra/local/stack.py).
+"""
+
+
 def write_report(chaos: Chaos, command: str, started: datetime, took: float) -> str:
     rows = [(c.scenario, c.name, "PASS" if c.ok else "FAIL", c.figures) for c in chaos.checks]
     header = ("scenario", "check", "result", "figures")
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     table += ["| " + " | ".join(r) + " |" for r in rows]
     verdict = "PASS" if chaos.checks and all(c.ok for c in chaos.checks) else "FAIL"
-    text = "\n".join(
+    run = "\n".join(
         [
-            "# Fault suite (issue 16)",
+            f"## Run of {started:%Y-%m-%d %H:%M} UTC: {verdict}",
             "",
-            f"- date: {started:%Y-%m-%d %H:%M} UTC, {took / 60:.1f} min, scale {chaos.scale:g}",
-            f"- command: `{command}`",
+            f"- command: `{command}` ({took / 60:.1f} min, scale {chaos.scale:g})",
             f"- machine: {os.cpu_count()} cores, load average at the end {os.getloadavg()[0]:.2f}",
-            f"- verdict: {verdict}",
             "",
             *table,
             "",
         ]
     )
-    REPORT.write_text(text)
+    earlier = REPORT.read_text().split("\n## ") if REPORT.exists() else []
+    runs = ["## " + part.strip() + "\n" for part in earlier if part.startswith("Run of ")]
+    REPORT.write_text("\n".join([INTRO, run, *runs[:4], FINDINGS]))
     return "\n".join(table)
 
 

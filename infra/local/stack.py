@@ -204,10 +204,27 @@ GO_GC = {"GOGC": os.environ.get("AKSON_GOGC", "400")}
 # FerretDB v1 holds a PostgreSQL connection for a write command while it takes a second one
 # (issue 15): once every connection of its pool (pool_max_conns, default 50) is held by such a
 # command, none finishes. So its pool is larger than twice what the services can ask at once:
-# each service's client keeps at most SERVICE_MONGO_POOL connections (seven services: 84
-# commands, 168 connections at the worst, under FERRETDB_POOL).
+# each service's client keeps at most SERVICE_MONGO_POOL connections, each command of theirs
+# holds at most FERRETDB_CONNECTIONS_PER_COMMAND (eight services: 96 commands, 192
+# connections at the worst, under FERRETDB_POOL; `Stack.prepare` refuses a stack whose
+# services could ask for more). PostgreSQL's max_connections is that pool plus 60 for psql,
+# the tests and the load tools (postgres_settings). make chaos (pool): 200 concurrent updates
+# against master data held at most 29 connections.
 FERRETDB_POOL = 200
 SERVICE_MONGO_POOL = 12
+FERRETDB_CONNECTIONS_PER_COMMAND = 2
+
+
+def pool_arithmetic(services: int) -> str | None:
+    """Why ``services`` services could exhaust FerretDB's pool, or None when they cannot."""
+    worst = services * SERVICE_MONGO_POOL * FERRETDB_CONNECTIONS_PER_COMMAND
+    if worst < FERRETDB_POOL:
+        return None
+    return (
+        f"{services} services x {SERVICE_MONGO_POOL} connections x "
+        f"{FERRETDB_CONNECTIONS_PER_COMMAND} per command = {worst}, not under FerretDB's pool "
+        f"of {FERRETDB_POOL}: raise FERRETDB_POOL or lower SERVICE_MONGO_POOL"
+    )
 
 
 # FerretDB v1 (PostgreSQL) pushes a filter {field: value} down as `_jsonb->'field' @> value`,
@@ -437,6 +454,9 @@ class Stack:
 
     # -- preparation -----------------------------------------------------------------------
     def prepare(self) -> None:
+        exhausting = pool_arithmetic(len(self.services))
+        if exhausting is not None:
+            raise RuntimeError(exhausting)
         for sub in (
             "logs",
             "secrets",

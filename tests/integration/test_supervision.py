@@ -195,3 +195,16 @@ def test_the_backoff_starts_over_after_a_stable_run(
         assert state["restarts"] >= 2 and state["last_exit"] == 3
     finally:
         stack.down()
+
+
+# -- FerretDB's pool arithmetic (no stack) -------------------------------------------------------
+
+
+def test_a_stack_whose_services_could_exhaust_ferretdbs_pool_is_refused(tmp_path: Path) -> None:
+    # 12 connections a service, 2 PostgreSQL connections a command, a pool of 200
+    assert stack_module.pool_arithmetic(len(stack_module.discover_services())) is None
+    assert stack_module.pool_arithmetic(8) is None  # 192
+    assert stack_module.pool_arithmetic(9) is not None  # 216
+    with pytest.raises(RuntimeError, match="not under FerretDB's pool"):
+        Stack(run_dir=tmp_path, services=[f"service{n}" for n in range(9)]).prepare()
+    assert not (tmp_path / "logs").exists()  # refused before anything was made
