@@ -14,7 +14,7 @@ SERVICE_PACKAGES := $(patsubst %/main.py,%,$(wildcard services/*/*/main.py))
 # the runtime policies OPA serves in the chart: no tests, no manifest checks (one source: policies/)
 CHART_POLICIES ?= charts/akson/files/policies
 
-.PHONY: help up down status soak upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access bench-audit bench-events load profile seed clean
+.PHONY: help up down status soak upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access bench-audit bench-events load profile chaos seed clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ bench-audit: venv tools ## the auditor's query by patient over a large decision 
 
 soak: venv tools ## the platform under light steady traffic for SOAK_MINUTES (75), probes end to end (ARGS="--minutes 3")
 	$(RUN) python loadtests/soak.py $(ARGS)
+
+chaos: venv tools ## the fault suite on its own stack: kill -9, stop, restart every part under load, count; writes loadtests/CHAOS.md (ARGS="--only opa,redis --scale 0.1")
+	$(RUN) python loadtests/chaos.py $(ARGS)
 
 load: venv tools ## locust against its own stack: read, create, search, summary, token exchange, floors, event drain (ARGS="--seconds 15 --import 2000")
 	$(RUN) python loadtests/load.py $(ARGS)

@@ -205,10 +205,27 @@ GO_GC = {"GOGC": os.environ.get("AKSON_GOGC", "400")}
 # FerretDB v1 holds a PostgreSQL connection for a write command while it takes a second one
 # (issue 15): once every connection of its pool (pool_max_conns, default 50) is held by such a
 # command, none finishes. So its pool is larger than twice what the services can ask at once:
-# each service's client keeps at most SERVICE_MONGO_POOL connections (seven services: 84
-# commands, 168 connections at the worst, under FERRETDB_POOL).
+# each service's client keeps at most SERVICE_MONGO_POOL connections, each command of theirs
+# holds at most FERRETDB_CONNECTIONS_PER_COMMAND (eight services: 96 commands, 192
+# connections at the worst, under FERRETDB_POOL; `Stack.prepare` refuses a stack whose
+# services could ask for more). PostgreSQL's max_connections is that pool plus 60 for psql,
+# the tests and the load tools (postgres_settings). make chaos (pool): 200 concurrent updates
+# against master data held at most 29 connections.
 FERRETDB_POOL = 200
 SERVICE_MONGO_POOL = 12
+FERRETDB_CONNECTIONS_PER_COMMAND = 2
+
+
+def pool_arithmetic(services: int) -> str | None:
+    """Why ``services`` services could exhaust FerretDB's pool, or None when they cannot."""
+    worst = services * SERVICE_MONGO_POOL * FERRETDB_CONNECTIONS_PER_COMMAND
+    if worst < FERRETDB_POOL:
+        return None
+    return (
+        f"{services} services x {SERVICE_MONGO_POOL} connections x "
+        f"{FERRETDB_CONNECTIONS_PER_COMMAND} per command = {worst}, not under FerretDB's pool "
+        f"of {FERRETDB_POOL}: raise FERRETDB_POOL or lower SERVICE_MONGO_POOL"
+    )
 
 
 # FerretDB v1 (PostgreSQL) pushes a filter {field: value} down as `_jsonb->'field' @> value`,
@@ -364,9 +381,12 @@ def postgres_bin() -> Path:
     return candidates[-1].parent
 
 
+DATABASE_USER = "postgres"  # the OS packages' user
+
+
 def as_database_user(argv: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: run it as the OS packages' `postgres` user then."""
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+    return ["runuser", "-u", DATABASE_USER, "--", *argv] if os.geteuid() == 0 else argv
 
 
 def http_ok(url: str, headers: dict[str, str] | None = None, timeout: float = 1.0) -> bool:
@@ -396,6 +416,10 @@ class Process:
     cwd: Path = ROOT
     popen: subprocess.Popen[bytes] | None = None
     after_start: Any = None  # Callable[[], None] | None: run once the process is healthy
+    # the OS user to run it as (PostgreSQL refuses root): set by Popen itself, so the pid the
+    # supervisor watches is the server's, not a `runuser` wrapper's (kill -9 of the wrapper left
+    # the postmaster running and every restart failed on its lock file: make chaos)
+    user: str | None = None
     # supervision (the running machinery's bookkeeping, see Supervisor)
     supervised: bool = False  # restart it when it exits (off while stopped on purpose)
     state: str = "defined"  # defined | starting | running | exited | stopped | failed
@@ -431,6 +455,9 @@ class Stack:
 
     # -- preparation -----------------------------------------------------------------------
     def prepare(self) -> None:
+        exhausting = pool_arithmetic(len(self.services))
+        if exhausting is not None:
+            raise RuntimeError(exhausting)
         for sub in (
             "logs",
             "secrets",
@@ -629,22 +656,21 @@ class Stack:
             password_file.unlink()
         self.processes["postgres"] = Process(
             "postgres",
-            as_database_user(
-                [
-                    str(pg / "postgres"),
-                    "-D",
-                    str(data),
-                    "-p",
-                    str(port),
-                    "-k",
-                    str(socket_dir),
-                    *postgres_settings(),
-                ]
-            ),
+            [
+                str(pg / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(socket_dir),
+                *postgres_settings(),
+            ],
             dict(os.environ),
             self.run_dir / "logs" / "postgres.log",
             lambda: tcp_ok(port),
             after_start=lambda: self._postgres_ready(pg, port, password, role_password),
+            user=DATABASE_USER if os.geteuid() == 0 else None,
         )
         # no credentials: FerretDB connects with each client's own, a client without is refused
         return f"postgres://127.0.0.1:{port}/postgres?pool_max_conns={FERRETDB_POOL}"
@@ -908,6 +934,9 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                user=process.user,
+                group=process.user,
+                extra_groups=[] if process.user else None,
             )
         process.state = "starting"
         process.started_at = time.time()

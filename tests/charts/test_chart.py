@@ -195,6 +195,29 @@ def test_components_are_scoped_to_their_users(rendered: list[Rendered]) -> None:
     assert components["message-transport"] == ["messaging"]
 
 
+# components-contrib 1.18.3 (Redis): the metadata that takes only bare milliseconds. A duration
+# string is dropped silently and the default used instead ("5s" meant 15 s: make chaos found a
+# restarted sidecar's backlog coming back 200 entries every 15 s; dapr/docs#5324).
+MILLISECONDS_ONLY = {"pubsub.redis": ["redeliverInterval"]}
+
+
+def test_millisecond_only_metadata_is_given_in_milliseconds(rendered: list[Rendered]) -> None:
+    components = [c for r in rendered for c in r.of_kind("Component")]
+    components += [
+        c
+        for path in (ROOT / "infra" / "local" / "dapr" / "components").glob("*.yaml")
+        for c in yaml.safe_load_all(path.read_text().replace("${APP_IDS}", ""))
+        if c and c.get("kind") == "Component"
+    ]
+    checked = 0
+    for component in components:
+        for item in component["spec"].get("metadata", []):
+            if item["name"] in MILLISECONDS_ONLY.get(component["spec"]["type"], []):
+                assert re.fullmatch(r"\d+", str(item["value"])), (component["metadata"], item)
+                checked += 1
+    assert checked >= 2  # the chart's and the local pubsub both set it
+
+
 def test_helm_test_hook_asks_every_service_for_readiness(rendered: list[Rendered]) -> None:
     for scenario in rendered:
         (hook,) = scenario.of_kind("Pod")

@@ -146,3 +146,38 @@ def test_opa_serves_packed_policies_and_uploads_masked_logs(
     assert "content" not in event["input"]["resource"]
     assert "/input/resource/content" in event["erased"]
     assert event["labels"]["app"] == "akson-authz"
+
+
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(quantity[: -len(suffix)]) * factor
+    return int(quantity)
+
+
+def test_the_decision_log_buffer_fits_in_opas_memory_limit(tools: Tools) -> None:
+    """OPA holds the decision-log buffer in memory while audit is away: a buffer near its memory
+    limit would have OPA killed for memory, and every buffered entry with it (make chaos: the
+    buffer holds ten minutes of decisions). The buffer may take at most half the limit."""
+    render = tools.helm_template("--show-only", "templates/opa.yaml", "--show-only",
+                                 "templates/workloads.yaml")  # fmt: skip
+    assert render.returncode == 0, render.stderr
+    manifests = [m for m in yaml.safe_load_all(render.stdout) if m]
+    configs = [
+        yaml.safe_load(text)
+        for m in manifests
+        if m["kind"] == "ConfigMap"
+        for key, text in m["data"].items()
+        if key.endswith((".yaml", ".yml")) and "decision_logs" in text
+    ]
+    (config,) = configs
+    buffer = int(config["decision_logs"]["reporting"]["buffer_size_limit_bytes"])
+    (opa,) = [
+        m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == "akson-opa"
+    ]
+    limit = _bytes(
+        opa["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+    )
+    assert buffer >= 200 * 2**20  # ten minutes at 250 decisions/s of ~0.8 KiB
+    assert 2 * buffer <= limit, (buffer, limit)

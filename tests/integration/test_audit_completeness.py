@@ -18,6 +18,7 @@ configuration back.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -146,15 +147,14 @@ def tiny_buffer_config(platform: Platform) -> Path:
     original = Path(
         next(a for a in platform.stack.processes["opa"].argv if a.endswith("config.yaml"))
     )
-    text = original.read_text()
-    assert "buffer_size_limit_bytes: 10485760" in text
-    tiny = platform.stack.run_dir / "opa-tiny-buffer.yaml"
-    tiny.write_text(
-        text.replace(
-            "buffer_size_limit_bytes: 10485760",
-            "buffer_type: event\n    buffer_size_limit_events: 2",
-        )
+    text, replaced = re.subn(
+        r"buffer_size_limit_bytes: \d+",
+        "buffer_type: event\n    buffer_size_limit_events: 2",
+        original.read_text(),
     )
+    assert replaced == 1
+    tiny = platform.stack.run_dir / "opa-tiny-buffer.yaml"
+    tiny.write_text(text)
     return tiny
 
 

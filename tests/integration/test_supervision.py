@@ -107,6 +107,33 @@ def test_a_killed_app_is_restarted_and_serves_again(platform: Platform, http: ht
     recorded_and_consumed(platform, http, hpr="9144978")
 
 
+def test_a_killed_database_server_is_restarted_and_the_apps_reconnect(
+    platform: Platform, http: httpx.Client
+) -> None:
+    """kill -9 of PostgreSQL's own pid (the runner once watched a `runuser` wrapper: killing it
+    left the server running, and every restart failed on its lock file); while it is away the
+    apps answer 503, never 500, and they reconnect by themselves afterwards."""
+    apps = {n: s["restarts"] for n, s in platform.stack.status().items() if n.endswith("-app")}
+    pid = platform.stack.status()["postgres"]["pid"]
+    program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    assert Path(program.decode()).name == "postgres", program  # the server, no wrapper
+    before = kill(platform, "postgres")
+    back(platform, "postgres", before)
+    patient = new_patient_id()
+    eventually(lambda: http.get(f"{platform.url('journal')}/readyz").status_code == 200)
+    platform.relate(patient, hpr="9144979")
+    written = http.post(
+        f"{platform.url('journal')}/fhir/R4/DocumentReference",
+        json=document_reference(patient),
+        headers=gp_headers(platform, "9144979"),
+    )
+    assert written.status_code == 201, written.text
+    after = {n: s["restarts"] for n, s in platform.stack.status().items() if n.endswith("-app")}
+    assert after == apps
+    log = (platform.stack.run_dir / "logs" / "postgres.log").read_text()
+    assert 'lock file "postmaster.pid" already exists' not in log
+
+
 def _refused(http: httpx.Client, url: str) -> bool:
     try:
         http.get(url, timeout=0.5)
@@ -168,3 +195,16 @@ def test_the_backoff_starts_over_after_a_stable_run(
         assert state["restarts"] >= 2 and state["last_exit"] == 3
     finally:
         stack.down()
+
+
+# -- FerretDB's pool arithmetic (no stack) -------------------------------------------------------
+
+
+def test_a_stack_whose_services_could_exhaust_ferretdbs_pool_is_refused(tmp_path: Path) -> None:
+    # 12 connections a service, 2 PostgreSQL connections a command, a pool of 200
+    assert stack_module.pool_arithmetic(len(stack_module.discover_services())) is None
+    assert stack_module.pool_arithmetic(8) is None  # 192
+    assert stack_module.pool_arithmetic(9) is not None  # 216
+    with pytest.raises(RuntimeError, match="not under FerretDB's pool"):
+        Stack(run_dir=tmp_path, services=[f"service{n}" for n in range(9)]).prepare()
+    assert not (tmp_path / "logs").exists()  # refused before anything was made

@@ -6,15 +6,18 @@ the logic raises ``HTTPException``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import DuplicateKeyError, PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("akson.errors")
 
 
 class Problem(Exception):
@@ -92,6 +95,26 @@ class ServiceUnavailable(Problem):
     status, title, type_slug = 503, "Service Unavailable", "unavailable"
 
 
+# how long a client should wait before trying again when the database is away
+STORAGE_RETRY_AFTER_SECONDS = 5
+
+
+def storage_problem(exc: PyMongoError) -> Problem:
+    """The answer to a database failure nothing above the storage handled (issue 16: a
+    PostgreSQL or FerretDB restart, a full or read-only disk answered 500): a concurrent
+    insert of the same key is a 409; anything else — no connection, a timeout, a write the
+    database refused — is a 503 with ``Retry-After``: the platform is away for a moment, the
+    request was fine. Only the error's class is named: its message may quote stored values."""
+    if isinstance(exc, DuplicateKeyError):
+        return Conflict("The resource was changed at the same time; read it and try again.")
+    log.warning("database unavailable", extra={"error": type(exc).__name__})
+    return ServiceUnavailable(
+        "The database is unavailable or refused the operation; try again later.",
+        headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)},
+        reasons=["database_unavailable"],
+    )
+
+
 def problem_response(
     status: int, title: str, detail: str, instance: str, slug: str, **extra: Any
 ) -> JSONResponse:
@@ -146,6 +169,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             response.headers.update(exc.headers)
         return response
 
+    async def on_storage(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, PyMongoError)
+        return await on_problem(request, storage_problem(exc))
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(
             500,
@@ -158,6 +185,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(PyMongoError, on_storage)
     app.add_exception_handler(Exception, on_unexpected)
 
 

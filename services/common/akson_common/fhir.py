@@ -14,10 +14,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from akson_common.errors import PROBLEM_JSON, Problem
+from akson_common.errors import PROBLEM_JSON, Problem, storage_problem
 
 FHIR_JSON = "application/fhir+json"
 
@@ -118,12 +119,17 @@ def install_fhir_outcomes(app: FastAPI, base: str = "/fhir/") -> None:
         assert isinstance(exc, StarletteHTTPException)
         return outcome_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
+    async def on_storage(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PyMongoError)
+        return await on_problem(request, storage_problem(exc))
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         return outcome_response(500, "An unexpected error occurred.")
 
     wrap(Problem, on_problem)
     wrap(RequestValidationError, on_validation)
     wrap(StarletteHTTPException, on_http)
+    wrap(PyMongoError, on_storage)
     wrap(Exception, on_unexpected)
 
 
