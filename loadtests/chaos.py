@@ -18,8 +18,9 @@ Scenarios (``--only`` takes their names):
 - ``outbox``: master data's app killed -9 between its database commit and its publish, 200x
   (its sidecar held with SIGSTOP so the publish cannot finish): every acknowledged change's
   event delivered (each consumer's projection has it, once).
-- ``database``: PostgreSQL killed -9, then FerretDB killed -9, under write load: every
-  acknowledged write stored, the apps never restarted, readiness red and green again.
+- ``database``: PostgreSQL killed -9 (down 5 s), then FerretDB killed -9 (down 5 s), under
+  write load: every acknowledged write stored, the apps never restarted, readiness red and
+  green again.
 - ``opa``: OPA killed -9 and kept down under read load: every answer meanwhile 503 with no data,
   200 again after it is back, no app restarted.
 - ``audit``: audit's app down for 10 minutes while 100,000 decisions are made: every decision
@@ -527,7 +528,10 @@ def database_restart(chaos: Chaos) -> None:
         time.sleep(5.0)
         for victim in ("postgres", "ferretdb"):
             at = time.time()
-            chaos.kill_and_wait(victim)
+            # down for a few seconds (a restart that takes under a second is over before
+            # readiness is next asked), then started again
+            with chaos.killed(victim):
+                time.sleep(5.0)
             outages[victim] = (at, time.time())
             time.sleep(20.0)
     readiness.stopping.set()

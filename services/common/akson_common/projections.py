@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
 from cachetools import TTLCache
 from pymongo import IndexModel, ReplaceOne, UpdateOne
@@ -56,6 +56,7 @@ from akson_common.policy import PatientFacts, PolicyContext
 
 PATIENTS = "patients"
 CACHED_PATIENTS = 10_000
+_NOT_CACHED = object()  # what the cache gives for a patient it does not hold (None is a value)
 ORGANISATIONS = "organisations"
 PRACTITIONERS = "practitioners"
 CARE_RELATIONS = "care_relations"
@@ -240,8 +241,12 @@ class PatientProjections:
         return Outcome.SUCCESS
 
     async def patient_document(self, patient: str) -> Document | None:
-        if self.cache_seconds and patient in self._cached:
-            return self._cached[patient]
+        if self.cache_seconds:
+            # one lookup: between `in` and `[]` the entry can expire (a KeyError, a 500 under
+            # load: make chaos, opa scenario)
+            cached = self._cached.get(patient, _NOT_CACHED)
+            if cached is not _NOT_CACHED:
+                return cast("Document | None", cached)
         changes = self._changes
         document = await self.patients.find_one({"_id": patient})
         if self.cache_seconds and changes == self._changes:

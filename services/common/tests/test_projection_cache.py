@@ -9,6 +9,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+from cachetools import TTLCache
 from fastapi import FastAPI
 
 from akson_common.db import Database
@@ -108,3 +109,21 @@ async def test_no_cache_when_turned_off() -> None:
     assert patients.finds == 3
     with pytest.raises(ValueError):
         projections(cache_seconds=-1)
+
+
+async def test_an_entry_that_expires_while_it_is_read_is_read_again_never_a_key_error() -> None:
+    """The cache's clock moves on between any two of its calls (as under load): an entry that
+    is alive when asked whether it is there and expired when fetched once raised KeyError
+    (a 500 in make chaos); one lookup either finds it or reads the patient again."""
+    made, patients = projections(cache_seconds=1.0)
+    patients.documents["p1"] = {"_id": "p1", "municipality": "4601"}
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.7  # every look at the clock is 0.7 s later: the second look past the TTL
+        return now[0]
+
+    made._cached = TTLCache(maxsize=10, ttl=1.0, timer=clock)
+    for _ in range(4):
+        assert (await made.context("p1")).patient is not None
+    assert patients.finds >= 2  # expired entries were read again
