@@ -294,15 +294,7 @@ class Journal:
             await self._enforce(caller, "write", new, context)
             return
         stored, _, context = await self._visible(caller, "write", kind, resource_id)
-        if parsed.patient != stored["patient"]:
-            raise Unprocessable(
-                "a resource cannot move to another patient",
-                errors=[{"loc": [kind.patient_field], "msg": "patient changed"}],
-            )
-        origin = {k: stored.get(k) for k in ("author", "unit", "organisation", "municipality")}
-        changed = self._new_ref(parsed, origin, resource_id, existing=True)
-        if changed != resource_ref(stored):
-            await self._enforce(caller, "write", changed, context)
+        await self._may_rewrite(caller, kind, parsed, resource_id, stored, context)
 
     async def update(
         self,
@@ -341,6 +333,28 @@ class Journal:
             caller, kind, resource_id, parsed, expected, stored, read_back=read_back
         )
 
+    async def _may_rewrite(
+        self,
+        caller: Caller,
+        kind: Kind,
+        parsed: Parsed,
+        resource_id: str,
+        stored: Document,
+        context: PolicyContext,
+    ) -> None:
+        """A new version of ``stored`` (its write already allowed) stays with its patient, and
+        reclassifying it (category, sensitivity, withheld) must be allowed for the new
+        attributes too: the check of an update and of its ``$validate``."""
+        if parsed.patient != stored["patient"]:
+            raise Unprocessable(
+                "a resource cannot move to another patient",
+                errors=[{"loc": [kind.patient_field], "msg": "patient changed"}],
+            )
+        origin = {k: stored.get(k) for k in ("author", "unit", "organisation", "municipality")}
+        changed = self._new_ref(parsed, origin, resource_id, existing=True)
+        if changed != resource_ref(stored):
+            await self._enforce(caller, "write", changed, context)
+
     async def _next_version(
         self,
         caller: Caller,
@@ -358,17 +372,7 @@ class Journal:
             context = await self.access.context(caller, stored["patient"])
         if expected is not None and expected != stored["version"]:
             raise PreconditionFailed(f"the current version is {stored['version']}")
-        if parsed.patient != stored["patient"]:
-            raise Unprocessable(
-                "a resource cannot move to another patient",
-                errors=[{"loc": [kind.patient_field], "msg": "patient changed"}],
-            )
-        origin = {k: stored.get(k) for k in ("author", "unit", "organisation", "municipality")}
-        changed = self._new_ref(parsed, origin, resource_id, existing=True)
-        if changed != resource_ref(stored):
-            # Reclassifying (category, sensitivity, withheld) must be allowed for the new
-            # attributes too.
-            await self._enforce(caller, "write", changed, context)
+        await self._may_rewrite(caller, kind, parsed, resource_id, stored, context)
         moment = now()
         version = stored["version"] + 1
         resource = self._versioned(caller, parsed, resource_id, version, moment)
