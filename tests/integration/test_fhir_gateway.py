@@ -124,18 +124,23 @@ def test_types_of_every_owner_are_read_through_the_one_base(case: Case) -> None:
     assert all(r["practitioner"]["reference"] == f"Practitioner/{case.hpr}" for r in roles)
 
 
-def test_a_consent_search_goes_to_consent_and_its_urls_to_the_one_base(
-    platform: Platform, case: Case
-) -> None:
-    citizen = platform.token("consent", subject=case.patient, kind="citizen")
+def registered_block(platform: Platform, patient: str) -> str:
+    """A block registered by the citizen at consent's own API; its id."""
+    citizen = platform.token("consent", subject=patient, kind="citizen")
     with httpx.Client(timeout=10.0) as http:
         answer = http.post(
             f"{platform.url('consent')}/directives",
-            json=block(case.patient),
+            json=block(patient),
             headers={"authorization": f"Bearer {citizen}"},
         )
     assert answer.status_code == 201, answer.text
-    directive = answer.headers["location"].rstrip("/").rsplit("/", 1)[-1]
+    return str(answer.headers["location"].rstrip("/").rsplit("/", 1)[-1])
+
+
+def test_a_consent_search_goes_to_consent_and_its_urls_to_the_one_base(
+    platform: Platform, case: Case
+) -> None:
+    directive = registered_block(platform, case.patient)
     bundle = case.client().resources("Consent").search(patient=case.patient).fetch_raw()
     assert directive in {e["resource"]["id"] for e in bundle["entry"]}
     assert all(e["fullUrl"].startswith(f"{case.base}/Consent/") for e in bundle["entry"])
@@ -536,15 +541,7 @@ def test_a_revinclude_and_everything_gather_from_every_owner_as_the_caller(
     platform: Platform, case: Case
 ) -> None:
     created = case.client().resource("Observation", **observation(case.patient)).save()
-    citizen = platform.token("consent", subject=case.patient, kind="citizen")
-    with httpx.Client(timeout=10.0) as http:
-        answer = http.post(
-            f"{platform.url('consent')}/directives",
-            json=block(case.patient),
-            headers={"authorization": f"Bearer {citizen}"},
-        )
-    assert answer.status_code == 201, answer.text
-    directive = answer.headers["location"].rstrip("/").rsplit("/", 1)[-1]
+    directive = registered_block(platform, case.patient)
     found = (
         case.client()
         .resources("Patient")
