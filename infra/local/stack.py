@@ -216,6 +216,11 @@ SERVICE_MONGO_POOL = 12
 FERRETDB_CONNECTIONS_PER_COMMAND = 2
 
 
+# what a run folder holds besides the state files
+RUN_FOLDERS = ("logs", "secrets", "dapr/components", "ferretdb", "redis", "exports", "upstream",
+               "identity")  # fmt: skip
+
+
 def pool_arithmetic(services: int) -> str | None:
     """Why ``services`` services could exhaust FerretDB's pool, or None when they cannot."""
     worst = services * SERVICE_MONGO_POOL * FERRETDB_CONNECTIONS_PER_COMMAND
@@ -461,16 +466,7 @@ class Stack:
         exhausting = pool_arithmetic(len(self.services))
         if exhausting is not None:
             raise RuntimeError(exhausting)
-        for sub in (
-            "logs",
-            "secrets",
-            "dapr/components",
-            "ferretdb",
-            "redis",
-            "exports",
-            "upstream",
-            "identity",
-        ):
+        for sub in RUN_FOLDERS:
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         tools = tool_paths()
         ports = {
