@@ -51,7 +51,9 @@ from streams import DEFAULT_CAP, StreamTrimmer
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "infra" / "local"
-DEFAULT_RUN_DIR = ROOT / ".run"
+# AKSON_RUN_DIR: another run folder for every command (`make up`, `make token`, ...), e.g. a
+# test stack's
+DEFAULT_RUN_DIR = Path(os.environ.get("AKSON_RUN_DIR") or ROOT / ".run")
 NON_SERVICES = {"common"}
 GATEWAY = "gateway"
 UPSTREAM = {
@@ -1341,6 +1343,10 @@ def up_detached(run_dir: Path, timeout: float = 600.0) -> None:
         f"started in {state.get('took_seconds', 0):.1f} s, supervised by pid {supervisor.pid}"
         f" (log: {run_dir}/logs/{SUPERVISOR_LOG}); `make status` to watch, `make down` to stop"
     )
+    if os.environ.get("AKSON_DEMO", "1") != "0":
+        import demo  # the demo population and what to try with it (infra/local/demo.py)
+
+        print(demo.show(stack.endpoints, run_dir, demo.load(stack.endpoints)))  # noqa: T201
 
 
 def _duration(seconds: float) -> str:
