@@ -76,7 +76,14 @@ class Demo:
     def personas(self) -> dict[str, str]:
         """persona -> who it is."""
         return {
-            entry["persona"]: entry["about"]
+            entry["persona"]: ", ".join(
+                part
+                for part in (
+                    f"{entry.get('given_name', '')} {entry.get('family_name', '')}".strip(),
+                    entry["about"],
+                )
+                if part
+            )
             for group in ("practitioners", "patients", "systems")
             for entry in self.data[group]
             if "persona" in entry
@@ -374,7 +381,7 @@ def try_commands(endpoints: Json, run_dir: Path) -> list[tuple[str, str]]:
         (
             "Astrid reads who has accessed her record (audit's access log)",
             f"curl -s {token('citizen', 'audit')} '{audit}/audit/access-log'"
-            " | jq -r '.items[] | \"\\(.at)  \\(.name)  \\(.action) \\(.resource_type)\"'",
+            " | jq -r '.items[] | \"\\(.at)  \\(.name // .actor)  \\(.action) \\(.resource_type)\"'",
         ),
     ]
 

@@ -45,9 +45,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streams import DEFAULT_CAP, StreamTrimmer
+if TYPE_CHECKING:
+    from streams import StreamTrimmer
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "infra" / "local"
@@ -1111,6 +1112,10 @@ class Supervisor:
         # the pub/sub streams are bounded by this trimmer, never by the broker (streams.py)
         if "redis" not in self.stack.processes:
             return  # a stack without the broker (the supervisor's own tests)
+        # imported here: the redis client is slow to import, and the tools that only read a run
+        # folder (`make token`) need none
+        from streams import DEFAULT_CAP, StreamTrimmer
+
         secrets_file = self.stack.run_dir / "secrets" / "tokens.json"
         self.trimmer = StreamTrimmer(
             self.stack.endpoints["redis"]["address"],
