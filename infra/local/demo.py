@@ -381,7 +381,8 @@ def try_commands(endpoints: Json, run_dir: Path) -> list[tuple[str, str]]:
         (
             "Astrid reads who has accessed her record (audit's access log)",
             f"curl -s {token('citizen', 'audit')} '{audit}/audit/access-log'"
-            " | jq -r '.items[] | \"\\(.at)  \\(.name // .actor)  \\(.action) \\(.resource_type)\"'",
+            " | jq -r '.items[] | \"\\(.at)  \\(.name // .actor)  \\(.action)"
+            " \\(.resource_type)\"'",
         ),
     ]
 
