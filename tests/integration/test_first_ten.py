@@ -40,8 +40,18 @@ def loads(platform: Platform) -> tuple[Report, Report]:
     return load(platform.endpoints), load(platform.endpoints)
 
 
+def shell_environment() -> dict[str, str]:
+    """A newcomer's shell: this test runs inside the workspace's virtual environment (``uv
+    run``), their shell does not (`make` finds its own Python, and uv through it)."""
+    venv = str(ROOT / ".venv")
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    path = [p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(venv)]
+    env["PATH"] = os.pathsep.join(path)
+    return env
+
+
 def bash(script: str, run_dir: str | None = None, timeout: float = 300.0) -> str:
-    env = {**os.environ, **({"AKSON_RUN_DIR": run_dir} if run_dir else {})}
+    env = {**shell_environment(), **({"AKSON_RUN_DIR": run_dir} if run_dir else {})}
     done = subprocess.run(
         ["bash", "-c", f"set -euo pipefail\n{script}"],
         cwd=ROOT,
