@@ -1319,7 +1319,8 @@ def supervise(run_dir: Path) -> None:
 
 
 def up_detached(run_dir: Path, timeout: float = 600.0) -> None:
-    """Start a detached supervisor (own session) and return once the stack is ready."""
+    """Start a detached supervisor (own session) and return once the stack is ready, having
+    loaded the demo population (infra/local/demo.py; AKSON_DEMO=0: none)."""
     stop_supervisor(run_dir)
     down_from_pids(run_dir)
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
