@@ -395,6 +395,18 @@ def show(endpoints: Json, run_dir: Path, report: Report | None = None) -> str:
     return "\n".join(lines)
 
 
+def after_up(endpoints: Json, run_dir: Path) -> str:
+    """What `make up` prints last: the demo loaded (timed) and what to try with it."""
+    try:
+        report = load(endpoints)
+    except (SystemExit, AssertionError, httpx.HTTPError) as error:
+        raise SystemExit(
+            f"the platform is up, but the demo data did not load ({error}); "
+            "`make demo` loads it again, `make down` stops the platform"
+        ) from None
+    return show(endpoints, run_dir, report)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["load", "token", "try"])

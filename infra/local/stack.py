@@ -1352,7 +1352,7 @@ def up_detached(run_dir: Path, timeout: float = 600.0) -> None:
     if os.environ.get("AKSON_DEMO", "1") != "0":
         import demo  # the demo population and what to try with it (infra/local/demo.py)
 
-        print(demo.show(stack.endpoints, run_dir, demo.load(stack.endpoints)))  # noqa: T201
+        print(demo.after_up(stack.endpoints, run_dir))  # noqa: T201
 
 
 def _duration(seconds: float) -> str:
