@@ -14,23 +14,21 @@ SERVICE_PACKAGES := $(patsubst %/main.py,%,$(wildcard services/*/*/main.py))
 # the runtime policies OPA serves in the chart: no tests, no manifest checks (one source: policies/)
 CHART_POLICIES ?= charts/akson/files/policies
 
-.PHONY: help up down status soak upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access bench-audit bench-events load profile chaos seed clean
+.PHONY: help up down status demo token soak upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access bench-audit bench-events load profile chaos seed clean
 
-help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+help: ## this list, by group
+	@awk 'BEGIN {FS = ":.*## "} /^##@ / {printf "\n%s\n", substr($$0, 5)} \
+	  /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV_STAMP): uv.lock pyproject.toml $(wildcard services/*/pyproject.toml)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
 	$(UV) sync --frozen --all-packages
 	@touch $@
 
-venv: $(VENV_STAMP) ## install the Python workspace (uv, one lockfile)
+# Every target that reads a run folder honours AKSON_RUN_DIR (default .run): e.g. a test stack's.
 
-tools: ## build the pinned Go tools once (cached outside the clone), install redis-server if missing
-	@$(TOOLS) opa ferretdb daprd regal helm kubeconform >/dev/null
-	@infra/tools/ensure-redis.sh
-
-up: venv tools ## start the whole platform (supervised, detached) and print where everything listens
+##@ Run the platform locally
+up: venv tools ## start everything (supervised, detached), load the demo data (AKSON_DEMO=0: none), print what to try
 	$(RUN) python infra/local/stack.py up
 
 down: ## stop everything `make up` started (asks its supervisor, then cleans up from the pids)
@@ -39,13 +37,31 @@ down: ## stop everything `make up` started (asks its supervisor, then cleans up 
 status: ## every process of the running platform (pid, uptime, restarts) and where it listens
 	@$(RUN) python infra/local/stack.py status
 
+demo: ## load the demo data into the running platform (idempotent: again changes nothing) and time it
+	@$(RUN) python infra/local/demo.py load
+
+token: ## a ready bearer token: AS=gp|nurse|nursing|stranger|blocked|citizen|auditor|lab [AUD=<service>, default gateway]
+	@$(RUN) python infra/local/demo.py token $(AS) $(if $(AUD),--audience $(AUD))
+
 upstream-token: ## a development upstream token: WHO=personnel|citizen ID=<HPR number|national id> [UNIT=<org number>]
 	@$(RUN) python infra/local/stack.py mint $(WHO) $(ID) $(if $(UNIT),--unit $(UNIT))
+
+venv: $(VENV_STAMP) ## install the Python workspace (uv, one lockfile)
+
+tools: ## build the pinned Go tools once (cached outside the clone), install redis-server if missing
+	@$(TOOLS) opa ferretdb daprd regal helm kubeconform >/dev/null
+	@infra/tools/ensure-redis.sh
+
+clean: down ## remove run folders (the tool cache stays)
+	rm -rf .run
+
+##@ Test
+test: lint unit policy-test chart-test integration ## everything CI runs
 
 lint: venv tools ## ruff, mypy --strict, opa fmt/check, regal
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy services/common/akson_common infra/local/stack.py infra/local/message_peer.py
+	$(RUN) mypy services/common/akson_common $(wildcard infra/local/*.py)
 	$(RUN) mypy $(SERVICE_PACKAGES) $(wildcard services/*/tests) tests loadtests
 	@opa=$$($(TOOLS) opa | cut -d' ' -f2); \
 	  test -z "$$($$opa fmt --list policies)" || { echo "opa fmt: run 'opa fmt -w policies'"; exit 1; }; \
@@ -62,15 +78,9 @@ policy-test: tools ## opa test with coverage
 integration: venv tools ## integration tests against the real stack (started and stopped by the tests)
 	$(RUN) pytest tests/integration -q
 
-chart-policies: ## copy the runtime policies into the chart (the chart tests fail when the copy is stale)
-	rm -rf $(CHART_POLICIES)
-	cd policies && find . -type f \( -name '*.rego' -o -name '*.json' \) ! -name '*_test.rego' \
-	  ! -path './manifests/*' -exec install -D -m 0644 {} '$(abspath $(CHART_POLICIES))/{}' \;
-
-chart-test: venv tools ## helm lint/template, kubeconform (Kubernetes + Dapr CRD schemas), manifest policies, hadolint
-	$(RUN) pytest tests/charts -q
-
-test: lint unit policy-test chart-test integration ## everything CI runs
+##@ Load and benchmarks (each on a stack of its own, except seed)
+seed: venv ## generate the large synthetic population (.run/seed/*.ndjson) and load it into `make up`'s stack
+	$(RUN) python loadtests/seed_load.py
 
 bench: bench-foundation bench-access bench-audit bench-events ## every benchmark below
 
@@ -83,23 +93,27 @@ bench-access: venv tools ## decisions and authorised journal reads on seeded dat
 bench-audit: venv tools ## the auditor's query by patient over a large decision log (ARGS="--decisions N")
 	$(RUN) python loadtests/bench_audit.py $(ARGS)
 
-soak: venv tools ## the platform under light steady traffic for SOAK_MINUTES (75), probes end to end (ARGS="--minutes 3")
-	$(RUN) python loadtests/soak.py $(ARGS)
+bench-events: venv tools ## the event pipeline: a master-data import to every consumer's projection (ARGS="--persons N", default 100000)
+	$(RUN) python loadtests/bench_events.py $(ARGS)
 
-chaos: venv tools ## the fault suite on its own stack: kill -9, stop, restart every part under load, count; writes loadtests/CHAOS.md (ARGS="--only opa,redis --scale 0.1")
-	$(RUN) python loadtests/chaos.py $(ARGS)
-
-load: venv tools ## locust against its own stack: read, create, search, summary, token exchange, floors, event drain (ARGS="--seconds 15 --import 2000")
+load: venv tools ## locust: read, create, search, summary, token exchange, floors, event drain (ARGS="--seconds 15 --import 2000")
 	$(RUN) python loadtests/load.py $(ARGS)
 
 profile: venv tools ## the authorised read profiled: py-spy, pg_stat_statements, OPA and FerretDB metrics (ARGS="--seconds 30")
 	$(RUN) python loadtests/load.py --profile $(ARGS)
 
-seed: venv ## generate the synthetic population (.run/seed/*.ndjson) and load it into `make up`'s stack
-	$(RUN) python loadtests/seed_load.py
+soak: venv tools ## light steady traffic for SOAK_MINUTES (75), probes end to end (ARGS="--minutes 3")
+	$(RUN) python loadtests/soak.py $(ARGS)
 
-clean: down ## remove run folders (the tool cache stays)
-	rm -rf .run
+##@ Chaos
+chaos: venv tools ## the fault suite: kill -9, stop, restart every part under load, count; writes loadtests/CHAOS.md (ARGS="--only opa,redis --scale 0.1")
+	$(RUN) python loadtests/chaos.py $(ARGS)
 
-bench-events: venv tools ## the event pipeline: a master-data import to every consumer's projection (ARGS="--persons N", default 100000)
-	$(RUN) python loadtests/bench_events.py $(ARGS)
+##@ Cluster (the Helm chart; standing it up: infra/k8s/README.md)
+chart-test: venv tools ## helm lint/template, kubeconform (Kubernetes + Dapr CRD schemas), manifest policies, hadolint
+	$(RUN) pytest tests/charts -q
+
+chart-policies: ## copy the runtime policies into the chart (the chart tests fail when the copy is stale)
+	rm -rf $(CHART_POLICIES)
+	cd policies && find . -type f \( -name '*.rego' -o -name '*.json' \) ! -name '*_test.rego' \
+	  ! -path './manifests/*' -exec install -D -m 0644 {} '$(abspath $(CHART_POLICIES))/{}' \;

@@ -1,5 +1,6 @@
 """Helpers shared by the cross-service tests and the load tools: platform tokens through the
-identity service's real flows, hand-made JWTs (client assertions, forgeries), synthetic people.
+identity service's real flows (infra/local/identity_flows.py, re-exported here, every identifier
+and token they handle noted for the log scan), forged JWTs, synthetic people.
 
 Every function takes the runner's ``endpoints`` (``<run>/endpoints.json``).
 """
@@ -12,8 +13,6 @@ import json
 import os
 import re
 import subprocess
-import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -21,19 +20,38 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from joserfc import jwt
-from joserfc.jwk import RSAKey
-from stack import mint_upstream, postgres_bin
+import identity_flows
+from identity_flows import (
+    JWT_BEARER,
+    TOKEN_EXCHANGE,
+    citizen_token,
+    client_assertion,
+    client_form,
+    exchange_form,
+    issued,
+    signed_jwt,
+    system_token,
+    token_response,
+)
+from stack import postgres_bin
 
-from akson_common.auth import unverified_claims
 from akson_common.identifiers import organisation_number_valid, synthetic_national_id
 
 _sequence = itertools.count()
 # Every personal identifier (national id, HPR number) and token these helpers handed out in this
 # process: the log scan (tests/integration/conftest.py) looks for each in every process log.
 handed_out: set[str] = set()
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+__all__ = [
+    "JWT_BEARER",
+    "TOKEN_EXCHANGE",
+    "citizen_token",
+    "client_assertion",
+    "client_form",
+    "exchange_form",
+    "issued",
+    "system_token",
+    "token_response",
+]
 
 
 def new_patient_id() -> str:
@@ -97,6 +115,10 @@ def handed(value: str) -> str:
     """Note an identifier or token a test uses (see ``handed_out``); returns it."""
     handed_out.add(value)
     return value
+
+
+# the identity flows (infra/local/identity_flows.py) note every identifier and token they handle
+identity_flows.observe(handed)
 
 
 # a number shorter than an HPR number (7 digits) is no personal identifier, and would be found
@@ -163,100 +185,9 @@ def mint_token(
     **claims: Any,
 ) -> str:
     """A JWT signed with any key at hand (forgeries, upstream tokens with odd claims)."""
-    return handed(
-        _signed(private_key_file, issuer, subject, audience, lifetime, akson_kind=kind, **claims)
+    return signed_jwt(
+        private_key_file, issuer, subject, audience, lifetime, akson_kind=kind, **claims
     )
-
-
-def client_assertion(
-    private_key_file: str,
-    client_id: str,
-    audience: str,
-    *,
-    lifetime: int = 30,
-    jti: str | None = None,
-) -> str:
-    """A ``private_key_jwt`` client assertion (RFC 7523): iss = sub = the client id."""
-    return handed(
-        _signed(
-            private_key_file, client_id, client_id, audience, lifetime, jti=jti or uuid.uuid4().hex
-        )
-    )
-
-
-def _signed(
-    private_key_file: str, issuer: str, subject: str, audience: str, lifetime: int, **claims: Any
-) -> str:
-    key = RSAKey.import_key(json.loads(Path(private_key_file).read_text()))
-    now = int(time.time())
-    payload = {
-        "iss": issuer,
-        "sub": subject,
-        "aud": audience,
-        "iat": now,
-        "exp": now + lifetime,
-        **claims,
-    }
-    return jwt.encode({"alg": "RS256", "kid": key.kid}, payload, key)
-
-
-# -- the identity service's flows ---------------------------------------------------------------
-
-
-def token_response(endpoints: dict[str, Any], form: dict[str, str]) -> httpx.Response:
-    return httpx.post(endpoints["identity"]["token_endpoint"], data=form, timeout=10.0)
-
-
-def client_form(
-    endpoints: dict[str, Any],
-    audience: str,
-    scope: str,
-    assertion: str | None = None,
-    client_id: str | None = None,
-) -> dict[str, str]:
-    """Client credentials as the runner's registered test client (or one of its dev clients,
-    which share its key pair)."""
-    client = endpoints["test_client"]
-    token_endpoint = endpoints["identity"]["token_endpoint"]
-    client_id = client_id or client["client_id"]
-    return {
-        "grant_type": "client_credentials",
-        "client_assertion_type": JWT_BEARER,
-        "client_assertion": assertion
-        or client_assertion(client["private_key_file"], client_id, token_endpoint),
-        "audience": audience,
-        "scope": scope,
-    }
-
-
-def exchange_form(subject_token: str, audience: str) -> dict[str, str]:
-    return {
-        "grant_type": TOKEN_EXCHANGE,
-        "subject_token": subject_token,
-        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-        "audience": audience,
-    }
-
-
-def issued(answer: httpx.Response) -> str:
-    if answer.status_code != 200:
-        raise AssertionError(f"no token: {answer.status_code} {answer.text}")
-    token: str = answer.json()["access_token"]
-    return handed(token)
-
-
-def system_token(
-    endpoints: dict[str, Any], audience: str, scope: str, client_id: str | None = None
-) -> str:
-    return issued(
-        token_response(endpoints, client_form(endpoints, audience, scope, client_id=client_id))
-    )
-
-
-def citizen_token(endpoints: dict[str, Any], national_id: str, audience: str) -> str:
-    handed(national_id)
-    upstream = handed(mint_upstream(endpoints, "citizen", national_id))
-    return issued(token_response(endpoints, exchange_form(upstream, audience)))
 
 
 def as_organisation_number(name: str) -> str:
@@ -327,22 +258,10 @@ def practitioner_token(
     """Exchange an upstream personnel token once identity's projection (kept from master
     data's events) shows ``facts``: retried until the token carries them or time runs out."""
     unit = facts.unit_number
-    handed(facts.hpr_number)
-    upstream = handed(
-        mint_upstream(endpoints, "personnel", facts.hpr_number, unit=unit, lifetime=300)
+    expect = {"profession": facts.profession, "unit": unit}
+    if unit is not None:
+        expect["municipality"] = facts.municipality
+        expect["organisation"] = facts.parent_number or unit
+    return identity_flows.practitioner_token(
+        endpoints, facts.hpr_number, audience, unit=unit, expect=expect, timeout=timeout
     )
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = token_response(endpoints, exchange_form(upstream, audience))
-        if answer.status_code == 200:
-            claims = unverified_claims(answer.json()["access_token"])
-            wanted = {"profession": facts.profession, "unit": unit}
-            if unit is not None:
-                wanted["municipality"] = facts.municipality
-                wanted["organisation"] = facts.parent_number or unit
-            if all(claims.get(name) == value for name, value in wanted.items()):
-                return issued(answer)
-            handed(answer.json()["access_token"])
-        if time.monotonic() > deadline:
-            raise AssertionError(f"identity never issued a token for {facts}: {answer.text}")
-        time.sleep(0.1)

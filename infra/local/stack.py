@@ -45,13 +45,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streams import DEFAULT_CAP, StreamTrimmer
+if TYPE_CHECKING:
+    from streams import StreamTrimmer
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "infra" / "local"
-DEFAULT_RUN_DIR = ROOT / ".run"
+# AKSON_RUN_DIR: another run folder for every command (`make up`, `make token`, ...), e.g. a
+# test stack's
+DEFAULT_RUN_DIR = Path(os.environ.get("AKSON_RUN_DIR") or ROOT / ".run")
 NON_SERVICES = {"common"}
 GATEWAY = "gateway"
 UPSTREAM = {
@@ -1109,6 +1112,10 @@ class Supervisor:
         # the pub/sub streams are bounded by this trimmer, never by the broker (streams.py)
         if "redis" not in self.stack.processes:
             return  # a stack without the broker (the supervisor's own tests)
+        # imported here: the redis client is slow to import, and the tools that only read a run
+        # folder (`make token`) need none
+        from streams import DEFAULT_CAP, StreamTrimmer
+
         secrets_file = self.stack.run_dir / "secrets" / "tokens.json"
         self.trimmer = StreamTrimmer(
             self.stack.endpoints["redis"]["address"],
@@ -1312,7 +1319,8 @@ def supervise(run_dir: Path) -> None:
 
 
 def up_detached(run_dir: Path, timeout: float = 600.0) -> None:
-    """Start a detached supervisor (own session) and return once the stack is ready."""
+    """Start a detached supervisor (own session) and return once the stack is ready, having
+    loaded the demo population (infra/local/demo.py; AKSON_DEMO=0: none)."""
     stop_supervisor(run_dir)
     down_from_pids(run_dir)
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -1341,6 +1349,10 @@ def up_detached(run_dir: Path, timeout: float = 600.0) -> None:
         f"started in {state.get('took_seconds', 0):.1f} s, supervised by pid {supervisor.pid}"
         f" (log: {run_dir}/logs/{SUPERVISOR_LOG}); `make status` to watch, `make down` to stop"
     )
+    if os.environ.get("AKSON_DEMO", "1") != "0":
+        import demo  # the demo population and what to try with it (infra/local/demo.py)
+
+        print(demo.after_up(stack.endpoints, run_dir))  # noqa: T201
 
 
 def _duration(seconds: float) -> str:
