@@ -149,6 +149,10 @@ class DocumentRecordedV1(EventPayload):
     organisation: str | None = None
     municipality: str | None = None
     recorded_at: datetime
+    # what a read of it is decided on besides the above (an older event has neither: a
+    # consumer deciding for someone counts them against the reader)
+    sensitivity: Literal["normal", "sensitive"] | None = None
+    withheld_from_patient: bool | None = None
 
 
 class VisitCompletedV1(EventPayload):

@@ -407,6 +407,8 @@ class Journal:
                 organisation=document.get("organisation"),
                 municipality=document.get("municipality"),
                 recorded_at=document["updated_at"],
+                sensitivity=document.get("sensitivity"),
+                withheld_from_patient=document.get("withheld"),
             )
             return [
                 cloud_event(
