@@ -30,7 +30,6 @@ from akson_common.policy import (
     PolicyContext,
     PolicyEnforcementPoint,
     ResourceRef,
-    written_unread,
 )
 from messaging.notifier import Notifier, now, owner_key
 from messaging.subscriptions import (
@@ -163,7 +162,13 @@ async def own_subscription(
     return found
 
 
-@router.post("/fhir/R4/Subscription", status_code=201)
+@router.post(
+    "/fhir/R4/Subscription",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {FHIR_JSON: {"schema": {"type": "object"}}}}
+    },
+)
 async def create_subscription(
     request: Request, principal: CurrentPrincipal, policy: Policy, notifier: NotifierDep
 ) -> Response:
@@ -184,7 +189,14 @@ async def create_subscription(
     location = f"{fhir_base(request)}/Subscription/{subscription.id}"
     context = await notifier.projections.context(subscription.patient)
     if await policy.read_back(principal, _about(subscription), context) is None:
-        return written_unread(201, {"id": subscription.id}, {"Location": location})
+        # created, but not the writer's to read back: its id is in Location only
+        unread = {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {"severity": "information", "code": "informational", "diagnostics": "created"}
+            ],
+        }
+        return fhir(unread, 201, Location=location)
     return fhir(subscription_resource(subscription), 201, Location=location)
 
 
