@@ -25,7 +25,7 @@ import pytest
 from tests.integration.conftest import Platform, eventually
 from tests.integration.test_consent import block
 from tests.integration.test_foundation import document_reference, gp_headers, put_person
-from tests.integration.test_journal import create
+from tests.integration.test_journal import allergy, create, medication
 from tests.support import new_patient_id
 
 pytestmark = pytest.mark.integration
@@ -111,17 +111,24 @@ def verified(received: Received, secret: str) -> bool:
     return hmac.compare_digest(received.headers.get("x-akson-signature", ""), expected)
 
 
-def subscription(patient: str, endpoint: str, secret: str, **channel: Any) -> dict[str, Any]:
+def subscription(
+    patient: str,
+    endpoint: str,
+    secret: str,
+    topic: str = DOCUMENTS,
+    resource: str = "DocumentReference",
+    channel: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "resourceType": "Subscription",
         "status": "requested",
         "reason": "Varsle fastlegen om nye dokumenter",
-        "criteria": DOCUMENTS,
+        "criteria": topic,
         "_criteria": {
             "extension": [
                 {
                     "url": f"{BACKPORT}/backport-filter-criteria",
-                    "valueString": f"DocumentReference?patient=Patient/{patient}",
+                    "valueString": f"{resource}?patient=Patient/{patient}",
                 }
             ]
         },
@@ -135,7 +142,7 @@ def subscription(patient: str, endpoint: str, secret: str, **channel: Any) -> di
                     {"url": f"{BACKPORT}/backport-payload-content", "valueCode": "id-only"}
                 ]
             },
-            **channel,
+            **(channel or {}),
         },
     }
 
@@ -243,7 +250,7 @@ def test_a_treating_practitioner_gets_the_handshake_one_signed_id_only_notificat
         "extension": [{"url": f"{BACKPORT}/backport-heartbeat-period", "valueUnsignedInt": 5}]
     }
     created = subscribe(
-        http, platform, case, subscription(case.patient, endpoint, secret, **heartbeat)
+        http, platform, case, subscription(case.patient, endpoint, secret, channel=heartbeat)
     )
 
     # the handshake, signed; the subscription is then active
@@ -315,6 +322,45 @@ def test_a_treating_practitioner_gets_the_handshake_one_signed_id_only_notificat
         http.get(f"{base(platform)}/Subscription/{created['id']}", headers=case.fhir).status_code
         == 404
     )
+
+
+def test_each_topic_notifies_its_own_resource_only(
+    platform: Platform, http: httpx.Client, subscriber: Subscriber
+) -> None:
+    """The medication list and critical information topics (journal.record.changed), each
+    told only of its own resource type; the document topic is told of none of them."""
+    case = treated_patient(platform, http)
+    secret = uuid.uuid4().hex * 2
+    endpoints = {}
+    for name, resource in (
+        ("medication-list-changed", "MedicationStatement"),
+        ("critical-information-changed", "AllergyIntolerance"),
+        ("document-recorded", "DocumentReference"),
+    ):
+        endpoints[resource] = subscriber.url()
+        topic = f"https://akson.no/fhir/SubscriptionTopic/{name}"
+        body = subscription(case.patient, endpoints[resource], secret, topic, resource)
+        created = subscribe(http, platform, case, body)
+        when_status(http, platform, case, created["id"], "active")
+    statement = create(http, platform, medication(case.patient, "C10AA05"), case.journal)
+    critical = create(http, platform, allergy(case.patient), case.journal)
+    for resource, recorded in (
+        ("MedicationStatement", statement),
+        ("AllergyIntolerance", critical),
+    ):
+        url = endpoints[resource]
+        (notification,) = eventually(
+            lambda: subscriber.at(url, "event-notification"),  # noqa: B023 (awaited here)
+            timeout=30,
+        )
+        assert verified(notification, secret)
+        status, focus = notification.bundle["entry"]
+        assert focus["fullUrl"].endswith(f"{resource}/{recorded['id']}")
+        assert "resource" not in focus
+    time.sleep(2)
+    assert subscriber.at(endpoints["DocumentReference"], "event-notification") == []
+    for resource in ("MedicationStatement", "AllergyIntolerance"):
+        assert len(subscriber.at(endpoints[resource], "event-notification")) == 1
 
 
 def test_no_notification_for_a_patient_who_blocked_the_practitioner_and_the_refusal_is_logged(

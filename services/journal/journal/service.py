@@ -32,9 +32,11 @@ from akson_common.errors import (
 )
 from akson_common.events import (
     DOCUMENT_RECORDED,
+    RECORD_CHANGED,
     SUPPLIES_USED,
     VISIT_COMPLETED,
     DocumentRecordedV1,
+    RecordChangedV1,
     SuppliesUsedV1,
     SupplyLine,
     VisitCompletedV1,
@@ -66,6 +68,11 @@ from journal.store import ACCESS_FIELDS, AccessTuple, ResourceStore
 CHANGED_BY = "https://akson.dev/fhir/StructureDefinition/changed-by"
 SUPPLY_USAGES = "supply_usages"
 SUMMARY_LATEST = 10
+# the kinds whose changes are published as journal.record.changed (subscriptions' topics:
+# results, the medication list, critical information)
+RECORD_KINDS = frozenset(
+    {"DiagnosticReport", "Observation", "MedicationStatement", "AllergyIntolerance", "Flag"}
+)
 ETAG = re.compile(r'^(?:W/)?"(\d+)"$')
 
 
@@ -414,6 +421,26 @@ class Journal:
                 cloud_event(
                     DOCUMENT_RECORDED, payload, source="journal", subject=document["patient"]
                 )
+            ]
+        if kind.name in RECORD_KINDS:
+            changed = RecordChangedV1(
+                resource_type=kind.name,
+                resource_id=document["_id"],
+                version=document["version"],
+                patient=document["patient"],
+                category=document["category"],
+                status=document.get("status"),
+                type_code=document.get("type_code"),
+                author=document.get("author"),
+                unit=document.get("unit"),
+                organisation=document.get("organisation"),
+                municipality=document.get("municipality"),
+                sensitivity=document.get("sensitivity"),
+                withheld_from_patient=document.get("withheld"),
+                recorded_at=document["updated_at"],
+            )
+            return [
+                cloud_event(RECORD_CHANGED, changed, source="journal", subject=document["patient"])
             ]
         if kind.name == "Encounter":
             visit = visit_completed(document, previous)

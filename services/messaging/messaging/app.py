@@ -9,7 +9,13 @@ import httpx
 from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
-from akson_common.events import DOCUMENT_RECORDED, Delivery, DocumentRecordedV1, Outcome
+from akson_common.events import (
+    DOCUMENT_RECORDED,
+    RECORD_CHANGED,
+    Delivery,
+    DocumentRecordedV1,
+    Outcome,
+)
 from akson_common.projections import PatientProjections
 from messaging.api import router
 from messaging.directory import Directory
@@ -76,6 +82,7 @@ def create_app(settings: MessagingSettings) -> FastAPI:
             return await notifier.on_document_recorded(event, delivery)
 
         platform.subscriptions.on(DOCUMENT_RECORDED)(on_document_recorded)
+        platform.subscriptions.on(RECORD_CHANGED)(notifier.on_record_changed)
         app.state.settings = settings
         app.state.messaging = service
         app.state.worker = worker

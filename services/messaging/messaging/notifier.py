@@ -7,7 +7,8 @@ nothing is sent from a request or an event handler.
 
 - **handshake**: a new subscription is ``requested`` and a handshake is queued; the first 2xx
   makes it ``active`` (heartbeats start), a dead-lettered handshake makes it ``error``;
-- **event-notification**: ``journal.document.recorded`` for a patient with active subscriptions
+- **event-notification**: ``journal.document.recorded`` (documents) or ``journal.record.changed``
+  (results, the medication list, critical information) for a patient with active subscriptions
   to a matching topic queues one notification per subscription and document version (its id
   derived from both, so a redelivered event queues nothing new). **At every attempt** the
   policy decides, for the subscriber's principal as its token said when it subscribed, a read
@@ -35,7 +36,7 @@ from pymongo import IndexModel, ReturnDocument
 from akson_common.auth import Principal
 from akson_common.db import Database, Document, DuplicateKeyError, Page, Repository, when_not_busy
 from akson_common.errors import Unprocessable
-from akson_common.events import Delivery, DocumentRecordedV1, Outcome
+from akson_common.events import Delivery, DocumentRecordedV1, Outcome, RecordChangedV1
 from akson_common.policy import PolicyEnforcementPoint, PolicyUnavailable, ResourceRef
 from akson_common.projections import PatientProjections
 from messaging.settings import MessagingSettings
@@ -392,32 +393,72 @@ class Notifier:
 
     # -- events -----------------------------------------------------------------------------
     async def on_document_recorded(self, event: DocumentRecordedV1, delivery: Delivery) -> Outcome:
-        """Queue a notification for each active subscription the document matches (decided
+        """A journal document: the document-recorded topic's subscriptions."""
+        return await self._queue(
+            "DocumentReference",
+            event.document_id,
+            event.version,
+            event.category,
+            delivery,
+            patient=event.patient,
+            sensitivity=event.sensitivity,
+            withheld_from_patient=event.withheld_from_patient,
+            unit=event.unit,
+            organisation=event.organisation,
+            municipality=event.municipality,
+            author=event.author,
+            event_at=event.recorded_at,
+        )
+
+    async def on_record_changed(self, event: RecordChangedV1, delivery: Delivery) -> Outcome:
+        """A result, medication list entry or critical information: its topic's subscriptions."""
+        return await self._queue(
+            event.resource_type,
+            event.resource_id,
+            event.version,
+            event.category,
+            delivery,
+            patient=event.patient,
+            sensitivity=event.sensitivity,
+            withheld_from_patient=event.withheld_from_patient,
+            unit=event.unit,
+            organisation=event.organisation,
+            municipality=event.municipality,
+            author=event.author,
+            event_at=event.recorded_at,
+        )
+
+    async def _queue(
+        self,
+        resource_type: str,
+        resource_id: str,
+        version: int,
+        category: str,
+        delivery: Delivery,
+        *,
+        patient: str,
+        **facts: Any,
+    ) -> Outcome:
+        """Queue a notification for each active subscription the resource matches (decided
         when it is sent, not here: the decision is the one at delivery time)."""
         at = now()
         queued = 0
-        for subscription in await self.store.matching(event.patient, "DocumentReference"):
+        for subscription in await self.store.matching(patient, resource_type):
             topic = TOPICS.get(subscription.topic)
-            if topic is None or (topic.categories and event.category not in topic.categories):
+            if topic is None or (topic.categories and category not in topic.categories):
                 continue
-            ident = notification_id(subscription.id, f"{event.document_id}:{event.version}")
+            ident = notification_id(subscription.id, f"{resource_id}:{version}")
             notification = self._notification(
                 subscription.id,
                 "event-notification",
                 ident,
                 at,
-                focus_type="DocumentReference",
-                focus_id=event.document_id,
-                focus_version=event.version,
-                patient=event.patient,
-                category=event.category,
-                sensitivity=event.sensitivity,
-                withheld_from_patient=event.withheld_from_patient,
-                unit=event.unit,
-                organisation=event.organisation,
-                municipality=event.municipality,
-                author=event.author,
-                event_at=event.recorded_at,
+                focus_type=resource_type,
+                focus_id=resource_id,
+                focus_version=version,
+                patient=patient,
+                category=category,
+                **facts,
             )
             if await self.store.enqueue(notification):
                 queued += 1
