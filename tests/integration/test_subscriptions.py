@@ -486,6 +486,8 @@ def test_hostile_subscriptions_are_refused_with_an_operation_outcome(
         ("private endpoint", with_channel(endpoint="https://10.0.0.7/hook"), 422),
         ("metadata endpoint", with_channel(endpoint="http://169.254.169.254/latest"), 422),
         ("the sidecar", with_channel(endpoint=f"{sidecar}/v1.0/invoke/journal/method/x"), 422),
+        ("a platform app", with_channel(endpoint=f"{platform.url('journal')}/fhir/R4"), 422),
+        ("redis", with_channel(endpoint=f"http://{platform.endpoints['redis']['address']}/"), 422),
         ("not a url", with_channel(endpoint="javascript:alert(1)"), 422),
         (
             "full resource",

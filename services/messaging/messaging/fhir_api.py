@@ -33,6 +33,7 @@ from akson_common.policy import (
 )
 from messaging.notifier import Notifier, now, owner_key
 from messaging.subscriptions import (
+    PROFILE,
     StoredSubscription,
     instant,
     reference,
@@ -47,6 +48,7 @@ Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 # a Subscription is a few hundred bytes; more is refused before it is parsed
 MAX_SUBSCRIPTION_BYTES = 64 * 1024
 MAX_EVENTS = 50
+BACKPORT_OPERATIONS = "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition"
 NO_SUCH = "no such subscription"
 
 
@@ -74,29 +76,24 @@ def searchset(base: str, entries: list[dict[str, Any]], self_url: str) -> dict[s
 async def capabilities(request: Request) -> JSONResponse:
     """Messaging's CapabilityStatement (the gateway assembles the platform's from it)."""
     topics = resource_capability("SubscriptionTopic", ["read", "search-type"], [("url", "uri")])
+    operations = [
+        {"name": "status", "definition": f"{BACKPORT_OPERATIONS}/backport-subscription-status"},
+        {"name": "events", "definition": f"{BACKPORT_OPERATIONS}/backport-subscription-events"},
+    ]
     subscriptions = resource_capability(
         "Subscription",
         ["create", "read", "search-type", "delete"],
         [("status", "token")],
-        supportedProfile=[
-            "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"
-        ],
-        operation=[
-            {
-                "name": "status",
-                "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status",
-            },
-            {
-                "name": "events",
-                "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events",
-            },
-        ],
+        supportedProfile=[PROFILE],
+        operation=operations,
     )
+    # the operations at the system level too: the gateway routes an operation by them
     statement = capability_statement(
         "Akson messaging: topic-based subscriptions (Subscriptions R5 Backport on R4; "
         "SubscriptionTopic as fhir.resources' R4B model), rest-hook, id-only, signed",
         fhir_base(request),
         [topics, subscriptions],
+        operations,
     )
     return fhir(statement)
 

@@ -217,6 +217,8 @@ def parse_subscription(raw: Any, limits: Limits, now: datetime) -> SubscriptionR
             "the Subscription is not valid FHIR",
             errors=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in error.errors()[:10]],
         ) from None
+    except (ValueError, TypeError):  # what a model's own validator may raise unwrapped
+        raise Unprocessable("the Subscription is not valid FHIR") from None
     if model.status not in ("requested", "active"):
         raise _invalid("status: a new subscription is requested", "status")
     topic = TOPICS.get(model.criteria or "")
