@@ -55,7 +55,8 @@ class Received:
 
 @dataclass
 class Subscriber:
-    """The subscriber's endpoint: ``/ok/...`` answers 200, ``/fail/...`` 500."""
+    """The subscriber's endpoint: ``/ok/...`` answers 200, ``/fail/...`` 500, ``/flaky/...``
+    200 to the handshake and 500 to everything after."""
 
     port: int
     received: list[Received] = field(default_factory=list)
@@ -84,7 +85,10 @@ def subscriber() -> Iterator[Subscriber]:
                 received.append(
                     Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 )
-            self.send_response(500 if self.path.startswith("/fail/") else 200)
+            failing = self.path.startswith("/fail/") or (
+                self.path.startswith("/flaky/") and b'"handshake"' not in body
+            )
+            self.send_response(500 if failing else 200)
             self.send_header("content-length", "0")
             self.end_headers()
 
@@ -455,6 +459,43 @@ def test_a_failing_endpoint_is_retried_and_the_subscription_ends_in_error(
     assert len(gaps) == 5 and gaps[0] >= 0.4 and gaps[-1] >= 3.5  # backing off
     current = status_of(http, platform, case, created["id"])
     assert parameter(current, "status")["valueCode"] == "error"
+
+
+def test_an_endpoint_failing_after_the_handshake_dead_letters_the_notification(
+    platform: Platform, http: httpx.Client, subscriber: Subscriber
+) -> None:
+    case = treated_patient(platform, http)
+    secret, endpoint = uuid.uuid4().hex * 2, subscriber.url("flaky")
+    created = subscribe(http, platform, case, subscription(case.patient, endpoint, secret))
+    when_status(http, platform, case, created["id"], "active")
+    document = create(http, platform, document_reference(case.patient), case.journal)
+    errored = when_status(http, platform, case, created["id"], "error")
+    assert errored["error"] == "notification failed: peer_http_500"
+    attempts = subscriber.at(endpoint, "event-notification")
+    assert len(attempts) == 6 and all(verified(a, secret) for a in attempts)
+    # every attempt the same event (number 1), each decided again before it was sent
+    numbers = {
+        part["valueString"]
+        for a in attempts
+        for part in parameter(a.bundle["entry"][0]["resource"], "notification-event")["part"]
+        if part["name"] == "event-number"
+    }
+    assert numbers == {"1"}
+    dead = platform.db("messaging").subscription_notifications.find_one(
+        {"subscription_id": created["id"], "focus_id": document["id"]}
+    )
+    assert dead["status"] == "dead_lettered" and dead["attempts"] == 6
+    current = status_of(http, platform, case, created["id"])
+    assert parameter(current, "status")["valueCode"] == "error"
+    # $events still tells what happened
+    events = http.get(
+        f"{base(platform)}/Subscription/{created['id']}/$events", headers=case.fhir
+    ).json()
+    focus = parameter(events["entry"][0]["resource"], "notification-event")["part"]
+    assert any(
+        p["name"] == "focus" and p["valueReference"]["reference"].endswith(document["id"])
+        for p in focus
+    )
 
 
 def test_hostile_subscriptions_are_refused_with_an_operation_outcome(

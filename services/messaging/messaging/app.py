@@ -69,10 +69,11 @@ def create_app(settings: MessagingSettings) -> FastAPI:
             platform.pep,
             subscriber_http,
         )
-        notifications = SendWorker(
-            notifier.store, notifier.send, settings, name="notification-worker"
-        )
-        notifier.on_enqueued.append(notifications.wake)
+        notifications = [
+            SendWorker(notifier.store, notifier.send, settings, name=f"notification-worker-{n}")
+            for n in range(settings.notification_workers)
+        ]
+        notifier.on_enqueued.extend(w.wake for w in notifications)
 
         async def on_document_recorded(event: DocumentRecordedV1, delivery: Delivery) -> Outcome:
             # one handler per topic: the dispatch rules, then the subscriptions
@@ -97,13 +98,15 @@ def create_app(settings: MessagingSettings) -> FastAPI:
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             async with platform_lifespan(app):
                 worker.start()
-                notifications.start()
+                for notification_worker in notifications:
+                    notification_worker.start()
                 notifier.start()
                 try:
                     yield
                 finally:
                     await notifier.stop()
-                    await notifications.stop()
+                    for notification_worker in notifications:
+                        await notification_worker.stop()
                     await worker.stop()
                     await subscriber_http.aclose()
 

@@ -46,6 +46,8 @@ class MessagingSettings(ServiceSettings):
     subscription_min_heartbeat_seconds: int = Field(default=5, ge=1)
     subscription_max_heartbeat_seconds: int = Field(default=86_400, ge=1)
     subscription_max_timeout_seconds: int = Field(default=10, ge=1, le=60)
+    # notification workers sending at once (one slow endpoint holds only its own worker)
+    notification_workers: int = Field(default=4, ge=1, le=32)
     # how many subscriptions one subscriber may hold
     subscriptions_per_owner: int = Field(default=100, ge=1)
     # loopback ports never notified (besides this service's sidecar and OPA): the platform's own
