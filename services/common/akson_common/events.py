@@ -160,9 +160,7 @@ class RecordChangedV1(EventPayload):
     the journal (a new version, also entered-in-error). Codes and identifiers only, like
     ``DocumentRecordedV1``: what a consumer needs to decide a read of it for someone."""
 
-    resource_type: Literal[
-        "DiagnosticReport", "Observation", "MedicationStatement", "AllergyIntolerance", "Flag"
-    ]
+    resource_type: Literal["DiagnosticReport", "MedicationStatement", "AllergyIntolerance"]
     resource_id: str
     version: int
     patient: str

@@ -68,11 +68,10 @@ from journal.store import ACCESS_FIELDS, AccessTuple, ResourceStore
 CHANGED_BY = "https://akson.dev/fhir/StructureDefinition/changed-by"
 SUPPLY_USAGES = "supply_usages"
 SUMMARY_LATEST = 10
-# the kinds whose changes are published as journal.record.changed (subscriptions' topics:
-# results, the medication list, critical information)
-RECORD_KINDS = frozenset(
-    {"DiagnosticReport", "Observation", "MedicationStatement", "AllergyIntolerance", "Flag"}
-)
+# the kinds whose changes are published as journal.record.changed: the subscription topics'
+# (results, the medication list, critical information). Not Observation: a lab import writes
+# them by the thousand and no topic is about one
+RECORD_KINDS = frozenset({"DiagnosticReport", "MedicationStatement", "AllergyIntolerance"})
 ETAG = re.compile(r'^(?:W/)?"(\d+)"$')
 
 
