@@ -151,6 +151,31 @@ def _fhir_post(http: httpx.Client, url: str, resource: dict[str, Any], headers: 
     return _created_id(answer)
 
 
+def _subscription(world: World) -> dict[str, Any]:
+    """A subscription to the world patient's documents (its endpoint answers nothing: the
+    handshake is retried until the subscription is in error, which changes no row)."""
+    return {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "Matrise.",
+        "criteria": "https://akson.no/fhir/SubscriptionTopic/document-recorded",
+        "_criteria": {
+            "extension": [
+                {
+                    "url": f"{BACKPORT}/backport-filter-criteria",
+                    "valueString": f"DocumentReference?patient=Patient/{world.patient}",
+                }
+            ]
+        },
+        "extension": [{"url": SECRET_URL, "valueString": "m" * 40}],
+        "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:9/hook"},
+    }
+
+
+def _by_subscription(name: str) -> Callable[[World], Call]:
+    return lambda w: Call({"subscription_id": getattr(w, name)})
+
+
 @pytest.fixture(scope="module")
 def world(platform: Platform) -> Iterator[World]:
     world = World(new_patient_id(), new_patient_id(), new_patient_id())
@@ -306,31 +331,6 @@ def _conditional(world: World, tag: str) -> Call:
         body=json.dumps(observation),
         content_type=FHIR,
     )
-
-
-def _subscription(world: World) -> dict[str, Any]:
-    """A subscription to the world patient's documents (its endpoint answers nothing: the
-    handshake is retried until the subscription is in error, which changes no row)."""
-    return {
-        "resourceType": "Subscription",
-        "status": "requested",
-        "reason": "Matrise.",
-        "criteria": "https://akson.no/fhir/SubscriptionTopic/document-recorded",
-        "_criteria": {
-            "extension": [
-                {
-                    "url": f"{BACKPORT}/backport-filter-criteria",
-                    "valueString": f"DocumentReference?patient=Patient/{world.patient}",
-                }
-            ]
-        },
-        "extension": [{"url": SECRET_URL, "valueString": "m" * 40}],
-        "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:9/hook"},
-    }
-
-
-def _by_subscription(name: str) -> Callable[[World], Call]:
-    return lambda w: Call({"subscription_id": getattr(w, name)})
 
 
 def _dummy_person(world: World) -> str:
