@@ -295,6 +295,8 @@ def test_a_treating_practitioner_gets_the_handshake_one_signed_id_only_notificat
     assert parameter(current, "status")["valueCode"] == "active"
     assert parameter(current, "type")["valueCode"] == "query-status"
     assert parameter(current, "events-since-subscription-start")["valueString"] == "1"
+    reference = parameter(current, "subscription")["valueReference"]["reference"]
+    assert reference == f"Subscription/{created['id']}"  # never a service's own address
 
     # heartbeats follow, signed, every 5 s
     beat = eventually(lambda: subscriber.at(endpoint, "heartbeat"), timeout=20)[0]

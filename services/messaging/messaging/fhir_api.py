@@ -261,7 +261,9 @@ async def subscription_status(
     """The backport's ``$status``: a searchset with the status as its one entry."""
     subscription = await own_subscription(subscription_id, principal, policy, notifier)
     base = notifier.settings.public_fhir_base or fhir_base(request)
-    status = status_parameters(subscription, "query-status", base)
+    # references inside the status as in notifications (the gateway moves only links and
+    # fullUrls to its base): under the public base, else relative
+    status = status_parameters(subscription, "query-status", notifier.settings.public_fhir_base)
     entry = {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": status, "search": {"mode": "match"}}
     return fhir(searchset(base, [entry], f"{base}/Subscription/{subscription_id}/$status"))
 
@@ -284,7 +286,9 @@ async def subscription_events(
     events = await notifier.store.events(subscription.id, low, high) if high >= low else []
     allowed = [e for e in events if await notifier.refusal(subscription, e) is None]
     base = notifier.settings.public_fhir_base or fhir_base(request)
-    status = status_parameters(subscription, "query-event", base, allowed)
+    status = status_parameters(
+        subscription, "query-event", notifier.settings.public_fhir_base, allowed
+    )
     entries: list[dict[str, Any]] = [{"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": status}]
     if subscription.content == "id-only":
         entries += [{"fullUrl": reference(base, f"{e.focus_type}/{e.focus_id}")} for e in allowed]
