@@ -830,6 +830,8 @@ class Stack:
         if s == "messaging":
             app_env[f"{prefix}INBOUND_TOKEN"] = tokens["message_inbound_token"]
             app_env.update({f"{prefix}{k}": v for k, v in MESSAGING_TIMINGS.items()})
+            # a subscriber's endpoint may be on loopback here, never one of the stack's ports
+            app_env[f"{prefix}SUBSCRIPTION_REFUSED_PORTS"] = json.dumps(sorted(set(ports.values())))
         return app_env
 
     def _define_service(self, add: AddProcess, s: str, tokens: dict[str, str]) -> None:

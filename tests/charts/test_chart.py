@@ -298,7 +298,7 @@ def test_the_gateway_may_invoke_only_the_fhir_routes_of_the_owners(
     assert policy["appId"] == "gateway" and policy["defaultAction"] == "deny"
     assert [o["name"] for o in policy["operations"]] == ["/fhir/R4/**"]
     policies = {p["metadata"]["name"]: p["spec"] for p in default.of_kind("NetworkPolicy")}
-    owners = {"masterdata", "consent", "journal"}
+    owners = {"masterdata", "consent", "journal", "messaging"}
 
     def invokers(name: str) -> set[str]:
         return {

@@ -80,7 +80,7 @@ def test_the_base_is_in_the_endpoints_and_serves_one_capability_statement_of_eve
     # every type every owner serves, asked of the owners themselves
     owned: set[str] = set()
     with httpx.Client(timeout=10.0) as http:
-        for owner in ("masterdata", "consent", "journal"):
+        for owner in ("masterdata", "consent", "journal", "messaging"):
             own = http.get(f"{platform.url(owner)}/fhir/R4/metadata").json()
             CapabilityStatement.model_validate(own)
             owned |= {r["type"] for r in own["rest"][0]["resource"]}

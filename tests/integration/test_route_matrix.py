@@ -40,6 +40,8 @@ from tests.support import as_organisation_number, new_patient_id
 pytestmark = pytest.mark.integration
 
 FHIR = "application/fhir+json"
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
+SECRET_URL = "https://akson.no/fhir/StructureDefinition/subscription-signing-secret"
 LAB_SCOPES = "DiagnosticReport.write Observation.write"
 ALL_SCOPES = " ".join(TEST_CLIENT_SCOPES)
 RUN = uuid.uuid4().int
@@ -94,6 +96,8 @@ class World:
     decision: str = ""
     review: str = ""
     her_id: str = ""
+    subscription: str = ""
+    subscription_to_delete: str = ""
     tokens: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
 
@@ -145,6 +149,31 @@ def _created_id(answer: httpx.Response) -> str:
 def _fhir_post(http: httpx.Client, url: str, resource: dict[str, Any], headers: Any) -> str:
     answer = http.post(url, content=json.dumps(resource), headers={**headers, "content-type": FHIR})
     return _created_id(answer)
+
+
+def _subscription(world: World) -> dict[str, Any]:
+    """A subscription to the world patient's documents (its endpoint answers nothing: the
+    handshake is retried until the subscription is in error, which changes no row)."""
+    return {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "Matrise.",
+        "criteria": "https://akson.no/fhir/SubscriptionTopic/document-recorded",
+        "_criteria": {
+            "extension": [
+                {
+                    "url": f"{BACKPORT}/backport-filter-criteria",
+                    "valueString": f"DocumentReference?patient=Patient/{world.patient}",
+                }
+            ]
+        },
+        "extension": [{"url": SECRET_URL, "valueString": "m" * 40}],
+        "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:9/hook"},
+    }
+
+
+def _by_subscription(name: str) -> Callable[[World], Call]:
+    return lambda w: Call({"subscription_id": getattr(w, name)})
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +232,12 @@ def world(platform: Platform) -> Iterator[World]:
         world.inbound = str(uuid.uuid4())
         delivered = deliver_inbound(http, platform, inbound_bundle(world.inbound, patient))
         assert delivered.status_code == 202, delivered.text
+        gp_fhir = headers_for(platform, world, "treating", "messaging")
+        for name in ("subscription", "subscription_to_delete"):
+            created = _fhir_post(
+                http, f"{messaging}/fhir/R4/Subscription", _subscription(world), gp_fhir
+            )
+            setattr(world, name, created)
 
         registry = headers_for(platform, world, "all_scopes", "masterdata")
         masterdata = platform.url("masterdata")
@@ -654,6 +689,29 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
         ),
         ("GET", "/messages/inbound/{message_id}"): Row(
             READERS, lambda w: Call({"message_id": w.inbound}), existing=True
+        ),
+        # topic-based subscriptions (issue 18): the topics are the platform's catalogue; a
+        # subscription is decided as a search of the patient's documents, and is its owner's
+        ("GET", "/fhir/R4/metadata"): PUBLIC,
+        ("GET", "/fhir/R4/SubscriptionTopic"): PUBLIC,
+        ("GET", "/fhir/R4/SubscriptionTopic/{topic_id}"): Row(
+            EVERYONE, lambda w: Call({"topic_id": "document-recorded"})
+        ),
+        ("POST", "/fhir/R4/Subscription"): Row(
+            READERS, lambda w: Call(body=json.dumps(_subscription(w)), content_type=FHIR)
+        ),
+        ("GET", "/fhir/R4/Subscription"): Row(only("treating"), shows=lambda w: w.subscription),
+        ("GET", "/fhir/R4/Subscription/{subscription_id}"): Row(
+            only("treating"), _by_subscription("subscription"), existing=True
+        ),
+        ("GET", "/fhir/R4/Subscription/{subscription_id}/$status"): Row(
+            only("treating"), _by_subscription("subscription"), existing=True
+        ),
+        ("GET", "/fhir/R4/Subscription/{subscription_id}/$events"): Row(
+            only("treating"), _by_subscription("subscription"), existing=True
+        ),
+        ("DELETE", "/fhir/R4/Subscription/{subscription_id}"): Row(
+            only("treating"), _by_subscription("subscription_to_delete"), existing=True
         ),
     },
     "integrations": {

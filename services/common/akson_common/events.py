@@ -149,6 +149,31 @@ class DocumentRecordedV1(EventPayload):
     organisation: str | None = None
     municipality: str | None = None
     recorded_at: datetime
+    # what a read of it is decided on besides the above (an older event has neither: a
+    # consumer deciding for someone counts them against the reader)
+    sensitivity: Literal["normal", "sensitive"] | None = None
+    withheld_from_patient: bool | None = None
+
+
+class RecordChangedV1(EventPayload):
+    """A result, a medication list entry or critical information was recorded or changed in
+    the journal (a new version, also entered-in-error). Codes and identifiers only, like
+    ``DocumentRecordedV1``: what a consumer needs to decide a read of it for someone."""
+
+    resource_type: Literal["DiagnosticReport", "MedicationStatement", "AllergyIntolerance"]
+    resource_id: str
+    version: int
+    patient: str
+    category: str
+    status: str | None = None
+    type_code: str | None = None
+    author: str | None = None
+    unit: str | None = None
+    organisation: str | None = None
+    municipality: str | None = None
+    sensitivity: Literal["normal", "sensitive"] | None = None
+    withheld_from_patient: bool | None = None
+    recorded_at: datetime
 
 
 class VisitCompletedV1(EventPayload):
@@ -345,6 +370,7 @@ ORGANISATION_CHANGED = Topic("masterdata.organisation.changed", OrganisationChan
 ACCOUNT_DISABLED = Topic("identity.account.disabled", AccountDisabledV1, 1)
 CONSENT_DIRECTIVE_CHANGED = Topic("consent.directive.changed", ConsentDirectiveChangedV1, 1)
 DOCUMENT_RECORDED = Topic("journal.document.recorded", DocumentRecordedV1, 1)
+RECORD_CHANGED = Topic("journal.record.changed", RecordChangedV1, 1)
 VISIT_COMPLETED = Topic("journal.visit.completed", VisitCompletedV1, 1)
 SUPPLIES_USED = Topic("journal.supplies.used", SuppliesUsedV1, 1)
 EMERGENCY_ACCESS = Topic("journal.access.emergency", EmergencyAccessV1, 1)
@@ -373,6 +399,7 @@ CATALOGUE: dict[str, Topic[Any]] = {
         ACCOUNT_DISABLED,
         CONSENT_DIRECTIVE_CHANGED,
         DOCUMENT_RECORDED,
+        RECORD_CHANGED,
         VISIT_COMPLETED,
         SUPPLIES_USED,
         EMERGENCY_ACCESS,

@@ -10,7 +10,7 @@ from akson_common.settings import ServiceSettings
 class GatewaySettings(ServiceSettings):
     # the Dapr app ids of the services serving a FHIR API; each one's /fhir/R4/metadata says
     # which types it owns (nothing here lists types)
-    owners: tuple[str, ...] = ("masterdata", "consent", "journal")
+    owners: tuple[str, ...] = ("masterdata", "consent", "journal", "messaging")
     # how long an owner's CapabilityStatement (and so the routing table) is used before it is
     # asked again
     capability_cache_seconds: float = Field(default=30.0, ge=0, le=3600)

@@ -32,9 +32,11 @@ from akson_common.errors import (
 )
 from akson_common.events import (
     DOCUMENT_RECORDED,
+    RECORD_CHANGED,
     SUPPLIES_USED,
     VISIT_COMPLETED,
     DocumentRecordedV1,
+    RecordChangedV1,
     SuppliesUsedV1,
     SupplyLine,
     VisitCompletedV1,
@@ -66,6 +68,10 @@ from journal.store import ACCESS_FIELDS, AccessTuple, ResourceStore
 CHANGED_BY = "https://akson.dev/fhir/StructureDefinition/changed-by"
 SUPPLY_USAGES = "supply_usages"
 SUMMARY_LATEST = 10
+# the kinds whose changes are published as journal.record.changed: the subscription topics'
+# (results, the medication list, critical information). Not Observation: a lab import writes
+# them by the thousand and no topic is about one
+RECORD_KINDS = frozenset({"DiagnosticReport", "MedicationStatement", "AllergyIntolerance"})
 ETAG = re.compile(r'^(?:W/)?"(\d+)"$')
 
 
@@ -407,11 +413,33 @@ class Journal:
                 organisation=document.get("organisation"),
                 municipality=document.get("municipality"),
                 recorded_at=document["updated_at"],
+                sensitivity=document.get("sensitivity"),
+                withheld_from_patient=document.get("withheld"),
             )
             return [
                 cloud_event(
                     DOCUMENT_RECORDED, payload, source="journal", subject=document["patient"]
                 )
+            ]
+        if kind.name in RECORD_KINDS:
+            changed = RecordChangedV1(
+                resource_type=kind.name,
+                resource_id=document["_id"],
+                version=document["version"],
+                patient=document["patient"],
+                category=document["category"],
+                status=document.get("status"),
+                type_code=document.get("type_code"),
+                author=document.get("author"),
+                unit=document.get("unit"),
+                organisation=document.get("organisation"),
+                municipality=document.get("municipality"),
+                sensitivity=document.get("sensitivity"),
+                withheld_from_patient=document.get("withheld"),
+                recorded_at=document["updated_at"],
+            )
+            return [
+                cloud_event(RECORD_CHANGED, changed, source="journal", subject=document["patient"])
             ]
         if kind.name == "Encounter":
             visit = visit_completed(document, previous)

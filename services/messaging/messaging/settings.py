@@ -39,6 +39,19 @@ class MessagingSettings(ServiceSettings):
     dispatch_rules: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_DISPATCH_RULES))
     # where a recipient with a token would read the referenced journal document
     journal_fhir_base: str = "https://akson.invalid/journal/fhir/R4"
+    # -- topic-based subscriptions (rest-hook) --
+    # the FHIR base notifications name resources under (the gateway's public base); "" names
+    # them relatively (DocumentReference/1)
+    public_fhir_base: str = ""
+    subscription_min_heartbeat_seconds: int = Field(default=5, ge=1)
+    subscription_max_heartbeat_seconds: int = Field(default=86_400, ge=1)
+    subscription_max_timeout_seconds: int = Field(default=10, ge=1, le=60)
+    # notification workers sending at once (one slow endpoint holds only its own worker)
+    notification_workers: int = Field(default=4, ge=1, le=32)
+    # how many subscriptions one subscriber may hold
+    subscriptions_per_owner: int = Field(default=100, ge=1)
+    # loopback ports never notified (besides this service's sidecar and OPA): the platform's own
+    subscription_refused_ports: tuple[int, ...] = ()
 
     @model_validator(mode="after")
     def _inbound_token_is_real(self) -> MessagingSettings:

@@ -14,7 +14,7 @@ Datetimes are stored as BSON dates (never ISO strings), so ``$lte`` compares ins
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo import IndexModel, ReturnDocument
 
@@ -63,8 +63,15 @@ def status_event(message: OutboundMessage, topic: Topic[Any]) -> dict[str, Any]:
     return cloud_event(topic, payload, source=SOURCE, subject=message.patient or message.id)
 
 
+class Attempted(Protocol):
+    """A queue item as far as one attempt's outcome goes (a message, a notification)."""
+
+    @property
+    def attempts(self) -> int: ...
+
+
 def attempt_outcome(
-    message: OutboundMessage,
+    message: Attempted,
     result: TransportResult,
     now: datetime,
     max_attempts: int,
@@ -90,6 +97,25 @@ def attempt_outcome(
         return changes, MESSAGE_RETRY_SCHEDULED
     changes.update(status="dead_lettered", next_attempt_at=None)
     return changes, MESSAGE_DEAD_LETTERED
+
+
+async def claim_due(
+    collection: Any, now: datetime, owner: str, lease: timedelta
+) -> Document | None:
+    """Lease the most overdue queued item of ``collection`` whose lease (if any) has lapsed:
+    ONE atomic update, so two workers never take the same item."""
+    return await when_not_busy(
+        lambda: collection.find_one_and_update(
+            {
+                "status": "queued",
+                "next_attempt_at": {"$lte": now},
+                "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
+            },
+            {"$set": {"lease_until": now + lease, "lease_owner": owner}},
+            sort=[("next_attempt_at", 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+    )
 
 
 class OutboundQueue:
@@ -129,18 +155,7 @@ class OutboundQueue:
         return None if document is None else self.repository.to_model(document)
 
     async def _claim(self, now: datetime, owner: str, lease: timedelta) -> Document | None:
-        return await when_not_busy(
-            lambda: self.collection.find_one_and_update(
-                {
-                    "status": "queued",
-                    "next_attempt_at": {"$lte": now},
-                    "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
-                },
-                {"$set": {"lease_until": now + lease, "lease_owner": owner}},
-                sort=[("next_attempt_at", 1)],
-                return_document=ReturnDocument.AFTER,
-            )
-        )
+        return await claim_due(self.collection, now, owner, lease)
 
     async def settle(
         self,

@@ -60,6 +60,12 @@ def classify(sidecar_status: int, headers: httpx.Headers, body: bytes) -> Transp
         status = int(raw) if raw is not None else 200
     except ValueError:
         status = 0
+    return peer_result(status, body)
+
+
+def peer_result(status: int, body: bytes) -> TransportResult:
+    """What the peer's (or a subscriber endpoint's) HTTP answer comes to: 2xx delivered (202
+    sent), 5xx, 408, 425, 429 retried, any other refusal final."""
     if 200 <= status < 300:
         return TransportResult("sent" if status == 202 else "delivered", status)
     code = f"peer_http_{status}"

@@ -1,5 +1,7 @@
-"""The send worker: claims due messages from the database queue and hands them to the
-transport, one at a time, recording each attempt (with its event) under its lease.
+"""The send worker: claims due items from a database queue and hands them to their transport,
+one at a time, recording each attempt under its lease. One worker sends electronic messages
+(through the message transport), another subscription notifications (rest-hook): the same
+leases, backoff, attempts and dead letters for both.
 
 Retries belong to messaging, not to the sidecar: every attempt, its error and the next due
 time are visible per message, backoff is exponential (``retry_base_seconds * 2**(n-1)``, at most
@@ -15,11 +17,12 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, Protocol, TypeVar
 
 from messaging.settings import MessagingSettings
-from messaging.store import OutboundQueue
-from messaging.transport import Transport, TransportResult
+from messaging.transport import TransportResult
 
 log = logging.getLogger("akson.messaging.worker")
 
@@ -29,13 +32,47 @@ def backoff(attempts: int, base_seconds: float, max_seconds: float) -> timedelta
     return timedelta(seconds=min(base_seconds * 2 ** max(attempts - 1, 0), max_seconds))
 
 
-class SendWorker:
+class Item(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+    @property
+    def status(self) -> Any: ...
+
+
+M = TypeVar("M", bound=Item)
+
+
+class Queue(Protocol[M]):
+    async def claim(self, now: datetime, owner: str, lease: timedelta) -> M | None: ...
+
+    async def settle(
+        self,
+        item: M,
+        owner: str,
+        result: TransportResult,
+        now: datetime,
+        *,
+        max_attempts: int,
+        backoff: timedelta,
+    ) -> M | None: ...
+
+
+class SendWorker(Generic[M]):
     def __init__(
-        self, queue: OutboundQueue, transport: Transport, settings: MessagingSettings
+        self,
+        queue: Queue[M],
+        send: Callable[[M], Awaitable[TransportResult]],
+        settings: MessagingSettings,
+        name: str = "send-worker",
     ) -> None:
         self.queue = queue
-        self.transport = transport
+        self.send = send
         self.settings = settings
+        self.name = name
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -49,12 +86,15 @@ class SendWorker:
         attempts = 0
         while (message := await self.queue.claim(datetime.now(UTC), self.owner, lease)) is not None:
             try:
-                result = await self.transport.send(message.recipient_her_id, message.bundle)
+                result = await self.send(message)
             except Exception as error:
                 # a message that cannot even be sent is a failed attempt like any other:
                 # counted, retried with backoff, dead-lettered after max_attempts — it never
                 # holds the queue (it used to abort the round and come back first every time)
-                log.exception("message could not be sent", extra={"message_id": message.id})
+                log.exception(
+                    "message could not be sent",
+                    extra={"message_id": message.id, "worker": self.name},
+                )
                 result = TransportResult(
                     "retry", error_code="internal_error", reason=type(error).__name__
                 )
@@ -75,6 +115,7 @@ class SendWorker:
             log.info(
                 "message attempt",
                 extra={
+                    "worker": self.name,
                     "message_id": message.id,
                     "outcome": result.outcome,
                     "error_code": result.error_code,
@@ -95,7 +136,7 @@ class SendWorker:
             self._wake.clear()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="send-worker")
+        self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
         if self._task is not None:

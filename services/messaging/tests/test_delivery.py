@@ -166,7 +166,12 @@ async def test_a_message_that_cannot_be_sent_is_a_counted_failed_attempt_not_a_s
     settings = cast(Any, MessagingSettings).model_construct(
         lease_seconds=30, retry_base_seconds=1, retry_max_seconds=10, max_attempts=6
     )
-    worker = SendWorker(cast(Any, queue), cast(Any, BrokenTransport()), settings)
+    transport = BrokenTransport()
+
+    async def send(message: OutboundMessage) -> TransportResult:
+        return await transport.send(message.recipient_her_id, message.bundle)
+
+    worker = SendWorker(cast(Any, queue), send, settings)
     assert await worker.run_once() == 1
     (result,) = queue.settled
     assert (result.outcome, result.error_code) == ("retry", "internal_error")
