@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, Request, status
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from akson_common.app import state_dependency
+from akson_common.auth import CurrentPrincipal
 from akson_common.errors import UnsupportedMediaType
 from identity.keys import ALGORITHM, SigningKeys
 from identity.models import CLIENT_CREDENTIALS, TOKEN_EXCHANGE, TokenResponse
 from identity.service import ASSERTION_ALGORITHMS, OAuthError, TokenService
+from identity.smart import AUTHORIZATION_CODE, REFRESH_TOKEN, AppLaunch, LaunchRequest, Redirect
 
 router = APIRouter(tags=["identity"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -35,6 +37,33 @@ OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 
 TokenServiceDep = Annotated[TokenService, Depends(state_dependency("token_service", TokenService))]
 SigningKeysDep = Annotated[SigningKeys, Depends(state_dependency("signing_keys", SigningKeys))]
+AppLaunchDep = Annotated[AppLaunch, Depends(state_dependency("app_launch", AppLaunch))]
+GRANT_TYPES = [AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS, TOKEN_EXCHANGE]
+SMART_CAPABILITIES = [
+    "launch-ehr",
+    "launch-standalone",
+    "client-public",
+    "client-confidential-asymmetric",
+    "context-ehr-patient",
+    "context-ehr-encounter",
+    "context-standalone-patient",
+    "permission-v2",
+    "permission-patient",
+    "permission-user",
+    "permission-offline",
+    "sso-openid-connect",
+]
+SCOPES_SUPPORTED = [
+    "openid",
+    "fhirUser",
+    "launch",
+    "launch/patient",
+    "launch/encounter",
+    "offline_access",
+    "patient/*.cruds",
+    "user/*.cruds",
+    "system/*.cruds",
+]
 
 
 @router.get("/.well-known/openid-configuration", summary="OpenID Provider metadata")
@@ -43,13 +72,78 @@ async def discovery(service: TokenServiceDep) -> dict[str, Any]:
         "issuer": service.issuer,
         "jwks_uri": f"{service.issuer}/jwks",
         "token_endpoint": service.token_endpoint,
-        "grant_types_supported": [TOKEN_EXCHANGE, CLIENT_CREDENTIALS],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "authorization_endpoint": f"{service.issuer}/authorize",
+        "grant_types_supported": GRANT_TYPES,
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "id_token_signing_alg_values_supported": [ALGORITHM],
-        "response_types_supported": ["token"],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": SCOPES_SUPPORTED,
         "subject_types_supported": ["public"],
     }
+
+
+@router.get("/.well-known/smart-configuration", summary="SMART App Launch 2.x configuration")
+async def smart_configuration(service: TokenServiceDep) -> dict[str, Any]:
+    return {
+        "issuer": service.issuer,
+        "jwks_uri": f"{service.issuer}/jwks",
+        "authorization_endpoint": f"{service.issuer}/authorize",
+        "token_endpoint": service.token_endpoint,
+        "grant_types_supported": GRANT_TYPES,
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "scopes_supported": SCOPES_SUPPORTED,
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "capabilities": SMART_CAPABILITIES,
+    }
+
+
+@router.get(
+    "/authorize",
+    status_code=status.HTTP_303_SEE_OTHER,
+    responses=OAUTH_ERRORS,
+    summary="SMART authorisation (code + PKCE S256): on to the upstream login",
+)
+async def authorize(request: Request, launch: AppLaunchDep) -> RedirectResponse:
+    try:
+        target = await launch.authorize(_single(request))
+    except Redirect as back:
+        target = back.url
+    return RedirectResponse(target, status_code=303, headers=NO_STORE)
+
+
+@router.get(
+    "/authorize/callback",
+    status_code=status.HTTP_303_SEE_OTHER,
+    responses=OAUTH_ERRORS,
+    summary="Back from the upstream login: on to the app with a code",
+)
+async def authorize_callback(request: Request, launch: AppLaunchDep) -> RedirectResponse:
+    target = await launch.logged_in(_single(request))
+    return RedirectResponse(target, status_code=303, headers=NO_STORE)
+
+
+@router.post(
+    "/launch",
+    status_code=status.HTTP_201_CREATED,
+    responses=OAUTH_ERRORS,
+    summary="An EHR launch: a launch id bound to a patient (and encounter), for this user",
+)
+async def create_launch(
+    body: LaunchRequest, principal: CurrentPrincipal, launch: AppLaunchDep
+) -> dict[str, str]:
+    return {"launch": await launch.launch(principal, body)}
+
+
+def _single(request: Request) -> dict[str, str]:
+    """The query's parameters; a repeated one is an error (OAuth 2.0 §3.1)."""
+    names = [name for name, _ in request.query_params.multi_items()]
+    if len(names) != len(set(names)):
+        raise OAuthError("invalid_request", "a parameter is repeated")
+    return dict(request.query_params)
 
 
 @router.get(
@@ -72,9 +166,10 @@ async def jwks(keys: SigningKeysDep, service: TokenServiceDep) -> JSONResponse:
     response_model=TokenResponse,
     response_model_exclude_none=True,
     responses=OAUTH_ERRORS,
-    summary="Token exchange (RFC 8693) and client credentials with private_key_jwt (RFC 7523)",
+    summary="Authorization code (PKCE), refresh, token exchange (RFC 8693) and client "
+    "credentials with private_key_jwt (RFC 7523)",
 )
-async def token(request: Request, service: TokenServiceDep) -> JSONResponse:
+async def token(request: Request, service: TokenServiceDep, launch: AppLaunchDep) -> JSONResponse:
     if request.headers.get("content-type", "").split(";")[0].strip() != (
         "application/x-www-form-urlencoded"
     ):
@@ -86,7 +181,11 @@ async def token(request: Request, service: TokenServiceDep) -> JSONResponse:
     names = [name for name, _ in pairs]
     if len(names) != len(set(names)):
         raise OAuthError("invalid_request", "a parameter is repeated")
-    issued = await service.token(dict(pairs))
+    form = dict(pairs)
+    if form.get("grant_type") in (AUTHORIZATION_CODE, REFRESH_TOKEN):
+        issued = await launch.token(form)
+    else:
+        issued = await service.token(form)
     return JSONResponse(issued.model_dump(exclude_none=True), headers=NO_STORE)
 
 
