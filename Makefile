@@ -45,8 +45,8 @@ upstream-token: ## a development upstream token: WHO=personnel|citizen ID=<HPR n
 lint: venv tools ## ruff, mypy --strict, opa fmt/check, regal
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy services/common/akson_common infra/local/stack.py infra/local/message_peer.py
-	$(RUN) mypy $(SERVICE_PACKAGES) $(wildcard services/*/tests) tests loadtests
+	$(RUN) mypy services/common/akson_common infra/local/stack.py infra/local/message_peer.py infra/local/dev_login.py
+	$(RUN) mypy $(SERVICE_PACKAGES) $(wildcard services/*/tests) tests loadtests examples
 	@opa=$$($(TOOLS) opa | cut -d' ' -f2); \
 	  test -z "$$($$opa fmt --list policies)" || { echo "opa fmt: run 'opa fmt -w policies'"; exit 1; }; \
 	  $$opa check --strict policies

@@ -99,6 +99,58 @@ class Principal(BaseModel):
         return claims
 
 
+SMART_CAPABILITIES = (
+    "launch-ehr",
+    "launch-standalone",
+    "client-public",
+    "client-confidential-asymmetric",
+    "context-ehr-patient",
+    "context-ehr-encounter",
+    "context-standalone-patient",
+    "permission-v2",
+    "permission-patient",
+    "permission-user",
+    "permission-offline",
+    "sso-openid-connect",
+)
+SMART_SCOPES = (
+    "openid",
+    "fhirUser",
+    "launch",
+    "launch/patient",
+    "launch/encounter",
+    "offline_access",
+    "patient/*.cruds",
+    "user/*.cruds",
+    "system/*.cruds",
+)
+SMART_GRANT_TYPES = (
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+)
+CLIENT_ASSERTION_ALGORITHMS = ("RS256", "PS256", "ES256")
+
+
+def smart_configuration(issuer: str) -> dict[str, Any]:
+    """SMART App Launch 2.x's ``.well-known/smart-configuration`` for the identity service at
+    ``issuer``: served by identity and on the FHIR base (the gateway), from this one place."""
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/jwks",
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "grant_types_supported": list(SMART_GRANT_TYPES),
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": list(CLIENT_ASSERTION_ALGORITHMS),
+        "scopes_supported": list(SMART_SCOPES),
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "capabilities": list(SMART_CAPABILITIES),
+    }
+
+
 class JwksSource:
     """The issuer's public keys, from a file (unit tests) or a URL.
 

@@ -9,10 +9,15 @@ from fastapi import APIRouter, Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from akson_common.app import state_dependency
-from akson_common.auth import CurrentPrincipal
+from akson_common.auth import (
+    SMART_GRANT_TYPES,
+    SMART_SCOPES,
+    CurrentPrincipal,
+    smart_configuration,
+)
 from akson_common.errors import UnsupportedMediaType
 from identity.keys import ALGORITHM, SigningKeys
-from identity.models import CLIENT_CREDENTIALS, TOKEN_EXCHANGE, TokenResponse
+from identity.models import TokenResponse
 from identity.service import ASSERTION_ALGORITHMS, OAuthError, TokenService
 from identity.smart import AUTHORIZATION_CODE, REFRESH_TOKEN, AppLaunch, LaunchRequest, Redirect
 
@@ -38,32 +43,6 @@ OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 TokenServiceDep = Annotated[TokenService, Depends(state_dependency("token_service", TokenService))]
 SigningKeysDep = Annotated[SigningKeys, Depends(state_dependency("signing_keys", SigningKeys))]
 AppLaunchDep = Annotated[AppLaunch, Depends(state_dependency("app_launch", AppLaunch))]
-GRANT_TYPES = [AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS, TOKEN_EXCHANGE]
-SMART_CAPABILITIES = [
-    "launch-ehr",
-    "launch-standalone",
-    "client-public",
-    "client-confidential-asymmetric",
-    "context-ehr-patient",
-    "context-ehr-encounter",
-    "context-standalone-patient",
-    "permission-v2",
-    "permission-patient",
-    "permission-user",
-    "permission-offline",
-    "sso-openid-connect",
-]
-SCOPES_SUPPORTED = [
-    "openid",
-    "fhirUser",
-    "launch",
-    "launch/patient",
-    "launch/encounter",
-    "offline_access",
-    "patient/*.cruds",
-    "user/*.cruds",
-    "system/*.cruds",
-]
 
 
 @router.get("/.well-known/openid-configuration", summary="OpenID Provider metadata")
@@ -73,37 +52,26 @@ async def discovery(service: TokenServiceDep) -> dict[str, Any]:
         "jwks_uri": f"{service.issuer}/jwks",
         "token_endpoint": service.token_endpoint,
         "authorization_endpoint": f"{service.issuer}/authorize",
-        "grant_types_supported": GRANT_TYPES,
+        "grant_types_supported": list(SMART_GRANT_TYPES),
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "id_token_signing_alg_values_supported": [ALGORITHM],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": SCOPES_SUPPORTED,
+        "scopes_supported": list(SMART_SCOPES),
         "subject_types_supported": ["public"],
     }
 
 
 @router.get("/.well-known/smart-configuration", summary="SMART App Launch 2.x configuration")
-async def smart_configuration(service: TokenServiceDep) -> dict[str, Any]:
-    return {
-        "issuer": service.issuer,
-        "jwks_uri": f"{service.issuer}/jwks",
-        "authorization_endpoint": f"{service.issuer}/authorize",
-        "token_endpoint": service.token_endpoint,
-        "grant_types_supported": GRANT_TYPES,
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
-        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
-        "scopes_supported": SCOPES_SUPPORTED,
-        "response_types_supported": ["code"],
-        "code_challenge_methods_supported": ["S256"],
-        "capabilities": SMART_CAPABILITIES,
-    }
+async def smart(service: TokenServiceDep) -> dict[str, Any]:
+    return smart_configuration(service.issuer)
 
 
 @router.get(
     "/authorize",
     status_code=status.HTTP_303_SEE_OTHER,
+    response_class=RedirectResponse,
     responses=OAUTH_ERRORS,
     summary="SMART authorisation (code + PKCE S256): on to the upstream login",
 )
@@ -118,6 +86,7 @@ async def authorize(request: Request, launch: AppLaunchDep) -> RedirectResponse:
 @router.get(
     "/authorize/callback",
     status_code=status.HTTP_303_SEE_OTHER,
+    response_class=RedirectResponse,
     responses=OAUTH_ERRORS,
     summary="Back from the upstream login: on to the app with a code",
 )
@@ -129,7 +98,6 @@ async def authorize_callback(request: Request, launch: AppLaunchDep) -> Redirect
 @router.post(
     "/launch",
     status_code=status.HTTP_201_CREATED,
-    responses=OAUTH_ERRORS,
     summary="An EHR launch: a launch id bound to a patient (and encounter), for this user",
 )
 async def create_launch(

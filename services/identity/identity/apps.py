@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, status
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
 from akson_common.db import DuplicateKeyError
-from akson_common.errors import Conflict, NotFound
+from akson_common.errors import Conflict, NotFound, error_response
 from akson_common.policy import Action, Policy, PolicyContext, PolicyEnforcementPoint, ResourceRef
 from identity.models import CLIENT_ID_PATTERN, AppCreate, AppPublic, AppWrite, ClientRegistration
 from identity.store import IdentityStore
@@ -41,7 +41,12 @@ async def registered(store: IdentityStore, client_id: str) -> ClientRegistration
     return registration
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Register an app")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_response(409, "An app with this client id is registered"),
+    summary="Register an app",
+)
 async def create_app(
     body: AppCreate, principal: CurrentPrincipal, policy: Policy, store: StoreDep
 ) -> AppPublic:
@@ -70,7 +75,11 @@ async def read_app(
     return public(await registered(store, client_id))
 
 
-@router.put("/{client_id}", summary="Change an app's registration (its status stays)")
+@router.put(
+    "/{client_id}",
+    responses=error_response(409, "A platform client: changed through its boot-time seed"),
+    summary="Change an app's registration (its status stays)",
+)
 async def update_app(
     client_id: ClientId,
     body: AppWrite,

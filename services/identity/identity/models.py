@@ -6,8 +6,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from joserfc.jwk import OctKey
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from joserfc.jwk import KeySet, OctKey
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from akson_common.auth import Principal
 from akson_common.settings import ServiceSettings
@@ -145,8 +153,14 @@ class ClientRegistration(BaseModel):
             raise ValueError("a confidential client needs jwks or jwks_uri")
         if self.kind == "public" and (self.jwks or self.jwks_uri):
             raise ValueError("a public client has no keys (it uses PKCE only)")
-        if self.jwks is not None and not isinstance(self.jwks.get("keys"), list):
-            raise ValueError("jwks must be a JWK Set ({'keys': [...]})")
+        if self.jwks is not None:
+            keys = self.jwks.get("keys")
+            if not isinstance(keys, list) or any(not isinstance(k, dict) or "d" in k for k in keys):
+                raise ValueError("jwks must be a JWK Set of public keys ({'keys': [...]})")
+            try:
+                KeySet.import_key_set(self.jwks)  # type: ignore[arg-type]
+            except Exception:  # joserfc raises several kinds on a bad key
+                raise ValueError("jwks holds a key that is not a valid JWK") from None
         return self
 
 
@@ -176,6 +190,14 @@ class AppWrite(BaseModel):
         if unknown:
             raise ValueError(f"not SMART v2 scopes: {', '.join(unknown[:5])}")
         return scopes
+
+    @model_validator(mode="after")
+    def _a_valid_registration(self) -> AppWrite:
+        try:
+            self.registration("validating")
+        except ValidationError as invalid:
+            raise ValueError("; ".join(str(e["msg"]) for e in invalid.errors())) from None
+        return self
 
     def registration(self, client_id: str, status: AppStatus = "active") -> ClientRegistration:
         return ClientRegistration.model_validate(

@@ -18,7 +18,14 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from akson_common.auth import JwksSource, Principal, TokenVerifier, token_header, unverified_claims
+from akson_common.auth import (
+    CLIENT_ASSERTION_ALGORITHMS,
+    JwksSource,
+    Principal,
+    TokenVerifier,
+    token_header,
+    unverified_claims,
+)
 from akson_common.errors import ServiceUnavailable, Unauthorized
 from akson_common.events import (
     Delivery,
@@ -43,7 +50,7 @@ from identity.models import (
 from identity.scopes import ResourceScope, narrow
 from identity.store import IdentityStore, practitioner_subject
 
-ASSERTION_ALGORITHMS = ["RS256", "PS256", "ES256"]
+ASSERTION_ALGORITHMS = list(CLIENT_ASSERTION_ALGORITHMS)
 
 
 class OAuthError(Exception):
@@ -212,9 +219,14 @@ class TokenService:
         client_id = await self._authenticate_client(assertion, form.get("client_id"))
         registration = await self.store.clients.get_one_or_none(client_id)
         assert registration is not None  # authenticated against it
-        audience = self._audience(form)
         requested = tuple(form.get("scope", "").split())
-        if any(ResourceScope.parse(s) for s in requested):
+        smart = any(ResourceScope.parse(s) for s in requested)
+        if smart and "audience" not in form:
+            # SMART Backend Services name no audience: the token is for the FHIR base
+            audience = self.settings.fhir_gateway_audience
+        else:
+            audience = self._audience(form)
+        if smart:
             # SMART Backend Services: system/ scopes, narrowed to what the client may have
             requested = narrow(requested, registration.scopes, "system")
             if not requested:

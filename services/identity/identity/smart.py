@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, Field
 
 from akson_common.auth import Principal
+from akson_common.errors import Forbidden
 from identity.models import ClientRegistration, TokenGrant, TokenResponse
 from identity.scopes import (
     FHIR_USER,
@@ -213,7 +214,7 @@ class AppLaunch:
     # -- POST /launch (an EHR starts an app for a patient) -----------------------------------
     async def launch(self, user: Principal, request: LaunchRequest) -> str:
         if user.kind != "practitioner":
-            raise OAuthError("invalid_request", "an EHR launch is made by a practitioner")
+            raise Forbidden("an EHR launch is made by a practitioner")
         launch_id = secrets.token_urlsafe(24)
         await self.store.keep(
             LAUNCHES,

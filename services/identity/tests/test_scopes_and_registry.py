@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from joserfc.jwk import RSAKey
 from pydantic import ValidationError
 
 from identity.models import AppCreate, ClientRegistration
@@ -96,10 +97,18 @@ def test_loopback_http_redirects_are_allowed() -> None:
 
 
 def test_the_seed_of_the_platform_clients_still_validates() -> None:
+    jwks = {"keys": [RSAKey.generate_key(2048).as_dict(private=False)]}
     seeded = ClientRegistration.model_validate(
-        {"client_id": "akson-dev-lab", "jwks": {"keys": []}, "scopes": ["Observation.write"]}
+        {"client_id": "akson-dev-lab", "jwks": jwks, "scopes": ["Observation.write"]}
     )
     assert seeded.kind == "confidential" and seeded.status == "active"
+
+
+def test_a_private_key_or_a_broken_key_is_no_registration() -> None:
+    key = RSAKey.generate_key(2048)
+    for keys in ([key.as_dict(private=True)], [{"kty": "RSA", "n": "x"}], ["text"]):
+        with pytest.raises(ValidationError):
+            AppCreate.model_validate(app(kind="confidential", jwks={"keys": keys}))
 
 
 def test_pkce_s256_is_rfc7636s() -> None:
