@@ -54,12 +54,13 @@ class Launched:
 def log_in(session: OAuth2Session, login_page: str, who: str, identifier: str) -> str:
     """What the user does at the upstream login page; returns where it sends them next."""
     request_id = parse_qs(urlsplit(login_page).query)["request"][0]
-    page = session.get(login_page, timeout=10)
+    page = session.get(login_page, withhold_token=True, timeout=10)
     page.raise_for_status()
     answer = session.post(
         urljoin(login_page, "login"),
         data={"request": request_id, "who": who, "identifier": identifier},
         allow_redirects=False,
+        withhold_token=True,
         timeout=10,
     )
     return str(answer.headers["location"])
@@ -81,14 +82,16 @@ def launch(
         code_challenge_method="S256",
         token_endpoint_auth_method="none",
     )
-    smart = session.get(f"{fhir_base}/.well-known/smart-configuration", timeout=10).json()
+    # before a token (the browser's part), no Authorization header: withhold_token
+    discovery = f"{fhir_base}/.well-known/smart-configuration"
+    smart = session.get(discovery, withhold_token=True, timeout=10).json()
     verifier = generate_token(64)
     url, state = session.create_authorization_url(
         smart["authorization_endpoint"], code_verifier=verifier, aud=fhir_base
     )
-    to_login = session.get(url, allow_redirects=False, timeout=10)
+    to_login = session.get(url, allow_redirects=False, withhold_token=True, timeout=10)
     back_to_identity = log_in(session, to_login.headers["location"], who, identifier)
-    to_app = session.get(back_to_identity, allow_redirects=False, timeout=10)
+    to_app = session.get(back_to_identity, allow_redirects=False, withhold_token=True, timeout=10)
     token = session.fetch_token(
         smart["token_endpoint"],
         authorization_response=to_app.headers["location"],

@@ -20,9 +20,9 @@ import json
 import os
 import re
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
-from fastapi import FastAPI, Form, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from stack import mint_upstream
 
@@ -70,14 +70,20 @@ async def login_page(
 
 
 @app.post("/login")
-async def log_in(
-    request: Annotated[str, Form(pattern=REQUEST)],
-    who: Annotated[str, Form()],
-    identifier: Annotated[str, Form()],
-    unit: Annotated[str, Form()] = "",
-) -> Response:
-    if who not in UPSTREAM or not IDENTIFIER.match(identifier) or (unit and not UNIT.match(unit)):
-        return JSONResponse({"error": "who, identifier or unit is not valid"}, status_code=400)
-    token = mint_upstream({"upstream": UPSTREAM}, who, identifier, unit=unit or None, nonce=request)
-    target = f"{RETURN_TO}?{urlencode({'request': request, 'id_token': token})}"
+async def log_in(request: Request) -> Response:
+    # the form parsed here (FastAPI's Form needs python-multipart, which nothing else needs)
+    form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), max_num_fields=8))
+    request_id, who = form.get("request", ""), form.get("who", "")
+    identifier, unit = form.get("identifier", ""), form.get("unit", "")
+    if (
+        not re.match(REQUEST, request_id)
+        or who not in UPSTREAM
+        or not IDENTIFIER.match(identifier)
+        or (unit and not UNIT.match(unit))
+    ):
+        return JSONResponse({"error": "request, who, identifier or unit is not valid"}, 400)
+    token = mint_upstream(
+        {"upstream": UPSTREAM}, who, identifier, unit=unit or None, nonce=request_id
+    )
+    target = f"{RETURN_TO}?{urlencode({'request': request_id, 'id_token': token})}"
     return RedirectResponse(target, status_code=303, headers=NO_STORE)
