@@ -10,7 +10,8 @@ scopes and the patient's DocumentReferences through the one FHIR base.
         --client-id <a registered public app> --redirect-uri <its redirect URI> \\
         --national-id <the citizen logging in>
 
-The app must be registered first (identity's ``POST /apps``, as the app registry's admin).
+The app must be registered first (identity's ``POST /apps``, as the app registry's admin), a
+public app with that redirect URI, enabled in the citizen's municipality.
 """
 
 from __future__ import annotations

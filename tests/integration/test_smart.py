@@ -43,6 +43,7 @@ APP_SCOPES = [
     "user/DocumentReference.rs",
 ]
 UNIT = "unit-smart"
+MUNICIPALITY = "4601"  # put_person's and gp_headers' municipality
 _hpr = iter(range(9_260_000, 9_269_999))
 
 
@@ -68,6 +69,7 @@ def registration(client_id: str, **changes: Any) -> dict[str, Any]:
         "kind": "public",
         "redirect_uris": [REDIRECT],
         "scopes": APP_SCOPES,
+        "municipalities": [MUNICIPALITY],
         **changes,
     }
 
@@ -336,6 +338,21 @@ def test_a_standalone_launch_grants_narrowed_scopes_that_read_only_inside_them(
     decision = eventually(logged, timeout=30)
     assert "outside_granted_scopes" in decision["reasons"]
     assert decision["record"]["input"]["subject"]["launch_patient"] == world.patient
+
+
+def test_only_users_of_a_municipality_that_enabled_the_app_may_authorise_it(
+    world: World,
+) -> None:
+    elsewhere = new_app(world.admin, world.identity, municipalities=["5001"])
+    _, challenge = pkce()
+    answer = authorize(
+        world,
+        scope="launch/patient",
+        challenge=challenge,
+        identifier=world.patient,
+        client_id=elsewhere,
+    )
+    assert answer["error"] == "access_denied" and "code" not in answer
 
 
 def test_pkce_the_code_and_the_redirect_uri_are_checked(world: World) -> None:

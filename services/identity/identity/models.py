@@ -117,6 +117,7 @@ class ClientRegistration(BaseModel):
     (``public``: PKCE only; ``confidential``: ``private_key_jwt`` against its JWKS, inline or
     at ``jwks_uri``), where it may be redirected, and what it may ask for.
 
+    ``municipalities``: those that enabled the app; only their users may authorise it.
     ``organisation`` and ``roles`` (e.g. auditor, admin) are facts of the registration, never
     of a request; only the boot-time seed of the platform's own clients sets them."""
 

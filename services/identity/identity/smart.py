@@ -115,6 +115,7 @@ class AppLaunch:
         if not scope.split() or len(scope) > 4000:
             raise back("invalid_scope", "scope is required")
         request_id = secrets.token_urlsafe(24)
+        await self.store.forget_expired_flows(int(time.time()))
         await self.store.keep(
             AUTHORIZATION_REQUESTS,
             request_id,
@@ -162,6 +163,9 @@ class AppLaunch:
             unit = claims.get(upstream.unit_claim) if upstream.unit_claim else None
             grant = await self.tokens._user(upstream.kind, identifier, unit, "identity")
             app = await self._app(pending["client_id"])
+            # an app is for the users of the municipalities that enabled it (none: nobody's)
+            if grant.principal.municipality not in app.municipalities:
+                raise invalid_grant("the user's municipality has not enabled this app")
             context = await self._context(pending, grant.principal, now)
         except OAuthError as refused:
             return back({"error": "access_denied", "error_description": refused.description})

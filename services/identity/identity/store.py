@@ -31,6 +31,7 @@ AUTHORIZATION_CODES = "authorization_codes"
 LAUNCHES = "launches"
 REFRESH_TOKENS = "refresh_tokens"
 ASSERTION_SWEEP_SECONDS = 60
+FLOW_SWEEP_SECONDS = 60
 
 
 def digest(handle: str) -> str:
@@ -57,8 +58,12 @@ class IdentityStore:
         self.authorization_codes = database.collection(AUTHORIZATION_CODES)
         self.launches = database.collection(LAUNCHES)
         self.refresh_tokens = database.collection(REFRESH_TOKENS)
-        database.declare_indexes(REFRESH_TOKENS, [IndexModel([("family", 1)])])
-        self._swept_at = 0
+        database.declare_indexes(
+            REFRESH_TOKENS, [IndexModel([("family", 1)]), IndexModel([("expires_at", 1)])]
+        )
+        for name in (AUTHORIZATION_REQUESTS, AUTHORIZATION_CODES, LAUNCHES):
+            database.declare_indexes(name, [IndexModel([("expires_at", 1)])])
+        self._swept_at = self._flows_swept_at = 0
         self.database = database
         self.outbox = outbox
         outbox.track(PRACTITIONERS)
@@ -91,6 +96,14 @@ class IdentityStore:
         if record is None or int(record.get("expires_at", 0)) < now:
             return None
         return dict(record)
+
+    async def forget_expired_flows(self, now: int) -> None:
+        """Requests, codes, launches and refresh tokens nobody used before they expired (a used
+        refresh token is kept to its expiry: presenting it again revokes its family)."""
+        if now - self._flows_swept_at >= FLOW_SWEEP_SECONDS:
+            self._flows_swept_at = now
+            for name in (AUTHORIZATION_REQUESTS, AUTHORIZATION_CODES, LAUNCHES, REFRESH_TOKENS):
+                await self.database.collection(name).delete_many({"expires_at": {"$lt": now}})
 
     async def keep_refresh_token(self, token: str, record: dict[str, Any]) -> None:
         await self.refresh_tokens.insert_one(
