@@ -80,7 +80,8 @@ def test_discovery_names_the_endpoints_and_the_jwks_holds_public_keys_only(
     assert metadata["issuer"] == identity["issuer"]
     assert metadata["token_endpoint"] == identity["token_endpoint"]
     assert metadata["jwks_uri"] == identity["jwks_uri"]
-    assert metadata["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
+    # private_key_jwt for confidential clients; none for public SMART apps (PKCE binds the code)
+    assert metadata["token_endpoint_auth_methods_supported"] == ["private_key_jwt", "none"]
     assert "urn:ietf:params:oauth:grant-type:token-exchange" in metadata["grant_types_supported"]
     keys = jwks(platform)["keys"]
     assert keys and all(key["kid"] and key["kty"] == "RSA" for key in keys)

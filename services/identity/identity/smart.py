@@ -166,12 +166,11 @@ class AppLaunch:
             # an app is for the users of the municipalities that enabled it (none: nobody's)
             if grant.principal.municipality not in app.municipalities:
                 raise invalid_grant("the user's municipality has not enabled this app")
-            context = await self._context(pending, grant.principal, now)
+            kind = grant.principal.kind
+            granted = list(narrow(pending["scope"].split(), app.scopes, kind))
+            patient, encounter = await self._context(pending, grant.principal, granted, now)
         except OAuthError as refused:
             return back({"error": "access_denied", "error_description": refused.description})
-        kind = grant.principal.kind
-        granted = list(narrow(pending["scope"].split(), app.scopes, kind))
-        patient, encounter = context
         if patient is None:  # no patient context: patient/ scopes could reach nothing
             granted = [
                 s
@@ -198,20 +197,19 @@ class AppLaunch:
         return back({"code": code})
 
     async def _context(
-        self, pending: Mapping[str, Any], user: Principal, now: int
+        self, pending: Mapping[str, Any], user: Principal, granted: list[str], now: int
     ) -> tuple[str | None, str | None]:
         """The launch patient and encounter: an EHR launch's (made for this same user), else
         for a standalone ``launch/patient`` a citizen's own record; a practitioner's standalone
         launch has no patient picker yet (no patient context)."""
-        requested = pending["scope"].split()
         if pending.get("launch"):
-            if LAUNCH not in requested:
-                raise invalid_grant("an EHR launch needs the launch scope")
+            if LAUNCH not in granted:
+                raise invalid_grant("an EHR launch needs the launch scope, granted to the app")
             launch = await self.store.take(LAUNCHES, str(pending["launch"]), now)
             if launch is None or launch["subject"] != user.id:
                 raise invalid_grant("the launch is unknown, expired or not this user's")
             return launch["patient"], launch.get("encounter")
-        if LAUNCH_PATIENT in requested and user.kind == "citizen":
+        if LAUNCH_PATIENT in granted and user.kind == "citizen":
             return user.id, None
         return None, None
 
