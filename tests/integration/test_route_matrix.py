@@ -356,6 +356,12 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
         # SMART App Launch: the user's browser, not a bearer token; no request, no code
         ("GET", "/authorize"): Row(NOBODY, refusals=frozenset({400})),
         ("GET", "/authorize/callback"): Row(NOBODY, refusals=frozenset({400})),
+        ("GET", "/authorize/patient"): Row(NOBODY, refusals=frozenset({400})),
+        ("POST", "/authorize/patient"): Row(
+            NOBODY,
+            lambda w: Call(body="pick=x", content_type="application/x-www-form-urlencoded"),
+            refusals=frozenset({400}),
+        ),
         # an EHR launch: practitioners only (the policy decides every read the app makes)
         ("POST", "/launch"): Row(
             only("stranger", "treating"), lambda w: Call(body=json.dumps({"patient": w.patient}))

@@ -141,9 +141,11 @@ def authorize(
     client_id: str | None = None,
     launch: str | None = None,
     unit: str | None = None,
+    picker: bool = False,
 ) -> dict[str, str]:
     """/authorize → the development login page → identity's callback → the app's redirect
-    URI: its query (code and state, or error)."""
+    URI: its query (code and state, or error); with ``picker``, where identity sends a
+    practitioner to pick the patient instead (``location``)."""
     params = {
         "response_type": "code",
         "client_id": client_id or world.app,
@@ -172,6 +174,9 @@ def authorize(
         to_app = browser.get(to_identity.headers["location"])
         assert to_app.status_code == 303, to_app.text
         back = to_app.headers["location"]
+    if picker:
+        assert back.startswith(f"{world.identity}/authorize/patient?pick="), back
+        return {"location": back}
     assert back.startswith(REDIRECT), back
     answer = query_of(back)
     assert answer.get("state") == "st-1"
@@ -492,6 +497,46 @@ def test_an_ehr_launch_binds_the_patient_and_the_scopes_narrow_to_them(
     assert again["error"] == "access_denied"
 
 
+def test_a_practitioners_standalone_launch_picks_the_patient(world: World) -> None:
+    verifier, challenge = pkce()
+    with httpx.Client(timeout=10.0) as browser:
+        picker = authorize(
+            world,
+            scope="launch/patient patient/DocumentReference.rs",
+            challenge=challenge,
+            who="personnel",
+            identifier=world.hpr,
+            unit=as_organisation_number(UNIT),
+            picker=True,
+        )
+        page = browser.get(picker["location"])
+        assert page.status_code == 200 and 'name="patient"' in page.text
+        chosen = browser.post(
+            f"{world.identity}/authorize/patient",
+            data={"pick": query_of(picker["location"])["pick"], "patient": world.other_patient},
+        )
+        assert chosen.status_code == 303, chosen.text
+        back = query_of(chosen.headers["location"])
+        assert back["state"] == "st-1"
+        # a choice is made once
+        again = browser.post(
+            f"{world.identity}/authorize/patient",
+            data={"pick": query_of(picker["location"])["pick"], "patient": world.patient},
+        )
+        assert again.status_code == 400 and again.json()["error"] == "invalid_request"
+    issued = exchange_code(world, back["code"], verifier)
+    assert issued.status_code == 200, issued.text
+    tokens = issued.json()
+    handed(tokens["access_token"])
+    assert tokens["patient"] == world.other_patient
+    assert tokens["scope"] == "launch/patient patient/DocumentReference.rs"
+    headers = bearer(tokens)
+    inside = httpx.get(f"{world.fhir}/DocumentReference/{world.other_document}", headers=headers)
+    assert inside.status_code == 200, inside.text
+    outside = httpx.get(f"{world.fhir}/DocumentReference/{world.document}", headers=headers)
+    assert outside.status_code in (403, 404)
+
+
 def test_user_scopes_are_the_users_own_rights_and_no_more(world: World) -> None:
     tokens = launched(
         world,
@@ -626,6 +671,9 @@ def test_the_demo_app_launches_and_reads_the_patients_documents(
         ("POST", "/token", {"data": {"grant_type": "refresh_token", "client_id": "x"}}),
         ("POST", "/token", {"data": {"grant_type": "refresh_token", "client_assertion": "a"}}),
         ("POST", "/launch", {"json": {"patient": "../x"}}),
+        ("GET", "/authorize/patient", {"params": {"pick": "<script>"}}),
+        ("POST", "/authorize/patient", {"data": {"pick": "x" * 40, "patient": "1"}}),
+        ("POST", "/authorize/patient", {"json": {"pick": "x"}}),
         ("POST", "/apps", {"json": {"client_id": "x", "jwks": {"keys": "no"}}}),
         ("POST", "/apps", {"json": [1, 2]}),
     ],

@@ -1,12 +1,14 @@
-"""Identity's HTTP surface: discovery, the JWKS and the token endpoint (thin; logic in service)."""
+"""Identity's HTTP surface: discovery, the JWKS, the token endpoint and SMART App Launch's
+authorize, login callback, patient picker and EHR launch (thin; logic in service and smart)."""
 
 from __future__ import annotations
 
+import html
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, FastAPI, Request, status
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from akson_common.app import state_dependency
 from akson_common.auth import (
@@ -19,7 +21,14 @@ from akson_common.errors import UnsupportedMediaType
 from identity.keys import ALGORITHM, SigningKeys
 from identity.models import TokenResponse
 from identity.service import ASSERTION_ALGORITHMS, OAuthError, TokenService
-from identity.smart import AUTHORIZATION_CODE, REFRESH_TOKEN, AppLaunch, LaunchRequest, Redirect
+from identity.smart import (
+    AUTHORIZATION_CODE,
+    PICK,
+    REFRESH_TOKEN,
+    AppLaunch,
+    LaunchRequest,
+    Redirect,
+)
 
 router = APIRouter(tags=["identity"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -95,6 +104,46 @@ async def authorize_callback(request: Request, launch: AppLaunchDep) -> Redirect
     return RedirectResponse(target, status_code=303, headers=NO_STORE)
 
 
+PICKER_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Choose the patient</title></head>
+<body>
+<h1>Choose the patient</h1>
+<p>The app will be able to see only what you may see of this patient.</p>
+<form method="post" action="patient">
+<input type="hidden" name="pick" value="{pick}">
+<label>Patient (national id) <input name="patient" required></label>
+<button type="submit">Continue</button>
+</form>
+</body></html>
+"""
+
+
+@router.get(
+    "/authorize/patient",
+    response_class=HTMLResponse,
+    responses=OAUTH_ERRORS,
+    summary="A practitioner's standalone launch: the patient picker",
+)
+async def patient_picker(request: Request) -> HTMLResponse:
+    pick = _single(request).get("pick", "")
+    if not PICK.match(pick):
+        raise OAuthError("invalid_request", "no patient choice to make")
+    return HTMLResponse(PICKER_PAGE.format(pick=html.escape(pick)), headers=NO_STORE)
+
+
+@router.post(
+    "/authorize/patient",
+    status_code=status.HTTP_303_SEE_OTHER,
+    response_class=RedirectResponse,
+    responses=OAUTH_ERRORS,
+    summary="The practitioner's choice of patient: on to the app with a code",
+)
+async def patient_picked(request: Request, launch: AppLaunchDep) -> RedirectResponse:
+    form = await _form(request)
+    target = await launch.picked(form.get("pick", ""), form.get("patient", ""))
+    return RedirectResponse(target, status_code=303, headers=NO_STORE)
+
+
 @router.post(
     "/launch",
     status_code=status.HTTP_201_CREATED,
@@ -138,10 +187,20 @@ async def jwks(keys: SigningKeysDep, service: TokenServiceDep) -> JSONResponse:
     "credentials with private_key_jwt (RFC 7523)",
 )
 async def token(request: Request, service: TokenServiceDep, launch: AppLaunchDep) -> JSONResponse:
+    form = await _form(request)
+    if form.get("grant_type") in (AUTHORIZATION_CODE, REFRESH_TOKEN):
+        issued = await launch.token(form)
+    else:
+        issued = await service.token(form)
+    return JSONResponse(issued.model_dump(exclude_none=True), headers=NO_STORE)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An OAuth endpoint's form: url-encoded, each parameter at most once (RFC 6749 §3.2)."""
     if request.headers.get("content-type", "").split(";")[0].strip() != (
         "application/x-www-form-urlencoded"
     ):
-        raise UnsupportedMediaType("the token endpoint takes application/x-www-form-urlencoded")
+        raise UnsupportedMediaType("this endpoint takes application/x-www-form-urlencoded")
     try:  # the input guard refuses more than 20 fields first; this is the route's own bound
         pairs = parse_qsl((await request.body()).decode("utf-8", "replace"), max_num_fields=20)
     except ValueError:
@@ -149,12 +208,7 @@ async def token(request: Request, service: TokenServiceDep, launch: AppLaunchDep
     names = [name for name, _ in pairs]
     if len(names) != len(set(names)):
         raise OAuthError("invalid_request", "a parameter is repeated")
-    form = dict(pairs)
-    if form.get("grant_type") in (AUTHORIZATION_CODE, REFRESH_TOKEN):
-        issued = await launch.token(form)
-    else:
-        issued = await service.token(form)
-    return JSONResponse(issued.model_dump(exclude_none=True), headers=NO_STORE)
+    return dict(pairs)
 
 
 def install_oauth_errors(app: FastAPI) -> None:

@@ -36,13 +36,15 @@ from identity.scopes import (
     narrow,
 )
 from identity.service import InvalidClient, OAuthError, TokenService, invalid_grant
-from identity.store import AUTHORIZATION_CODES, AUTHORIZATION_REQUESTS, LAUNCHES
+from identity.store import AUTHORIZATION_CODES, AUTHORIZATION_REQUESTS, LAUNCHES, PATIENT_PICKS
 
 AUTHORIZATION_CODE = "authorization_code"
 REFRESH_TOKEN = "refresh_token"
 PKCE_VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 PKCE_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 STATE = re.compile(r"^[\x21-\x7e]{1,512}$")
+PATIENT = re.compile(r"^[A-Za-z0-9.-]{1,64}$")
+PICK = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 PENDING_SECONDS = 600
 
 
@@ -79,6 +81,7 @@ class AppLaunch:
         self.issuer = tokens.issuer
         self.authorization_endpoint = f"{self.issuer}/authorize"
         self.callback = f"{self.issuer}/authorize/callback"
+        self.picker = f"{self.issuer}/authorize/patient"
 
     # -- GET /authorize ----------------------------------------------------------------------
     async def authorize(self, query: Mapping[str, str]) -> str:
@@ -171,37 +174,69 @@ class AppLaunch:
             patient, encounter = await self._context(pending, grant.principal, granted, now)
         except OAuthError as refused:
             return back({"error": "access_denied", "error_description": refused.description})
-        if patient is None:  # no patient context: patient/ scopes could reach nothing
+        record = {
+            "client_id": app.client_id,
+            "redirect_uri": redirect_uri,
+            "state": state,
+            "code_challenge": pending["code_challenge"],
+            "user": {"kind": kind, "identifier": identifier, "unit": unit},
+            "scopes": granted,
+            "patient": patient,
+            "encounter": encounter,
+        }
+        if patient is None and kind == "practitioner" and LAUNCH_PATIENT in granted:
+            # a standalone launch: the practitioner picks the patient (the policy still asks
+            # for the care relation on every read: the choice alone reaches nothing)
+            pick = secrets.token_urlsafe(24)
+            await self.store.keep(
+                PATIENT_PICKS, pick, {**record, "expires_at": now + PENDING_SECONDS}
+            )
+            return with_query(self.picker, {"pick": pick})
+        return await self._code(record, now)
+
+    async def picked(self, pick: str, patient: str) -> str:
+        """The practitioner's choice of patient: on to the app with a code."""
+        now = int(time.time())
+        record = await self.store.take(PATIENT_PICKS, pick, now)
+        if record is None:
+            raise OAuthError("invalid_request", "the patient choice is unknown or expired")
+        if not PATIENT.match(patient):
+            return with_query(
+                record["redirect_uri"],
+                {"error": "access_denied", "error_description": "no patient was chosen",
+                 "state": record["state"]},
+            )  # fmt: skip
+        return await self._code({**record, "patient": patient}, now)
+
+    async def _code(self, record: dict[str, Any], now: int) -> str:
+        """The app's redirect URI with a new code for ``record``'s grant."""
+        granted: list[str] = list(record["scopes"])
+        if record["patient"] is None:  # no patient context: patient/ scopes reach nothing
             granted = [
                 s
                 for s in granted
                 if s not in (LAUNCH_PATIENT, LAUNCH_ENCOUNTER) and not _in_context(s, "patient")
             ]
-        if encounter is None and LAUNCH_ENCOUNTER in granted:
+        if record["encounter"] is None and LAUNCH_ENCOUNTER in granted:
             granted.remove(LAUNCH_ENCOUNTER)
         code = secrets.token_urlsafe(32)
         await self.store.keep(
             AUTHORIZATION_CODES,
             code,
             {
-                "client_id": app.client_id,
-                "redirect_uri": redirect_uri,
-                "code_challenge": pending["code_challenge"],
-                "user": {"kind": kind, "identifier": identifier, "unit": unit},
+                **{k: v for k, v in record.items() if k != "state"},
                 "scopes": granted,
-                "patient": patient,
-                "encounter": encounter,
                 "expires_at": now + self.settings.authorization_code_seconds,
             },
         )
-        return back({"code": code})
+        return with_query(record["redirect_uri"], {"code": code, "state": record["state"]})
 
     async def _context(
         self, pending: Mapping[str, Any], user: Principal, granted: list[str], now: int
     ) -> tuple[str | None, str | None]:
         """The launch patient and encounter: an EHR launch's (made for this same user), else
-        for a standalone ``launch/patient`` a citizen's own record; a practitioner's standalone
-        launch has no patient picker yet (no patient context)."""
+        for a standalone ``launch/patient`` a citizen's own record (a practitioner's is picked
+        next: :meth:`picked`)."""
         if pending.get("launch"):
             if LAUNCH not in granted:
                 raise invalid_grant("an EHR launch needs the launch scope, granted to the app")

@@ -29,7 +29,9 @@ USED_ASSERTIONS = "used_client_assertions"
 AUTHORIZATION_REQUESTS = "authorization_requests"
 AUTHORIZATION_CODES = "authorization_codes"
 LAUNCHES = "launches"
+PATIENT_PICKS = "patient_picks"
 REFRESH_TOKENS = "refresh_tokens"
+FLOWS = (AUTHORIZATION_REQUESTS, AUTHORIZATION_CODES, LAUNCHES, PATIENT_PICKS)
 ASSERTION_SWEEP_SECONDS = 60
 FLOW_SWEEP_SECONDS = 60
 
@@ -61,7 +63,7 @@ class IdentityStore:
         database.declare_indexes(
             REFRESH_TOKENS, [IndexModel([("family", 1)]), IndexModel([("expires_at", 1)])]
         )
-        for name in (AUTHORIZATION_REQUESTS, AUTHORIZATION_CODES, LAUNCHES):
+        for name in FLOWS:
             database.declare_indexes(name, [IndexModel([("expires_at", 1)])])
         self._swept_at = self._flows_swept_at = 0
         self.database = database
@@ -102,7 +104,7 @@ class IdentityStore:
         refresh token is kept to its expiry: presenting it again revokes its family)."""
         if now - self._flows_swept_at >= FLOW_SWEEP_SECONDS:
             self._flows_swept_at = now
-            for name in (AUTHORIZATION_REQUESTS, AUTHORIZATION_CODES, LAUNCHES, REFRESH_TOKENS):
+            for name in (*FLOWS, REFRESH_TOKENS):
                 await self.database.collection(name).delete_many({"expires_at": {"$lt": now}})
 
     async def keep_refresh_token(self, token: str, record: dict[str, Any]) -> None:
