@@ -111,7 +111,7 @@ class TokenService:
         else:
             raise OAuthError("unsupported_grant_type", "use token exchange or client credentials")
         return TokenResponse(
-            access_token=await self._sign(grant),
+            access_token=await self.sign(grant),
             expires_in=self.settings.token_lifetime_seconds,
             scope=" ".join(grant.principal.scopes) or None,
             issued_token_type=issued_type,
@@ -123,7 +123,7 @@ class TokenService:
             raise OAuthError("invalid_target", "audience must name one platform service")
         return audience
 
-    async def _sign(self, grant: TokenGrant) -> str:
+    async def sign(self, grant: TokenGrant) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
             **grant.principal.to_claims(),
@@ -145,20 +145,20 @@ class TokenService:
         if requested not in (None, ACCESS_TOKEN_TYPE):
             raise OAuthError("invalid_request", "only access tokens are issued")
         audience = self._audience(form)
-        upstream, claims = await self._verify_upstream(subject_token)
+        upstream, claims = await self.verify_upstream(subject_token)
         identifier = claims.get(upstream.subject_claim)
         if not isinstance(identifier, str) or not identifier:
             raise invalid_grant("the subject token names no person")
         unit = claims.get(upstream.unit_claim) if upstream.unit_claim else None
-        return await self._user(upstream.kind, identifier, unit, audience)
+        return await self.user(upstream.kind, identifier, unit, audience)
 
-    async def _user(self, kind: str, identifier: str, unit: object, audience: str) -> TokenGrant:
+    async def user(self, kind: str, identifier: str, unit: object, audience: str) -> TokenGrant:
         """The grant for a person an upstream token named, from identity's projections."""
         if kind == "practitioner":
             return await self._practitioner(identifier, unit, audience)
         return await self._citizen(identifier, audience)
 
-    async def _verify_upstream(self, token: str) -> tuple[UpstreamIssuer, dict[str, Any]]:
+    async def verify_upstream(self, token: str) -> tuple[UpstreamIssuer, dict[str, Any]]:
         try:
             unverified = unverified_claims(token)
         except ValueError:
@@ -216,7 +216,7 @@ class TokenService:
         if form.get("client_assertion_type") != JWT_BEARER_ASSERTION:
             raise InvalidClient("client authentication is private_key_jwt (RFC 7523)")
         assertion = form.get("client_assertion", "")
-        client_id = await self._authenticate_client(assertion, form.get("client_id"))
+        client_id = await self.authenticate_client(assertion, form.get("client_id"))
         registration = await self.store.clients.get_one_or_none(client_id)
         assert registration is not None  # authenticated against it
         requested = tuple(form.get("scope", "").split())
@@ -243,7 +243,7 @@ class TokenService:
         )
         return TokenGrant(principal=principal, audience=audience)
 
-    async def _authenticate_client(self, assertion: str, claimed_id: str | None) -> str:
+    async def authenticate_client(self, assertion: str, claimed_id: str | None) -> str:
         try:
             unverified = unverified_claims(assertion)
         except ValueError:

@@ -157,14 +157,14 @@ class AppLaunch:
             return with_query(redirect_uri, {**parameters, "state": state})
 
         try:
-            upstream, claims = await self.tokens._verify_upstream(query.get("id_token", ""))
+            upstream, claims = await self.tokens.verify_upstream(query.get("id_token", ""))
             if claims.get("nonce") != request_id:
                 raise invalid_grant("the login was not for this request")
             identifier = claims.get(upstream.subject_claim)
             if not isinstance(identifier, str) or not identifier:
                 raise invalid_grant("the login names no person")
             unit = claims.get(upstream.unit_claim) if upstream.unit_claim else None
-            grant = await self.tokens._user(upstream.kind, identifier, unit, "identity")
+            grant = await self.tokens.user(upstream.kind, identifier, unit, "identity")
             app = await self._app(pending["client_id"])
             # an app is for the users of the municipalities that enabled it (none: nobody's)
             if grant.principal.municipality not in app.municipalities:
@@ -300,7 +300,7 @@ class AppLaunch:
         """The authenticated client: a confidential one by its client assertion, a public one
         by its client_id alone (its code is bound by PKCE)."""
         if form.get("client_assertion") is not None:
-            return await self.tokens._authenticate_client(
+            return await self.tokens.authenticate_client(
                 form.get("client_assertion", ""), form.get("client_id")
             )
         client_id = form.get("client_id", "")
@@ -314,7 +314,7 @@ class AppLaunch:
     ) -> TokenResponse:
         user = record["user"]
         # the user's facts as master data holds them now (a suspension ends a refresh too)
-        grant = await self.tokens._user(
+        grant = await self.tokens.user(
             user["kind"], user["identifier"], user["unit"], self.settings.fhir_gateway_audience
         )
         scopes = tuple(record["scopes"])
@@ -346,7 +346,7 @@ class AppLaunch:
         if OPENID in scopes and FHIR_USER in scopes:
             id_token = await self._id_token(principal, client_id, now)
         return TokenResponse(
-            access_token=await self.tokens._sign(access),
+            access_token=await self.tokens.sign(access),
             expires_in=self.settings.token_lifetime_seconds,
             scope=" ".join(scopes),
             patient=record.get("patient"),
