@@ -36,6 +36,7 @@ REDIRECT = "http://127.0.0.1:9/callback"  # never followed: the test reads the L
 APP_SCOPES = [
     "launch",
     "launch/patient",
+    "launch/encounter",
     "openid",
     "fhirUser",
     "offline_access",
@@ -450,7 +451,11 @@ def test_an_ehr_launch_binds_the_patient_and_the_scopes_narrow_to_them(
     world: World, platform: Platform
 ) -> None:
     ehr = gp_headers(platform, world.hpr, unit=UNIT, audience="identity")
-    made = httpx.post(f"{world.identity}/launch", json={"patient": world.patient}, headers=ehr)
+    made = httpx.post(
+        f"{world.identity}/launch",
+        json={"patient": world.patient, "encounter": "enc-smart-1"},
+        headers=ehr,
+    )
     assert made.status_code == 201, made.text
     launch = made.json()["launch"]
     citizen = platform.token("identity", subject=world.patient, kind="citizen")
@@ -462,13 +467,14 @@ def test_an_ehr_launch_binds_the_patient_and_the_scopes_narrow_to_them(
     assert refused.status_code == 403
     tokens = launched(
         world,
-        "launch openid fhirUser patient/DocumentReference.rs",
+        "launch launch/encounter openid fhirUser patient/DocumentReference.rs",
         who="personnel",
         identifier=world.hpr,
         unit=as_organisation_number(UNIT),
         launch=launch,
     )
-    assert tokens["patient"] == world.patient
+    assert tokens["patient"] == world.patient and tokens["encounter"] == "enc-smart-1"
+    assert "launch/encounter" in tokens["scope"].split()
     assert claims(tokens["id_token"])["fhirUser"] == f"{world.fhir}/Practitioner/{world.hpr}"
     headers = bearer(tokens)
     inside = httpx.get(f"{world.fhir}/DocumentReference/{world.document}", headers=headers)
