@@ -371,10 +371,20 @@ def test_pkce_the_code_and_the_redirect_uri_are_checked(world: World) -> None:
     assert spent.status_code == 400 and spent.json()["error"] == "invalid_grant"
 
     verifier, challenge = pkce()
-    answer = authorize(world, scope="launch/patient", challenge=challenge, identifier=world.patient)
-    assert exchange_code(world, answer["code"], verifier).status_code == 200
+    answer = authorize(
+        world, scope="launch/patient offline_access", challenge=challenge, identifier=world.patient
+    )
+    first = exchange_code(world, answer["code"], verifier)
+    assert first.status_code == 200
+    refresh_token = handed(first.json()["refresh_token"])
+    handed(first.json()["access_token"])
     reused = exchange_code(world, answer["code"], verifier)
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+    # a code presented twice was stolen: the refresh token it gave is revoked too
+    refreshed = world.platform.token_response(
+        {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": world.app}
+    )
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
 
     # another client may not redeem it; a public client is no confidential one
     verifier, challenge = pkce()

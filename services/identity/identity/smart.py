@@ -36,7 +36,13 @@ from identity.scopes import (
     narrow,
 )
 from identity.service import InvalidClient, OAuthError, TokenService, invalid_grant
-from identity.store import AUTHORIZATION_CODES, AUTHORIZATION_REQUESTS, LAUNCHES, PATIENT_PICKS
+from identity.store import (
+    AUTHORIZATION_CODES,
+    AUTHORIZATION_REQUESTS,
+    LAUNCHES,
+    PATIENT_PICKS,
+    REFRESH_TOKENS,
+)
 
 AUTHORIZATION_CODE = "authorization_code"
 REFRESH_TOKEN = "refresh_token"
@@ -220,11 +226,13 @@ class AppLaunch:
         if record["encounter"] is None and LAUNCH_ENCOUNTER in granted:
             granted.remove(LAUNCH_ENCOUNTER)
         code = secrets.token_urlsafe(32)
-        await self.store.keep(
+        await self.store.keep_once(
             AUTHORIZATION_CODES,
             code,
             {
                 **{k: v for k, v in record.items() if k != "state"},
+                # the refresh tokens of this grant: revoked if the code is presented twice
+                "family": uuid.uuid4().hex,
                 "scopes": granted,
                 "expires_at": now + self.settings.authorization_code_seconds,
             },
@@ -270,7 +278,7 @@ class AppLaunch:
         client_id = await self._client(form)
         now = int(time.time())
         if form.get("grant_type") == AUTHORIZATION_CODE:
-            record = await self.store.take(AUTHORIZATION_CODES, form.get("code", ""), now)
+            record = await self.store.use_once(AUTHORIZATION_CODES, form.get("code", ""), now)
             if record is None:
                 raise invalid_grant("the code is unknown, used or expired")
             if record["client_id"] != client_id:
@@ -282,19 +290,17 @@ class AppLaunch:
                 s256(verifier), record["code_challenge"]
             ):
                 raise invalid_grant("the code_verifier does not match the code_challenge")
-            family = uuid.uuid4().hex
         else:
-            record = await self.store.use_refresh_token(form.get("refresh_token", ""), now)
+            record = await self.store.use_once(REFRESH_TOKENS, form.get("refresh_token", ""), now)
             if record is None or record["client_id"] != client_id:
                 raise invalid_grant("the refresh token is unknown, used, revoked or expired")
-            family = record["family"]
             narrower = form.get("scope")
             if narrower is not None:
                 if not set(narrower.split()) <= set(record["scopes"]):
                     raise OAuthError("invalid_scope", "a refresh may only narrow the scopes")
                 record["scopes"] = narrower.split()
         await self._app(client_id)  # a disabled app gets no token, nor a refreshed one
-        return await self._issue(client_id, record, family, now)
+        return await self._issue(client_id, record, str(record["family"]), now)
 
     async def _client(self, form: Mapping[str, str]) -> str:
         """The authenticated client: a confidential one by its client assertion, a public one
@@ -330,7 +336,8 @@ class AppLaunch:
         refresh_token = None
         if OFFLINE_ACCESS in scopes:
             refresh_token = secrets.token_urlsafe(32)
-            await self.store.keep_refresh_token(
+            await self.store.keep_once(
+                REFRESH_TOKENS,
                 refresh_token,
                 {
                     "family": family,

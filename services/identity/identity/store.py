@@ -100,28 +100,29 @@ class IdentityStore:
         return dict(record)
 
     async def forget_expired_flows(self, now: int) -> None:
-        """Requests, codes, launches and refresh tokens nobody used before they expired (a used
-        refresh token is kept to its expiry: presenting it again revokes its family)."""
+        """Requests, codes, launches and refresh tokens past their expiry (a used code or
+        refresh token is kept until then: presenting it again revokes its family)."""
         if now - self._flows_swept_at >= FLOW_SWEEP_SECONDS:
             self._flows_swept_at = now
             for name in (*FLOWS, REFRESH_TOKENS):
                 await self.database.collection(name).delete_many({"expires_at": {"$lt": now}})
 
-    async def keep_refresh_token(self, token: str, record: dict[str, Any]) -> None:
-        await self.refresh_tokens.insert_one(
-            {**record, "_id": digest(token), "used": False, "revoked": False}
-        )
+    async def keep_once(self, collection: str, handle: str, record: dict[str, Any]) -> None:
+        """Keep a code or refresh token (its ``family``: the grant it belongs to) for
+        :meth:`use_once`."""
+        await self.keep(collection, handle, {**record, "used": False, "revoked": False})
 
-    async def use_refresh_token(self, token: str, now: int) -> dict[str, Any] | None:
-        """The refresh token's record, marked used (rotation). A token used before revokes its
-        whole family (reuse means it was stolen: neither copy may go on); None then, as for an
-        unknown, revoked or expired one."""
-        handle = digest(token)
-        record = await self.refresh_tokens.find_one_and_update(
-            {"_id": handle, "used": False, "revoked": False}, {"$set": {"used": True}}
+    async def use_once(self, collection: str, handle: str, now: int) -> dict[str, Any] | None:
+        """The code's or refresh token's record, marked used (a refresh token rotates). One used
+        before revokes its whole family's refresh tokens (presented twice, it was stolen:
+        neither copy may go on); None then, as for an unknown, revoked or expired one."""
+        records = self.database.collection(collection)
+        handle_digest = digest(handle)
+        record = await records.find_one_and_update(
+            {"_id": handle_digest, "used": False, "revoked": False}, {"$set": {"used": True}}
         )
         if record is None:
-            seen = await self.refresh_tokens.find_one({"_id": handle})
+            seen = await records.find_one({"_id": handle_digest})
             if seen is not None:
                 await self.refresh_tokens.update_many(
                     {"family": seen["family"]}, {"$set": {"revoked": True}}
