@@ -62,7 +62,7 @@ lint: venv tools ## ruff, mypy --strict, opa fmt/check, regal
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy services/common/akson_common $(wildcard infra/local/*.py)
-	$(RUN) mypy $(SERVICE_PACKAGES) $(wildcard services/*/tests) tests loadtests
+	$(RUN) mypy $(SERVICE_PACKAGES) $(wildcard services/*/tests) tests loadtests examples
 	@opa=$$($(TOOLS) opa | cut -d' ' -f2); \
 	  test -z "$$($$opa fmt --list policies)" || { echo "opa fmt: run 'opa fmt -w policies'"; exit 1; }; \
 	  $$opa check --strict policies

@@ -117,6 +117,8 @@ DEV_CLIENTS: dict[str, dict[str, Any]] = {
         "organisation": "999000045",
         "roles": ["auditor"],
     },
+    # the app registry's administrator (identity's /apps)
+    "admin": {"client_id": "akson-dev-admin", "roles": ["admin"]},
 }
 # Development configuration of integrations: a cost centre for the first seeded home-care unit
 # (others are their own cost centre) and a per-item order threshold (others: the default, 10).
@@ -138,6 +140,8 @@ MESSAGING_TIMINGS = {
     "POLL_SECONDS": "0.5",
 }
 MESSAGE_PEER = "message-peer"
+# the development upstream login page (HelseID / ID-porten stand-in) of SMART App Launch
+DEV_LOGIN = "dev-login"
 # Supervision: the first restart after 0.5 s, doubling to 30 s for a process that keeps exiting;
 # a process that ran a stable minute before it exited starts again from 0.5 s.
 BACKOFF_FIRST_SECONDS = 0.5
@@ -480,6 +484,7 @@ class Stack:
             "postgres": free_port(),
             "opa_diagnostics": free_port(),
             "message_peer": free_port(),
+            "dev_login": free_port(),
         }
         for service in self.services:
             for kind in ("app", "dapr_http", "dapr_grpc", "dapr_internal", "dapr_metrics"):
@@ -520,6 +525,7 @@ class Stack:
             "upstream": {name: self._upstream_issuer(name) for name in UPSTREAM},
             "test_client": self._test_client(),
             "message_peer": {"url": self._message_peer_url(ports)},
+            "dev_login": {"url": f"http://127.0.0.1:{ports['dev_login']}/login"},
             "services": {
                 s: {
                     "app": f"http://127.0.0.1:{ports[f'{s}_app']}",
@@ -792,6 +798,31 @@ class Stack:
                     "MESSAGE_PEER_REPLY_TOKEN": tokens["message_inbound_token"],
                 },
             )
+        if "identity" in self.services:
+            add(
+                DEV_LOGIN,
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "dev_login:app",
+                    "--app-dir",
+                    str(LOCAL),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(ports["dev_login"]),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                lambda: http_ok(f"http://127.0.0.1:{ports['dev_login']}/healthz"),
+                {
+                    "DEV_LOGIN_UPSTREAM": json.dumps(self.endpoints["upstream"]),
+                    "DEV_LOGIN_RETURN_TO": f"{self.endpoints['identity']['issuer']}"
+                    "/authorize/callback",
+                },
+            )
         for s in self.services:
             self._define_service(add, s, tokens)
 
@@ -915,6 +946,9 @@ class Stack:
             f"{prefix}CLIENTS_FILE": self.endpoints["test_client"]["clients_file"],
             f"{prefix}AUDIENCES": json.dumps(self.services),
             f"{prefix}KEY_PUBLISH_LEAD_SECONDS": str(KEY_PUBLISH_LEAD_SECONDS),
+            # SMART App Launch: apps name the FHIR base as aud; users log in at the dev page
+            f"{prefix}SMART_AUDIENCE": self.endpoints.get("fhir", {}).get("base", ""),
+            f"{prefix}UPSTREAM_LOGIN_URL": self.endpoints["dev_login"]["url"],
         }
 
     # -- running ---------------------------------------------------------------------------
@@ -1243,8 +1277,10 @@ def mint_upstream(
     *,
     unit: str | None = None,
     lifetime: int = 120,
+    nonce: str | None = None,
 ) -> str:
-    """A token from a development upstream issuer, as HelseID or ID-porten would hand a user."""
+    """A token from a development upstream issuer, as HelseID or ID-porten would hand a user
+    (``nonce``: the login request it answers, as the development login page sets it)."""
     from joserfc import jwt
     from joserfc.jwk import RSAKey
 
@@ -1261,6 +1297,8 @@ def mint_upstream(
     }
     if unit is not None and upstream["unit_claim"]:
         claims[upstream["unit_claim"]] = unit
+    if nonce is not None:
+        claims["nonce"] = nonce
     return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
 
 

@@ -337,6 +337,17 @@ def _dummy_person(world: World) -> str:
     return json.dumps(person(world.dummy_patient)) + "\n"
 
 
+def _app(client_id: str | None) -> dict[str, Any]:
+    """A valid app registration (the admin API's body)."""
+    app: dict[str, Any] = {
+        "name": "Matrix app",
+        "kind": "public",
+        "redirect_uris": ["https://app.example/callback"],
+        "scopes": ["patient/DocumentReference.rs"],
+    }
+    return app if client_id is None else {**app, "client_id": client_id}
+
+
 # liveness, readiness and the subscription list Dapr reads (topics and routes, no data)
 HEALTH = {
     ("GET", "/healthz"): PUBLIC,
@@ -375,6 +386,31 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
                 content_type="application/x-www-form-urlencoded",
             ),
             refusals=frozenset({400}),
+        ),
+        ("GET", "/.well-known/smart-configuration"): PUBLIC,
+        # SMART App Launch: the user's browser, not a bearer token; no request, no code
+        ("GET", "/authorize"): Row(NOBODY, refusals=frozenset({400})),
+        ("GET", "/authorize/callback"): Row(NOBODY, refusals=frozenset({400})),
+        ("GET", "/authorize/patient"): Row(NOBODY, refusals=frozenset({400})),
+        ("POST", "/authorize/patient"): Row(
+            NOBODY,
+            lambda w: Call(body="pick=x", content_type="application/x-www-form-urlencoded"),
+            refusals=frozenset({400}),
+        ),
+        # an EHR launch: practitioners only (the policy decides every read the app makes)
+        ("POST", "/launch"): Row(
+            only("stranger", "treating"), lambda w: Call(body=json.dumps({"patient": w.patient}))
+        ),
+        # the app registry: its admins' alone (no subject here is one)
+        ("POST", "/apps"): Row(NOBODY, lambda w: Call(body=json.dumps(_app("matrix-app")))),
+        ("GET", "/apps"): Row(NOBODY),
+        ("GET", "/apps/{client_id}"): Row(NOBODY, lambda w: Call({"client_id": "akson-dev-lab"})),
+        ("PUT", "/apps/{client_id}"): Row(
+            NOBODY,
+            lambda w: Call({"client_id": "matrix-app"}, body=json.dumps(_app(None))),
+        ),
+        ("POST", "/apps/{client_id}/disable"): Row(
+            NOBODY, lambda w: Call({"client_id": "matrix-app"})
         ),
     },
     "masterdata": {
@@ -560,6 +596,7 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
     "gateway": {
         **HEALTH,
         ("GET", "/fhir/R4/metadata"): PUBLIC,
+        ("GET", "/fhir/R4/.well-known/smart-configuration"): PUBLIC,
         # every owner asked with the caller's token: what it refuses is not in the answer
         ("GET", "/fhir/R4/Patient/{patient}/$everything"): Row(
             READERS, lambda w: Call({"patient": w.patient}), shows=lambda w: w.document

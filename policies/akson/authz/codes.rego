@@ -57,6 +57,12 @@ _denials contains "withheld_from_patient" if {
 _denials contains "auditor_only" if {
 	not _open_to_non_auditors
 	not _is_auditor
+	not input.resource.type in _tables_admin_types
+}
+
+_denials contains "admin_only" if {
+	input.resource.type in _tables_admin_types
+	not _app_admin_granted
 }
 
 _denials contains "not_recorded_by_client" if {

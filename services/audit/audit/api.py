@@ -43,6 +43,7 @@ class DecisionFilter(BaseModel):
     actor: str | None = None
     organisation: str | None = None
     municipality: str | None = None
+    app: str | None = None
     from_: datetime | None = None
     to: datetime | None = None
     outcome: Literal["allow", "deny"] | None = None
@@ -58,6 +59,7 @@ class DecisionFilter(BaseModel):
             ("actor", "actor"),
             ("organisation", "organisation"),
             ("municipality", "municipality"),
+            ("app", "app"),
             ("reason", "reasons"),
             ("resource_type", "resource_type"),
             ("emergency", "emergency"),
@@ -83,6 +85,7 @@ async def decision_filter(
     actor: Identifier = None,
     organisation: Annotated[str | None, Query(pattern=r"^[\w-]{1,40}$")] = None,
     municipality: Annotated[str | None, Query(pattern=r"^\d{4}$")] = None,
+    app: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._:-]{1,100}$")] = None,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
     outcome: Literal["allow", "deny"] | None = None,
@@ -96,6 +99,7 @@ async def decision_filter(
         actor=actor,
         organisation=organisation,
         municipality=municipality,
+        app=app,
         from_=from_,
         to=to,
         outcome=outcome,
@@ -126,6 +130,7 @@ class DecisionView(BaseModel):
     organisation: str | None
     unit: str | None
     municipality: str | None
+    app: str | None = None
     action: str | None
     resource_type: str | None
     resource_id: str | None
@@ -186,6 +191,7 @@ def view(document: dict[str, Any]) -> DecisionView:
         organisation=subject.get("organisation"),
         unit=subject.get("unit"),
         municipality=subject.get("municipality"),
+        app=subject.get("app"),
         action=policy_input.get("action"),
         resource_type=resource.get("type"),
         resource_id=resource.get("id"),
@@ -361,6 +367,7 @@ class AccessView(BaseModel):
     unit: str | None
     unit_name: str | None
     municipality: str | None
+    app: str | None = None
     action: str | None
     resource_type: str | None
     category: str | None

@@ -26,6 +26,9 @@ SUBJECT_FIELDS = (
     "unit",
     "municipality",
     "roles",
+    # SMART apps: which app made the access, for which launch patient
+    "app",
+    "launch_patient",
 )
 RESOURCE_FIELDS = (
     "type",
@@ -56,6 +59,7 @@ QUERY_FIELDS = (
     "organisation",
     "unit",
     "municipality",
+    "app",
     "action",
     "resource_type",
     "resource_id",
@@ -170,6 +174,7 @@ def query_fields(record: dict[str, Any]) -> dict[str, Any]:
         "organisation": subject.get("organisation"),
         "unit": subject.get("unit"),
         "municipality": subject.get("municipality"),
+        "app": subject.get("app"),
         "action": policy_input.get("action"),
         "resource_type": resource.get("type"),
         "resource_id": resource.get("id"),

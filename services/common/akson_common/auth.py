@@ -43,7 +43,13 @@ PrincipalKind = Literal["practitioner", "citizen", "system"]
 
 
 class Principal(BaseModel):
-    """Who is asking, as the verified token says; this is the policy input's ``subject``."""
+    """Who is asking, as the verified token says; this is the policy input's ``subject``.
+
+    ``app``: the client the token was issued to (a SMART app or a system client; in the
+    decision log, so auditors see which app made each access); ``scopes``: the granted scopes
+    (SMART v2 scopes only narrow what the user may do, in the policy); ``launch_patient`` /
+    ``launch_encounter``: the SMART launch context the ``patient/`` scopes are bound to.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -56,6 +62,9 @@ class Principal(BaseModel):
     municipality: str | None = None
     roles: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
+    app: str | None = None
+    launch_patient: str | None = None
+    launch_encounter: str | None = None
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> Principal:
@@ -70,6 +79,9 @@ class Principal(BaseModel):
             municipality=claims.get("municipality"),
             roles=tuple(claims.get("roles", ())),
             scopes=tuple(scope.split()) if isinstance(scope, str) else (),
+            app=claims.get("client_id"),
+            launch_patient=claims.get("patient"),
+            launch_encounter=claims.get("encounter"),
         )
 
     def to_claims(self) -> dict[str, Any]:
@@ -81,7 +93,62 @@ class Principal(BaseModel):
             claims["roles"] = list(self.roles)
         if self.scopes:
             claims["scope"] = " ".join(self.scopes)
+        context = {"client_id": self.app, "patient": self.launch_patient}
+        context["encounter"] = self.launch_encounter
+        claims.update({name: value for name, value in context.items() if value is not None})
         return claims
+
+
+SMART_CAPABILITIES = (
+    "launch-ehr",
+    "launch-standalone",
+    "client-public",
+    "client-confidential-asymmetric",
+    "context-ehr-patient",
+    "context-ehr-encounter",
+    "context-standalone-patient",
+    "permission-v2",
+    "permission-patient",
+    "permission-user",
+    "permission-offline",
+    "sso-openid-connect",
+)
+SMART_SCOPES = (
+    "openid",
+    "fhirUser",
+    "launch",
+    "launch/patient",
+    "launch/encounter",
+    "offline_access",
+    "patient/*.cruds",
+    "user/*.cruds",
+    "system/*.cruds",
+)
+SMART_GRANT_TYPES = (
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+)
+CLIENT_ASSERTION_ALGORITHMS = ("RS256", "PS256", "ES256")
+
+
+def smart_configuration(issuer: str) -> dict[str, Any]:
+    """SMART App Launch 2.x's ``.well-known/smart-configuration`` for the identity service at
+    ``issuer``: served by identity and on the FHIR base (the gateway), from this one place."""
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/jwks",
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "grant_types_supported": list(SMART_GRANT_TYPES),
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": list(CLIENT_ASSERTION_ALGORITHMS),
+        "scopes_supported": list(SMART_SCOPES),
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "capabilities": list(SMART_CAPABILITIES),
+    }
 
 
 class JwksSource:

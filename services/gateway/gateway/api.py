@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from akson_common.app import state_dependency
+from akson_common.auth import smart_configuration
 from akson_common.errors import BadRequest, UnsupportedMediaType
 from akson_common.fhir import FHIR_JSON
 from gateway.bundles import Run, batch, caller_headers, parse_bundle, transaction
@@ -59,6 +60,15 @@ async def capabilities(base: Base, owners: OwnersDep) -> JSONResponse:
     """The platform's CapabilityStatement, assembled from the owners' own (cached briefly)."""
     statement = assemble(await owners.statements(), base, SYSTEM_OPERATIONS)
     return JSONResponse(statement, media_type=FHIR_JSON)
+
+
+@router.get(f"{BASE_PATH}/.well-known/smart-configuration", summary="SMART App Launch 2.x")
+async def smart(settings: Settings) -> JSONResponse:
+    """How apps are authorised on this FHIR base: at the identity service (the tokens'
+    issuer), its authorize and token endpoints and SMART capabilities."""
+    return JSONResponse(
+        smart_configuration(settings.jwt_issuer), headers={"Cache-Control": "public, max-age=300"}
+    )
 
 
 def relay(answer: Answer, base: str) -> Response:

@@ -9,10 +9,12 @@ from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
 from akson_common.events import ORGANISATION_CHANGED, PERSON_CHANGED, PRACTITIONER_CHANGED
+from identity import apps
 from identity.api import install_oauth_errors, router
 from identity.keys import SigningKeys
 from identity.models import ClientRegistration, IdentitySettings
 from identity.service import TokenService
+from identity.smart import AppLaunch
 from identity.store import IdentityStore
 
 
@@ -30,6 +32,8 @@ def create_app(settings: IdentitySettings) -> FastAPI:
         platform.subscriptions.on(ORGANISATION_CHANGED)(service.on_organisation_changed)
         app.state.signing_keys = keys
         app.state.token_service = built["service"] = service
+        app.state.identity_store = store
+        app.state.app_launch = AppLaunch(service)
         install_oauth_errors(app)
 
     async def on_startup(platform: Platform) -> None:
@@ -43,7 +47,7 @@ def create_app(settings: IdentitySettings) -> FastAPI:
     return create_service(
         settings,
         title="Akson identity",
-        routers=[router],
+        routers=[router, apps.router],
         configure=configure,
         on_startup=on_startup,
     )

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from joserfc.jwk import OctKey
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from joserfc.jwk import KeySet, OctKey
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from akson_common.auth import Principal
 from akson_common.settings import ServiceSettings
 from identity.keys import key_encryption_key
+from identity.scopes import invalid_scopes
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 CLIENT_CREDENTIALS = "client_credentials"
@@ -51,13 +61,21 @@ class IdentitySettings(ServiceSettings):
     clients_file: str = ""
     audiences: tuple[str, ...] = ()
     token_lifetime_seconds: int = Field(default=300, gt=0, le=300)
-    max_assertion_lifetime_seconds: int = Field(default=60, gt=0, le=60)
+    # SMART Backend Services: a client assertion expires within five minutes
+    max_assertion_lifetime_seconds: int = Field(default=300, gt=0, le=300)
     # a new key is in the JWKS this long before it signs: above every service's JWKS max age
     key_publish_lead_seconds: float = Field(default=600.0, ge=0)
     # the key-encryption key of the stored signing keys (base64url of 32 random bytes): a
     # mounted secret file, or the value itself; required outside development
     key_encryption_key_file: str = ""
     key_encryption_key: SecretStr = SecretStr("")
+    # SMART App Launch: the FHIR base URL apps name as ``aud`` (the gateway's /fhir/R4), the
+    # upstream login page /authorize sends the user to (locally the development login page)
+    smart_audience: str = ""
+    upstream_login_url: str = ""
+    authorization_code_seconds: int = Field(default=60, gt=0, le=600)
+    launch_seconds: int = Field(default=300, gt=0, le=3600)
+    refresh_token_lifetime_seconds: int = Field(default=8 * 3600, gt=0, le=30 * 24 * 3600)
 
     @model_validator(mode="after")
     def _a_key_encryption_key_outside_development(self) -> IdentitySettings:
@@ -65,6 +83,9 @@ class IdentitySettings(ServiceSettings):
             self.key_encryption_key_file or self.key_encryption_key.get_secret_value()
         ):
             raise ValueError("key_encryption_key_file must be set outside development")
+        if self.environment != "development" and self.upstream_login_url:
+            # the development login page hands back upstream id tokens by redirect
+            raise ValueError("upstream_login_url is the development login page's only")
         return self
 
     def kek(self) -> OctKey | None:
@@ -75,14 +96,133 @@ class IdentitySettings(ServiceSettings):
         return key_encryption_key(value) if value else None
 
 
-class ClientRegistration(BaseModel):
-    """A system client (lab, other EHR, admin system): its public keys and what it may ask for."""
+AppKind = Literal["public", "confidential"]
+AppStatus = Literal["active", "disabled"]
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
+MUNICIPALITY_PATTERN = r"^[0-9]{4}$"
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
-    client_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,100}$")
-    jwks: dict[str, Any]
-    scopes: tuple[str, ...] = ()
-    # the organisation the client acts for (NAV, child welfare, a lab) and its roles
-    # (e.g. auditor): both are facts of the registration, never of the request
+
+def _https_or_local(url: str, what: str) -> str:
+    """An absolute https URL (http only on the loopback host), without a fragment."""
+    parts = urlsplit(url)
+    local = parts.scheme == "http" and (parts.hostname or "") in LOCAL_HOSTS
+    if not (parts.scheme == "https" or local) or not parts.netloc or parts.fragment:
+        raise ValueError(f"{what} must be an absolute https URL (http only for localhost)")
+    return url
+
+
+class ClientRegistration(BaseModel):
+    """A registered app or system client (the app registry): who it is, how it authenticates
+    (``public``: PKCE only; ``confidential``: ``private_key_jwt`` against its JWKS, inline or
+    at ``jwks_uri``), where it may be redirected, and what it may ask for.
+
+    ``municipalities``: those that enabled the app; only their users may authorise it.
+    ``organisation`` and ``roles`` (e.g. auditor, admin) are facts of the registration, never
+    of a request; only the boot-time seed of the platform's own clients sets them."""
+
+    client_id: str = Field(pattern=CLIENT_ID_PATTERN)
+    name: str = Field(default="", max_length=200)
+    kind: AppKind = "confidential"
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = Field(default=None, max_length=2000)
+    redirect_uris: tuple[Annotated[str, Field(max_length=2000)], ...] = Field(
+        default=(), max_length=20
+    )
+    scopes: tuple[Annotated[str, Field(max_length=200)], ...] = Field(default=(), max_length=200)
+    launch_url: str | None = Field(default=None, max_length=2000)
+    municipalities: tuple[Annotated[str, Field(pattern=MUNICIPALITY_PATTERN)], ...] = Field(
+        default=(), max_length=400
+    )
+    status: AppStatus = "active"
+    organisation: str | None = None
+    roles: tuple[str, ...] = ()
+
+    @field_validator("redirect_uris")
+    @classmethod
+    def _redirects_are_absolute(cls, uris: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_https_or_local(uri, "a redirect URI") for uri in uris)
+
+    @field_validator("jwks_uri", "launch_url")
+    @classmethod
+    def _urls_are_absolute(cls, url: str | None) -> str | None:
+        return None if url is None else _https_or_local(url, "a URL")
+
+    @model_validator(mode="after")
+    def _authenticates(self) -> ClientRegistration:
+        if self.kind == "confidential" and not (self.jwks or self.jwks_uri):
+            raise ValueError("a confidential client needs jwks or jwks_uri")
+        if self.kind == "public" and (self.jwks or self.jwks_uri):
+            raise ValueError("a public client has no keys (it uses PKCE only)")
+        if self.jwks is not None:
+            keys = self.jwks.get("keys")
+            if not isinstance(keys, list) or any(not isinstance(k, dict) or "d" in k for k in keys):
+                raise ValueError("jwks must be a JWK Set of public keys ({'keys': [...]})")
+            try:
+                KeySet.import_key_set(self.jwks)  # type: ignore[arg-type]
+            except Exception:  # joserfc raises several kinds on a bad key
+                raise ValueError("jwks holds a key that is not a valid JWK") from None
+        return self
+
+
+class AppWrite(BaseModel):
+    """What the admin API takes to register or change an app: SMART v2 scopes only, and no
+    organisation or roles (those are the platform's own clients', seeded at boot)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: AppKind
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = Field(default=None, max_length=2000)
+    redirect_uris: tuple[Annotated[str, Field(max_length=2000)], ...] = Field(
+        default=(), max_length=20
+    )
+    scopes: tuple[Annotated[str, Field(max_length=200)], ...] = Field(min_length=1, max_length=200)
+    launch_url: str | None = Field(default=None, max_length=2000)
+    municipalities: tuple[Annotated[str, Field(pattern=MUNICIPALITY_PATTERN)], ...] = Field(
+        default=(), max_length=400
+    )
+
+    @field_validator("scopes")
+    @classmethod
+    def _smart_scopes(cls, scopes: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = invalid_scopes(scopes)
+        if unknown:
+            raise ValueError(f"not SMART v2 scopes: {', '.join(unknown[:5])}")
+        return scopes
+
+    @model_validator(mode="after")
+    def _a_valid_registration(self) -> AppWrite:
+        try:
+            self.registration("validating")
+        except ValidationError as invalid:
+            raise ValueError("; ".join(str(e["msg"]) for e in invalid.errors())) from None
+        return self
+
+    def registration(self, client_id: str, status: AppStatus = "active") -> ClientRegistration:
+        return ClientRegistration.model_validate(
+            {**self.model_dump(), "client_id": client_id, "status": status}
+        )
+
+
+class AppCreate(AppWrite):
+    client_id: str = Field(pattern=CLIENT_ID_PATTERN)
+
+
+class AppPublic(BaseModel):
+    """A registered app as the admin API shows it."""
+
+    client_id: str
+    name: str
+    kind: AppKind
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+    redirect_uris: tuple[str, ...]
+    scopes: tuple[str, ...]
+    launch_url: str | None = None
+    municipalities: tuple[str, ...]
+    status: AppStatus
     organisation: str | None = None
     roles: tuple[str, ...] = ()
 
@@ -113,7 +253,6 @@ class TokenGrant(BaseModel):
 
     principal: Principal
     audience: str
-    client_id: str | None = None
 
 
 class TokenResponse(BaseModel):
@@ -122,3 +261,8 @@ class TokenResponse(BaseModel):
     expires_in: int
     scope: str | None = None
     issued_token_type: str | None = None
+    # SMART App Launch: the launch context, the OpenID Connect id token, the refresh token
+    patient: str | None = None
+    encounter: str | None = None
+    id_token: str | None = None
+    refresh_token: str | None = None

@@ -13,12 +13,20 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from cachetools import TTLCache
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from akson_common.auth import JwksSource, Principal, TokenVerifier, unverified_claims
-from akson_common.errors import Unauthorized
+from akson_common.auth import (
+    CLIENT_ASSERTION_ALGORITHMS,
+    JwksSource,
+    Principal,
+    TokenVerifier,
+    token_header,
+    unverified_claims,
+)
+from akson_common.errors import ServiceUnavailable, Unauthorized
 from akson_common.events import (
     Delivery,
     OrganisationChangedV1,
@@ -33,14 +41,16 @@ from identity.models import (
     JWT_BEARER_ASSERTION,
     SUBJECT_TOKEN_TYPES,
     TOKEN_EXCHANGE,
+    ClientRegistration,
     IdentitySettings,
     TokenGrant,
     TokenResponse,
     UpstreamIssuer,
 )
+from identity.scopes import ResourceScope, narrow
 from identity.store import IdentityStore, practitioner_subject
 
-ASSERTION_ALGORITHMS = ["RS256", "PS256", "ES256"]
+ASSERTION_ALGORITHMS = list(CLIENT_ASSERTION_ALGORITHMS)
 
 
 class OAuthError(Exception):
@@ -73,6 +83,8 @@ class TokenService:
         self.keys = keys
         self.issuer = settings.jwt_issuer
         self.token_endpoint = f"{self.issuer}/token"
+        self.http = http
+        self._client_jwks: TTLCache[str, JwksSource] = TTLCache(maxsize=1000, ttl=3600)
         self.upstream = {
             u.issuer: (
                 u,
@@ -99,7 +111,7 @@ class TokenService:
         else:
             raise OAuthError("unsupported_grant_type", "use token exchange or client credentials")
         return TokenResponse(
-            access_token=await self._sign(grant),
+            access_token=await self.sign(grant),
             expires_in=self.settings.token_lifetime_seconds,
             scope=" ".join(grant.principal.scopes) or None,
             issued_token_type=issued_type,
@@ -111,7 +123,7 @@ class TokenService:
             raise OAuthError("invalid_target", "audience must name one platform service")
         return audience
 
-    async def _sign(self, grant: TokenGrant) -> str:
+    async def sign(self, grant: TokenGrant) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
             **grant.principal.to_claims(),
@@ -122,8 +134,6 @@ class TokenService:
             "exp": now + self.settings.token_lifetime_seconds,
             "jti": uuid.uuid4().hex,
         }
-        if grant.client_id is not None:
-            claims["client_id"] = grant.client_id
         return await self.keys.sign(claims)
 
     # -- token exchange (personnel, citizens) ------------------------------------------------
@@ -135,16 +145,20 @@ class TokenService:
         if requested not in (None, ACCESS_TOKEN_TYPE):
             raise OAuthError("invalid_request", "only access tokens are issued")
         audience = self._audience(form)
-        upstream, claims = await self._verify_upstream(subject_token)
+        upstream, claims = await self.verify_upstream(subject_token)
         identifier = claims.get(upstream.subject_claim)
         if not isinstance(identifier, str) or not identifier:
             raise invalid_grant("the subject token names no person")
-        if upstream.kind == "practitioner":
-            unit = claims.get(upstream.unit_claim) if upstream.unit_claim else None
+        unit = claims.get(upstream.unit_claim) if upstream.unit_claim else None
+        return await self.user(upstream.kind, identifier, unit, audience)
+
+    async def user(self, kind: str, identifier: str, unit: object, audience: str) -> TokenGrant:
+        """The grant for a person an upstream token named, from identity's projections."""
+        if kind == "practitioner":
             return await self._practitioner(identifier, unit, audience)
         return await self._citizen(identifier, audience)
 
-    async def _verify_upstream(self, token: str) -> tuple[UpstreamIssuer, dict[str, Any]]:
+    async def verify_upstream(self, token: str) -> tuple[UpstreamIssuer, dict[str, Any]]:
         try:
             unverified = unverified_claims(token)
         except ValueError:
@@ -202,12 +216,22 @@ class TokenService:
         if form.get("client_assertion_type") != JWT_BEARER_ASSERTION:
             raise InvalidClient("client authentication is private_key_jwt (RFC 7523)")
         assertion = form.get("client_assertion", "")
-        client_id = await self._authenticate_client(assertion, form.get("client_id"))
+        client_id = await self.authenticate_client(assertion, form.get("client_id"))
         registration = await self.store.clients.get_one_or_none(client_id)
         assert registration is not None  # authenticated against it
-        audience = self._audience(form)
         requested = tuple(form.get("scope", "").split())
-        if not set(requested) <= set(registration.scopes):
+        smart = any(ResourceScope.parse(s) for s in requested)
+        if smart and "audience" not in form:
+            # SMART Backend Services name no audience: the token is for the FHIR base
+            audience = self.settings.fhir_gateway_audience
+        else:
+            audience = self._audience(form)
+        if smart:
+            # SMART Backend Services: system/ scopes, narrowed to what the client may have
+            requested = narrow(requested, registration.scopes, "system")
+            if not requested:
+                raise OAuthError("invalid_scope", "no requested scope is granted to this client")
+        elif not set(requested) <= set(registration.scopes):
             raise OAuthError("invalid_scope", "a requested scope is not granted to this client")
         principal = Principal(
             id=client_id,
@@ -215,10 +239,11 @@ class TokenService:
             organisation=registration.organisation,
             roles=registration.roles,
             scopes=requested,
+            app=client_id,
         )
-        return TokenGrant(principal=principal, audience=audience, client_id=client_id)
+        return TokenGrant(principal=principal, audience=audience)
 
-    async def _authenticate_client(self, assertion: str, claimed_id: str | None) -> str:
+    async def authenticate_client(self, assertion: str, claimed_id: str | None) -> str:
         try:
             unverified = unverified_claims(assertion)
         except ValueError:
@@ -234,12 +259,15 @@ class TokenService:
             leeway=self.settings.jwt_leeway_seconds,
             iss={"essential": True, "value": client_id},
             sub={"essential": True, "value": client_id},
+            # SMART Backend Services: the token endpoint's URL (the issuer for older clients)
             aud={"essential": True, "values": [self.token_endpoint, self.issuer]},
             exp={"essential": True},
             jti={"essential": True},
         )
+        if registration.status != "active":
+            raise InvalidClient("the client is disabled")
         try:
-            keys = KeySet.import_key_set(registration.jwks)  # type: ignore[arg-type]
+            keys = await self._client_keys(registration, token_header(assertion).get("kid"))
             claims = jwt.decode(assertion, keys, algorithms=ASSERTION_ALGORITHMS).claims
             registry.validate(claims)
         except (JoseError, ValueError, KeyError, TypeError):
@@ -254,6 +282,22 @@ class TokenService:
         if not await self.store.use_assertion_once(client_id, str(claims["jti"]), expires_at):
             raise InvalidClient("the client assertion was used before")
         return client_id
+
+    async def _client_keys(self, registration: ClientRegistration, kid: object) -> KeySet:
+        """The client's public keys: inline, or fetched from its ``jwks_uri`` (cached, refetched
+        on an unknown kid at most every 10 s, as for the platform's own JWKS)."""
+        if registration.jwks is not None:
+            return KeySet.import_key_set(registration.jwks)  # type: ignore[arg-type]
+        if registration.jwks_uri is None:
+            raise ValueError("the client has no keys")
+        source = self._client_jwks.get(registration.jwks_uri)
+        if source is None:
+            source = JwksSource(url=registration.jwks_uri, client=self.http)
+            self._client_jwks[registration.jwks_uri] = source
+        try:
+            return await source.keys(kid if isinstance(kid, str) else None)
+        except ServiceUnavailable:
+            raise InvalidClient("the client's jwks_uri could not be read") from None
 
     # -- master data projections -------------------------------------------------------------
     async def on_practitioner_changed(

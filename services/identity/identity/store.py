@@ -3,8 +3,12 @@ master data (kept from events, never asked for synchronously)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import IndexModel
 
 from akson_common.db import Database, DuplicateKeyError, Repository
 from akson_common.events import (
@@ -20,7 +24,21 @@ from identity.models import ClientRegistration, OrganisationFacts, PersonFacts, 
 
 PRACTITIONERS = "practitioners"
 USED_ASSERTIONS = "used_client_assertions"
+# SMART App Launch: pending authorisation requests, codes, EHR launches and refresh tokens;
+# each by a hash of its secret handle (a database reader cannot use one)
+AUTHORIZATION_REQUESTS = "authorization_requests"
+AUTHORIZATION_CODES = "authorization_codes"
+LAUNCHES = "launches"
+PATIENT_PICKS = "patient_picks"
+REFRESH_TOKENS = "refresh_tokens"
+FLOWS = (AUTHORIZATION_REQUESTS, AUTHORIZATION_CODES, LAUNCHES, PATIENT_PICKS)
 ASSERTION_SWEEP_SECONDS = 60
+FLOW_SWEEP_SECONDS = 60
+
+
+def digest(handle: str) -> str:
+    """How a secret handle (code, refresh token, request or launch id) is stored: its SHA-256."""
+    return hashlib.sha256(handle.encode()).hexdigest()
 
 
 def practitioner_subject(hpr_number: str) -> str:
@@ -38,7 +56,17 @@ class IdentityStore:
             database, "organisations", OrganisationFacts, id_field="org_number"
         )
         self.used_assertions = database.collection(USED_ASSERTIONS)
-        self._swept_at = 0
+        self.authorization_requests = database.collection(AUTHORIZATION_REQUESTS)
+        self.authorization_codes = database.collection(AUTHORIZATION_CODES)
+        self.launches = database.collection(LAUNCHES)
+        self.refresh_tokens = database.collection(REFRESH_TOKENS)
+        database.declare_indexes(
+            REFRESH_TOKENS, [IndexModel([("family", 1)]), IndexModel([("expires_at", 1)])]
+        )
+        for name in FLOWS:
+            database.declare_indexes(name, [IndexModel([("expires_at", 1)])])
+        self._swept_at = self._flows_swept_at = 0
+        self.database = database
         self.outbox = outbox
         outbox.track(PRACTITIONERS)
 
@@ -57,6 +85,55 @@ class IdentityStore:
         if now - self._swept_at >= ASSERTION_SWEEP_SECONDS:
             self._swept_at = now
             await self.used_assertions.delete_many({"expires_at": {"$lt": now}})
+
+    async def keep(self, collection: str, handle: str, record: dict[str, Any]) -> None:
+        """Keep a flow's record (a pending request, a code, a launch) under its handle's hash."""
+        await self.database.collection(collection).insert_one({**record, "_id": digest(handle)})
+
+    async def take(self, collection: str, handle: str, now: int) -> dict[str, Any] | None:
+        """The record once (it is deleted as it is read), None if unknown, used or expired."""
+        record = await self.database.collection(collection).find_one_and_delete(
+            {"_id": digest(handle)}
+        )
+        if record is None or int(record.get("expires_at", 0)) < now:
+            return None
+        return dict(record)
+
+    async def forget_expired_flows(self, now: int) -> None:
+        """Requests, codes, launches and refresh tokens past their expiry (a used code or
+        refresh token is kept until then: presenting it again revokes its family)."""
+        if now - self._flows_swept_at >= FLOW_SWEEP_SECONDS:
+            self._flows_swept_at = now
+            for name in (*FLOWS, REFRESH_TOKENS):
+                await self.database.collection(name).delete_many({"expires_at": {"$lt": now}})
+
+    async def keep_once(self, collection: str, handle: str, record: dict[str, Any]) -> None:
+        """Keep a code or refresh token (its ``family``: the grant it belongs to) for
+        :meth:`use_once`."""
+        await self.keep(collection, handle, {**record, "used": False, "revoked": False})
+
+    async def use_once(self, collection: str, handle: str, now: int) -> dict[str, Any] | None:
+        """The code's or refresh token's record, marked used (a refresh token rotates). One used
+        before revokes its whole family's refresh tokens (presented twice, it was stolen:
+        neither copy may go on); None then, as for an unknown, revoked or expired one."""
+        records = self.database.collection(collection)
+        handle_digest = digest(handle)
+        record = await records.find_one_and_update(
+            {"_id": handle_digest, "used": False, "revoked": False}, {"$set": {"used": True}}
+        )
+        if record is None:
+            seen = await records.find_one({"_id": handle_digest})
+            if seen is not None:
+                await self.refresh_tokens.update_many(
+                    {"family": seen["family"]}, {"$set": {"revoked": True}}
+                )
+            return None
+        if int(record.get("expires_at", 0)) < now:
+            return None
+        return dict(record)
+
+    async def revoke_app_refresh_tokens(self, client_id: str) -> None:
+        await self.refresh_tokens.update_many({"client_id": client_id}, {"$set": {"revoked": True}})
 
     async def save_practitioner(self, event: PractitionerChangedV1) -> None:
         """Keep the practitioner's facts; a suspension or revocation disables the account in

@@ -80,8 +80,34 @@ def test_anything_but_a_form_is_a_problem(client: TestClient) -> None:
     assert answer.headers["content-type"] == "application/problem+json"
 
 
-def test_discovery_names_both_grants_and_private_key_jwt(client: TestClient) -> None:
+def test_discovery_names_the_grants_and_private_key_jwt(client: TestClient) -> None:
     metadata = client.get("/.well-known/openid-configuration").json()
     assert metadata["issuer"] == "https://identity.test"
     assert metadata["token_endpoint"] == "https://identity.test/token"
-    assert metadata["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
+    assert metadata["authorization_endpoint"] == "https://identity.test/authorize"
+    # confidential clients: private_key_jwt; public SMART apps: none (PKCE binds their code)
+    assert metadata["token_endpoint_auth_methods_supported"] == ["private_key_jwt", "none"]
+    assert metadata["code_challenge_methods_supported"] == ["S256"]
+    assert {"authorization_code", "refresh_token", "client_credentials"} <= set(
+        metadata["grant_types_supported"]
+    )
+
+
+def test_smart_configuration_lists_the_smart_2_capabilities(client: TestClient) -> None:
+    smart = client.get("/.well-known/smart-configuration").json()
+    assert smart["authorization_endpoint"] == "https://identity.test/authorize"
+    assert smart["token_endpoint"] == "https://identity.test/token"
+    assert {
+        "launch-ehr",
+        "launch-standalone",
+        "client-public",
+        "client-confidential-asymmetric",
+        "context-ehr-patient",
+        "context-standalone-patient",
+        "permission-v2",
+        "permission-patient",
+        "permission-user",
+        "permission-offline",
+        "sso-openid-connect",
+    } <= set(smart["capabilities"])
+    assert smart["code_challenge_methods_supported"] == ["S256"]

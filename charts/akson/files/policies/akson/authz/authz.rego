@@ -99,6 +99,9 @@ _tables_citizen_audit_types := data.akson.authz.citizen_audit_types
 # regal ignore:unresolved-reference
 _tables_emergency := data.akson.authz.emergency
 
+# regal ignore:unresolved-reference
+_tables_admin_types := data.akson.authz.admin_types
+
 # --- outcome -------------------------------------------------------------------------
 # A normal grant stands unless the patient's block or reservation overrides it.
 
@@ -106,6 +109,7 @@ _normal_allow if {
 	count(_grants) > 0
 	count(_overrides) == 0
 	not _directives_malformed
+	_within_granted_scopes
 }
 
 _grants contains "care_relation" if _practitioner_granted
@@ -119,6 +123,8 @@ _grants contains "system_scope" if _system_granted
 _grants contains "sharing_consent" if _sharing_consent_granted
 
 _grants contains "auditor" if _auditor_granted
+
+_grants contains "app_admin" if _app_admin_granted
 
 _overrides contains "blocked" if _blocked
 
@@ -337,6 +343,9 @@ _sharing_consent_granted if {
 
 _audit_data if input.resource.type in _tables_audit_types
 
+# the app registry is as closed as audit data: its admins' alone (below)
+_audit_data if input.resource.type in _tables_admin_types
+
 _open_to_non_auditors if not _audit_data
 
 _open_to_non_auditors if {
@@ -364,6 +373,17 @@ _is_auditor if {
 	_kind
 	is_array(input.subject.roles)
 	"auditor" in input.subject.roles
+}
+
+# --- app registry admin: the registry only, never health or audit data -------------
+
+_app_admin_granted if {
+	_kind
+	is_array(input.subject.roles)
+	"admin" in input.subject.roles
+	input.resource.type in _tables_admin_types
+	input.action in {"read", "search", "write"}
+	input.context.purpose == "administration"
 }
 
 # --- helpers -----------------------------------------------------------------------

@@ -92,6 +92,7 @@ _emergency_granted if {
 	not _directives_malformed
 	_emergency_reason_valid
 	_emergency_eligible
+	_within_granted_scopes
 }
 
 _emergency_reason_given if input.context.emergency_reason != null

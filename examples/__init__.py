@@ -1,0 +1,1 @@
+"""Example clients of the Akson platform."""
