@@ -54,6 +54,14 @@ scope_cases := {
 		ask(smart_gp(["user/*.cruds"]), "read", of_other_patient, both),
 		["care_relation"],
 	),
+	"an app's token without a resource scope reaches no record": denies(
+		ask(smart_gp(["openid", "fhirUser", "launch/patient"]), "read", document, both),
+		["no_legal_basis", "outside_granted_scopes"],
+	),
+	"a citizen's app token without a resource scope reaches no record": denies(
+		ask(smart_citizen(["openid", "fhirUser"]), "read", document, {}),
+		["no_legal_basis", "outside_granted_scopes"],
+	),
 	"a scope never grants what the care relation does not": denies(
 		ask(smart_gp(["user/*.cruds"]), "read", of_other_patient, {}),
 		["no_care_relation", "no_legal_basis"],
@@ -61,10 +69,6 @@ scope_cases := {
 	"a scope never lifts the profession rule": denies(
 		ask(object.union(smart_gp(["user/*.cruds"]), {"profession": "FT"}), "read", doc("mental_health"), {}),
 		["no_legal_basis", "profession_not_allowed"],
-	),
-	"openid and launch scopes alone narrow nothing": allows(
-		ask(smart_gp(["openid", "fhirUser", "launch/patient"]), "read", document, {}),
-		["care_relation"],
 	),
 	"a citizen's patient scope reads the own record": allows(
 		ask(smart_citizen(["patient/DocumentReference.rs"]), "read", document, {}),

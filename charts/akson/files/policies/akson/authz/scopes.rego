@@ -26,6 +26,13 @@ _smart_scopes contains scope if {
 # the token carries SMART scopes: only they may be used
 _narrowed_by_scopes if count(_smart_scopes) > 0
 
+# a person's token issued to an app (SMART App Launch) is narrowed even when it carries no
+# resource scope (only openid fhirUser, say): then it reaches no record
+_narrowed_by_scopes if {
+	_nonempty_string(input.subject.app)
+	_kind in {"practitioner", "citizen"}
+}
+
 _scope_permission := "r" if input.action == "read"
 
 _scope_permission := "s" if input.action == "search"
