@@ -40,7 +40,7 @@ status: ## every process of the running platform (pid, uptime, restarts) and whe
 demo: ## load the demo data into the running platform (idempotent: again changes nothing) and time it
 	@$(RUN) python infra/local/demo.py load
 
-token: ## a ready bearer token: AS=gp|nurse|nursing|stranger|blocked|citizen|auditor|lab [AUD=<service>, default gateway]
+token: ## a ready bearer token: AS=gp|nurse|nursing|stranger|blocked|citizen|auditor|lab|admin [AUD=<service>, default gateway]
 	@$(RUN) python infra/local/demo.py token $(AS) $(if $(AUD),--audience $(AUD))
 
 upstream-token: ## a development upstream token: WHO=personnel|citizen ID=<HPR number|national id> [UNIT=<org number>]

@@ -242,6 +242,21 @@ class Loader:
                 self.report.added["blocks"] += 1
             self.report.held["blocks"] += 1
 
+    def apps(self) -> None:
+        """The demo's SMART apps in identity's app registry (as its administrator)."""
+        base = f"{self.endpoints['identity']['issuer']}/apps"
+        token = persona_token(self.endpoints, "admin", "identity", demo=self.demo)
+        for app in self.demo.data.get("apps", []):
+            known = self.http.get(f"{base}/{app['client_id']}", headers=_bearer(token))
+            if known.status_code == 404:
+                created = self.http.post(base, json=app, headers=_bearer(token))
+                if created.status_code != 201:
+                    raise _refused("identity's registration of an app", created)
+                self.report.added["apps"] += 1
+            elif known.status_code != 200:
+                raise _refused("identity's app registry", known)
+            self.report.held["apps"] += 1
+
     def resource(self, record: Json) -> Json:
         resource: Json = copy.deepcopy(record["resource"])
         kind = resource["resourceType"]
@@ -342,6 +357,7 @@ def load(endpoints: Json, demo: Demo | None = None) -> Report:
         loader = Loader(endpoints, demo or Demo.read(), http)
         loader.master_data()
         loader.blocks()
+        loader.apps()
         loader.records()
         loader.blocks_seen()
     loader.report.seconds = time.monotonic() - started

@@ -94,6 +94,7 @@ def test_the_demo_loads_in_seconds_and_a_second_load_changes_nothing(
         "persons": len(demo.data["patients"]),
         "care-relations": len(demo.data["care_relations"]),
         "blocks": len(demo.data["blocks"]),
+        "apps": len(demo.data["apps"]),
         **records,
     }
     # the session's stack was empty of the demo: the first load made everything, the second

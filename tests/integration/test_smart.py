@@ -661,11 +661,25 @@ def test_backend_services_authenticate_with_a_registered_jwks_uri(
 def test_the_demo_app_launches_and_reads_the_patients_documents(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from examples.smart_app import main
+    from examples.smart_app import Launched, main
+
+    recorded: list[str] = []
+
+    def record_a_document(_: Launched) -> None:
+        """The GP records a document for the patient once the app is subscribed."""
+        created = httpx.post(
+            f"{world.fhir}/DocumentReference",
+            json=document_reference(world.patient, "Ny epikrise."),
+            headers={**world.gp, "content-type": "application/fhir+json"},
+            timeout=10.0,
+        )
+        assert created.status_code == 201, created.text
+        recorded.append(created.json()["id"])
 
     launched_app = main(
         ["--fhir-base", world.fhir, "--client-id", world.app, "--redirect-uri", REDIRECT,
-         "--national-id", world.patient]
+         "--national-id", world.patient, "--wait", "60"],
+        on_subscribed=record_a_document,
     )  # fmt: skip
     handed(launched_app.token["access_token"])
     handed(launched_app.token["refresh_token"])
@@ -674,6 +688,11 @@ def test_the_demo_app_launches_and_reads_the_patients_documents(
     assert "patient/DocumentReference.rs" in printed
     assert f"DocumentReference {world.document}" in printed
     assert world.other_document not in printed
+    # subscribed, told of the new document (id-only, signed), nothing about the other patient
+    assert "handshake signed: True" in printed
+    (new_document,) = recorded
+    assert f"/DocumentReference/{new_document} (signed: True)" in printed, printed
+    assert world.other_patient not in printed
 
 
 @pytest.mark.parametrize(
