@@ -58,7 +58,19 @@ class StatusChange(BaseModel):
     error_code: str | None = None
 
 
-class OutboundMessage(BaseModel):
+class SendState(BaseModel):
+    """Where a queue item stands with the send worker: attempts, the next one, its lease and
+    the last error (an outbound message's, a subscription notification's)."""
+
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    lease_until: datetime | None = None
+    lease_owner: str | None = None
+    last_error_code: str | None = None
+    last_error: str | None = None
+
+
+class OutboundMessage(SendState):
     id: str
     kind: MessageKind
     trigger: Trigger
@@ -71,12 +83,6 @@ class OutboundMessage(BaseModel):
     sender: Sender
     bundle: dict[str, Any]
     status: OutboundStatus
-    attempts: int = 0
-    next_attempt_at: datetime | None = None
-    lease_until: datetime | None = None
-    lease_owner: str | None = None
-    last_error_code: str | None = None
-    last_error: str | None = None
     receipt: Receipt | None = None
     history: list[StatusChange] = Field(default_factory=list)
     created_at: datetime

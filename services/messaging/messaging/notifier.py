@@ -395,38 +395,16 @@ class Notifier:
     async def on_document_recorded(self, event: DocumentRecordedV1, delivery: Delivery) -> Outcome:
         """A journal document: the document-recorded topic's subscriptions."""
         return await self._queue(
-            "DocumentReference",
-            event.document_id,
-            event.version,
-            event.category,
-            delivery,
-            patient=event.patient,
-            sensitivity=event.sensitivity,
-            withheld_from_patient=event.withheld_from_patient,
-            unit=event.unit,
-            organisation=event.organisation,
-            municipality=event.municipality,
-            author=event.author,
-            event_at=event.recorded_at,
-        )
+            "DocumentReference", event.document_id, event.version, event.category, delivery,
+            **_decided_on(event),
+        )  # fmt: skip
 
     async def on_record_changed(self, event: RecordChangedV1, delivery: Delivery) -> Outcome:
         """A result, medication list entry or critical information: its topic's subscriptions."""
         return await self._queue(
-            event.resource_type,
-            event.resource_id,
-            event.version,
-            event.category,
-            delivery,
-            patient=event.patient,
-            sensitivity=event.sensitivity,
-            withheld_from_patient=event.withheld_from_patient,
-            unit=event.unit,
-            organisation=event.organisation,
-            municipality=event.municipality,
-            author=event.author,
-            event_at=event.recorded_at,
-        )
+            event.resource_type, event.resource_id, event.version, event.category, delivery,
+            **_decided_on(event),
+        )  # fmt: skip
 
     async def _queue(
         self,
@@ -597,3 +575,10 @@ class Notifier:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def _decided_on(event: DocumentRecordedV1 | RecordChangedV1) -> dict[str, Any]:
+    """The facts of a journal event a read of its resource is decided on (codes only)."""
+    facts = ("patient", "sensitivity", "withheld_from_patient", "unit", "organisation")
+    named = {name: getattr(event, name) for name in (*facts, "municipality", "author")}
+    return {**named, "event_at": event.recorded_at}

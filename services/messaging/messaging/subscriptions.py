@@ -48,6 +48,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from akson_common.errors import Unprocessable
 from akson_common.identifiers import is_national_id
+from messaging.models import SendState
 from messaging.topics import TOPICS, Topic
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
@@ -103,7 +104,7 @@ class NotificationChange(BaseModel):
     error_code: str | None = None
 
 
-class Notification(BaseModel):
+class Notification(SendState):
     """One notification on its way to a subscriber (the queue item the send worker takes).
 
     An event notification names the resource and the facts the policy decides on (never its
@@ -127,12 +128,6 @@ class Notification(BaseModel):
     event_at: datetime | None = None
     event_number: int | None = None
     status: NotificationState
-    attempts: int = 0
-    next_attempt_at: datetime | None = None
-    lease_until: datetime | None = None
-    lease_owner: str | None = None
-    last_error_code: str | None = None
-    last_error: str | None = None
     history: list[NotificationChange] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
