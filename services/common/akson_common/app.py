@@ -174,6 +174,8 @@ def create_service(
             settings.opa_timeout_seconds,
             on_decision=enforcement.record,
             token=settings.opa_token.get_secret_value(),
+            max_in_flight=settings.opa_max_in_flight,
+            queue_seconds=settings.opa_queue_seconds,
         ),
     )
     app.state.platform = platform

@@ -45,6 +45,9 @@ class ServiceSettings(BaseSettings):
     # the enforcement points' bearer token: OPA answers decisions to nobody else
     opa_token: SecretStr = SecretStr("")
     opa_timeout_seconds: float = Field(default=0.5, gt=0, le=5)
+    # at most this many questions at OPA at once; one waits at most opa_queue_seconds for a turn
+    opa_max_in_flight: int = Field(default=32, ge=1, le=100)
+    opa_queue_seconds: float = Field(default=5.0, gt=0, le=30)
 
     jwt_issuer: str = "https://identity.akson.local"
     jwt_audience: str = ""

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 import socket
 
 import pytest
@@ -117,3 +120,67 @@ async def test_a_record_is_visible_only_when_known_and_allowed(
             await decide_visible(decide, resource, PolicyContext(), known=known, not_found=missing)
         assert raised.value is missing
     assert asked == [resource]
+
+
+async def _slow_policy_engine(delay: float) -> tuple[asyncio.Server, int, list[int]]:
+    """OPA's decision API at its boundary: each answer ``delay`` s late (OPA busy); the
+    most questions it held at once in the list."""
+    held, most = [0], [0]
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"content-length: *(\d+)", head, re.I)[1])  # type: ignore[index]
+                await reader.readexactly(length)
+                held[0] += 1
+                most[0] = max(most[0], held[0])
+                await asyncio.sleep(delay)
+                held[0] -= 1
+                body = json.dumps({"result": {"allow": True}, "decision_id": "d"}).encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    + f"content-length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], most
+
+
+async def test_a_burst_waits_its_turn_instead_of_failing_closed() -> None:
+    """200 questions at once, OPA answering each 0.3 s late: within the 0.5 s timeout of a
+    question, but not of a question that first waits for one of the HTTP client's 100
+    connections (the chaos suite's 200 concurrent updates, answered 503 with OPA healthy).
+    They queue for their turn: all answered, never more than ``max_in_flight`` at OPA."""
+    server, port, most = await _slow_policy_engine(0.3)
+    pep = PolicyEnforcementPoint(f"http://127.0.0.1:{port}", timeout_seconds=0.5, max_in_flight=32)
+    await pep.start()
+    try:
+        decisions = await asyncio.gather(
+            *(pep.decide_at("akson.authz", "decision", {"n": n}) for n in range(200)),
+            return_exceptions=True,
+        )
+        refused = [d for d in decisions if isinstance(d, BaseException)]
+        assert refused == [] and all(d.allow for d in decisions if isinstance(d, Decision))
+        assert most[0] <= 32
+        # the wait for a turn is bounded too: a hung queue fails closed, not forever
+        hurried = PolicyEnforcementPoint(
+            f"http://127.0.0.1:{port}", timeout_seconds=0.5, max_in_flight=1, queue_seconds=0.2
+        )
+        await hurried.start()
+        try:
+            late = await asyncio.gather(
+                *(hurried.decide_at("akson.authz", "decision", {}) for _ in range(3)),
+                return_exceptions=True,
+            )
+            assert sum(isinstance(d, PolicyUnavailable) for d in late) == 2
+        finally:
+            await hurried.close()
+    finally:
+        await pep.close()
+        server.close()
+        await server.wait_closed()
