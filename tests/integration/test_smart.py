@@ -691,7 +691,7 @@ def test_the_demo_app_launches_and_reads_the_patients_documents(
     # subscribed, told of the new document (id-only, signed), nothing about the other patient
     assert "handshake signed: True" in printed
     (new_document,) = recorded
-    assert f"/DocumentReference/{new_document} (signed: True)" in printed, printed
+    assert f"notification: DocumentReference/{new_document} (signed: True)" in printed, printed
     assert world.other_patient not in printed
 
 
