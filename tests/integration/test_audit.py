@@ -436,6 +436,22 @@ def test_concurrent_and_repeated_uploads_are_stored_once_without_gaps(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_a_large_chunk_sent_again_is_stored_once_and_its_new_entries_too(
+    platform: Platform, http: httpx.Client
+) -> None:
+    """OPA re-sends a chunk whose upload timed out though audit stored it (a slow answer under
+    load): 300 decisions again, with 3 new ones. One duplicate a round failed such a chunk for
+    ever (the chaos suite's audit outage: the log stalled with 100,000 decisions buffered)."""
+    patient = new_patient_id()
+    chunk = [fake_entry(patient, i) for i in range(300)]
+    assert upload(http, platform, chunk) == 204
+    again = [*chunk[:150], *(fake_entry(patient, 300 + i) for i in range(3)), *chunk[150:]]
+    assert upload(http, platform, again) == 204
+    documents = list(platform.db("audit").decisions.find({"patient": patient}))
+    assert len(documents) == 303
+    assert len({d["position"] for d in documents}) == 303
+
+
 def test_two_writers_sharing_the_database_keep_one_gap_free_chain(platform: Platform) -> None:
     """Two store instances (as two replicas would be) appending at the same time."""
     patient = new_patient_id()

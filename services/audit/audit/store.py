@@ -56,6 +56,7 @@ HEAD_ID = "head"
 ANCHOR_ID = "anchor"
 DUPLICATE_KEY = 11000
 MAX_ROUNDS = 50
+UNSTORED_CHUNK = 500  # decision ids a lookup of what is stored already
 
 # Compound (field, position) indexes serve "filter, newest first, keyset paging" on MongoDB.
 # (FerretDB v1 pushes equality filters down to PostgreSQL but sorts in memory; see README.)
@@ -103,6 +104,10 @@ class DecisionStore:
         stored = 0
         replaced: set[str] = set()
         async with self._lock:
+            # what a re-sent upload holds again is dropped at once: one duplicate a round made
+            # a re-sent chunk of more than MAX_ROUNDS stored decisions fail for ever (OPA gave
+            # up waiting for a slow answer, sent the chunk again, and the log stalled)
+            pending = await self._unstored(pending)
             for _ in range(MAX_ROUNDS):
                 if not pending:
                     return stored
@@ -145,8 +150,9 @@ class DecisionStore:
                         {"position": links[failed].position}, {"_id": 1}
                     )
                     if conflict is None:
-                        # not the position: the decision id is stored already
-                        pending = pending[failed + 1 :]
+                        # not the position: the decision id is stored already (another
+                        # writer stored it meanwhile, and maybe more of the batch)
+                        pending = await self._unstored(pending[failed + 1 :])
                     else:
                         await self._catch_up(links[failed].position - 1)
                         pending = pending[failed:]
@@ -158,6 +164,20 @@ class DecisionStore:
                 pending = []
             raise RuntimeError("could not append to the decision chain (too much contention)")
         return stored
+
+    async def _unstored(
+        self, pending: list[tuple[str, dict[str, Any]]]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """``pending`` without the decisions the chain holds already."""
+        stored: set[str] = set()
+        ids = [decision_id for decision_id, _ in pending]
+        for start in range(0, len(ids), UNSTORED_CHUNK):
+            chunk = ids[start : start + UNSTORED_CHUNK]
+            async for document in self.decisions.find({"_id": {"$in": chunk}}, {"_id": 1}):
+                stored.add(str(document["_id"]))
+        return [
+            (decision_id, record) for decision_id, record in pending if decision_id not in stored
+        ]
 
     async def _insert(self, documents: list[Document]) -> None:
         await when_not_busy(lambda: self.decisions.insert_many(documents, ordered=True))
