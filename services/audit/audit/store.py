@@ -56,7 +56,6 @@ HEAD_ID = "head"
 ANCHOR_ID = "anchor"
 DUPLICATE_KEY = 11000
 MAX_ROUNDS = 50
-UNSTORED_CHUNK = 500  # decision ids a lookup of what is stored already
 
 # Compound (field, position) indexes serve "filter, newest first, keyset paging" on MongoDB.
 # (FerretDB v1 pushes equality filters down to PostgreSQL but sorts in memory; see README.)
@@ -104,11 +103,13 @@ class DecisionStore:
         stored = 0
         replaced: set[str] = set()
         async with self._lock:
-            # what a re-sent upload holds again is dropped at once: one duplicate a round made
-            # a re-sent chunk of more than MAX_ROUNDS stored decisions fail for ever (OPA gave
-            # up waiting for a slow answer, sent the chunk again, and the log stalled)
-            pending = await self._unstored(pending)
-            for _ in range(MAX_ROUNDS):
+            # MAX_ROUNDS counts contention (another writer took the position) only: a round
+            # that finds decisions stored already drops every one of them in a row and does not
+            # count. Counting them failed a re-sent chunk holding more than MAX_ROUNDS stored
+            # decisions for ever (OPA gave up waiting for a slow answer, sent the chunk again,
+            # and the log stalled)
+            contended = 0
+            while contended < MAX_ROUNDS:
                 if not pending:
                     return stored
                 head = await self.head()
@@ -150,10 +151,11 @@ class DecisionStore:
                         {"position": links[failed].position}, {"_id": 1}
                     )
                     if conflict is None:
-                        # not the position: the decision id is stored already (another
-                        # writer stored it meanwhile, and maybe more of the batch)
-                        pending = await self._unstored(pending[failed + 1 :])
+                        # not the position: the decision id is stored already, and maybe the
+                        # ones after it (a re-sent chunk)
+                        pending = await self._past_stored(pending[failed + 1 :])
                     else:
+                        contended += 1
                         await self._catch_up(links[failed].position - 1)
                         pending = pending[failed:]
                     continue
@@ -165,19 +167,17 @@ class DecisionStore:
             raise RuntimeError("could not append to the decision chain (too much contention)")
         return stored
 
-    async def _unstored(
+    async def _past_stored(
         self, pending: list[tuple[str, dict[str, Any]]]
     ) -> list[tuple[str, dict[str, Any]]]:
-        """``pending`` without the decisions the chain holds already."""
-        stored: set[str] = set()
-        ids = [decision_id for decision_id, _ in pending]
-        for start in range(0, len(ids), UNSTORED_CHUNK):
-            chunk = ids[start : start + UNSTORED_CHUNK]
-            async for document in self.decisions.find({"_id": {"$in": chunk}}, {"_id": 1}):
-                stored.add(str(document["_id"]))
-        return [
-            (decision_id, record) for decision_id, record in pending if decision_id not in stored
-        ]
+        """``pending`` from its first decision the chain does not hold yet (a lookup by id
+        each: FerretDB v1 finds by ``_id`` through the index, an ``$in`` scans)."""
+        start = 0
+        while start < len(pending) and await self.decisions.find_one(
+            {"_id": pending[start][0]}, {"_id": 1}
+        ):
+            start += 1
+        return pending[start:]
 
     async def _insert(self, documents: list[Document]) -> None:
         await when_not_busy(lambda: self.decisions.insert_many(documents, ordered=True))
