@@ -48,9 +48,9 @@ upstream-token: ## a development upstream token: WHO=personnel|citizen ID=<HPR n
 
 venv: $(VENV_STAMP) ## install the Python workspace (uv, one lockfile)
 
-tools: ## build the pinned Go tools once (cached outside the clone), install redis-server if missing
+tools: ## build the pinned Go tools once (cached outside the clone), install redis-server, curl and jq if missing
 	@$(TOOLS) opa ferretdb daprd regal helm kubeconform >/dev/null
-	@infra/tools/ensure-redis.sh
+	@infra/tools/ensure-packages.sh redis-server=redis-server curl=curl jq=jq
 
 clean: down ## remove run folders (the tool cache stays)
 	rm -rf .run

@@ -194,12 +194,17 @@ def tool_paths() -> dict[str, str]:
     paths = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
     redis = shutil.which("redis-server")
     if redis is None:
-        subprocess.run([str(ROOT / "infra" / "tools" / "ensure-redis.sh")], check=True)
+        ensure_packages("redis-server=redis-server")
         redis = shutil.which("redis-server")
     if redis is None:
         raise SystemExit("redis-server is not available")
     paths["redis-server"] = redis
     return paths
+
+
+def ensure_packages(*pairs: str) -> None:
+    """Install the OS packages whose probe finds nothing (infra/tools/ensure-packages.sh)."""
+    subprocess.run([str(ROOT / "infra" / "tools" / "ensure-packages.sh"), *pairs], check=True)
 
 
 DB_BACKEND = os.environ.get("AKSON_DB_BACKEND", "postgresql")
@@ -386,7 +391,7 @@ def postgres_bin() -> Path:
         Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name)
     )
     if not candidates:
-        subprocess.run([str(ROOT / "infra" / "tools" / "ensure-postgres.sh")], check=True)
+        ensure_packages("postgresql=/usr/lib/postgresql/*/bin/postgres")
         candidates = sorted(
             Path("/usr/lib/postgresql").glob("*/bin/postgres"),
             key=lambda p: int(p.parent.parent.name),
