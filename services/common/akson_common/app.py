@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -112,19 +112,40 @@ def create_service(
     """``unchecked_bodies``: path prefixes whose request bodies the input guard leaves to the
     route (it checks them itself, e.g. to quarantine one bad entry instead of refusing all)."""
     configure_logging(settings.service_name, settings.log_level)
-    database = Database(
-        settings.mongo_url.get_secret_value(),
-        settings.mongo_database,
-        serialise_writes=settings.mongo_serialise_writes,
-        max_pool_size=settings.mongo_max_pool_size,
+    app = FastAPI(
+        title=title,
+        version="0.1.0",
+        lifespan=_lifespan(on_startup, on_shutdown),
+        description=f"Akson {settings.service_name} service",
+        license_info={"name": "Apache-2.0"},
+        # FHIR's handling=strict: a parameter a /fhir/ route does not know is a 400
+        dependencies=[Depends(strict_parameters)],
     )
-    http = httpx.AsyncClient(timeout=5.0)
-    dapr_token = settings.dapr_api_token.get_secret_value()
+    platform = _platform(app, settings)
+    if settings.jwks_url or settings.jwks_file:
+        app.state.token_verifier = _token_verifier(settings, platform.http)
+        app.state.denylist = Denylist(platform.database, platform.subscriptions)
+    _install_middleware(app, settings, unchecked_bodies)
+    _install_health(app, platform)
+    if configure is not None:
+        configure(app, platform)
+    for router in routers:
+        app.include_router(router)
+    declare_error_responses(app, routers)
+    return app
+
+
+def _lifespan(
+    on_startup: Startup | None, on_shutdown: Startup | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start what ``_platform`` built, in order, and stop it in reverse."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        platform: Platform = app.state.platform
+        enforcement: EnforcementLog = app.state.enforcement
         await platform.pep.start()
-        await database.bootstrap()
+        await platform.database.bootstrap()
         if on_startup is not None:
             await on_startup(platform)
         platform.outbox.start()
@@ -139,23 +160,27 @@ def create_service(
             await platform.subscriptions.stop()
             await platform.outbox.stop()
             await platform.pep.close()
-            await http.aclose()
-            await database.close()
+            await platform.http.aclose()
+            await platform.database.close()
 
-    app = FastAPI(
-        title=title,
-        version="0.1.0",
-        lifespan=lifespan,
-        description=f"Akson {settings.service_name} service",
-        license_info={"name": "Apache-2.0"},
-        # FHIR's handling=strict: a parameter a /fhir/ route does not know is a 400
-        dependencies=[Depends(strict_parameters)],
+    return lifespan
+
+
+def _platform(app: FastAPI, settings: ServiceSettings) -> Platform:
+    """The database, the sidecar client, publishing (through the outbox), subscriptions and
+    the policy enforcement point (whose decisions the enforcement log records)."""
+    database = Database(
+        settings.mongo_url.get_secret_value(),
+        settings.mongo_database,
+        serialise_writes=settings.mongo_serialise_writes,
+        max_pool_size=settings.mongo_max_pool_size,
     )
+    http = httpx.AsyncClient(timeout=5.0)
     publisher = EventPublisher(
         http,
         settings.dapr_http_endpoint,
         settings.pubsub_name,
-        dapr_token,
+        settings.dapr_api_token.get_secret_value(),
         settings.partition_key_secret.get_secret_value(),
     )
     outbox = Outbox(database, publisher, settings.outbox_sweep_seconds)
@@ -180,22 +205,30 @@ def create_service(
     )
     app.state.platform = platform
     app.state.pep = platform.pep
-    if settings.jwks_url or settings.jwks_file:
-        app.state.token_verifier = TokenVerifier(
-            JwksSource(
-                url=settings.jwks_url,
-                file=settings.jwks_file,
-                client=http,
-                max_age_seconds=settings.jwks_max_age_seconds,
-                min_refresh_seconds=settings.jwks_min_refresh_seconds,
-            ),
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            algorithms=settings.jwt_algorithms,
-            leeway_seconds=settings.jwt_leeway_seconds,
-            fhir_audience=settings.fhir_gateway_audience,
-        )
-        app.state.denylist = Denylist(database, platform.subscriptions)
+    app.state.enforcement = enforcement
+    return platform
+
+
+def _token_verifier(settings: ServiceSettings, http: httpx.AsyncClient) -> TokenVerifier:
+    return TokenVerifier(
+        JwksSource(
+            url=settings.jwks_url,
+            file=settings.jwks_file,
+            client=http,
+            max_age_seconds=settings.jwks_max_age_seconds,
+            min_refresh_seconds=settings.jwks_min_refresh_seconds,
+        ),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithms=settings.jwt_algorithms,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        fhir_audience=settings.fhir_gateway_audience,
+    )
+
+
+def _install_middleware(
+    app: FastAPI, settings: ServiceSettings, unchecked_bodies: Sequence[str]
+) -> None:
     install_problem_handlers(app)
     # errors under /fhir/ as OperationOutcome, in every service with a FHIR API
     install_fhir_outcomes(app)
@@ -207,15 +240,18 @@ def create_service(
     app.add_middleware(RequestContextMiddleware)
     configure_tracing(app, settings.service_name, settings.otlp_endpoint)
 
+
+def _install_health(app: FastAPI, platform: Platform) -> None:
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> dict[str, str]:
         return {"status": "alive"}
 
     @app.get("/readyz", tags=["health"], summary="Readiness: database, sidecar and OPA")
     async def readyz() -> JSONResponse:
+        sidecar = f"{platform.settings.dapr_http_endpoint}/v1.0/healthz/outbound"
         checks = {
-            "database": await database.ping(),
-            "sidecar": await _answers(http, f"{settings.dapr_http_endpoint}/v1.0/healthz/outbound"),
+            "database": await platform.database.ping(),
+            "sidecar": await _answers(platform.http, sidecar),
             "opa": await platform.pep.healthy(),
         }
         ready = all(checks.values())
@@ -223,13 +259,6 @@ def create_service(
             {"status": "ready" if ready else "not ready", "checks": checks},
             status_code=200 if ready else 503,
         )
-
-    if configure is not None:
-        configure(app, platform)
-    for router in routers:
-        app.include_router(router)
-    declare_error_responses(app, routers)
-    return app
 
 
 async def _answers(http: httpx.AsyncClient, url: str) -> bool:
