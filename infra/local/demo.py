@@ -36,9 +36,10 @@ import httpx
 from identity_flows import citizen_token, practitioner_token, system_token
 from stack import DEFAULT_RUN_DIR, GATEWAY, ROOT
 
+from akson_common.fhir import FHIR_JSON
+
 DATA = Path(__file__).with_name("demo.json")
 DEMO_IDENTIFIER = "urn:akson:demo"
-FHIR_JSON = "application/fhir+json"
 NDJSON = "application/x-ndjson"
 # master data's import kinds in the order they depend on each other, and the scope each needs
 IMPORTS = {

@@ -627,6 +627,12 @@ class Stack:
         for source in (LOCAL / "dapr" / "components").glob("*.yaml"):
             text = Template(source.read_text()).substitute(values)
             (target / "components" / source.name).write_text(text)
+        # the chart's Resiliency spec, the one source (charts/akson/files/resiliency.yaml)
+        spec = (ROOT / "charts" / "akson" / "files" / "resiliency.yaml").read_text()
+        (target / "components" / "resiliency.yaml").write_text(
+            "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: akson\nspec:\n"
+            + "".join(f"  {line}\n" for line in spec.splitlines())
+        )
         config = Template((LOCAL / "dapr" / "config.yaml").read_text()).substitute(values)
         (target / "config.yaml").write_text(config)
 

@@ -184,7 +184,7 @@ def test_the_locks_secrets_are_references_given_to_every_service(
 def test_components_are_scoped_to_their_users(rendered: list[Rendered]) -> None:
     everything = next(r for r in rendered if r.scenario == "all-services-values.yaml")
     scopes = {c["metadata"]["name"]: c["scopes"] for c in everything.of_kind("Component")}
-    assert scopes["statestore"] == ["integrations", "messaging"]
+    assert "statestore" not in scopes  # no service keeps Dapr state
     assert scopes["message-transport"] == ["messaging"]
     assert scopes["exports"] == ["integrations"]
     assert set(scopes["pubsub"]) >= set(SERVICES)
@@ -199,6 +199,16 @@ def test_components_are_scoped_to_their_users(rendered: list[Rendered]) -> None:
 # string is dropped silently and the default used instead ("5s" meant 15 s: make chaos found a
 # restarted sidecar's backlog coming back 200 entries every 15 s; dapr/docs#5324).
 MILLISECONDS_ONLY = {"pubsub.redis": ["redeliverInterval"]}
+
+
+def test_the_resiliency_is_the_one_the_local_stack_runs(rendered: list[Rendered]) -> None:
+    """One source: the chart renders files/resiliency.yaml, which stack.py also writes."""
+    default = next(r for r in rendered if r.scenario == "default-values.yaml")
+    (resiliency,) = default.of_kind("Resiliency")
+    source = yaml.safe_load((CHART / "files" / "resiliency.yaml").read_text())
+    assert resiliency["spec"] == source
+    assert source["targets"]["components"]["pubsub"]["inbound"]["retry"] == "deliver"
+    assert source["policies"]["retries"]["deliver"]["maxRetries"] == -1
 
 
 def test_millisecond_only_metadata_is_given_in_milliseconds(rendered: list[Rendered]) -> None:

@@ -564,7 +564,7 @@ BULK_MAX_AWAIT_MS = 50
 BATCH_CONCURRENCY = 16
 # How long dedupe markers are kept. Redis redelivers an unacknowledged event after
 # ``processingTimeout`` (15 s), and the sidecar retries a failing delivery until it succeeds
-# (every 5 s, infra/local/dapr/components/resiliency.yaml): a copy can come while the first is
+# (every 5 s, charts/akson/files/resiliency.yaml): a copy can come while the first is
 # still being retried, never after it was answered SUCCESS and acknowledged. The outbox
 # publishes an event again only while it is still pending, i.e. until its service is back. A
 # week covers every one of these by far; older markers are pruned (FerretDB v1 has no TTL

@@ -15,7 +15,7 @@ from akson_common.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
-from akson_common.fhir import capability_statement, fhir_base, resource_capability
+from akson_common.fhir import FHIR_JSON, capability_statement, fhir_base, resource_capability
 from akson_common.policy import (
     Action,
     Decision,
@@ -44,7 +44,6 @@ from masterdata.models import (
 from masterdata.service import In, MasterData, Register, Stored, public_view
 
 router = APIRouter(tags=["masterdata"], responses=PROTECTED_RESPONSES)
-FHIR_JSON = "application/fhir+json"
 NDJSON = "application/x-ndjson"
 # Person data is not clinical, but it is about a patient: the policy's "demographics" category.
 DEMOGRAPHICS = "demographics"

@@ -27,6 +27,7 @@ from typing import Any
 from fhir.resources.R4B.bundle import Bundle
 from pydantic import ValidationError
 
+from akson_common.fhir import FHIR_JSON
 from akson_common.identifiers import is_her_id, is_national_id
 from messaging.models import ReceiptStatus
 
@@ -37,7 +38,6 @@ CATEGORY_SYSTEM = "urn:akson:category"
 DOCUMENT_SYSTEM = "urn:akson:journal-document"
 LOINC = "http://loinc.org"
 APPREC = "AppRec"
-FHIR_JSON = "application/fhir+json"
 # the document type a message kind carries when the sender names none
 KIND_TYPES = {
     "referral": "57133-1",

@@ -37,12 +37,12 @@ from akson_common.auth import Principal
 from akson_common.db import Database, Document, DuplicateKeyError, Page, Repository, when_not_busy
 from akson_common.errors import Unprocessable
 from akson_common.events import Delivery, DocumentRecordedV1, Outcome, RecordChangedV1
+from akson_common.fhir import FHIR_JSON
 from akson_common.policy import PolicyEnforcementPoint, PolicyUnavailable, ResourceRef
 from akson_common.projections import PatientProjections
 from messaging.settings import MessagingSettings
 from messaging.store import attempt_outcome, claim_due
 from messaging.subscriptions import (
-    FHIR_JSON,
     SIGNATURE_HEADER,
     Limits,
     Notification,

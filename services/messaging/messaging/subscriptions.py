@@ -47,6 +47,7 @@ from fhir.resources.R4B.subscription import Subscription
 from pydantic import BaseModel, Field, ValidationError
 
 from akson_common.errors import Unprocessable
+from akson_common.fhir import FHIR_JSON
 from akson_common.identifiers import is_national_id
 from messaging.models import SendState
 from messaging.topics import TOPICS, Topic
@@ -61,7 +62,6 @@ HEARTBEAT_URL = f"{BACKPORT}/backport-heartbeat-period"
 TIMEOUT_URL = f"{BACKPORT}/backport-timeout"
 SECRET_URL = "https://akson.no/fhir/StructureDefinition/subscription-signing-secret"
 SIGNATURE_HEADER = "X-Akson-Signature"
-FHIR_JSON = "application/fhir+json"
 PAYLOADS = frozenset({FHIR_JSON, "application/json"})
 MIN_SECRET, MAX_SECRET = 32, 256
 MAX_ENDPOINT = 2048

@@ -4,7 +4,7 @@ carries messages is configuration — HTTP to a peer locally, the national excha
 The binding is invoked with ``errorIfNot2XX=false``: the sidecar then answers 200 with the
 peer's status in the ``metadata.statusCode`` response header, so a peer's answer (accepted,
 refused, failing) is told apart from the transport being unavailable (the sidecar's own error).
-Messaging, not the sidecar, decides about retries (see ``resiliency.yaml``).
+Messaging, not the sidecar, decides about retries (see charts/akson/files/resiliency.yaml).
 """
 
 from __future__ import annotations
