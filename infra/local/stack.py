@@ -989,7 +989,6 @@ class Stack:
         services = self.endpoints["services"]
         return {
             f"{prefix}PUBLIC_URL": services[CONSOLE]["app"],
-            f"{prefix}IDENTITY_URL": self.endpoints["identity"]["issuer"],
             f"{prefix}FHIR_BASE": self.endpoints.get("fhir", {}).get("base", ""),
             f"{prefix}AUDIT_URL": services["audit"]["app"],
             f"{prefix}CONSENT_URL": services["consent"]["app"],

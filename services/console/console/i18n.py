@@ -268,7 +268,8 @@ LANGUAGES = tuple(CATALOGUE)
 
 
 def translate(lang: str | None, key: str, **values: object) -> str:
-    text = CATALOGUE.get(lang or DEFAULT, {}).get(key) or EN.get(key) or key
+    catalogue = CATALOGUE.get(lang or DEFAULT) or CATALOGUE[DEFAULT]
+    text = catalogue.get(key) or EN.get(key) or key
     return text.format(**values) if values else text
 
 

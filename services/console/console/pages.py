@@ -446,3 +446,10 @@ async def withdraw(
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz() -> dict[str, str]:
+    """Ready as soon as it runs: no database, no sidecar; the platform's APIs answer for
+    themselves (a page the platform cannot serve says so)."""
+    return {"status": "ready"}

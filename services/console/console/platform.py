@@ -72,7 +72,7 @@ class Platform:
             "code_challenge_method": "S256",
             "aud": self.settings.fhir_base,
         }
-        return f"{self.settings.identity_url.rstrip('/')}/authorize?{urlencode(query)}"
+        return f"{self.settings.jwt_issuer.rstrip('/')}/authorize?{urlencode(query)}"
 
     async def logged_in(self, session: Session, query: Mapping[str, str]) -> User:
         """Back from identity: the code redeemed (PKCE) for audit's token and a refresh token."""

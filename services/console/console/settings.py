@@ -14,9 +14,10 @@ class ConsoleSettings(BaseSettings):
     # the console's own URL as the browser sees it
     public_url: str = "http://127.0.0.1:8000"
     client_id: str = "akson-console"
-    # identity as the browser sees it (/authorize) and as the console reaches it (/token)
-    identity_url: str = "http://127.0.0.1:8001"
-    identity_internal_url: str = ""
+    # identity as the browser sees it (its issuer: /authorize), and as the console reaches it
+    # (/token; empty: the issuer's URL)
+    jwt_issuer: str = "http://127.0.0.1:8001"
+    identity_url: str = ""
     # SMART's aud on /authorize: the platform's FHIR base
     fhir_base: str = ""
     audit_url: str = "http://127.0.0.1:8002"
@@ -33,7 +34,7 @@ class ConsoleSettings(BaseSettings):
 
     @property
     def token_endpoint(self) -> str:
-        return f"{(self.identity_internal_url or self.identity_url).rstrip('/')}/token"
+        return f"{(self.identity_url or self.jwt_issuer).rstrip('/')}/token"
 
 
 # the scopes the console asks for: SMART v2 user/ scopes over audit's and consent's types (the
