@@ -27,8 +27,7 @@ EN: dict[str, str] = {
     "welcome_auditor": "Auditors: search the decision log, review emergency accesses.",
     "login_note": "You log in through the platform's identity service (locally: the development "
     "login page).",
-    "no_pages": "There is no page for this account here: the console is for auditors and "
-    "citizens.",
+    "no_pages": "There is no page for this account here: the console is for auditors and citizens.",
     "error": "Something went wrong",
     "refused": "Not allowed",
     "refused_detail": "The platform's policy did not allow this.",

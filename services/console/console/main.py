@@ -67,8 +67,9 @@ def install_error_pages(app: FastAPI) -> None:
 
     async def on_csrf(request: Request, exc: Exception) -> Response:
         session = current_session(request)
-        return page(request, 403, "error", translate(session.lang if session else None,
-                                                         "csrf_refused"))
+        return page(
+            request, 403, "error", translate(session.lang if session else None, "csrf_refused")
+        )
 
     async def on_bad_input(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BadInput)

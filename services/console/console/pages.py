@@ -24,7 +24,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from console import chart
 from console.i18n import LANGUAGES, choose, translate
 from console.platform import AUDIT, CONSENT, LoginFailed, LoginRequired, Platform
-from console.sessions import CSRF_FIELD, CSRF_HEADER, Session, SessionStore, User, require_csrf
+from console.sessions import CSRF_FIELD, CSRF_HEADER, Session, SessionStore, require_csrf
 from console.settings import ConsoleSettings
 
 router = APIRouter()
@@ -305,9 +305,8 @@ async def search(request: Request, session: AuditorSession, platform: PlatformDe
         days=days,
         chart=chart.draw(days) if days else None,
         outcome=chart.outcome,
-        export="/auditor/export?" + urlencode(
-            {k: v for k, v in query.items() if k in SEARCH_FIELDS and v}
-        ),
+        export="/auditor/export?"
+        + urlencode({k: v for k, v in query.items() if k in SEARCH_FIELDS and v}),
         limit=SEARCH_LIMIT,
     )
 
@@ -333,7 +332,9 @@ async def export(request: Request, session: AuditorSession, platform: PlatformDe
 
 @router.get("/auditor/reviews", response_class=HTMLResponse)
 async def reviews(request: Request, session: AuditorSession, platform: PlatformDep) -> Response:
-    waiting = await platform.call(session, AUDIT, "GET", "/audit/reviews", params={"status": "open"})
+    waiting = await platform.call(
+        session, AUDIT, "GET", "/audit/reviews", params={"status": "open"}
+    )
     done = await platform.call(
         session, AUDIT, "GET", "/audit/reviews", params={"status": "closed", "_count": "20"}
     )

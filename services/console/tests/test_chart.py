@@ -5,7 +5,9 @@ from __future__ import annotations
 from console.chart import draw, outcome, per_day
 
 
-def decision(at: str, allow: bool, reasons: list[str], reason: str | None = None) -> dict[str, object]:
+def decision(
+    at: str, allow: bool, reasons: list[str], reason: str | None = None
+) -> dict[str, object]:
     return {"at": at, "allow": allow, "reasons": reasons, "emergency_reason": reason}
 
 

@@ -142,9 +142,7 @@ def test_logout_needs_the_csrf_token_and_drops_the_session(client: TestClient) -
     csrf = logged_in_citizen(client)
     form = {"content-type": "application/x-www-form-urlencoded"}
     assert client.post("/logout", content="csrf=forged", headers=form).status_code == 403
-    answer = client.post(
-        "/logout", content=f"csrf={csrf}", headers=form, follow_redirects=False
-    )
+    answer = client.post("/logout", content=f"csrf={csrf}", headers=form, follow_redirects=False)
     assert answer.status_code == 303 and f"{COOKIE}=" in answer.headers["set-cookie"]
     sessions: SessionStore = client.app.state.sessions  # type: ignore[attr-defined]
     assert len(sessions) == 0
