@@ -142,11 +142,12 @@ MESSAGING_TIMINGS = {
 MESSAGE_PEER = "message-peer"
 # the development upstream login page (HelseID / ID-porten stand-in) of SMART App Launch
 DEV_LOGIN = "dev-login"
-# The web console (services/console): no database of its own (FerretDB's pool does not count
-# it), a public SMART app seeded at identity with its redirect URI on this stack's port; its
-# auditor logs in as a named practitioner to whom identity grants the auditor role.
+# The web console (services/console): pages for browsers over the other services' APIs, with
+# no database of its own (no MongoDB settings; FerretDB's pool does not count it) and no API of
+# its own (no token audience); a public SMART app seeded at identity with its redirect URI on
+# this stack's port; its auditor logs in as a named practitioner whom identity grants the role.
 CONSOLE = "console"
-STORAGELESS = {CONSOLE}
+WEB_APPS = {CONSOLE}
 DEV_AUDITOR_HPR = "9700006"
 CONSOLE_SCOPES = [
     "offline_access",
@@ -245,7 +246,7 @@ RUN_FOLDERS = ("logs", "secrets", "dapr/components", "ferretdb", "redis", "expor
 
 def storage_services(services: list[str]) -> list[str]:
     """The services with a database client (those FerretDB's pool must serve)."""
-    return [s for s in services if s not in STORAGELESS]
+    return [s for s in services if s not in WEB_APPS]
 
 
 def pool_arithmetic(services: int) -> str | None:
@@ -885,6 +886,8 @@ class Stack:
             app_env.update(self._identity_env(prefix))
         if s == "integrations":
             app_env.update({f"{prefix}{k}": v for k, v in INTEGRATIONS_ENV.items()})
+        if s in WEB_APPS:  # no database
+            app_env = {k: v for k, v in app_env.items() if not k.startswith(f"{prefix}MONGO_")}
         if s == CONSOLE:
             app_env.update(self._console_env(prefix))
         if s == "audit":
@@ -977,7 +980,7 @@ class Stack:
             f"{prefix}KEY_ENCRYPTION_KEY_FILE": str(kek),
             f"{prefix}UPSTREAM_ISSUERS": json.dumps(upstream),
             f"{prefix}CLIENTS_FILE": self.endpoints["test_client"]["clients_file"],
-            f"{prefix}AUDIENCES": json.dumps(self.services),
+            f"{prefix}AUDIENCES": json.dumps([s for s in self.services if s not in WEB_APPS]),
             f"{prefix}KEY_PUBLISH_LEAD_SECONDS": str(KEY_PUBLISH_LEAD_SECONDS),
             # SMART App Launch: apps name the FHIR base as aud; users log in at the dev page
             f"{prefix}SMART_AUDIENCE": self.endpoints.get("fhir", {}).get("base", ""),

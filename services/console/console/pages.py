@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from console import chart
-from console.i18n import LANGUAGES, choose, translate
+from console.i18n import LANGUAGES, choose, has_text, translate
 from console.platform import AUDIT, CONSENT, LoginFailed, LoginRequired, Platform
 from console.sessions import CSRF_FIELD, CSRF_HEADER, Session, SessionStore, require_csrf
 from console.settings import ConsoleSettings
@@ -129,9 +129,15 @@ def render(
     if session is not None:
         flash, session.flash = session.flash, None
     t: Callable[..., str] = partial(translate, chosen)
+
+    def label(kind: str, code: str | None) -> str:
+        """The text for a code (``basis``, ``category``, ``profession``...), else the code."""
+        return "" if not code else t(f"{kind}_{code}") if has_text("en", f"{kind}_{code}") else code
+
     context = {
         "lang": chosen,
         "t": t,
+        "label": label,
         "user": session.user if session else None,
         "csrf": session.csrf if session else "",
         "csrf_field": CSRF_FIELD,
