@@ -27,9 +27,7 @@ def test_values_are_filled_in() -> None:
 
 
 def test_every_citizen_text_is_in_bokmal() -> None:
-    citizen = [
-        k for k in EN if k.startswith(("my_", "block_", "basis_", "profession_", "type_"))
-    ]
+    citizen = [k for k in EN if k.startswith(("my_", "block_", "basis_", "profession_", "type_"))]
     assert citizen and [k for k in citizen if k not in NB] == []
     assert set(NB) <= set(EN)  # English is the complete catalogue
 
