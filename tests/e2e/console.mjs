@@ -88,6 +88,12 @@ async function auditorScenario(browser) {
   check(cookie && cookie.httpOnly && cookie.secure && cookie.sameSite === "Lax",
     "the session cookie is HttpOnly, Secure and SameSite=Lax");
 
+  // a bad value is the console's 400 with the reason, swapped in like any answer
+  await page.getByLabel("Patient (national id)").fill("123");
+  await page.getByRole("button", { name: "Search" }).click();
+  await page.getByRole("alert").filter({ hasText: "11-digit national id" }).waitFor({ timeout: TIMEOUT });
+  check(true, "a bad patient id is refused with the reason (400, shown in place)");
+
   // search by patient, emergency accesses only (htmx swaps the results in)
   await page.getByLabel("Patient (national id)").fill(env("PATIENT"));
   await page.getByLabel("Emergency accesses only").check();
@@ -159,6 +165,10 @@ async function citizenScenario(browser) {
   check(await page.locator("html").getAttribute("lang") === "nb", "the page is in Norwegian Bokmål (lang=nb)");
   const rows = page.locator("table.access-log tbody tr");
   const before = await rows.count();
+  check(await page.locator("table.access-log tbody tr.emergency", { hasText: "nødrett" }).count() === 1,
+    "the emergency access is in her log, marked as one");
+  check(!(await page.locator("table.access-log").innerText()).includes("kontroll av en nødtilgang"),
+    "the auditor's review of it is not an access to her record");
   await audit(page, "07-citizen-access-log");
 
   // keyboard: the first Tab reaches the skip link, which moves to the content
