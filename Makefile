@@ -56,7 +56,7 @@ clean: down ## remove run folders (the tool cache stays)
 	rm -rf .run
 
 ##@ Test
-test: lint unit policy-test chart-test integration ## everything CI runs
+test: lint unit policy-test chart-test integration e2e ## everything CI runs
 
 lint: venv tools ## ruff, mypy --strict, opa fmt/check, regal
 	$(RUN) ruff check .
@@ -77,6 +77,14 @@ policy-test: tools ## opa test with coverage
 
 integration: venv tools ## integration tests against the real stack (started and stopped by the tests)
 	$(RUN) pytest tests/integration -q
+
+.PHONY: e2e browser
+e2e: venv tools browser ## the console in a real browser: playwright-core + Debian's chromium + axe-core (screenshots: test-artifacts/e2e/)
+	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
+	$(RUN) pytest tests/e2e -q
+
+browser: ## Debian's chromium for the browser tests, installed when missing (never a downloaded browser)
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 ##@ Load and benchmarks (each on a stack of its own, except seed)
 seed: venv ## generate the large synthetic population (.run/seed/*.ndjson) and load it into `make up`'s stack

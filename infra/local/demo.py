@@ -385,7 +385,7 @@ def try_commands(endpoints: Json, run_dir: Path) -> list[tuple[str, str]]:
         "'.entry[].resource | \"\\(.resourceType): \\(.description // .code.coding[0].display"
         " // .medicationCodeableConcept.coding[0].display)\"'"
     )
-    return [
+    commands = [
         (
             "the GP reads Astrid's summary (200): allergies, medications, latest notes and results",
             f"curl -s {token('gp')} '{fhir}/Patient/{patient}/$summary' | jq -r {shown}",
@@ -402,6 +402,16 @@ def try_commands(endpoints: Json, run_dir: Path) -> list[tuple[str, str]]:
             " \\(.resource_type)\"'",
         ),
     ]
+    if "console" in endpoints["services"]:
+        console = endpoints["services"]["console"]["app"]
+        commands.append(
+            (
+                "the console in a browser: log in as Astrid (citizen, national id "
+                f"{patient}) or the log auditor (personnel, HPR 9700006)",
+                f"xdg-open {console}/",
+            )
+        )
+    return commands
 
 
 def show(endpoints: Json, run_dir: Path, report: Report | None = None) -> str:

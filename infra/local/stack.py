@@ -142,6 +142,22 @@ MESSAGING_TIMINGS = {
 MESSAGE_PEER = "message-peer"
 # the development upstream login page (HelseID / ID-porten stand-in) of SMART App Launch
 DEV_LOGIN = "dev-login"
+# The web console (services/console): pages for browsers over the other services' APIs, with
+# no database of its own (no MongoDB settings; FerretDB's pool does not count it) and no API of
+# its own (no token audience); a public SMART app seeded at identity with its redirect URI on
+# this stack's port; its auditor logs in as a named practitioner whom identity grants the role.
+CONSOLE = "console"
+WEB_APPS = {CONSOLE}
+DEV_AUDITOR_HPR = "9700006"
+CONSOLE_SCOPES = [
+    "offline_access",
+    "user/DecisionLog.rs",
+    "user/AuditEvent.rs",
+    "user/AccessReview.cru",
+    "user/AccessLog.rs",
+    "user/Consent.crus",
+]
+DEV_MUNICIPALITIES = ["4601", "4640"]
 # Supervision: the first restart after 0.5 s, doubling to 30 s for a process that keeps exiting;
 # a process that ran a stable minute before it exited starts again from 0.5 s.
 BACKOFF_FIRST_SECONDS = 0.5
@@ -231,6 +247,11 @@ FERRETDB_CONNECTIONS_PER_COMMAND = 2
 # what a run folder holds besides the state files
 RUN_FOLDERS = ("logs", "secrets", "dapr/components", "ferretdb", "redis", "exports", "upstream",
                "identity")  # fmt: skip
+
+
+def storage_services(services: list[str]) -> list[str]:
+    """The services with a database client (those FerretDB's pool must serve)."""
+    return [s for s in services if s not in WEB_APPS]
 
 
 def pool_arithmetic(services: int) -> str | None:
@@ -475,7 +496,7 @@ class Stack:
 
     # -- preparation -----------------------------------------------------------------------
     def prepare(self) -> None:
-        exhausting = pool_arithmetic(len(self.services))
+        exhausting = pool_arithmetic(len(storage_services(self.services)))
         if exhausting is not None:
             raise RuntimeError(exhausting)
         for sub in RUN_FOLDERS:
@@ -528,7 +549,7 @@ class Stack:
                 "token_endpoint": f"{identity_url}/token",
             },
             "upstream": {name: self._upstream_issuer(name) for name in UPSTREAM},
-            "test_client": self._test_client(),
+            "test_client": self._test_client(ports),
             "message_peer": {"url": self._message_peer_url(ports)},
             "dev_login": {"url": f"http://127.0.0.1:{ports['dev_login']}/login"},
             "services": {
@@ -580,7 +601,7 @@ class Stack:
             "private_key_file": str(key_file),
         }
 
-    def _test_client(self) -> dict[str, Any]:
+    def _test_client(self, ports: dict[str, int]) -> dict[str, Any]:
         """The system client the tests (and `make up` users) authenticate as: its public key is
         registered at identity, its private key stays in secrets/."""
         jwks_file = self.run_dir / "identity" / f"{TEST_CLIENT}-jwks.json"
@@ -591,6 +612,17 @@ class Stack:
             {"client_id": TEST_CLIENT, "jwks": jwks, "scopes": TEST_CLIENT_SCOPES},
             *({**client, "jwks": jwks} for client in DEV_CLIENTS.values()),
         ]
+        if CONSOLE in self.services:
+            registrations.append(
+                {
+                    "client_id": "akson-console",
+                    "name": "Akson console (services/console)",
+                    "kind": "public",
+                    "redirect_uris": [f"http://127.0.0.1:{ports[f'{CONSOLE}_app']}/callback"],
+                    "scopes": CONSOLE_SCOPES,
+                    "municipalities": DEV_MUNICIPALITIES,
+                }
+            )
         clients_file.write_text(json.dumps(registrations))
         return {
             "client_id": TEST_CLIENT,
@@ -865,6 +897,10 @@ class Stack:
             app_env.update(self._identity_env(prefix))
         if s == "integrations":
             app_env.update({f"{prefix}{k}": v for k, v in INTEGRATIONS_ENV.items()})
+        if s in WEB_APPS:  # no database
+            app_env = {k: v for k, v in app_env.items() if not k.startswith(f"{prefix}MONGO_")}
+        if s == CONSOLE:
+            app_env.update(self._console_env(prefix))
         if s == "audit":
             # double recording: report a one-sided decision 10 s after it arrived
             app_env[f"{prefix}RECONCILE_GRACE_SECONDS"] = "10"
@@ -955,11 +991,21 @@ class Stack:
             f"{prefix}KEY_ENCRYPTION_KEY_FILE": str(kek),
             f"{prefix}UPSTREAM_ISSUERS": json.dumps(upstream),
             f"{prefix}CLIENTS_FILE": self.endpoints["test_client"]["clients_file"],
-            f"{prefix}AUDIENCES": json.dumps(self.services),
+            f"{prefix}AUDIENCES": json.dumps([s for s in self.services if s not in WEB_APPS]),
             f"{prefix}KEY_PUBLISH_LEAD_SECONDS": str(KEY_PUBLISH_LEAD_SECONDS),
             # SMART App Launch: apps name the FHIR base as aud; users log in at the dev page
             f"{prefix}SMART_AUDIENCE": self.endpoints.get("fhir", {}).get("base", ""),
             f"{prefix}UPSTREAM_LOGIN_URL": self.endpoints["dev_login"]["url"],
+            f"{prefix}PERSONNEL_ROLES": json.dumps({DEV_AUDITOR_HPR: ["auditor"]}),
+        }
+
+    def _console_env(self, prefix: str) -> dict[str, str]:
+        services = self.endpoints["services"]
+        return {
+            f"{prefix}PUBLIC_URL": services[CONSOLE]["app"],
+            f"{prefix}FHIR_BASE": self.endpoints.get("fhir", {}).get("base", ""),
+            f"{prefix}AUDIT_URL": services["audit"]["app"],
+            f"{prefix}CONSENT_URL": services["consent"]["app"],
         }
 
     # -- running ---------------------------------------------------------------------------
@@ -1133,7 +1179,10 @@ class Stack:
         if "fhir" in e:
             rows.append(("FHIR base", e["fhir"]["base"], "one base for every FHIR type"))
         for s, urls in e["services"].items():
-            rows.append((s, urls["app"], f"OpenAPI {urls['app']}/docs"))
+            notes = f"OpenAPI {urls['app']}/docs"
+            if s == CONSOLE:
+                notes = f"web pages for auditors and citizens: open {urls['app']}/ in a browser"
+            rows.append((s, urls["app"], notes))
             rows.append((f"{s} sidecar", urls["dapr_http"], f"gRPC {urls['dapr_grpc']}"))
         width = max(len(r[0]) for r in rows)
         lines = [f"{'component':<{width}}  {'listens on':<28}  notes"]

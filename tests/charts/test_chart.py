@@ -21,6 +21,10 @@ from tests.charts.conftest import CHART, ROOT, SCENARIOS, Rendered, Tools
 
 BAD_VALUES = sorted((Path(__file__).parent / "bad_values").glob("*.yaml"))
 SERVICES = sorted(p.parent.name for p in ROOT.glob("services/*/*/main.py"))
+# the console: web pages over the others' APIs; no database, no sidecar, one replica (its
+# sessions are in memory), so no HorizontalPodAutoscaler
+CONSOLE = "console"
+PLATFORM_SERVICES = [s for s in SERVICES if s != CONSOLE]
 
 
 def test_scenarios_exist() -> None:
@@ -125,13 +129,14 @@ def test_every_service_is_rendered_with_its_resources(rendered: list[Rendered]) 
     expected = {f"akson-{name}" for name in [*SERVICES, "opa"]}
     for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"):
         assert {m["metadata"]["name"] for m in default.of_kind(kind)} == expected, kind
-    for kind in ("NetworkPolicy", "HorizontalPodAutoscaler"):
-        assert {m["metadata"]["name"] for m in default.of_kind(kind)} == expected, kind
+    assert {m["metadata"]["name"] for m in default.of_kind("NetworkPolicy")} == expected
+    scaled = {m["metadata"]["name"] for m in default.of_kind("HorizontalPodAutoscaler")}
+    assert scaled == expected - {f"akson-{CONSOLE}"}
     app_ids = {
         d["spec"]["template"]["metadata"].get("annotations", {}).get("dapr.io/app-id")
         for d in default.of_kind("Deployment")
     }
-    assert app_ids == {*SERVICES, None}
+    assert app_ids == {*PLATFORM_SERVICES, None}
 
 
 def test_the_locks_secrets_are_references_given_to_every_service(
@@ -156,7 +161,15 @@ def test_the_locks_secrets_are_references_given_to_every_service(
         env = secret_env(f"akson-{service}")
         assert env[f"{prefix}OPA_TOKEN"] == "akson-opa-token", service
         assert env[f"{prefix}PARTITION_KEY_SECRET"] == "akson-partition-key", service
-        assert env[f"{prefix}MONGO_URL"] == "akson-mongodb", service
+        if service != CONSOLE:
+            assert env[f"{prefix}MONGO_URL"] == "akson-mongodb", service
+    assert "AKSON_CONSOLE_MONGO_URL" not in secret_env(f"akson-{CONSOLE}")
+    console = deployments[f"akson-{CONSOLE}"]["spec"]["template"]["spec"]["containers"][0]
+    plain = {e["name"]: e.get("value") for e in console["env"]}
+    assert plain["AKSON_CONSOLE_AUDIT_URL"] == "http://akson-audit.akson.svc.cluster.local:8000"
+    assert plain["AKSON_CONSOLE_CONSENT_URL"].startswith("http://akson-consent.")
+    assert plain["AKSON_CONSOLE_IDENTITY_URL"].startswith("http://akson-identity.")
+    assert deployments[f"akson-{CONSOLE}"]["spec"]["replicas"] == 1
     assert secret_env("akson-identity")["AKSON_IDENTITY_KEY_ENCRYPTION_KEY"] == "akson-identity-kek"
     # a service may have its own database user: its own connection string Secret
     render = tools.helm_template(
@@ -187,7 +200,7 @@ def test_components_are_scoped_to_their_users(rendered: list[Rendered]) -> None:
     assert "statestore" not in scopes  # no service keeps Dapr state
     assert scopes["message-transport"] == ["messaging"]
     assert scopes["exports"] == ["integrations"]
-    assert set(scopes["pubsub"]) >= set(SERVICES)
+    assert set(scopes["pubsub"]) >= set(PLATFORM_SERVICES)
     default = next(r for r in rendered if r.scenario == "default-values.yaml")
     # by default only what the default services list: pubsub, messaging's transport, exports
     components = {c["metadata"]["name"]: c["scopes"] for c in default.of_kind("Component")}

@@ -16,7 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
-from stack import APP_ROLE, KEY_PUBLISH_LEAD_SECONDS, ROOT
+from stack import APP_ROLE, KEY_PUBLISH_LEAD_SECONDS, ROOT, storage_services
 
 from akson_common.auth import token_header
 from tests.integration.conftest import Platform, eventually
@@ -209,7 +209,7 @@ def test_writes_are_serialised_on_ferretdb_only(platform: Platform) -> None:
     from akson_common.settings import ServiceSettings
 
     assert ServiceSettings.model_fields["mongo_serialise_writes"].default is False
-    for name in platform.stack.services:
+    for name in storage_services(platform.stack.services):
         env = platform.stack.processes[f"{name}-app"].env
         assert env[f"AKSON_{name.upper()}_MONGO_SERIALISE_WRITES"] == "true", name
 
@@ -227,6 +227,6 @@ def test_the_services_cannot_hold_all_of_ferretdbs_pool(platform: Platform) -> N
         int(
             platform.stack.processes[f"{name}-app"].env[f"AKSON_{name.upper()}_MONGO_MAX_POOL_SIZE"]
         )
-        for name in platform.stack.services
+        for name in storage_services(platform.stack.services)
     )
     assert 2 * asked < pool, (asked, pool)

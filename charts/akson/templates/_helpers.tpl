@@ -88,6 +88,11 @@ secretKeyRef:
 {{- fail (printf "%s.networkPolicy.allowTo: %q is not an enabled workload" $at $target) -}}
 {{- end -}}
 {{- end -}}
+{{- range $target := $w.calls -}}
+{{- if not (has $target $w.networkPolicy.allowTo) -}}
+{{- fail (printf "%s.calls: %q is not in networkPolicy.allowTo (the NetworkPolicy would refuse the calls)" $at $target) -}}
+{{- end -}}
+{{- end -}}
 {{- if $w.dapr.enabled -}}
 {{- if hasKey $appIds $w.dapr.appId -}}
 {{- fail (printf "Dapr app id %q is used by both services.%s and services.%s: set dapr.appId apart" $w.dapr.appId (get $appIds $w.dapr.appId) $name) -}}

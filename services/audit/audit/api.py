@@ -23,6 +23,7 @@ from akson_common.auth import CurrentPrincipal, Principal
 from akson_common.errors import PROTECTED_RESPONSES, MethodNotAllowed, NotFound
 from akson_common.guard import INT64_MAX
 from akson_common.policy import Action, Policy, PolicyContext, PolicyEnforcementPoint, ResourceRef
+from audit import signals
 from audit.directory import Directory
 from audit.store import DecisionStore
 
@@ -350,7 +351,9 @@ for path in ("/decisions", "/decisions/{decision_id}", "/chain/verify"):
 
 # -- the citizen's access log ------------------------------------------------------------------
 
-AUDIT_TYPES = ["AuditEvent", "DecisionLog", "AccessLog"]
+# audit data (the policy's audit_types): an auditor's query or review verdict is not an access
+# to the citizen's record (a review of an emergency access named her as its patient)
+AUDIT_TYPES = list(signals.AUDIT_TYPES)
 
 
 class AccessView(BaseModel):

@@ -76,6 +76,10 @@ class IdentitySettings(ServiceSettings):
     authorization_code_seconds: int = Field(default=60, gt=0, le=600)
     launch_seconds: int = Field(default=300, gt=0, le=3600)
     refresh_token_lifetime_seconds: int = Field(default=8 * 3600, gt=0, le=30 * 24 * 3600)
+    # roles identity grants to named health personnel (HPR number -> roles, e.g. "auditor":
+    # the municipality's log-control officer); the register of such duties is identity's, not
+    # master data's (HPR says who is authorised as health personnel, not who audits)
+    personnel_roles: dict[str, tuple[str, ...]] = {}
 
     @model_validator(mode="after")
     def _a_key_encryption_key_outside_development(self) -> IdentitySettings:

@@ -197,6 +197,7 @@ class TokenService:
             unit=chosen,
             organisation=organisation,
             municipality=municipality,
+            roles=self.settings.personnel_roles.get(hpr_number, ()),
         )
         return TokenGrant(principal=principal, audience=audience)
 

@@ -276,6 +276,7 @@ class AppLaunch:
     # -- POST /token: authorization_code and refresh_token ------------------------------------
     async def token(self, form: Mapping[str, str]) -> TokenResponse:
         client_id = await self._client(form)
+        audience = self._audience(form)  # before the code or refresh token is used up
         now = int(time.time())
         if form.get("grant_type") == AUTHORIZATION_CODE:
             record = await self.store.use_once(AUTHORIZATION_CODES, form.get("code", ""), now)
@@ -300,7 +301,18 @@ class AppLaunch:
                     raise OAuthError("invalid_scope", "a refresh may only narrow the scopes")
                 record["scopes"] = narrower.split()
         await self._app(client_id)  # a disabled app gets no token, nor a refreshed one
-        return await self._issue(client_id, record, str(record["family"]), now)
+        return await self._issue(client_id, record, str(record["family"]), now, audience)
+
+    def _audience(self, form: Mapping[str, str]) -> str:
+        """The access token's audience: the FHIR base unless the request names one platform
+        service (``audience``, as in token exchange): a web app over the platform's own APIs
+        (the console) asks a token for each service it calls, on each refresh."""
+        audience = form.get("audience")
+        if audience is None:
+            return self.settings.fhir_gateway_audience
+        if audience not in self.settings.audiences:
+            raise OAuthError("invalid_target", "audience must name one platform service")
+        return audience
 
     async def _client(self, form: Mapping[str, str]) -> str:
         """The authenticated client: a confidential one by its client assertion, a public one
@@ -316,13 +328,11 @@ class AppLaunch:
         return client_id
 
     async def _issue(
-        self, client_id: str, record: dict[str, Any], family: str, now: int
+        self, client_id: str, record: dict[str, Any], family: str, now: int, audience: str
     ) -> TokenResponse:
         user = record["user"]
         # the user's facts as master data holds them now (a suspension ends a refresh too)
-        grant = await self.tokens.user(
-            user["kind"], user["identifier"], user["unit"], self.settings.fhir_gateway_audience
-        )
+        grant = await self.tokens.user(user["kind"], user["identifier"], user["unit"], audience)
         scopes = tuple(record["scopes"])
         principal = grant.principal.model_copy(
             update={
