@@ -84,7 +84,7 @@ e2e: venv tools browser ## the console in a real browser: playwright-core + Debi
 	$(RUN) pytest tests/e2e -q
 
 browser: ## Debian's chromium for the browser tests, installed when missing (never a downloaded browser)
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	@infra/tools/ensure-packages.sh chromium=chromium
 
 ##@ Load and benchmarks (each on a stack of its own, except seed)
 seed: venv ## generate the large synthetic population (.run/seed/*.ndjson) and load it into `make up`'s stack
