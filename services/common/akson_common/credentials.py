@@ -30,17 +30,25 @@ ASSERTION_SECONDS = 60
 
 class ClientCredentials:
     def __init__(
-        self, http: httpx.AsyncClient, token_endpoint: str, client_id: str, key_file: str
+        self,
+        http: httpx.AsyncClient,
+        token_endpoint: str,
+        client_id: str,
+        *,
+        key_file: str = "",
+        key: str = "",
     ) -> None:
+        """The private key: ``key`` (a JWK's JSON), or read from ``key_file`` when needed."""
         self.http = http
         self.token_endpoint = token_endpoint
         self.client_id = client_id
         self.key_file = key_file
+        self.key = key
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
         self._lock = asyncio.Lock()
 
     def assertion(self) -> str:
-        document = json.loads(Path(self.key_file).read_text())
+        document = json.loads(self.key or Path(self.key_file).read_text())
         key = ECKey.import_key(document) if document.get("kty") == "EC" else None
         signing = key or RSAKey.import_key(document)
         algorithm = "ES256" if key is not None else "RS256"
@@ -66,7 +74,7 @@ class ClientCredentials:
             held = self._tokens.get(key)
             if held is not None and held[1] > time.monotonic():
                 return held[0]
-            if not (self.token_endpoint and self.key_file):
+            if not (self.token_endpoint and (self.key or self.key_file)):
                 raise ServiceUnavailable("this service has no client credentials configured")
             form = {
                 "grant_type": "client_credentials",

@@ -25,7 +25,11 @@ def create_app(settings: WelfareSettings) -> FastAPI:
         )
         store = WelfareStore(platform.database)
         credentials = ClientCredentials(
-            platform.http, settings.token_endpoint, settings.client_id, settings.client_key_file
+            platform.http,
+            settings.token_endpoint,
+            settings.client_id,
+            key_file=settings.client_key_file,
+            key=settings.client_key.get_secret_value(),
         )
         writer = JournalWriter(
             platform.http,

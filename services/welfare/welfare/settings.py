@@ -3,7 +3,7 @@ journal as the system it is, never into the journal's database) and where it sen
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from akson_common.settings import ServiceSettings
 
@@ -11,8 +11,10 @@ from akson_common.settings import ServiceSettings
 class WelfareSettings(ServiceSettings):
     # welfare's own client registration at identity (client credentials, private_key_jwt)
     client_id: str = "akson-welfare"
-    # the client's private key as a JWK (JSON), a mounted secret file
+    # the client's private key as a JWK (JSON): a mounted secret file, or the secret itself
     client_key_file: str = ""
+    client_key: SecretStr = SecretStr("")
+    # identity's token endpoint ("": beside the JWKS the tokens are verified with, /token)
     token_endpoint: str = ""
     # the services welfare calls through its sidecar (Dapr app ids)
     journal_app_id: str = "journal"
@@ -23,6 +25,11 @@ class WelfareSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _client_configured_outside_development(self) -> WelfareSettings:
-        if self.environment != "development" and not (self.client_key_file and self.token_endpoint):
-            raise ValueError("client_key_file and token_endpoint must be set outside development")
+        if not self.token_endpoint and self.jwks_url.endswith("/jwks"):
+            object.__setattr__(
+                self, "token_endpoint", self.jwks_url.removesuffix("/jwks") + "/token"
+            )
+        keyed = self.client_key_file or self.client_key.get_secret_value()
+        if self.environment != "development" and not (keyed and self.token_endpoint):
+            raise ValueError("a client key and the token endpoint must be set outside development")
         return self
