@@ -252,8 +252,8 @@ async def message_body(request: Request) -> Any:
     },
 )
 async def process_message(
-    body: Annotated[Any, Depends(message_body)],
     principal: CurrentPrincipal,
+    body: Annotated[Any, Depends(message_body)],
     intake: IntakeDep,
 ) -> JSONResponse:
     """Receive a device message from a hub or vendor; answer with its receipt."""
