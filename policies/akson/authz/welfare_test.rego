@@ -31,6 +31,12 @@ consented := with_directives([device_consent("dispenser-1")])
 
 no_device_consent_reasons := ["no_device_consent", "no_legal_basis"]
 
+no_scope := ["missing_scope", "no_legal_basis"]
+
+withdrawn_consent := object.union(device_consent("dispenser-1"), {"active": false})
+
+other_patients_consent := object.union(device_consent("dispenser-1"), {"patient": other_patient})
+
 welfare_cases := {
 	"nurse assigns a consented device": allows(ask(nurse, "write", assignment, consented), ["care_relation"]),
 	"nurse assigns without consent": denies(ask(nurse, "write", assignment, {}), no_device_consent_reasons),
@@ -39,11 +45,11 @@ welfare_cases := {
 		no_device_consent_reasons,
 	),
 	"withdrawn consent": denies(
-		ask(nurse, "write", assignment, with_directives([object.union(device_consent("dispenser-1"), {"active": false})])),
+		ask(nurse, "write", assignment, with_directives([withdrawn_consent])),
 		no_device_consent_reasons,
 	),
 	"consent of another patient": denies(
-		ask(nurse, "write", assignment, with_directives([object.union(device_consent("dispenser-1"), {"patient": other_patient})])),
+		ask(nurse, "write", assignment, with_directives([other_patients_consent])),
 		no_device_consent_reasons,
 	),
 	"a sharing consent is no device consent": denies(
@@ -68,16 +74,16 @@ welfare_cases := {
 		["system_scope"],
 	),
 	"hub delivers without consent": denies(ask(hub, "write", device_message, {}), no_device_consent_reasons),
-	"hub reads a device": denies(ask(hub, "read", welfare("Device", "dispenser-1"), consented), ["missing_scope", "no_legal_basis"]),
+	"hub reads a device": denies(ask(hub, "read", welfare("Device", "dispenser-1"), consented), no_scope),
 	"hub reads an observation": denies(
 		ask(hub, "read", typed("Observation", "welfare"), consented),
-		["missing_scope", "no_legal_basis"],
+		no_scope,
 	),
-	"hub searches the registry": denies(ask(hub, "search", welfare("Device", null), {}), ["missing_scope", "no_legal_basis"]),
+	"hub searches the registry": denies(ask(hub, "search", welfare("Device", null), {}), no_scope),
 	"citizen reads own devices": allows(ask(citizen, "search", welfare("Device", null), {}), ["own_record"]),
 	"lab cannot deliver device messages": denies(
 		ask(lab, "write", device_message, consented),
-		["missing_scope", "no_legal_basis"],
+		no_scope,
 	),
 }
 
