@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from akson_common.identifiers import organisation_number_valid
 from tests.integration.conftest import Platform, eventually
 from tests.integration.test_foundation import put_person
 from tests.support import as_organisation_number, client_form, new_patient_id, token_response
@@ -31,7 +32,9 @@ RECEIPT_SYSTEM = "urn:akson:welfare-receipt"
 UNIT = "welfare-home-care"
 OTHER_UNIT = "welfare-other-home-care"
 HUB = "akson-dev-welfare-hub"
-_hpr_serial = iter(range(83_000_000, 84_000_000))
+_hpr_serial = iter(range(85_000_000, 86_000_000))
+_her_serial = iter(range(63_000_000, 64_000_000))
+_org_serial = iter(range(40_000_000, 41_000_000))
 
 
 @dataclass
@@ -117,7 +120,11 @@ def device_consent_status(platform: Platform, world: World, directive_id: str) -
 
 
 def new_device(
-    platform: Platform, world: World, kind: str, thresholds: list[dict[str, Any]] | None = None
+    platform: Platform,
+    world: World,
+    kind: str,
+    thresholds: list[dict[str, Any]] | None = None,
+    unit: str | None = None,
 ) -> str:
     device = f"{kind.replace('_', '-')}-{uuid.uuid4().hex[:10]}"
     consent_to(platform, world, device)
@@ -129,12 +136,13 @@ def new_device(
             "patient": world.patient,
             "hub": HUB,
             "thresholds": thresholds or [],
+            **({"unit": unit} if unit else {}),
         },
         headers=world.nurse_welfare,
         timeout=10.0,
     )
     assert answer.status_code == 201, answer.text
-    assert answer.json()["assignment"]["unit"] == as_organisation_number(UNIT)
+    assert answer.json()["assignment"]["unit"] == (unit or as_organisation_number(UNIT))
     return device
 
 
@@ -501,3 +509,69 @@ def test_bad_input_gets_an_operation_outcome_and_other_clients_no_receipt(
         timeout=10.0,
     )
     assert refused.status_code == 403 and refused.json()["resourceType"] == "OperationOutcome"
+
+
+def off_platform_unit(platform: Platform, her_id: str) -> str:
+    """A home-care provider off the platform (its own EHR), reached by HER-id."""
+    while not organisation_number_valid(org := f"{next(_org_serial)}0"):
+        pass
+    token = platform.token(
+        "masterdata", subject="registry-sync", kind="system", scope="Organization.write"
+    )
+    saved = httpx.put(
+        f"{platform.url('masterdata')}/organisations/{org}",
+        json={
+            "org_number": org,
+            "name": "Privat hjemmetjeneste",
+            "municipality": "4601",
+            "service_type": "home_care",
+            "her_id": her_id,
+            "on_platform": False,
+        },
+        headers=bearer(token),
+        timeout=10.0,
+    )
+    assert saved.status_code in (200, 204), saved.text
+    eventually(lambda: platform.db("messaging").organisations.find_one({"_id": org}))
+    return org
+
+
+def test_an_alert_for_a_unit_off_the_platform_goes_out_via_messaging(
+    platform: Platform, world: World
+) -> None:
+    her_id = str(next(_her_serial))
+    unit = off_platform_unit(platform, her_id)
+    device = new_device(
+        platform, world, "pulse_oximeter", [{"code": "8867-4", "high": 100}], unit=unit
+    )
+    body = message(pulse(device, 150))
+    message_id = body["entry"][0]["resource"]["id"]
+    assert verdict(send(platform, world, body)) == ("ok", "accepted")
+    (alert,) = eventually(lambda: alerts_of(platform, message_id), timeout=5.0)
+    assert alert["unit"] == unit
+    outbound = eventually(
+        lambda: platform.db("messaging").outbound_messages.find_one(
+            {"recipient_her_id": her_id, "status": {"$in": ["delivered", "receipted_ok"]}}
+        ),
+        timeout=20.0,
+    )
+    assert (outbound["patient"], outbound["category"]) == (world.patient, "welfare")
+    assert outbound["kind"] == "care_message" and outbound["trigger"] == "rule"
+    received = httpx.get(
+        f"{platform.endpoints['message_peer']['url']}/admin/received",
+        params={"her_id": her_id},
+        timeout=10.0,
+    ).json()["messages"]
+    assert [m["message_id"] for m in received] == [outbound["_id"]]
+    # a unit on the platform gets the event, no message
+    on_platform = new_device(platform, world, "scale", [{"code": "8867-4", "high": 100}])
+    body = message(pulse(on_platform, 150))
+    assert verdict(send(platform, world, body)) == ("ok", "accepted")
+    eventually(lambda: alerts_of(platform, body["entry"][0]["resource"]["id"]), timeout=5.0)
+    time.sleep(1.0)
+    assert (
+        platform.db("messaging").outbound_messages.count_documents(
+            {"patient": world.patient, "category": "welfare"}
+        )
+        == 1
+    )

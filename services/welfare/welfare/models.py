@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from akson_common.auth import PrincipalKind
-from akson_common.identifiers import NationalId
+from akson_common.identifiers import NationalId, OrganisationNumber
 
 LOINC = "http://loinc.org"
 # a FHIR id (the Device's id, as its hub references it: Device/<id>)
@@ -64,7 +64,12 @@ Thresholds = Annotated[list[Threshold], Field(max_length=20)]
 
 
 class AssignmentIn(Request):
+    """``unit``: the responsible home-care unit (organisation number) the device's alerts go
+    to, when it is not the assigner's own (a provider off the platform gets them through
+    messaging)."""
+
     patient: NationalId
+    unit: OrganisationNumber | None = None
     thresholds: Thresholds = Field(default_factory=list)
 
 

@@ -65,7 +65,7 @@ def assigned(device: Device, request: AssignmentIn, principal: Principal, at: da
     status: DeviceStatus = "assigned"
     assignment = Assignment(
         patient=request.patient,
-        unit=principal.unit,
+        unit=request.unit or principal.unit,
         thresholds=request.thresholds,
         assigned_at=at,
         assigned_by=actor(principal),
