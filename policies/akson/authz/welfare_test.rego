@@ -81,6 +81,14 @@ welfare_cases := {
 	),
 	"hub searches the registry": denies(ask(hub, "search", welfare("Device", null), {}), no_scope),
 	"citizen reads own devices": allows(ask(citizen, "search", welfare("Device", null), {}), ["own_record"]),
+	"a nurse is no device": denies(
+		ask(nurse, "write", device_message, consented),
+		["device_messages_from_systems_only", "no_legal_basis"],
+	),
+	"the citizen is no device": denies(
+		ask(citizen, "write", device_message, consented),
+		["action_not_allowed", "device_messages_from_systems_only", "no_legal_basis"],
+	),
 	"lab cannot deliver device messages": denies(
 		ask(lab, "write", device_message, consented),
 		no_scope,

@@ -16,6 +16,13 @@ _overrides contains "no_device_consent" if {
 	not _device_consent_holds
 }
 
+# Device messages come from the hubs and vendors that run the devices (system clients), never
+# from a person's token: a care relation does not make a practitioner a device.
+_overrides contains "device_messages_from_systems_only" if {
+	input.resource.type == "DeviceMessage"
+	not _is_system
+}
+
 # An active directive of kind device about this patient naming this device.
 _device_consent_holds if {
 	_nonempty_string(input.resource.id)
