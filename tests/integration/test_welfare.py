@@ -575,3 +575,26 @@ def test_an_alert_for_a_unit_off_the_platform_goes_out_via_messaging(
         )
         == 1
     )
+
+
+def test_what_the_journal_does_not_take_is_a_dead_letter_and_the_alert_still_goes_out(
+    platform: Platform, world: World
+) -> None:
+    device = new_device(platform, world, "medicine_dispenser")
+    body = message(missed_dose(device))
+    message_id = body["entry"][0]["resource"]["id"]
+    platform.stack.stop("journal-app")
+    try:
+        # accepted: the message is stored with its alert; the journal write fails downstream
+        assert verdict(send(platform, world, body)) == ("ok", "accepted")
+    finally:
+        platform.stack.start("journal-app")
+    (alert,) = eventually(lambda: alerts_of(platform, message_id), timeout=5.0)
+    assert alert["rule"] == "missed_dose"
+    (stored,) = list(platform.db("welfare").messages.find({"message_id": message_id}))
+    assert (stored["recorded"], stored["dead_letters"]) == ([], 1)
+    (letter,) = list(platform.db("welfare").dead_letters.find({"message_key": stored["_id"]}))
+    assert letter["resource_type"] == "MedicationAdministration" and letter["entry"] == 1
+    assert letter["status"] != 201
+    assert letter["resource"]["subject"] == {"reference": f"Patient/{world.patient}"}
+    assert recorded(platform, world, "MedicationAdministration", message_id) == []
