@@ -119,6 +119,17 @@ DEV_CLIENTS: dict[str, dict[str, Any]] = {
     },
     # the app registry's administrator (identity's /apps)
     "admin": {"client_id": "akson-dev-admin", "roles": ["admin"]},
+    # the welfare service itself: writes devices' entries into the journal as a system
+    "welfare": {
+        "client_id": "akson-welfare",
+        "scopes": ["Flag.write", "MedicationAdministration.write", "Observation.write"],
+    },
+    # a welfare-technology hub (velferdsteknologisk knutepunkt): delivers device messages only
+    "welfare_hub": {
+        "client_id": "akson-dev-welfare-hub",
+        "organisation": "999000053",
+        "scopes": ["DeviceMessage.write"],
+    },
 }
 # Development configuration of integrations: a cost centre for the first seeded home-care unit
 # (others are their own cost centre) and a per-item order threshold (others: the default, 10).
@@ -234,12 +245,12 @@ GO_GC = {"GOGC": os.environ.get("AKSON_GOGC", "400")}
 # (issue 15): once every connection of its pool (pool_max_conns, default 50) is held by such a
 # command, none finishes. So its pool is larger than twice what the services can ask at once:
 # each service's client keeps at most SERVICE_MONGO_POOL connections, each command of theirs
-# holds at most FERRETDB_CONNECTIONS_PER_COMMAND (eight services: 96 commands, 192
+# holds at most FERRETDB_CONNECTIONS_PER_COMMAND (nine services: 108 commands, 216
 # connections at the worst, under FERRETDB_POOL; `Stack.prepare` refuses a stack whose
 # services could ask for more). PostgreSQL's max_connections is that pool plus 60 for psql,
 # the tests and the load tools (postgres_settings). make chaos (pool): 200 concurrent updates
 # against master data held at most 29 connections.
-FERRETDB_POOL = 200
+FERRETDB_POOL = 240
 SERVICE_MONGO_POOL = 12
 FERRETDB_CONNECTIONS_PER_COMMAND = 2
 
@@ -905,6 +916,11 @@ class Stack:
             # double recording: report a one-sided decision 10 s after it arrived
             app_env[f"{prefix}RECONCILE_GRACE_SECONDS"] = "10"
             app_env[f"{prefix}RECONCILE_INTERVAL_SECONDS"] = "1"
+        if s == "welfare":
+            # its own client at identity (a dev client: the test client's key pair)
+            app_env[f"{prefix}CLIENT_ID"] = DEV_CLIENTS["welfare"]["client_id"]
+            app_env[f"{prefix}CLIENT_KEY_FILE"] = self.endpoints["test_client"]["private_key_file"]
+            app_env[f"{prefix}TOKEN_ENDPOINT"] = self.endpoints["identity"]["token_endpoint"]
         if s == "messaging":
             app_env[f"{prefix}INBOUND_TOKEN"] = tokens["message_inbound_token"]
             app_env.update({f"{prefix}{k}": v for k, v in MESSAGING_TIMINGS.items()})

@@ -317,9 +317,12 @@ def test_the_gateway_may_invoke_only_the_fhir_routes_of_the_owners(
     (configuration,) = default.of_kind("Configuration")
     control = configuration["spec"]["accessControl"]
     assert control["defaultAction"] == "deny"
-    (policy,) = control["policies"]
-    assert policy["appId"] == "gateway" and policy["defaultAction"] == "deny"
-    assert [o["name"] for o in policy["operations"]] == ["/fhir/R4/**"]
+    # the gateway, and welfare writing into the journal as a system: /fhir/R4 routes only
+    by_app = {policy["appId"]: policy for policy in control["policies"]}
+    assert set(by_app) == {"gateway", "welfare"}
+    for policy in by_app.values():
+        assert policy["defaultAction"] == "deny"
+        assert [o["name"] for o in policy["operations"]] == ["/fhir/R4/**"]
     policies = {p["metadata"]["name"]: p["spec"] for p in default.of_kind("NetworkPolicy")}
     owners = {"masterdata", "consent", "journal", "messaging"}
 
@@ -332,7 +335,8 @@ def test_the_gateway_may_invoke_only_the_fhir_routes_of_the_owners(
         }
 
     for name in SERVICES:
-        assert invokers(name) == ({"gateway"} if name in owners else set()), name
+        expected = {"gateway"} if name in owners else set()
+        assert invokers(name) == expected | ({"welfare"} if name == "journal" else set()), name
     reached = {
         peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
         for rule in policies["akson-gateway"]["egress"]

@@ -29,7 +29,16 @@ from tests.support import new_patient_id
 
 pytestmark = pytest.mark.integration
 
-SERVICES = ("identity", "masterdata", "journal", "consent", "messaging", "integrations", "audit")
+SERVICES = (
+    "identity",
+    "masterdata",
+    "journal",
+    "consent",
+    "messaging",
+    "integrations",
+    "audit",
+    "welfare",
+)
 # what the guard refuses, and what the stores downstream could not keep (headers: the HTTP
 # client refuses to send control characters; the guard's unit tests cover them)
 HOSTILE = {

@@ -98,6 +98,9 @@ class World:
     her_id: str = ""
     subscription: str = ""
     subscription_to_delete: str = ""
+    device: str = ""  # assigned to the patient, who consented to it
+    device_to_unassign: str = ""
+    device_to_register: str = ""  # consented to, registered by the row
     tokens: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
 
@@ -244,6 +247,43 @@ def world(platform: Platform) -> Iterator[World]:
                 http, f"{messaging}/fhir/R4/Subscription", _subscription(world), gp_fhir
             )
             setattr(world, name, created)
+
+        # welfare: the patient's device consents, two devices assigned by the treating GP
+        welfare = platform.url("welfare")
+        eventually(lambda: platform.db("welfare").care_relations.find_one({"patient": patient}))
+        for name in ("device", "device_to_unassign", "device_to_register"):
+            device = f"matrix-{name.replace('_', '-')}-{RUN % 10**8}"
+            setattr(world, name, device)
+            consented = http.post(
+                f"{consent}/directives",
+                json={
+                    "kind": "device",
+                    "patient": patient,
+                    "device": device,
+                    "period_start": "2026-01-01",
+                },
+                headers=own,
+            )
+            _created_id(consented)
+        projected = platform.db("welfare").patients
+
+        def consents_projected() -> bool:
+            held = (projected.find_one({"_id": patient}) or {}).get("directives") or {}
+            return {d.get("device") for d in held.values()} >= {
+                world.device,
+                world.device_to_unassign,
+                world.device_to_register,
+            }
+
+        eventually(consents_projected)
+        nurse = headers_for(platform, world, "treating", "welfare")
+        for device in (world.device, world.device_to_unassign):
+            registered = http.post(
+                f"{welfare}/devices",
+                json={"id": device, "kind": "medicine_dispenser", "patient": patient},
+                headers=nurse,
+            )
+            assert registered.status_code == 201, registered.text
 
         registry = headers_for(platform, world, "all_scopes", "masterdata")
         masterdata = platform.url("masterdata")
@@ -755,6 +795,67 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
         ),
         ("DELETE", "/fhir/R4/Subscription/{subscription_id}"): Row(
             only("treating"), _by_subscription("subscription_to_delete"), existing=True
+        ),
+    },
+    # welfare technology (issue 19): assignments need the patient's device consent (given
+    # for the world's devices); device messages come from hubs only, and no subject here is one
+    # (tests/integration/test_welfare.py has the hub)
+    "welfare": {
+        **HEALTH,
+        ("POST", "/devices"): Row(
+            only("treating"),
+            lambda w: Call(
+                body=json.dumps({"id": w.device_to_register, "kind": "scale", "patient": w.patient})
+            ),
+        ),
+        ("GET", "/devices"): Row(
+            only("treating", "citizen"),
+            lambda w: Call(query={"patient": w.patient}),
+            shows=lambda w: w.device,
+        ),
+        ("GET", "/devices/{device_id}"): Row(
+            only("treating", "citizen"), lambda w: Call({"device_id": w.device}), existing=True
+        ),
+        # assigned already: the treating GP passes the policy to the 409
+        ("POST", "/devices/{device_id}/assign"): Row(
+            only("treating"),
+            lambda w: Call({"device_id": w.device}, body=json.dumps({"patient": w.patient})),
+            existing=True,
+        ),
+        ("POST", "/devices/{device_id}/unassign"): Row(
+            only("treating"), lambda w: Call({"device_id": w.device_to_unassign}), existing=True
+        ),
+        ("GET", "/fhir/R4/metadata"): PUBLIC,
+        ("POST", "/fhir/R4/$process-message"): Row(
+            NOBODY,
+            lambda w: Call(
+                body=json.dumps(
+                    {
+                        "resourceType": "Bundle",
+                        "type": "message",
+                        "entry": [
+                            {
+                                "resource": {
+                                    "resourceType": "MessageHeader",
+                                    "id": uuid.uuid4().hex,
+                                    "eventCoding": {"code": "device-report"},
+                                    "source": {"endpoint": "https://hub.example/fhir"},
+                                }
+                            },
+                            {
+                                "resource": {
+                                    "resourceType": "MedicationAdministration",
+                                    "status": "completed",
+                                    "medicationCodeableConcept": {"coding": [{"code": "N02BE01"}]},
+                                    "effectiveDateTime": "2026-12-01T08:00:00Z",
+                                    "device": [{"reference": f"Device/{w.device}"}],
+                                }
+                            },
+                        ],
+                    }
+                ),
+                content_type=FHIR,
+            ),
         ),
     },
     "integrations": {

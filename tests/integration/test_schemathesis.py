@@ -27,7 +27,16 @@ from tests.integration.conftest import Platform
 
 pytestmark = pytest.mark.integration
 
-SERVICES = ("identity", "masterdata", "journal", "consent", "messaging", "integrations", "audit")
+SERVICES = (
+    "identity",
+    "masterdata",
+    "journal",
+    "consent",
+    "messaging",
+    "integrations",
+    "audit",
+    "welfare",
+)
 EXAMPLES = int(os.environ.get("AKSON_SCHEMATHESIS_EXAMPLES", "25"))
 CHECKS = [
     not_a_server_error,

@@ -104,7 +104,7 @@ class AccountDisabledV1(EventPayload):
     reason: Literal["suspended", "revoked"]
 
 
-DirectiveKind = Literal["block", "reservation", "consent"]
+DirectiveKind = Literal["block", "reservation", "consent", "device"]
 ReservationScope = Literal["other_municipalities", "nav", "child_welfare"]
 
 
@@ -116,7 +116,9 @@ class ConsentDirectiveChangedV1(EventPayload):
       patient's record;
     - ``reservation``: the ``categories`` (empty = every category) are not shared outside
       ``scope`` (other municipalities, NAV, child welfare);
-    - ``consent``: ``recipient_organisation`` may read ``categories`` for ``purpose``.
+    - ``consent``: ``recipient_organisation`` may read ``categories`` for ``purpose``;
+    - ``device``: the welfare-technology ``device`` (its registry id) may record into the
+      patient's record (welfare accepts its messages only while this holds).
     The period bounds every kind. No free text (the reason given stays in consent).
     """
 
@@ -132,6 +134,7 @@ class ConsentDirectiveChangedV1(EventPayload):
     scope: ReservationScope | None = None
     recipient_organisation: str | None = None
     purpose: str | None = None
+    device: str | None = None
     period_start: date
     period_end: date | None = None
 
@@ -345,6 +348,33 @@ class DecisionQuarantinedV1(EventPayload):
     quarantined_at: datetime
 
 
+WelfareRule = Literal["missed_dose", "out_of_range", "alarm"]
+
+
+class WelfareAlertRaisedV1(EventPayload):
+    """A welfare-technology rule fired for a patient: for the responsible home-care ``unit``
+    (organisation number), within seconds of the device's message.
+
+    ``rule``: a dispenser's missed dose, a measurement outside the patient's thresholds, an
+    alarm (fall, door, bed, safety alarm); ``code`` (``code_system``) what was measured or
+    dispensed or alarmed; ``value``, ``low``, ``high`` and ``value_unit`` the numbers the rule
+    compared (a measurement's only). Identifiers and numbers: no free text."""
+
+    alert_id: str
+    patient: str
+    device: str
+    unit: str | None = None
+    rule: WelfareRule
+    code: str | None = None
+    code_system: str | None = None
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    value_unit: str | None = None
+    message_id: str
+    occurred_at: datetime | None = None
+
+
 P = TypeVar("P", bound=EventPayload)
 
 
@@ -388,6 +418,7 @@ MESSAGE_DELIVERED = Topic("messaging.message.delivered", MessageStatusChangedV1,
 MESSAGE_RECEIPTED = Topic("messaging.message.receipted", MessageStatusChangedV1, 1)
 MESSAGE_DEAD_LETTERED = Topic("messaging.message.dead_lettered", MessageStatusChangedV1, 1)
 MESSAGE_RECEIVED = Topic("messaging.message.received", MessageReceivedV1, 1)
+WELFARE_ALERT_RAISED = Topic("welfare.alert.raised", WelfareAlertRaisedV1, 1)
 
 CATALOGUE: dict[str, Topic[Any]] = {
     t.name: t
@@ -417,6 +448,7 @@ CATALOGUE: dict[str, Topic[Any]] = {
         MESSAGE_RECEIPTED,
         MESSAGE_DEAD_LETTERED,
         MESSAGE_RECEIVED,
+        WELFARE_ALERT_RAISED,
     )
 }
 

@@ -10,7 +10,8 @@ R4B is wire-compatible with R4 for Consent. The mapping:
 - ``reservation``: OPTOUT, deny, the reserved categories as ``provision.securityLabel`` (none =
   every category) and the scope as ``provision.purpose`` (``urn:akson:reservation-scope``);
 - ``consent``: OPTIN, ``provision.type`` permit, actor the recipient organisation, the purpose
-  (``urn:akson:sharing-purpose``) and the shared categories as security labels.
+  (``urn:akson:sharing-purpose``) and the shared categories as security labels;
+- ``device``: OPTIN, permit, ``provision.data`` the Device (welfare's registry id).
 
 The free-text reason given by personnel is not part of the view.
 """
@@ -81,6 +82,11 @@ def _provision(directive: Directive) -> dict[str, Any]:
         provision["type"] = "deny"
         if directive.scope is not None:
             provision["purpose"] = [{"system": RESERVATION_SCOPE_SYSTEM, "code": directive.scope}]
+    elif directive.kind == "device":
+        provision["type"] = "permit"
+        provision["data"] = [
+            {"meaning": "related", "reference": {"reference": f"Device/{directive.device}"}}
+        ]
     else:
         provision["type"] = "permit"
         if directive.recipient_organisation is not None:
@@ -104,8 +110,8 @@ def _performer(directive: Directive) -> dict[str, Any]:
 
 
 def _rule(directive: Directive) -> str:
-    """A sharing consent opts in to a disclosure; blocks and reservations opt out."""
-    return "OPTIN" if directive.kind == "consent" else "OPTOUT"
+    """A sharing or device consent opts in; blocks and reservations opt out."""
+    return "OPTIN" if directive.kind in ("consent", "device") else "OPTOUT"
 
 
 def consent_resource(directive: Directive) -> Consent:

@@ -8,7 +8,10 @@ fields of its kind and nothing else):
 - ``reservation``: the patient reserves against sharing ``categories`` (empty = all) outside
   ``scope`` (other municipalities, NAV, child welfare);
 - ``consent``: ``recipient_organisation`` may receive ``categories`` (at least one) for
-  ``purpose`` (NAV, child welfare).
+  ``purpose`` (NAV, child welfare);
+- ``device``: the welfare-technology ``device`` (its id in welfare's device registry) may be
+  assigned to the patient and record into their record (alarms, dispensers, measurements);
+  withdrawing it stops welfare accepting the device's messages.
 
 Every kind has a period; ``reason`` is free text given by personnel acting on the patient's
 behalf. It stays in this service: never in an event, a log line or the policy input.
@@ -31,6 +34,8 @@ SharingPurpose = Literal["nav", "child_welfare"]
 Category = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 Categories = Annotated[list[Category], Field(max_length=20)]
 Reason = Annotated[str, Field(min_length=1, max_length=2000)]
+# a FHIR id: the device's id in welfare's registry
+DeviceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,63}$")]
 
 
 class Request(BaseModel):
@@ -92,7 +97,14 @@ class SharingConsentIn(DirectiveBase):
         return self
 
 
-DirectiveIn = Annotated[BlockIn | ReservationIn | SharingConsentIn, Field(discriminator="kind")]
+class DeviceConsentIn(DirectiveBase):
+    kind: Literal["device"]
+    device: DeviceId
+
+
+DirectiveIn = Annotated[
+    BlockIn | ReservationIn | SharingConsentIn | DeviceConsentIn, Field(discriminator="kind")
+]
 
 
 class WithdrawalIn(Request):
@@ -136,6 +148,7 @@ class Directive(BaseModel):
     scope: ReservationScope | None = None
     recipient_organisation: str | None = None
     purpose: SharingPurpose | None = None
+    device: str | None = None
     period_start: date
     period_end: date | None = None
     registered_at: datetime

@@ -170,12 +170,29 @@ def test_the_event_carries_codes_and_identifiers_never_the_reason() -> None:
         "scope": None,
         "recipient_organisation": ORG,
         "purpose": "nav",
+        "device": None,
         "period_start": "2026-01-01",
         "period_end": "2026-12-31",
     }
     assert "ringte" not in str(policy_directives([directive], date(2026, 6, 1)))
     assert policy_directives([directive], date(2026, 6, 1))[0]["active"] is True
     assert policy_directives([directive], date(2027, 1, 1))[0]["active"] is False
+
+
+def test_a_device_consent_names_the_device_and_opts_in_to_it() -> None:
+    request = TypeAdapter(DirectiveIn).validate_python(
+        {"kind": "device", "patient": PATIENT, "period_start": "2026-01-01", "device": "disp-1"}
+    )
+    directive = new_directive(request, CITIZEN, AT)
+    assert changed_event(directive).device == "disp-1"
+    consent = fhir.consent_resource(directive).model_dump(mode="json", exclude_none=True)
+    assert consent["provision"]["type"] == "permit"
+    assert consent["provision"]["data"][0]["reference"]["reference"] == "Device/disp-1"
+    assert consent["policyRule"]["coding"][0]["code"] == "OPTIN"
+    with pytest.raises(ValidationError):
+        TypeAdapter(DirectiveIn).validate_python(
+            {"kind": "device", "patient": PATIENT, "period_start": "2026-01-01", "device": "a b"}
+        )
 
 
 def test_withdrawal_bumps_the_version_keeps_the_directive_and_records_who() -> None:

@@ -11,9 +11,10 @@ Representations (documented for clients):
 - **category**: a coding with system ``urn:akson:category`` (e.g. ``general``,
   ``mental_health``, ``sexual_health``, ``child_welfare_related``, ``dental``, ``visit``).
   Types with a fixed category ignore it: AllergyIntolerance and Flag are ``critical_info``,
-  MedicationStatement ``medication``, Encounter ``visit``; DiagnosticReport and Observation are
-  ``lab_result`` unless coded ``radiology`` (``urn:akson:category|radiology`` or the HL7 v2-0074
-  section ``RAD``).
+  MedicationStatement and MedicationAdministration ``medication``, Encounter ``visit``;
+  DiagnosticReport and Observation are ``lab_result`` unless coded ``radiology``
+  (``urn:akson:category|radiology`` or the HL7 v2-0074 section ``RAD``) or, an Observation,
+  ``welfare`` (``urn:akson:category|welfare``: a welfare-technology device's measurement).
 - **sensitivity**: ``sensitive`` when the category is sensitive by nature (mental health,
   sexual health, child-welfare related), or a ``meta.security`` label (or, on a
   DocumentReference, a ``securityLabel``) is ``urn:akson:security|sensitive`` or the v3
@@ -37,6 +38,7 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.flag import Flag
+from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.medicationstatement import MedicationStatement
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.resource import Resource
@@ -104,6 +106,12 @@ def _result_category(resource: Json) -> str:
         if coding.get("system") == SECTION_SYSTEM and coding.get("code") in {"RAD", "RX"}:
             return "radiology"
     return "lab_result"
+
+
+def _observation_category(resource: Json) -> str:
+    if category_code(resource) == "welfare":
+        return "welfare"
+    return _result_category(resource)
 
 
 @dataclass(frozen=True)
@@ -236,6 +244,18 @@ KINDS: dict[str, Kind] = {
             frozenset({"active"}),
         ),
         Kind(
+            # a dose given, taken or missed (``not-done``): e.g. a medicine dispenser's report
+            "MedicationAdministration",
+            MedicationAdministration,
+            "subject",
+            _fixed("medication"),
+            (("effectiveDateTime",), ("effectivePeriod", "start")),
+            _status,
+            _medication_code,
+            _set_status,
+            frozenset({"completed", "not-done", "in-progress"}),
+        ),
+        Kind(
             "DiagnosticReport",
             DiagnosticReport,
             "subject",
@@ -250,7 +270,7 @@ KINDS: dict[str, Kind] = {
             "Observation",
             Observation,
             "subject",
-            _result_category,
+            _observation_category,
             (("effectiveDateTime",), ("effectivePeriod", "start"), ("issued",)),
             _status,
             _code_of("code"),
@@ -359,6 +379,19 @@ REQUIRED_CODES: dict[str, dict[tuple[str, ...], frozenset[str]]] = {
                 "on-hold",
                 "unknown",
                 "not-taken",
+            }
+        )
+    },
+    "MedicationAdministration": {
+        ("status",): frozenset(
+            {
+                "in-progress",
+                "not-done",
+                "on-hold",
+                "completed",
+                ENTERED_IN_ERROR,
+                "stopped",
+                "unknown",
             }
         )
     },

@@ -33,6 +33,7 @@ RESOURCE_TYPES = (
     "AllergyIntolerance",
     "Flag",
     "MedicationStatement",
+    "MedicationAdministration",
     "DiagnosticReport",
     "Observation",
     "Encounter",

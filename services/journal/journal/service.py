@@ -573,6 +573,9 @@ class Journal:
             ("MedicationStatement", None),
             ("DocumentReference", SUMMARY_LATEST),
             ("DiagnosticReport", SUMMARY_LATEST),
+            # results and doses, welfare-technology devices' among them
+            ("Observation", SUMMARY_LATEST),
+            ("MedicationAdministration", SUMMARY_LATEST),
         ]
         context = await self.access.context(caller, patient)
         entries = [

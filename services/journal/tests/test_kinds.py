@@ -107,6 +107,18 @@ SAMPLES: dict[str, tuple[dict[str, Any], str, str | None, str | None]] = {
         "final",
         "2025-02-01T08:00:00Z",
     ),
+    "MedicationAdministration": (
+        {
+            "resourceType": "MedicationAdministration",
+            "status": "not-done",
+            "medicationCodeableConcept": {"coding": [{"code": "N02BE01"}]},
+            "subject": SUBJECT,
+            "effectiveDateTime": "2025-03-02T08:00:00Z",
+        },
+        "medication",
+        "not-done",
+        "2025-03-02T08:00:00Z",
+    ),
     "Encounter": (
         {
             "resourceType": "Encounter",
@@ -131,6 +143,21 @@ def test_every_type_yields_patient_category_status_and_date(name: str) -> None:
     assert parsed.status == status
     assert parsed.date == when
     assert parsed.resource["resourceType"] == name
+
+
+def test_an_observation_coded_welfare_is_of_the_welfare_category() -> None:
+    measured = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"system": "urn:akson:category", "code": "welfare"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "59408-5"}]},
+        "subject": SUBJECT,
+        "effectiveDateTime": "2025-03-02T08:00:00Z",
+        "valueQuantity": {"value": 91, "unit": "%"},
+    }
+    assert parse(KINDS["Observation"], measured).category == "welfare"
+    unmarked = {**measured, "category": []}
+    assert parse(KINDS["Observation"], unmarked).category == "lab_result"
 
 
 def test_a_resource_of_another_type_is_refused() -> None:

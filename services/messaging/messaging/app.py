@@ -12,6 +12,7 @@ from akson_common.app import Platform, create_service
 from akson_common.events import (
     DOCUMENT_RECORDED,
     RECORD_CHANGED,
+    WELFARE_ALERT_RAISED,
     Delivery,
     DocumentRecordedV1,
     Outcome,
@@ -84,6 +85,7 @@ def create_app(settings: MessagingSettings) -> FastAPI:
 
         platform.subscriptions.on(DOCUMENT_RECORDED)(on_document_recorded)
         platform.subscriptions.on(RECORD_CHANGED)(notifier.on_record_changed)
+        platform.subscriptions.on(WELFARE_ALERT_RAISED)(service.on_welfare_alert)
         app.state.settings = settings
         app.state.messaging = service
         app.state.worker = worker

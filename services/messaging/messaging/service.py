@@ -15,7 +15,7 @@ from typing import Any
 
 from akson_common.auth import Principal
 from akson_common.errors import BadRequest, Conflict, Unprocessable
-from akson_common.events import Delivery, DocumentRecordedV1, Outcome
+from akson_common.events import Delivery, DocumentRecordedV1, Outcome, WelfareAlertRaisedV1
 from akson_common.policy import (
     PolicyContext,
     PolicyEnforcementPoint,
@@ -50,6 +50,32 @@ RULE_NAMESPACE = uuid.UUID("5b0f3c1e-7a52-4d0e-9a51-6d1f8c2b9e11")
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+WELFARE_RULES = {
+    "missed_dose": "missed dose",
+    "out_of_range": "measurement out of range",
+    "alarm": "alarm",
+}
+
+
+def welfare_alert_text(event: WelfareAlertRaisedV1) -> str:
+    """The alert as a care message's text: the rule and its numbers (the event's facts only)."""
+    parts = [f"Welfare technology: {WELFARE_RULES[event.rule]}"]
+    if event.code is not None:
+        parts.append(f"code {event.code_system + '|' if event.code_system else ''}{event.code}")
+    if event.value is not None:
+        unit = f" {event.value_unit}" if event.value_unit else ""
+        bounds = ", ".join(
+            f"{name} {bound:g}"
+            for name, bound in (("low", event.low), ("high", event.high))
+            if bound is not None
+        )
+        parts.append(f"value {event.value:g}{unit}" + (f" ({bounds})" if bounds else ""))
+    parts.append(f"device {event.device}")
+    if event.occurred_at is not None:
+        parts.append(f"at {event.occurred_at.isoformat()}")
+    return "; ".join(parts) + "."
 
 
 def sender_of(principal: Principal) -> Sender:
@@ -250,6 +276,64 @@ class Messaging:
                 "automatic dispatch queued",
                 extra={"message_id": message_id, "event_id": delivery.event_id},
             )
+
+    async def on_welfare_alert(self, event: WelfareAlertRaisedV1, delivery: Delivery) -> Outcome:
+        """A welfare-technology alert for a home-care unit off the platform goes to that unit
+        as a care message (the rule and its numbers as text) — if the policy allows the
+        service to send it. A unit on the platform has the event itself."""
+        if event.unit is None:
+            return Outcome.SUCCESS
+        party = await self.directory.party(event.unit)
+        if party is None or party.on_platform:
+            return Outcome.SUCCESS
+        context = await self.policy_context(event.patient)
+        resource = ResourceRef(
+            type=RESOURCE_TYPE, id=event.alert_id, patient=event.patient, category="welfare"
+        )
+        try:
+            decision = await self.pep.decide(SYSTEM_PRINCIPAL, "write", resource, context)
+        except PolicyUnavailable:
+            return Outcome.RETRY
+        if not decision.allow:
+            log.warning(
+                "welfare alert dispatch refused by policy",
+                extra={"alert_id": event.alert_id, "reasons": list(decision.reasons)},
+            )
+            return Outcome.SUCCESS
+        # one message per alert and recipient, however often the event arrives
+        message_id = str(uuid.uuid5(RULE_NAMESPACE, f"welfare:{event.alert_id}:{party.her_id}"))
+        at = now()
+        bundle = fhir.message_bundle(
+            message_id=message_id,
+            kind="care_message",
+            at=at,
+            sender_her_id=self.settings.her_id,
+            recipient_her_id=party.her_id,
+            patient=event.patient,
+            category="welfare",
+            document_id=None,
+            type_code=None,
+            text=welfare_alert_text(event),
+            journal_fhir_base=self.settings.journal_fhir_base,
+        )
+        message = self._new(
+            message_id=message_id,
+            kind="care_message",
+            trigger="rule",
+            recipient_her_id=party.her_id,
+            bundle=bundle,
+            sender=sender_of(SYSTEM_PRINCIPAL),
+            at=at,
+            patient=event.patient,
+            category="welfare",
+            recipient_organisation=party.organisation,
+        )
+        if await self._enqueue(message):
+            log.info(
+                "welfare alert dispatch queued",
+                extra={"message_id": message_id, "event_id": delivery.event_id},
+            )
+        return Outcome.SUCCESS
 
     async def resend(self, message: OutboundMessage) -> OutboundMessage:
         queued = await self.queue.requeue(message, now())

@@ -1,0 +1,47 @@
+"""Wiring of the welfare service: read models, the registry, the intake, the journal writer."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from akson_common.app import Platform, create_service
+from akson_common.credentials import ClientCredentials
+from akson_common.projections import PatientProjections
+from welfare.api import router
+from welfare.service import Devices, Intake
+from welfare.settings import WelfareSettings
+from welfare.store import WelfareStore
+from welfare.writer import JournalWriter
+
+
+def create_app(settings: WelfareSettings) -> FastAPI:
+    def configure(app: FastAPI, platform: Platform) -> None:
+        # care relations and consent directives (the device consents among them)
+        projections = PatientProjections(
+            platform.database,
+            platform.subscriptions,
+            directives=True,
+            cache_seconds=settings.projection_cache_seconds,
+        )
+        store = WelfareStore(platform.database)
+        credentials = ClientCredentials(
+            platform.http,
+            settings.token_endpoint,
+            settings.client_id,
+            key_file=settings.client_key_file,
+            key=settings.client_key.get_secret_value(),
+        )
+        writer = JournalWriter(
+            platform.http,
+            credentials,
+            sidecar=settings.dapr_http_endpoint,
+            dapr_token=settings.dapr_api_token.get_secret_value(),
+            app_id=settings.journal_app_id,
+            timeout=settings.invoke_timeout_seconds,
+        )
+        devices = Devices(store)
+        app.state.projections = projections
+        app.state.devices = devices
+        app.state.intake = Intake(platform, store, devices, projections, writer)
+
+    return create_service(settings, title="Akson welfare", routers=[router], configure=configure)
