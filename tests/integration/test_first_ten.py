@@ -128,8 +128,13 @@ def test_the_commands_make_up_prints_answer_as_they_say(
 ) -> None:
     run_dir = Path(platform.endpoints["run_dir"])
     commands = try_commands(platform.endpoints, run_dir)
-    assert len(commands) == 3
-    (_, summary), (_, refused), (_, access_log) = commands
+    assert len(commands) == 4
+    (_, summary), (_, refused), (_, access_log), (_, console) = commands
+    opened = console.split()
+    assert opened[0] == "xdg-open" and opened[1] == f"{platform.url('console')}/"
+    # the page it opens is the console's, and it asks whoever comes to log in
+    home = httpx.get(opened[1], timeout=10.0)
+    assert home.status_code == 200 and "/login" in home.text, home.text[:300]
     assert "AKSON_RUN_DIR=" in summary  # a run folder other than the default is named
     lines = bash(summary).splitlines()
     assert "AllergyIntolerance: Allergy to penicillin" in lines
@@ -182,6 +187,9 @@ def test_every_try_it_block_of_the_readme_runs_as_it_says(
         "DocumentReference: Kontroll diabetes",
         "DocumentReference: Hjemmebesøk",
         "DiagnosticReport: Comprehensive metabolic panel",
+        # the latest observations (since issue 19's $summary: measurements and lab values)
+        "Observation: C reactive protein [Mass/volume] in Serum or Plasma",
+        "Observation: Hemoglobin A1c/Hemoglobin.total in Blood",
     } == set(summary)
     assert stranger == ["403", "0"]
     assert any("Kari Fjord" in line and " read " in line for line in access_log)
