@@ -33,9 +33,20 @@ from identity_flows import (
     system_token,
     token_response,
 )
-from stack import postgres_bin
+from stack import GATEWAY, ROOT, WEB_APPS, postgres_bin
 
 from akson_common.identifiers import organisation_number_valid, synthetic_national_id
+
+# The services with an API of their own, which the tests aimed at every service (hostile input,
+# schemathesis) reach: every service folder but the web apps and the gateway (the FHIR base in
+# front of the others: test_fhir_gateway). A new service is in them by being a folder.
+API_SERVICES = tuple(
+    sorted(
+        main.parent.name
+        for main in ROOT.glob("services/*/*/main.py")
+        if main.parent.name not in WEB_APPS and main.parent.name != GATEWAY
+    )
+)
 
 _sequence = itertools.count()
 # Every personal identifier (national id, HPR number) and token these helpers handed out in this

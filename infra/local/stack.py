@@ -160,14 +160,6 @@ DEV_LOGIN = "dev-login"
 CONSOLE = "console"
 WEB_APPS = {CONSOLE}
 DEV_AUDITOR_HPR = "9700006"
-CONSOLE_SCOPES = [
-    "offline_access",
-    "user/DecisionLog.rs",
-    "user/AuditEvent.rs",
-    "user/AccessReview.cru",
-    "user/AccessLog.rs",
-    "user/Consent.crus",
-]
 DEV_MUNICIPALITIES = ["4601", "4640"]
 # Supervision: the first restart after 0.5 s, doubling to 30 s for a process that keeps exiting;
 # a process that ran a stable minute before it exited starts again from 0.5 s.
@@ -624,13 +616,16 @@ class Stack:
             *({**client, "jwks": jwks} for client in DEV_CLIENTS.values()),
         ]
         if CONSOLE in self.services:
+            # the scopes the console asks for are its own to declare (one list)
+            from console.settings import SCOPES as CONSOLE_SCOPES
+
             registrations.append(
                 {
                     "client_id": "akson-console",
                     "name": "Akson console (services/console)",
                     "kind": "public",
                     "redirect_uris": [f"http://127.0.0.1:{ports[f'{CONSOLE}_app']}/callback"],
-                    "scopes": CONSOLE_SCOPES,
+                    "scopes": list(CONSOLE_SCOPES),
                     "municipalities": DEV_MUNICIPALITIES,
                 }
             )

@@ -25,20 +25,10 @@ import pytest
 
 from tests.integration.conftest import Platform, eventually
 from tests.integration.test_audit import auditor, read_documents
-from tests.support import new_patient_id
+from tests.support import API_SERVICES, new_patient_id
 
 pytestmark = pytest.mark.integration
 
-SERVICES = (
-    "identity",
-    "masterdata",
-    "journal",
-    "consent",
-    "messaging",
-    "integrations",
-    "audit",
-    "welfare",
-)
 # what the guard refuses, and what the stores downstream could not keep (headers: the HTTP
 # client refuses to send control characters; the guard's unit tests cover them)
 HOSTILE = {
@@ -72,7 +62,7 @@ def test_every_service_refuses_hostile_text_in_path_query_and_json(
 ) -> None:
     text = HOSTILE[kind]
     body = ('{"note": "' + json.dumps(text)[1:-1] + '"}').encode()
-    for service in SERVICES:
+    for service in API_SERVICES:
         base = platform.url(service)
         assert_refused(http.get(f"{base}/things/x{encoded(text)}y"))
         assert_refused(http.get(f"{base}/things?q={encoded(text)}"))
@@ -100,7 +90,7 @@ def test_deep_json_huge_numbers_and_long_forms_are_400_not_500(
     platform: Platform, http: httpx.Client
 ) -> None:
     deep = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
-    for service in SERVICES:
+    for service in API_SERVICES:
         for body in (deep, b'{"n": ' + b"9" * 5000 + b"}", b'{"n": 1e999}', b"[NaN]"):
             assert_refused(
                 http.post(
@@ -374,7 +364,7 @@ def test_hostile_values_through_every_parameter_and_field_give_no_5xx_and_store_
     plan: list[tuple[str, tuple[str, str, str, str, str | None]]] = []
     auth: dict[str, dict[str, str]] = {}
     with httpx.Client(timeout=30.0) as http:
-        for service in SERVICES:
+        for service in API_SERVICES:
             document = http.get(f"{platform.url(service)}/openapi.json").json()
             plan.extend((service, target) for target in targets(document))
             token = (
@@ -410,7 +400,7 @@ def test_hostile_values_through_every_parameter_and_field_give_no_5xx_and_store_
 
     # nothing hostile was stored anywhere (every collection of every service's database)
     stored = []
-    for service in SERVICES:
+    for service in API_SERVICES:
         database = platform.db(service)
         for collection in database.list_collection_names():
             for document in database[collection].find({}):

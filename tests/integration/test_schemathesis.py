@@ -24,19 +24,10 @@ from schemathesis.specs.openapi.checks import (
 from stack import TEST_CLIENT_SCOPES
 
 from tests.integration.conftest import Platform
+from tests.support import API_SERVICES
 
 pytestmark = pytest.mark.integration
 
-SERVICES = (
-    "identity",
-    "masterdata",
-    "journal",
-    "consent",
-    "messaging",
-    "integrations",
-    "audit",
-    "welfare",
-)
 EXAMPLES = int(os.environ.get("AKSON_SCHEMATHESIS_EXAMPLES", "25"))
 CHECKS = [
     not_a_server_error,
@@ -86,7 +77,7 @@ def run_operation(operation: Any, base_url: str, headers: dict[str, str]) -> Non
     check()
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", API_SERVICES)
 def test_the_openapi_document_holds_against_the_running_service(
     platform: Platform, service: str
 ) -> None:
