@@ -1063,8 +1063,9 @@ FINDINGS = """## What the suite found, and the fixes
 What held without a change: dedupe (no effect twice after any kill), the outbox (every committed
 change published after a kill between commit and publish), Redis' append-only file (kill -9 and
 a 30 s stop lost no acknowledged publish), fail-closed reads without OPA, FerretDB's pool under
-200 concurrent updates (each service's client keeps 12 connections; FerretDB's pool of 240 is above
-the 216 connections the commands of all nine services can hold at once, see `FERRETDB_POOL` in infra/local/stack.py).
+200 concurrent updates (each service's client keeps 12 connections; FerretDB's pool of 240 is
+above the 216 connections the commands of all nine services can hold at once, see
+`FERRETDB_POOL` in infra/local/stack.py).
 """
 
 
