@@ -464,6 +464,44 @@ def test_a_lab_system_delivers_results_but_cannot_read_notes(
     )
 
 
+def test_a_create_sent_again_with_its_idempotency_key_makes_nothing_new(
+    platform: Platform, http: httpx.Client
+) -> None:
+    """A system writer that lost the answer to a create sends it again with the same key: the
+    journal answers 200 with the resource the first one made; another key, another writer or
+    no key makes a new one; a key that is not plain is a 4xx."""
+    patient, hpr = new_patient_id(), new_hpr()
+    platform.relate(patient, hpr=hpr)
+    system = lab(platform)
+    observation, _ = lab_report(patient)
+    url = f"{base(platform)}/Observation"
+
+    def post(headers: dict[str, str], key: str | None) -> httpx.Response:
+        extra = {"idempotency-key": key} if key is not None else {}
+        return http.post(
+            url,
+            content=json.dumps(observation),
+            headers={**headers, **extra, "content-type": FHIR, "prefer": "return=minimal"},
+        )
+
+    key = f"lab-{uuid.uuid4().hex}.1"
+    first, again = post(system, key), post(system, key)
+    assert (first.status_code, again.status_code) == (201, 200), again.text
+    made = first.headers["location"]
+    assert again.headers["location"] == made
+    other_key = post(system, f"{key}-b")
+    assert other_key.status_code == 201 and other_key.headers["location"] != made
+    # the same key from a practitioner is hers, not the lab's
+    mine = post(practitioner(platform, hpr), key)
+    assert mine.status_code == 201 and mine.headers["location"] != made
+    assert post(system, None).status_code == 201
+    assert post(system, "no spaces or slashes/").status_code in (400, 422)
+    held = platform.db("journal").resources.count_documents(
+        {"patient": patient, "type": "Observation"}
+    )
+    assert held == 4
+
+
 def test_treating_personnel_look_up_lab_results(platform: Platform, http: httpx.Client) -> None:
     """new_policy: category lab_result for practitioners."""
     patient, hpr = new_patient_id(), new_hpr()

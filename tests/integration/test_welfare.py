@@ -577,24 +577,37 @@ def test_an_alert_for_a_unit_off_the_platform_goes_out_via_messaging(
     )
 
 
-def test_what_the_journal_does_not_take_is_a_dead_letter_and_the_alert_still_goes_out(
+def test_what_the_journal_cannot_take_for_now_is_written_once_it_is_back(
     platform: Platform, world: World
 ) -> None:
+    """The journal down when a message comes: accepted (the message and its alert are one
+    write), its entry queued and tried again until the journal takes it; nothing lost, nothing
+    twice, no dead letter."""
     device = new_device(platform, world, "medicine_dispenser")
     body = message(missed_dose(device))
     message_id = body["entry"][0]["resource"]["id"]
+    messages = platform.db("welfare").messages
     platform.stack.stop("journal-app")
     try:
-        # accepted: the message is stored with its alert; the journal write fails downstream
         assert verdict(send(platform, world, body)) == ("ok", "accepted")
+        (alert,) = eventually(lambda: alerts_of(platform, message_id), timeout=5.0)
+        assert alert["rule"] == "missed_dose"
+        (waiting,) = list(messages.find({"message_id": message_id}))
+        assert waiting["status"] == "queued" and len(waiting["pending"]) == 1, waiting
+        assert waiting["recorded"] == [] and waiting["dead_letters"] == 0
+        # tried again while the journal is away: still queued, further apart each time
+        eventually(lambda: messages.find_one({"_id": waiting["_id"]})["attempts"] >= 2, timeout=10)
     finally:
         platform.stack.start("journal-app")
-    (alert,) = eventually(lambda: alerts_of(platform, message_id), timeout=5.0)
-    assert alert["rule"] == "missed_dose"
-    (stored,) = list(platform.db("welfare").messages.find({"message_id": message_id}))
-    assert (stored["recorded"], stored["dead_letters"]) == ([], 1)
-    (letter,) = list(platform.db("welfare").dead_letters.find({"message_key": stored["_id"]}))
-    assert letter["resource_type"] == "MedicationAdministration" and letter["entry"] == 1
-    assert letter["status"] != 201
-    assert letter["resource"]["subject"] == {"reference": f"Patient/{world.patient}"}
-    assert recorded(platform, world, "MedicationAdministration", message_id) == []
+    (entry,) = eventually(
+        lambda: recorded(platform, world, "MedicationAdministration", message_id), timeout=60.0
+    )
+    assert entry["subject"] == {"reference": f"Patient/{world.patient}"}
+    done = messages.find_one({"_id": waiting["_id"]})
+    assert done["status"] == "recorded" and done["pending"] == [] and done["dead_letters"] == 0
+    assert done["recorded"] == [f"MedicationAdministration/{entry['id']}"]
+    assert list(platform.db("welfare").dead_letters.find({"message_key": waiting["_id"]})) == []
+    # the hub's resend is receipted again and writes nothing more
+    assert verdict(send(platform, world, body)) == ("ok", "accepted")
+    time.sleep(1.0)
+    assert len(recorded(platform, world, "MedicationAdministration", message_id)) == 1

@@ -296,18 +296,34 @@ async def create(
             description="Conditional create: search parameters (patient=...&_id=...)",
         ),
     ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=r"^[A-Za-z0-9._:\-]{1,128}$",
+            description=(
+                "A writer's key for this create: a retry with the same key (after a lost "
+                "answer) makes nothing new and answers 200 with what the first one made"
+            ),
+        ),
+    ] = None,
 ) -> Response:
     """Create (201, Location ``[type]/[id]``, ETag ``W/"1"``). The writer's HPR
     number, unit, organisation and municipality (from the token) are recorded with it. The
     body is the resource if the writer may read it (a write-only client gets an
     OperationOutcome; see ``Prefer``). With ``If-None-Exist``: when one resource the caller
-    may see matches, nothing is created (200, that resource); two or more: 412."""
+    may see matches, nothing is created (200, that resource); two or more: 412. With
+    ``Idempotency-Key``: the writer's second create with the key answers 200 with the first."""
     if if_none_exist is not None:
         existing = await journal.match(who, kind, parse_search(parse_qsl(if_none_exist)))
         if existing is not None:
             return written(existing, preference, location=True)
-    stored = await journal.create(who, kind, body, read_back=preference != "minimal")
-    response = written(stored, preference, status_code=201, location=True)
+    stored = await journal.create(
+        who, kind, body, read_back=preference != "minimal", idempotency_key=idempotency_key
+    )
+    response = written(
+        stored, preference, status_code=201 if stored.created else 200, location=True
+    )
     # Location names the resource itself here (its version is in the ETag; clients of this
     # base parse the id from it); the platform's FHIR base (the gateway) adds the version
     response.headers["Location"] = f"/fhir/R4/{kind.name}/{stored.resource['id']}"

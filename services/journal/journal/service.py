@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from akson_common.db import Database, Document, when_not_busy
 from akson_common.errors import (
     BadRequest,
+    Conflict,
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
@@ -82,6 +83,10 @@ class SupplyUse(BaseModel):
     quantity: float = Field(gt=0, le=10_000)
 
 
+# the namespace of the ids of idempotent creates (uuid5 of writer, type and Idempotency-Key)
+IDEMPOTENT_IDS = uuid.UUID("5c1f0a52-3d7e-4f8e-9a61-0d2b7c4e9f13")
+
+
 @dataclass(frozen=True)
 class Stored:
     """A resource as returned: its JSON (obligations applied) and its version. After a write,
@@ -91,6 +96,8 @@ class Stored:
     resource: dict[str, Any]
     version: int
     readable: bool = True
+    # False when a create was a writer's retry of one already made (Idempotency-Key)
+    created: bool = True
 
 
 @dataclass(frozen=True)
@@ -260,10 +267,23 @@ class Journal:
         }
 
     async def create(
-        self, caller: Caller, kind: Kind, body: Any, *, read_back: bool = True
+        self,
+        caller: Caller,
+        kind: Kind,
+        body: Any,
+        *,
+        read_back: bool = True,
+        idempotency_key: str | None = None,
     ) -> Stored:
+        """A new resource; with ``idempotency_key`` its id is the writer's, the type's and the
+        key's (``IDEMPOTENT_IDS``), so the writer's retry of a create whose answer it lost
+        finds the resource made the first time (``created`` False) instead of a second one."""
         parsed = parse(kind, body)
-        resource_id = str(uuid.uuid4())
+        resource_id = (
+            str(uuid.uuid5(IDEMPOTENT_IDS, f"{caller.writer}\n{kind.name}\n{idempotency_key}"))
+            if idempotency_key is not None
+            else str(uuid.uuid4())
+        )
         origin = self._origin(caller)
         context = await self.access.context(caller, parsed.patient)
         await self._enforce(caller, "write", self._new_ref(parsed, origin, resource_id), context)
@@ -281,10 +301,30 @@ class Journal:
         }
         events = self._events(kind, document, previous=None)
         document["finished"] = _finished(document)
-        await self.store.insert(document, events)
+        if await self.store.insert(document, events):
+            return await self._made_before(caller, kind, resource_id, read_back=read_back)
         if read_back:
             return await self._read_back(caller, document, resource, 1)
         return Stored(resource, 1, readable=False)
+
+    async def _made_before(
+        self, caller: Caller, kind: Kind, resource_id: str, *, read_back: bool
+    ) -> Stored:
+        """The resource a writer's earlier create with the same key made (as it is now)."""
+        existing = await self.store.get(resource_id)
+        if (
+            existing is None
+            or existing.get("author") != caller.writer
+            or existing["type"] != kind.name
+        ):
+            raise Conflict("Idempotency-Key names another resource")
+        resource, version = existing["resource"], int(existing["version"])
+        stored = (
+            await self._read_back(caller, existing, resource, version)
+            if read_back
+            else Stored(resource, version, readable=False)
+        )
+        return replace(stored, created=False)
 
     async def validate(
         self, caller: Caller, kind: Kind, body: Any, *, resource_id: str | None = None

@@ -70,8 +70,9 @@ class ResourceStore:
             ],
         )
 
-    async def insert(self, document: Document, events: list[dict[str, Any]]) -> None:
-        await self.outbox.insert_many(RESOURCES, [(document, events)])
+    async def insert(self, document: Document, events: list[dict[str, Any]]) -> bool:
+        """Store a new resource with its events; True (and nothing written) if its id existed."""
+        return bool(await self.outbox.insert_many(RESOURCES, [(document, events)]))
 
     async def of_patient(self, patient: str, resource_type: str | None = None) -> list[Document]:
         """The patient's current documents (of ``resource_type``), in no order, without their

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from akson_common.auth import PrincipalKind
 from akson_common.events import OutboundStatus
 from akson_common.identifiers import HerId, NationalId, OrganisationNumber
+from akson_common.queue import SendState
 
 ClinicalKind = Literal[
     "referral", "discharge_summary", "discharge_report", "care_information", "care_message"
@@ -56,18 +57,6 @@ class StatusChange(BaseModel):
     at: datetime
     attempts: int
     error_code: str | None = None
-
-
-class SendState(BaseModel):
-    """Where a queue item stands with the send worker: attempts, the next one, its lease and
-    the last error (an outbound message's, a subscription notification's)."""
-
-    attempts: int = 0
-    next_attempt_at: datetime | None = None
-    lease_until: datetime | None = None
-    lease_owner: str | None = None
-    last_error_code: str | None = None
-    last_error: str | None = None
 
 
 class OutboundMessage(SendState):

@@ -40,8 +40,9 @@ from akson_common.events import Delivery, DocumentRecordedV1, Outcome, RecordCha
 from akson_common.fhir import FHIR_JSON
 from akson_common.policy import PolicyEnforcementPoint, PolicyUnavailable, ResourceRef
 from akson_common.projections import PatientProjections
+from akson_common.queue import claim_due
 from messaging.settings import MessagingSettings
-from messaging.store import attempt_outcome, claim_due
+from messaging.store import attempt_outcome
 from messaging.subscriptions import (
     SIGNATURE_HEADER,
     Limits,

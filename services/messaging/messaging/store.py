@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from pymongo import IndexModel, ReturnDocument
+from pymongo import IndexModel
 
 from akson_common.db import Database, Document, Page, Repository, when_not_busy
 from akson_common.events import (
@@ -33,6 +33,7 @@ from akson_common.events import (
     cloud_event,
 )
 from akson_common.outbox import Outbox
+from akson_common.queue import claim_due
 from messaging.models import InboundMessage, OutboundMessage, Receipt, StatusChange
 from messaging.transport import TransportResult
 
@@ -97,25 +98,6 @@ def attempt_outcome(
         return changes, MESSAGE_RETRY_SCHEDULED
     changes.update(status="dead_lettered", next_attempt_at=None)
     return changes, MESSAGE_DEAD_LETTERED
-
-
-async def claim_due(
-    collection: Any, now: datetime, owner: str, lease: timedelta
-) -> Document | None:
-    """Lease the most overdue queued item of ``collection`` whose lease (if any) has lapsed:
-    ONE atomic update, so two workers never take the same item."""
-    return await when_not_busy(
-        lambda: collection.find_one_and_update(
-            {
-                "status": "queued",
-                "next_attempt_at": {"$lte": now},
-                "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
-            },
-            {"$set": {"lease_until": now + lease, "lease_owner": owner}},
-            sort=[("next_attempt_at", 1)],
-            return_document=ReturnDocument.AFTER,
-        )
-    )
 
 
 class OutboundQueue:

@@ -49,7 +49,7 @@ from pydantic import BaseModel, Field, ValidationError
 from akson_common.errors import Unprocessable
 from akson_common.fhir import FHIR_JSON
 from akson_common.identifiers import is_national_id
-from messaging.models import SendState
+from akson_common.queue import SendState
 from messaging.topics import TOPICS, Topic
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"

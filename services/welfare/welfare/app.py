@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
@@ -44,4 +46,22 @@ def create_app(settings: WelfareSettings) -> FastAPI:
         app.state.devices = devices
         app.state.intake = Intake(platform, store, devices, projections, writer)
 
-    return create_service(settings, title="Akson welfare", routers=[router], configure=configure)
+    async def start(platform: Platform) -> None:
+        intake: Intake = platform_app.state.intake
+        workers.append(asyncio.create_task(intake.run_retries(settings.journal_retry_poll_seconds)))
+
+    async def stop(platform: Platform) -> None:
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    workers: list[asyncio.Task[None]] = []
+    platform_app = create_service(
+        settings,
+        title="Akson welfare",
+        routers=[router],
+        configure=configure,
+        on_startup=start,
+        on_shutdown=stop,
+    )
+    return platform_app

@@ -4,17 +4,21 @@ Every change of a device is one single-document write conditional on the version
 intake is: read the envelope (422 if malformed), answer a message already received with the
 receipt it got (stored once), find the device and ask the policy (the patient's device
 consent), then store the message with its receipt and the alerts its rules raised (one write:
-the outbox relays the alerts at once), then write its entries into the journal; an entry the
-journal does not take becomes a dead letter. A receipt answers every message the policy lets
-the sender deliver at all.
+the outbox relays the alerts at once) and its entries, queued (``pending``), then write them into
+the journal. What the journal cannot take for now (down, 5xx) stays queued and is tried again
+with backoff by the retry worker, from any replica and after a crash; each write carries an
+``Idempotency-Key`` (message and entry), so a retry never makes a second resource. An entry the
+journal refuses for good, or still cannot take after the last attempt, becomes a dead letter. A
+receipt answers every message the policy lets the sender deliver at all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from akson_common.app import Platform
@@ -25,6 +29,7 @@ from akson_common.events import WELFARE_ALERT_RAISED, WelfareAlertRaisedV1, clou
 from akson_common.outbox import Outbox
 from akson_common.policy import PolicyContext, PolicyEnforcementPoint, ResourceRef
 from akson_common.projections import PatientProjections
+from akson_common.queue import claim_due
 from welfare.bundles import Message, Verdict, read_message, receipt, validated_entries
 from welfare.models import (
     Actor,
@@ -36,13 +41,22 @@ from welfare.models import (
     DeviceStatus,
 )
 from welfare.rules import Finding, evaluate
-from welfare.store import MESSAGES, DeadLetter, StoredMessage, WelfareStore, message_key
+from welfare.store import (
+    MESSAGES,
+    DeadLetter,
+    PendingEntry,
+    StoredMessage,
+    WelfareStore,
+    message_key,
+)
 from welfare.writer import JournalWriter
 
 log = logging.getLogger("akson.welfare")
 CATEGORY = "welfare"
 # what the policy denies a delivering client for when it may deliver, but not this device's
 DEVICE_REASONS = frozenset({"no_device_consent", "no_legal_basis"})
+# how long one worker holds a message whose entries it writes into the journal
+LEASE = timedelta(seconds=60)
 
 
 def now() -> datetime:
@@ -199,7 +213,14 @@ class Intake:
     ) -> None:
         self.outbox: Outbox = platform.outbox
         self.pep: PolicyEnforcementPoint = platform.pep
-        self.max_entries = int(getattr(platform.settings, "max_entries", 50))
+        settings = platform.settings
+        self.max_entries = int(getattr(settings, "max_entries", 50))
+        self.retry = Retry(
+            base_seconds=float(getattr(settings, "journal_retry_base_seconds", 1.0)),
+            max_seconds=float(getattr(settings, "journal_retry_max_seconds", 60.0)),
+            max_attempts=int(getattr(settings, "journal_max_attempts", 100)),
+        )
+        self.owner = uuid.uuid4().hex
         self.store = store
         self.devices = devices
         self.projections = projections
@@ -238,6 +259,9 @@ class Intake:
             else:
                 verdict = "consent-withdrawn"
         answer = receipt(message, verdict)
+        at = now()
+        pending = [PendingEntry(index=e.index, resource_type=e.resource_type, resource=e.resource)
+                   for e in entries]  # fmt: skip
         record = StoredMessage(
             key=key,
             message_id=message.id,
@@ -246,8 +270,12 @@ class Intake:
             patient=patient if verdict == "accepted" else None,
             verdict=verdict,
             receipt=answer,
-            received_at=now(),
+            received_at=at,
             alerts=[event["data"]["alert_id"] for event in events],
+            status="queued" if pending else None,
+            pending=pending,
+            # the retry worker takes it only if the attempt below does not finish (a crash)
+            next_attempt_at=at + LEASE if pending else None,
         )
         existed = await self.outbox.insert_many(
             MESSAGES, [(self.store.messages.to_document(record), events)]
@@ -257,8 +285,8 @@ class Intake:
             again = await self.store.messages.get_one_or_none(key)
             if again is not None:
                 return await self._again(again)
-        if entries:
-            await self._record(record, entries)
+        if pending:
+            await self.attempt(record)
         return Answer(answer, verdict)
 
     async def _again(self, stored: StoredMessage) -> Answer:
@@ -267,27 +295,89 @@ class Intake:
         )
         return Answer(stored.receipt, stored.verdict, duplicate=True)
 
-    async def _record(self, record: StoredMessage, entries: list[Any]) -> None:
+    async def attempt(self, record: StoredMessage) -> None:
+        """Write the message's pending entries into the journal; keep what it could not take
+        for now queued (with backoff), dead-letter what it refused for good or after the last
+        attempt."""
         recorded: list[str] = []
-        dead = 0
-        for entry in entries:
-            written = await self.writer.create(entry)
+        waiting: list[PendingEntry] = []
+        failed: list[tuple[PendingEntry, int]] = []
+        last_status = 0
+        for entry in record.pending:
+            written = await self.writer.create(
+                entry.resource_type, entry.resource, f"{record.key}.{entry.index}"
+            )
             if written.recorded and written.resource_id:
                 recorded.append(f"{entry.resource_type}/{written.resource_id}")
-                continue
-            dead += 1
-            letter = DeadLetter(
-                id=uuid.uuid4().hex,
-                message_key=record.key,
-                entry=entry.index,
-                resource_type=entry.resource_type,
-                resource=entry.resource,
-                status=written.status,
-                at=now(),
-            )
+            elif written.retryable:
+                waiting.append(entry)
+                last_status = written.status
+            else:
+                failed.append((entry, written.status))
+        attempts = record.attempts + 1
+        if waiting and attempts >= self.retry.max_attempts:
+            failed += [(entry, last_status) for entry in waiting]
+            waiting = []
+        for entry, status in failed:
+            await self._dead_letter(record, entry, status)
+        changes: dict[str, Any] = {
+            "recorded": [*record.recorded, *recorded],
+            "dead_letters": record.dead_letters + len(failed),
+            "pending": [entry.model_dump(mode="json") for entry in waiting],
+            "attempts": attempts,
+            "status": "queued" if waiting else "recorded",
+            "next_attempt_at": now() + self.retry.after(attempts) if waiting else None,
+            "lease_until": None,
+            "lease_owner": None,
+            "last_error_code": str(last_status) if waiting else None,
+        }
+        await self.store.messages.collection.update_one({"_id": record.key}, {"$set": changes})
+
+    async def retry_due(self) -> bool:
+        """Lease one message whose entries wait for the journal and attempt them; False when
+        none is due."""
+        document = await claim_due(self.store.messages.collection, now(), self.owner, LEASE)
+        if document is None:
+            return False
+        await self.attempt(self.store.messages.to_model(document))
+        return True
+
+    async def run_retries(self, poll_seconds: float) -> None:
+        """The retry worker: every replica runs one; the lease keeps them apart."""
+        while True:
+            try:
+                if await self.retry_due():
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the database away: try again at the next poll
+                log.warning("journal retry failed", extra={"error": type(error).__name__})
+            await asyncio.sleep(poll_seconds)
+
+    async def _dead_letter(self, record: StoredMessage, entry: PendingEntry, status: int) -> None:
+        letter = DeadLetter(
+            id=f"{record.key}.{entry.index}",
+            message_key=record.key,
+            entry=entry.index,
+            resource_type=entry.resource_type,
+            resource=entry.resource,
+            status=status,
+            at=now(),
+        )
+        try:
             await self.store.dead_letters.collection.insert_one(
                 self.store.dead_letters.to_document(letter)
             )
-        await self.store.messages.collection.update_one(
-            {"_id": record.key}, {"$set": {"recorded": recorded, "dead_letters": dead}}
-        )
+        except DuplicateKeyError:
+            pass  # dead-lettered by an attempt that did not get to record it
+
+
+@dataclass(frozen=True)
+class Retry:
+    base_seconds: float
+    max_seconds: float
+    max_attempts: int
+
+    def after(self, attempts: int) -> timedelta:
+        """The wait after the ``attempts``-th attempt: doubling from the base, capped."""
+        return timedelta(seconds=min(self.max_seconds, self.base_seconds * 2 ** (attempts - 1)))

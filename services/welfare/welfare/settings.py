@@ -20,6 +20,13 @@ class WelfareSettings(ServiceSettings):
     journal_app_id: str = "journal"
     messaging_app_id: str = "messaging"
     invoke_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # what the journal cannot take for now is tried again: after 1, 2, 4 ... s (at most 60 s
+    # apart) and at most 100 times (some 90 minutes), then dead-lettered; the worker looks for
+    # due retries every poll
+    journal_retry_base_seconds: float = Field(default=1.0, gt=0, le=60)
+    journal_retry_max_seconds: float = Field(default=60.0, gt=0, le=3600)
+    journal_max_attempts: int = Field(default=100, ge=1, le=10_000)
+    journal_retry_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # clinical entries one message may carry
     max_entries: int = Field(default=50, ge=1, le=500)
 

@@ -3,20 +3,25 @@
 - ``devices``: one document per device (its id), with its assignment and history;
 - ``messages``: one per message a sender sent (``_id`` a digest of sender and message id), with
   the receipt it was answered with, how often it was delivered, what went into the journal, and
-  the alerts it raised as outbox events: the message and its events are one write;
-- ``dead_letters``: one per entry the journal did not take, kept with the entry for an operator.
+  the alerts it raised as outbox events: the message and its events are one write. An accepted
+  message's entries wait in it (``pending``, status ``queued``: a work queue,
+  akson_common.queue) until the journal took each; a write the journal could not take for now
+  (down, 5xx) is tried again with backoff, idempotent by its ``Idempotency-Key``;
+- ``dead_letters``: one per entry the journal refused for good (or after the last attempt), kept
+  with the entry for an operator.
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pymongo import IndexModel
 
 from akson_common.db import Database, Repository
+from akson_common.queue import SendState
 from welfare.models import Device
 
 DEVICES = "devices"
@@ -29,7 +34,15 @@ def message_key(sender: str, message_id: str) -> str:
     return hashlib.sha256(f"{sender}\n{message_id}".encode()).hexdigest()[:32]
 
 
-class StoredMessage(BaseModel):
+class PendingEntry(BaseModel):
+    """An accepted entry the journal has not taken yet."""
+
+    index: int
+    resource_type: str
+    resource: dict[str, Any]
+
+
+class StoredMessage(SendState):
     key: str
     message_id: str
     sender: str
@@ -42,6 +55,9 @@ class StoredMessage(BaseModel):
     recorded: list[str] = Field(default_factory=list)
     dead_letters: int = 0
     alerts: list[str] = Field(default_factory=list)
+    # "queued" while entries wait for the journal, then "recorded"; None for a rejected message
+    status: Literal["queued", "recorded"] | None = None
+    pending: list[PendingEntry] = Field(default_factory=list)
 
 
 class DeadLetter(BaseModel):
@@ -67,7 +83,10 @@ class WelfareStore:
             MESSAGES,
             StoredMessage,
             id_field="key",
-            indexes=[IndexModel([("patient", 1), ("received_at", 1)])],
+            indexes=[
+                IndexModel([("patient", 1), ("received_at", 1)]),
+                IndexModel([("status", 1), ("next_attempt_at", 1)]),
+            ],
         )
         self.dead_letters = Repository(
             database, DEAD_LETTERS, DeadLetter, indexes=[IndexModel([("message_key", 1)])]
