@@ -25,6 +25,7 @@ from akson_common.errors import (
     Problem,
     UnsupportedMediaType,
 )
+from akson_common.etags import etag
 from akson_common.fhir import FHIR_JSON
 from akson_common.fhir_rest import lenient
 from akson_common.identifiers import is_national_id
@@ -145,7 +146,7 @@ def fhir(
 def versioned(stored: Stored, *, status_code: int = 200, location: bool = False) -> JSONResponse:
     resource = stored.resource
     headers = {
-        "ETag": f'W/"{stored.version}"',
+        "ETag": etag(stored.version),
         "Last-Modified": resource["meta"]["lastUpdated"],
     }
     if location:
@@ -391,7 +392,7 @@ async def conditional_update(
         kind,
         resource_id,
         {**body, "id": resource_id} if isinstance(body, dict) else body,
-        f'W/"{existing.version}"',
+        etag(existing.version),
         read_back=preference != "minimal",
     )
     return written(stored, preference)

@@ -24,6 +24,7 @@ from typing import Any
 
 from akson_common import fhir
 from akson_common.errors import BadRequest
+from akson_common.etags import etag
 from journal.kinds import ENTERED_IN_ERROR, normalise_instant
 
 DEFAULT_COUNT = 20
@@ -271,7 +272,7 @@ def history_bundle(base: str, versions: Sequence[Json]) -> Json:
                 },
                 "response": {
                     "status": "201 Created" if v["method"] == "POST" else "200 OK",
-                    "etag": f'W/"{v["version"]}"',
+                    "etag": etag(v["version"]),
                     "lastModified": v["updated_at"],
                 },
             }
