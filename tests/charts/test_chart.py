@@ -173,7 +173,7 @@ def test_the_locks_secrets_are_references_given_to_every_service(
     assert secret_env("akson-identity")["AKSON_IDENTITY_KEY_ENCRYPTION_KEY"] == "akson-identity-kek"
     # a service may have its own database user: its own connection string Secret
     render = tools.helm_template(
-        "--show-only", "templates/workloads.yaml",
+        "--show-only", "templates/deployment.yaml",
         "--set", "secrets.journalMongodb.name=akson-mongodb-journal",
         "--set", "secrets.journalMongodb.key=connection-string",
         "--set", "services.journal.mongodbSecret=journalMongodb",

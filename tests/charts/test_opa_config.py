@@ -58,7 +58,7 @@ def _lay_out_opa_pod(tools: Tools, root: Path) -> tuple[list[str], dict[str, Any
     """Render OPA's ConfigMaps and write them as the Deployment mounts them (items -> paths);
     return the container's arguments (its mount paths under ``root``) and its env entries."""
     render = tools.helm_template(
-        "--show-only", "templates/opa.yaml", "--show-only", "templates/workloads.yaml",
+        "--show-only", "templates/opa.yaml", "--show-only", "templates/deployment.yaml",
         "--set", "opa.decisionLogs.minDelaySeconds=1,opa.decisionLogs.maxDelaySeconds=1",
     )  # fmt: skip
     assert render.returncode == 0, render.stderr
@@ -161,7 +161,7 @@ def test_the_decision_log_buffer_fits_in_opas_memory_limit(tools: Tools) -> None
     limit would have OPA killed for memory, and every buffered entry with it (make chaos: the
     buffer holds ten minutes of decisions). The buffer may take at most half the limit."""
     render = tools.helm_template("--show-only", "templates/opa.yaml", "--show-only",
-                                 "templates/workloads.yaml")  # fmt: skip
+                                 "templates/deployment.yaml")  # fmt: skip
     assert render.returncode == 0, render.stderr
     manifests = [m for m in yaml.safe_load_all(render.stdout) if m]
     configs = [
