@@ -40,12 +40,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from streams import StreamTrimmer
@@ -227,8 +226,15 @@ def ensure_packages(*pairs: str) -> None:
 
 
 DB_BACKEND = os.environ.get("AKSON_DB_BACKEND", "postgresql")
+
+
 # _define_processes' ``add(name, argv, healthy, env)``
-AddProcess = Callable[[str, list[str], Any, dict[str, str] | None], None]
+class AddProcess(Protocol):
+    def __call__(
+        self, name: str, argv: list[str], healthy: Any, env: dict[str, str] | None = None
+    ) -> None: ...
+
+
 # FerretDB and OPA are Go: with the default GOGC=100 their garbage collector took a fifth of
 # their CPU under load (issue 15's pprof: mallocgc 21 %, background mark 14 %). Both keep
 # small heaps (< 150 MiB), so a collection every 4x growth is cheap in memory.
@@ -255,6 +261,13 @@ RUN_FOLDERS = ("logs", "secrets", "dapr/components", "ferretdb", "redis", "expor
 def storage_services(services: list[str]) -> list[str]:
     """The services with a database client (those FerretDB's pool must serve)."""
     return [s for s in services if s not in WEB_APPS]
+
+
+def _local_app(module: str, port: int) -> list[str]:
+    """A development helper app of infra/local (``<module>:app``) under uvicorn."""
+    return [sys.executable, "-m", "uvicorn", f"{module}:app", "--app-dir", str(LOCAL),
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+            "--log-level", "warning"]  # fmt: skip
 
 
 def pool_arithmetic(services: int) -> str | None:
@@ -738,8 +751,7 @@ class Stack:
         create_app_role(pg, port, password, role_password)
 
     def _define_processes(self, tokens: dict[str, str]) -> None:
-        ports, tools, run = self.endpoints["ports"], self.endpoints["tools"], self.run_dir
-        logs = run / "logs"
+        logs = self.run_dir / "logs"
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("AKSON_")}
 
         def add(
@@ -749,6 +761,15 @@ class Stack:
                 name, argv, {**base_env, **(env or {})}, logs / f"{name}.log", healthy
             )
 
+        self._define_redis(add, tokens)
+        self._define_ferretdb(add, tokens)
+        self._define_opa(add, tokens)
+        self._define_development_helpers(add, tokens)
+        for s in self.services:
+            self._define_service(add, s, tokens)
+
+    def _define_redis(self, add: AddProcess, tokens: dict[str, str]) -> None:
+        ports, tools, run = self.endpoints["ports"], self.endpoints["tools"], self.run_dir
         add(
             "redis",
             [
@@ -768,6 +789,9 @@ class Stack:
             ],
             lambda: tcp_ok(ports["redis"]),
         )
+
+    def _define_ferretdb(self, add: AddProcess, tokens: dict[str, str]) -> None:
+        ports, tools, run = self.endpoints["ports"], self.endpoints["tools"], self.run_dir
         if DB_BACKEND == "postgresql":
             # FerretDB v1 on SQLite scans whole tables for anything but a find by _id (see the
             # benchmark); on PostgreSQL it pushes filters and indexes down.
@@ -793,6 +817,9 @@ class Stack:
             # a client without credentials stays without: none from the caller's environment
             {"PGUSER": "no-credentials", "PGPASSWORD": "", "PGPASSFILE": os.devnull, **GO_GC},
         )
+
+    def _define_opa(self, add: AddProcess, tokens: dict[str, str]) -> None:
+        ports, tools = self.endpoints["ports"], self.endpoints["tools"]
         audit = self.endpoints["services"].get("audit", {}).get("app", "http://127.0.0.1:9")
         add(
             "opa",
@@ -822,25 +849,15 @@ class Stack:
                 **GO_GC,
             },
         )
+
+    def _define_development_helpers(self, add: AddProcess, tokens: dict[str, str]) -> None:
+        """The message exchange's stand-in (for messaging) and the development login page."""
+        ports = self.endpoints["ports"]
         if not os.environ.get("AKSON_MESSAGE_PEER_URL") and "messaging" in self.services:
             messaging_app = self.endpoints["services"]["messaging"]["app"]
             add(
                 MESSAGE_PEER,
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "message_peer:app",
-                    "--app-dir",
-                    str(LOCAL),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(ports["message_peer"]),
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
+                _local_app("message_peer", ports["message_peer"]),
                 lambda: http_ok(f"http://127.0.0.1:{ports['message_peer']}/healthz"),
                 {
                     "MESSAGE_PEER_REPLY_URL": f"{messaging_app}/messages/inbound",
@@ -850,21 +867,7 @@ class Stack:
         if "identity" in self.services:
             add(
                 DEV_LOGIN,
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "dev_login:app",
-                    "--app-dir",
-                    str(LOCAL),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(ports["dev_login"]),
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
+                _local_app("dev_login", ports["dev_login"]),
                 lambda: http_ok(f"http://127.0.0.1:{ports['dev_login']}/healthz"),
                 {
                     "DEV_LOGIN_UPSTREAM": json.dumps(self.endpoints["upstream"]),
@@ -872,8 +875,6 @@ class Stack:
                     "/authorize/callback",
                 },
             )
-        for s in self.services:
-            self._define_service(add, s, tokens)
 
     def _service_env(self, s: str, tokens: dict[str, str]) -> dict[str, str]:
         """The environment of service ``s``'s app (its settings, AKSON_<SERVICE>_*)."""
