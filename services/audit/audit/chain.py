@@ -149,66 +149,82 @@ async def verify(
     report = Report(start=anchor.position + 1, last_position=anchor.position)
     expected, previous = anchor.position + 1, anchor.hash
     async for link in links:
-        if link.position < expected:
-            report.finding = Finding(link.position, "reordered", "two records claim this position")
-            return report
-        if link.position > expected:
-            missing = (
-                f"position {expected}"
-                if link.position == expected + 1
-                else f"positions {expected}..{link.position - 1}"
-            )
-            report.finding = Finding(
-                expected, "deleted", f"{missing} missing: records were deleted (a gap)"
-            )
-            return report
         recomputed = chain_hash(link.position, previous, link.record)
-        if link.previous_hash != previous:
-            report.finding = Finding(
-                link.position,
-                "reordered",
-                "the record is not chained to the record before it: records were moved, or the "
-                "one before it was replaced",
-            )
-            return report
-        if recomputed != link.hash:
-            report.finding = Finding(
-                link.position, "altered", "the record's content does not match its hash"
-            )
-            return report
-        if derive is not None:
-            derived = derive(link.record)
-            changed = sorted(k for k, v in derived.items() if link.fields.get(k) != v)
-            if changed:
-                report.finding = Finding(
-                    link.position,
-                    "altered",
-                    f"query field(s) {', '.join(changed)} differ from the hashed record",
-                )
-                return report
         checkpoint = checkpoints.get(link.position)
+        report.finding = _broken_link(link, expected, previous, recomputed, derive) or (
+            _broken_checkpoint(link.position, checkpoint, recomputed)
+        )
+        if report.finding is not None:
+            return report
         if checkpoint is not None:
-            if checkpoint != recomputed:
-                report.finding = Finding(
-                    link.position,
-                    "checkpoint",
-                    "the checkpoint disagrees with the chain: it was rewritten up to here",
-                )
-                return report
             report.checkpoints_checked += 1
         previous = recomputed
         report.checked += 1
         report.last_position = link.position
         expected += 1
-    if head is not None and head.position > report.last_position:
-        report.finding = Finding(
-            report.last_position + 1,
+    report.finding = _broken_head(head, report.last_position, previous)
+    return report
+
+
+def _broken_link(
+    link: StoredLink,
+    expected: int,
+    previous: str,
+    recomputed: str,
+    derive: Callable[[dict[str, Any]], dict[str, Any]] | None,
+) -> Finding | None:
+    """What is wrong with ``link`` where position ``expected`` after ``previous`` should be."""
+    if link.position < expected:
+        return Finding(link.position, "reordered", "two records claim this position")
+    if link.position > expected:
+        missing = (
+            f"position {expected}"
+            if link.position == expected + 1
+            else f"positions {expected}..{link.position - 1}"
+        )
+        return Finding(expected, "deleted", f"{missing} missing: records were deleted (a gap)")
+    if link.previous_hash != previous:
+        return Finding(
+            link.position,
+            "reordered",
+            "the record is not chained to the record before it: records were moved, or the "
+            "one before it was replaced",
+        )
+    if recomputed != link.hash:
+        return Finding(link.position, "altered", "the record's content does not match its hash")
+    if derive is not None:
+        derived = derive(link.record)
+        changed = sorted(k for k, v in derived.items() if link.fields.get(k) != v)
+        if changed:
+            return Finding(
+                link.position,
+                "altered",
+                f"query field(s) {', '.join(changed)} differ from the hashed record",
+            )
+    return None
+
+
+def _broken_checkpoint(position: int, checkpoint: str | None, recomputed: str) -> Finding | None:
+    if checkpoint is not None and checkpoint != recomputed:
+        return Finding(
+            position,
+            "checkpoint",
+            "the checkpoint disagrees with the chain: it was rewritten up to here",
+        )
+    return None
+
+
+def _broken_head(head: Head | None, last_position: int, last_hash: str) -> Finding | None:
+    """The chain head against the last record walked: newest records deleted, or altered."""
+    if head is not None and head.position > last_position:
+        return Finding(
+            last_position + 1,
             "truncated",
             f"the chain head is at position {head.position} but the records end at "
-            f"{report.last_position}: the newest records were deleted",
+            f"{last_position}: the newest records were deleted",
         )
-    elif head is not None and head.position == report.last_position and head.hash != previous:
-        report.finding = Finding(
+    if head is not None and head.position == last_position and head.hash != last_hash:
+        return Finding(
             head.position, "altered", "the chain head's hash does not match the last record"
         )
-    return report
+    return None
