@@ -213,12 +213,15 @@ def test_the_backoff_starts_over_after_a_stable_run(
 
 
 def test_a_stack_whose_services_could_exhaust_ferretdbs_pool_is_refused(tmp_path: Path) -> None:
-    # 12 connections a service, 2 PostgreSQL connections a command, a pool of 200
+    # 12 connections a service, 2 PostgreSQL connections a command, a pool of 240: nine
+    # services with storage fit (216), ten do not (240)
+    per_service = stack_module.SERVICE_MONGO_POOL * stack_module.FERRETDB_CONNECTIONS_PER_COMMAND
+    fit = (stack_module.FERRETDB_POOL - 1) // per_service
     storage = stack_module.storage_services(stack_module.discover_services())
     assert "console" not in storage  # no database of its own
-    assert stack_module.pool_arithmetic(len(storage)) is None
-    assert stack_module.pool_arithmetic(8) is None  # 192
-    assert stack_module.pool_arithmetic(9) is not None  # 216
+    assert len(storage) <= fit and stack_module.pool_arithmetic(len(storage)) is None
+    assert stack_module.pool_arithmetic(fit) is None
+    assert stack_module.pool_arithmetic(fit + 1) is not None
     with pytest.raises(RuntimeError, match="not under FerretDB's pool"):
-        Stack(run_dir=tmp_path, services=[f"service{n}" for n in range(9)]).prepare()
+        Stack(run_dir=tmp_path, services=[f"service{n}" for n in range(fit + 1)]).prepare()
     assert not (tmp_path / "logs").exists()  # refused before anything was made
