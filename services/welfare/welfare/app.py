@@ -44,7 +44,7 @@ def create_app(settings: WelfareSettings) -> FastAPI:
         devices = Devices(store)
         app.state.projections = projections
         app.state.devices = devices
-        app.state.intake = Intake(platform, store, devices, projections, writer)
+        app.state.intake = Intake(platform, settings, store, devices, projections, writer)
 
     async def start(platform: Platform) -> None:
         intake: Intake = platform_app.state.intake

@@ -41,6 +41,7 @@ from welfare.models import (
     DeviceStatus,
 )
 from welfare.rules import Finding, evaluate
+from welfare.settings import WelfareSettings
 from welfare.store import (
     MESSAGES,
     DeadLetter,
@@ -76,7 +77,6 @@ def device_ref(kind: str, device_id: str | None, patient: str | None) -> Resourc
 
 
 def assigned(device: Device, request: AssignmentIn, principal: Principal, at: datetime) -> Device:
-    status: DeviceStatus = "assigned"
     assignment = Assignment(
         patient=request.patient,
         unit=request.unit or principal.unit,
@@ -84,39 +84,32 @@ def assigned(device: Device, request: AssignmentIn, principal: Principal, at: da
         assigned_at=at,
         assigned_by=actor(principal),
     )
+    return _changed(device, "assigned", request.patient, assignment, principal, at)
+
+
+def unassigned(device: Device, principal: Principal, at: datetime) -> Device:
+    if device.assignment is None:
+        raise Conflict("the device is not assigned", version=device.version)
+    return _changed(device, "unassigned", device.assignment.patient, None, principal, at)
+
+
+def _changed(
+    device: Device,
+    status: DeviceStatus,
+    patient: str,
+    assignment: Assignment | None,
+    principal: Principal,
+    at: datetime,
+) -> Device:
+    """The device's next version, with the change in its history."""
     change = DeviceChange(
-        version=device.version + 1,
-        status=status,
-        patient=request.patient,
-        at=at,
-        by=actor(principal),
+        version=device.version + 1, status=status, patient=patient, at=at, by=actor(principal)
     )
     return device.model_copy(
         update={
             "version": change.version,
             "status": status,
             "assignment": assignment,
-            "history": [*device.history, change],
-        }
-    )
-
-
-def unassigned(device: Device, principal: Principal, at: datetime) -> Device:
-    if device.assignment is None:
-        raise Conflict("the device is not assigned", version=device.version)
-    status: DeviceStatus = "unassigned"
-    change = DeviceChange(
-        version=device.version + 1,
-        status=status,
-        patient=device.assignment.patient,
-        at=at,
-        by=actor(principal),
-    )
-    return device.model_copy(
-        update={
-            "version": change.version,
-            "status": status,
-            "assignment": None,
             "history": [*device.history, change],
         }
     )
@@ -206,6 +199,7 @@ class Intake:
     def __init__(
         self,
         platform: Platform,
+        settings: WelfareSettings,
         store: WelfareStore,
         devices: Devices,
         projections: PatientProjections,
@@ -213,12 +207,11 @@ class Intake:
     ) -> None:
         self.outbox: Outbox = platform.outbox
         self.pep: PolicyEnforcementPoint = platform.pep
-        settings = platform.settings
-        self.max_entries = int(getattr(settings, "max_entries", 50))
+        self.max_entries = settings.max_entries
         self.retry = Retry(
-            base_seconds=float(getattr(settings, "journal_retry_base_seconds", 1.0)),
-            max_seconds=float(getattr(settings, "journal_retry_max_seconds", 60.0)),
-            max_attempts=int(getattr(settings, "journal_max_attempts", 100)),
+            base_seconds=settings.journal_retry_base_seconds,
+            max_seconds=settings.journal_retry_max_seconds,
+            max_attempts=settings.journal_max_attempts,
         )
         self.owner = uuid.uuid4().hex
         self.store = store
