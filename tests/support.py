@@ -33,7 +33,7 @@ from identity_flows import (
     system_token,
     token_response,
 )
-from stack import GATEWAY, ROOT, WEB_APPS, postgres_bin
+from stack import api_services, discover_services, fhir_base_service, postgres_bin
 
 from akson_common.identifiers import organisation_number_valid, synthetic_national_id
 
@@ -41,11 +41,7 @@ from akson_common.identifiers import organisation_number_valid, synthetic_nation
 # schemathesis) reach: every service folder but the web apps and the gateway (the FHIR base in
 # front of the others: test_fhir_gateway). A new service is in them by being a folder.
 API_SERVICES = tuple(
-    sorted(
-        main.parent.name
-        for main in ROOT.glob("services/*/*/main.py")
-        if main.parent.name not in WEB_APPS and main.parent.name != GATEWAY
-    )
+    s for s in api_services(discover_services()) if s != fhir_base_service(discover_services())
 )
 
 _sequence = itertools.count()

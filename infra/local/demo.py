@@ -34,11 +34,13 @@ from typing import Any
 
 import httpx
 from identity_flows import citizen_token, practitioner_token, system_token
-from stack import DEFAULT_RUN_DIR, GATEWAY, ROOT
+from stack import DEFAULT_RUN_DIR, ROOT, discover_services, fhir_base_service
 
 from akson_common.fhir import FHIR_JSON
 
 DATA = Path(__file__).with_name("demo.json")
+# tokens are for the platform's one FHIR base unless asked otherwise
+GATEWAY = fhir_base_service(discover_services()) or "gateway"
 DEMO_IDENTIFIER = "urn:akson:demo"
 NDJSON = "application/x-ndjson"
 # master data's import kinds in the order they depend on each other, and the scope each needs

@@ -27,6 +27,7 @@ issuers (HelseID-like for personnel, ID-porten-like for citizens) whose keys are
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -42,9 +43,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any, Protocol
+
+import declarations
+from declarations import Declaration, Facts
 
 if TYPE_CHECKING:
     from streams import StreamTrimmer
@@ -54,8 +59,8 @@ LOCAL = ROOT / "infra" / "local"
 # AKSON_RUN_DIR: another run folder for every command (`make up`, `make token`, ...), e.g. a
 # test stack's
 DEFAULT_RUN_DIR = Path(os.environ.get("AKSON_RUN_DIR") or ROOT / ".run")
+SERVICES_DIR = ROOT / "services"
 NON_SERVICES = {"common"}
-GATEWAY = "gateway"
 UPSTREAM = {
     # HelseID-like: the HPR number and the unit chosen at login in HelseID's claim names
     "personnel": {
@@ -118,48 +123,15 @@ DEV_CLIENTS: dict[str, dict[str, Any]] = {
     },
     # the app registry's administrator (identity's /apps)
     "admin": {"client_id": "akson-dev-admin", "roles": ["admin"]},
-    # the welfare service itself: writes devices' entries into the journal as a system
-    "welfare": {
-        "client_id": "akson-welfare",
-        "scopes": ["Flag.write", "MedicationAdministration.write", "Observation.write"],
-    },
-    # a welfare-technology hub (velferdsteknologisk knutepunkt): delivers device messages only
-    "welfare_hub": {
-        "client_id": "akson-dev-welfare-hub",
-        "organisation": "999000053",
-        "scopes": ["DeviceMessage.write"],
-    },
 }
-# Development configuration of integrations: a cost centre for the first seeded home-care unit
-# (others are their own cost centre) and a per-item order threshold (others: the default, 10).
-INTEGRATIONS_ENV = {
-    "COST_CENTRES": json.dumps({"100000105": "KST-4601-HJEM"}),
-    "ORDER_THRESHOLDS": json.dumps({"compress-sterile": 30}),
-}
+# (a service's own clients, settings and helper processes are declared in its folder:
+# ``[tool.akson.local]`` in services/<name>/pyproject.toml, read by infra/local/declarations.py)
 # short local cache and publication lead, so a key rotation is seen within seconds: the lead
 # exceeds the services' JWKS age plus identity's own key re-read (1 s)
 JWKS_MAX_AGE_SECONDS = 2
 KEY_PUBLISH_LEAD_SECONDS = 5
-# Messaging's retry timings locally: seconds, not production's minutes, so a down peer, a
-# failing peer and a restart all play out within a test (6 attempts over about 11 s).
-MESSAGING_TIMINGS = {
-    "MAX_ATTEMPTS": "6",
-    "RETRY_BASE_SECONDS": "0.5",
-    "RETRY_MAX_SECONDS": "4",
-    "LEASE_SECONDS": "4",
-    "POLL_SECONDS": "0.5",
-}
-MESSAGE_PEER = "message-peer"
-# the development upstream login page (HelseID / ID-porten stand-in) of SMART App Launch
-DEV_LOGIN = "dev-login"
-# The web console (services/console): pages for browsers over the other services' APIs, with
-# no database of its own (no MongoDB settings; FerretDB's pool does not count it) and no API of
-# its own (no token audience); a public SMART app seeded at identity with its redirect URI on
-# this stack's port; its auditor logs in as a named practitioner whom identity grants the role.
-CONSOLE = "console"
-WEB_APPS = {CONSOLE}
+# a named practitioner whom identity grants the auditor's role (the console's log auditor)
 DEV_AUDITOR_HPR = "9700006"
-DEV_MUNICIPALITIES = ["4601", "4640"]
 # Supervision: the first restart after 0.5 s, doubling to 30 s for a process that keeps exiting;
 # a process that ran a stable minute before it exited starts again from 0.5 s.
 BACKOFF_FIRST_SECONDS = 0.5
@@ -169,13 +141,34 @@ SUPERVISE_INTERVAL_SECONDS = 0.1
 SUPERVISOR_LOG = "supervisor.log"
 
 
-def discover_services() -> list[str]:
-    """Every folder under services/ with a ``<name>/main.py`` is a service: adding one is that."""
+def discover_services(root: Path = SERVICES_DIR) -> list[str]:
+    """Every folder under services/ with a ``<name>/main.py`` is a service: adding one is that
+    (what the runner must give it beyond the shared settings, it declares in its folder)."""
     return sorted(
         p.name
-        for p in (ROOT / "services").iterdir()
+        for p in root.iterdir()
         if p.name not in NON_SERVICES and (p / p.name / "main.py").is_file()
     )
+
+
+def declarations_of(services: list[str], root: Path = SERVICES_DIR) -> dict[str, Declaration]:
+    """Each service's ``[tool.akson.local]`` (infra/local/declarations.py)."""
+    return {s: declarations.read(root / s) for s in services}
+
+
+def storage_services(services: list[str], root: Path = SERVICES_DIR) -> list[str]:
+    """The services with a database client (those FerretDB's pool must serve)."""
+    return [s for s, d in declarations_of(services, root).items() if d.storage]
+
+
+def api_services(services: list[str], root: Path = SERVICES_DIR) -> list[str]:
+    """The services with an API of their own (a token audience at identity)."""
+    return [s for s, d in declarations_of(services, root).items() if d.audience]
+
+
+def fhir_base_service(services: list[str], root: Path = SERVICES_DIR) -> str | None:
+    """The service that is the platform's one FHIR base, if the stack has it."""
+    return next((s for s, d in declarations_of(services, root).items() if d.fhir_base), None)
 
 
 # Listening ports come from below the kernel's ephemeral range (ip_local_port_range, 32768+ by
@@ -256,11 +249,6 @@ FERRETDB_CONNECTIONS_PER_COMMAND = 2
 # what a run folder holds besides the state files
 RUN_FOLDERS = ("logs", "secrets", "dapr/components", "ferretdb", "redis", "exports", "upstream",
                "identity")  # fmt: skip
-
-
-def storage_services(services: list[str]) -> list[str]:
-    """The services with a database client (those FerretDB's pool must serve)."""
-    return [s for s in services if s not in WEB_APPS]
 
 
 def _local_app(module: str, port: int) -> list[str]:
@@ -504,6 +492,8 @@ class Process:
 class Stack:
     run_dir: Path = DEFAULT_RUN_DIR
     services: list[str] = field(default_factory=discover_services)
+    # where each service's folder is (a test's throwaway service: its own root)
+    services_root: Path = SERVICES_DIR
     endpoints: dict[str, Any] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
     supervisor: Supervisor | None = None
@@ -511,8 +501,13 @@ class Stack:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     # -- preparation -----------------------------------------------------------------------
+    @cached_property
+    def declared(self) -> dict[str, Declaration]:
+        """What each service of this stack declares it needs (its ``[tool.akson.local]``)."""
+        return declarations_of(self.services, self.services_root)
+
     def prepare(self) -> None:
-        exhausting = pool_arithmetic(len(storage_services(self.services)))
+        exhausting = pool_arithmetic(sum(d.storage for d in self.declared.values()))
         if exhausting is not None:
             raise RuntimeError(exhausting)
         for sub in RUN_FOLDERS:
@@ -531,6 +526,9 @@ class Stack:
         for service in self.services:
             for kind in ("app", "dapr_http", "dapr_grpc", "dapr_internal", "dapr_metrics"):
                 ports[f"{service}_{kind}"] = free_port()
+            for helper in self.declared[service].processes:
+                if helper.port not in ports:
+                    ports[helper.port] = free_port()
         # Kept per run folder: its PostgreSQL data was initialised with this password, so a
         # second `make up` on the same folder must not generate new ones.
         secret_values = self._generated_secrets(
@@ -577,9 +575,10 @@ class Stack:
                 for s in self.services
             },
         }
-        if GATEWAY in self.services:
-            # the platform's one FHIR base (the gateway routes each type to its owner)
-            self.endpoints["fhir"] = {"base": f"http://127.0.0.1:{ports['gateway_app']}/fhir/R4"}
+        for s, declared in self.declared.items():
+            if declared.fhir_base:  # the platform's one FHIR base (the gateway's)
+                self.endpoints["fhir"] = {"base": f"{self.endpoints['services'][s]['app']}"
+                                          f"{declared.fhir_base}"}  # fmt: skip
         self._render_dapr_files()
         self._define_processes(secret_values)
         endpoints = self.run_dir / "endpoints.json"  # the database URL carries a password
@@ -628,27 +627,47 @@ class Stack:
             {"client_id": TEST_CLIENT, "jwks": jwks, "scopes": TEST_CLIENT_SCOPES},
             *({**client, "jwks": jwks} for client in DEV_CLIENTS.values()),
         ]
-        if CONSOLE in self.services:
-            # the scopes the console asks for are its own to declare (one list)
-            from console.settings import SCOPES as CONSOLE_SCOPES
-
-            registrations.append(
-                {
-                    "client_id": "akson-console",
-                    "name": "Akson console (services/console)",
-                    "kind": "public",
-                    "redirect_uris": [f"http://127.0.0.1:{ports[f'{CONSOLE}_app']}/callback"],
-                    "scopes": list(CONSOLE_SCOPES),
-                    "municipalities": DEV_MUNICIPALITIES,
-                }
-            )
+        dev_clients = {name: client["client_id"] for name, client in DEV_CLIENTS.items()}
+        for s, declared in self.declared.items():
+            app = f"http://127.0.0.1:{ports[f'{s}_app']}"
+            for client in declared.clients:
+                registrations.append(self._declared_client(s, client, app, jwks))
+                dev_clients[client.name] = client.client_id
         clients_file.write_text(json.dumps(registrations))
         return {
             "client_id": TEST_CLIENT,
             "private_key_file": str(key_file),
             "clients_file": str(clients_file),
-            "dev_clients": {name: client["client_id"] for name, client in DEV_CLIENTS.items()},
+            "dev_clients": dev_clients,
         }
+
+    def _declared_client(
+        self, s: str, client: declarations.Client, app: str, jwks: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A client a service declares, as identity's clients file has it: a system client
+        with the development key pair, a public one (a browser's) with none."""
+        where = f"{self.services_root / s / 'pyproject.toml'}: client {client.name}"
+        scopes = list(client.scopes)
+        if client.scopes_from:  # the service's own list (``module:NAME``), not a second one
+            module, _, name = client.scopes_from.partition(":")
+            scopes += list(getattr(importlib.import_module(module), name))
+        facts = Facts({"app": app}, {})
+        registration: dict[str, Any] = {
+            "client_id": client.client_id,
+            **({"name": client.display_name} if client.display_name else {}),
+            **({"organisation": client.organisation} if client.organisation else {}),
+            **({"roles": client.roles} if client.roles else {}),
+            **({"scopes": scopes} if scopes else {}),
+            **(
+                {"redirect_uris": [facts.fill(u, where) for u in client.redirect_uris]}
+                if client.redirect_uris
+                else {}
+            ),
+            **({"municipalities": client.municipalities} if client.municipalities else {}),
+        }
+        if client.kind == "public":
+            return {**registration, "kind": "public"}
+        return {**registration, "jwks": jwks}
 
     @staticmethod
     def _message_peer_url(ports: dict[str, int]) -> str:
@@ -764,7 +783,7 @@ class Stack:
         self._define_redis(add, tokens)
         self._define_ferretdb(add, tokens)
         self._define_opa(add, tokens)
-        self._define_development_helpers(add, tokens)
+        self._define_helpers(add, tokens)
         for s in self.services:
             self._define_service(add, s, tokens)
 
@@ -850,31 +869,54 @@ class Stack:
             },
         )
 
-    def _define_development_helpers(self, add: AddProcess, tokens: dict[str, str]) -> None:
-        """The message exchange's stand-in (for messaging) and the development login page."""
+    def _define_helpers(self, add: AddProcess, tokens: dict[str, str]) -> None:
+        """The development helper apps the services declare (the message exchange's stand-in
+        for messaging, the development login page for identity, ...)."""
         ports = self.endpoints["ports"]
-        if not os.environ.get("AKSON_MESSAGE_PEER_URL") and "messaging" in self.services:
-            messaging_app = self.endpoints["services"]["messaging"]["app"]
-            add(
-                MESSAGE_PEER,
-                _local_app("message_peer", ports["message_peer"]),
-                lambda: http_ok(f"http://127.0.0.1:{ports['message_peer']}/healthz"),
-                {
-                    "MESSAGE_PEER_REPLY_URL": f"{messaging_app}/messages/inbound",
-                    "MESSAGE_PEER_REPLY_TOKEN": tokens["message_inbound_token"],
-                },
-            )
-        if "identity" in self.services:
-            add(
-                DEV_LOGIN,
-                _local_app("dev_login", ports["dev_login"]),
-                lambda: http_ok(f"http://127.0.0.1:{ports['dev_login']}/healthz"),
-                {
-                    "DEV_LOGIN_UPSTREAM": json.dumps(self.endpoints["upstream"]),
-                    "DEV_LOGIN_RETURN_TO": f"{self.endpoints['identity']['issuer']}"
-                    "/authorize/callback",
-                },
-            )
+        for s, declared in self.declared.items():
+            facts = self._facts(tokens).with_app(self.endpoints["services"][s]["app"])
+            where = f"{self.services_root / s / 'pyproject.toml'}: process"
+            for helper in declared.processes:
+                if helper.unless_env and os.environ.get(helper.unless_env):
+                    continue
+                port = ports[helper.port]
+                add(
+                    helper.name,
+                    _local_app(helper.module, port),
+                    lambda p=port: http_ok(f"http://127.0.0.1:{p}/healthz"),
+                    {k: facts.fill(v, f"{where} {helper.name}") for k, v in helper.env.items()},
+                )
+
+    def _facts(self, tokens: dict[str, str]) -> Facts:
+        """What a declaration may name (``${...}``, see infra/local/declarations.py)."""
+        e, ports = self.endpoints, self.endpoints["ports"]
+        upstream = e["upstream"]
+        fixed = {
+            "fhir_base": e.get("fhir", {}).get("base", ""),
+            "dev_login": e["dev_login"]["url"],
+            "clients_file": e["test_client"]["clients_file"],
+            "client_key_file": e["test_client"]["private_key_file"],
+            "ports": json.dumps(sorted(set(ports.values()))),
+            "audiences": json.dumps([s for s, d in self.declared.items() if d.audience]),
+            "upstream": json.dumps(upstream),
+            "upstream_issuers": json.dumps(
+                [{k: v for k, v in i.items() if k != "private_key_file"} for i in upstream.values()]
+            ),
+            "key_publish_lead_seconds": str(KEY_PUBLISH_LEAD_SECONDS),
+            "personnel_roles": json.dumps({DEV_AUDITOR_HPR: ["auditor"]}),
+        }
+        services, dev_clients = e["services"], e["test_client"]["dev_clients"]
+        return Facts(
+            fixed,
+            {
+                "app": lambda s: services.get(s, {}).get("app"),
+                "secret": tokens.get,
+                "secret_file": declarations.secret_file(self.run_dir / "secrets"),
+                "port": lambda name: str(ports[name]) if name in ports else None,
+                "identity": e["identity"].get,
+                "client": dev_clients.get,
+            },
+        )
 
     def _service_env(self, s: str, tokens: dict[str, str]) -> dict[str, str]:
         """The environment of service ``s``'s app (its settings, AKSON_<SERVICE>_*)."""
@@ -900,28 +942,12 @@ class Stack:
             f"{prefix}OUTBOX_SWEEP_SECONDS": "1",
             f"{prefix}OTLP_ENDPOINT": os.environ.get("AKSON_OTLP_ENDPOINT", ""),
         }
-        if s == "identity":
-            app_env.update(self._identity_env(prefix))
-        if s == "integrations":
-            app_env.update({f"{prefix}{k}": v for k, v in INTEGRATIONS_ENV.items()})
-        if s in WEB_APPS:  # no database
+        declared = self.declared[s]
+        if not declared.storage:  # no database client
             app_env = {k: v for k, v in app_env.items() if not k.startswith(f"{prefix}MONGO_")}
-        if s == CONSOLE:
-            app_env.update(self._console_env(prefix))
-        if s == "audit":
-            # double recording: report a one-sided decision 10 s after it arrived
-            app_env[f"{prefix}RECONCILE_GRACE_SECONDS"] = "10"
-            app_env[f"{prefix}RECONCILE_INTERVAL_SECONDS"] = "1"
-        if s == "welfare":
-            # its own client at identity (a dev client: the test client's key pair)
-            app_env[f"{prefix}CLIENT_ID"] = DEV_CLIENTS["welfare"]["client_id"]
-            app_env[f"{prefix}CLIENT_KEY_FILE"] = self.endpoints["test_client"]["private_key_file"]
-            app_env[f"{prefix}TOKEN_ENDPOINT"] = self.endpoints["identity"]["token_endpoint"]
-        if s == "messaging":
-            app_env[f"{prefix}INBOUND_TOKEN"] = tokens["message_inbound_token"]
-            app_env.update({f"{prefix}{k}": v for k, v in MESSAGING_TIMINGS.items()})
-            # a subscriber's endpoint may be on loopback here, never one of the stack's ports
-            app_env[f"{prefix}SUBSCRIPTION_REFUSED_PORTS"] = json.dumps(sorted(set(ports.values())))
+        facts = self._facts(tokens).with_app(self.endpoints["services"][s]["app"])
+        where = f"{self.services_root / s / 'pyproject.toml'}: env"
+        app_env.update({f"{prefix}{k}": facts.fill(v, where) for k, v in declared.env.items()})
         return app_env
 
     def _define_service(self, add: AddProcess, s: str, tokens: dict[str, str]) -> None:
@@ -936,6 +962,9 @@ class Stack:
                 "-m",
                 "uvicorn",
                 f"{s}.main:app",
+                # its folder is enough: a service need not be installed to be run
+                "--app-dir",
+                str(self.services_root / s),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -989,44 +1018,14 @@ class Stack:
             },
         )
 
-    def _identity_env(self, prefix: str) -> dict[str, str]:
-        upstream = [
-            {k: v for k, v in issuer.items() if k != "private_key_file"}
-            for issuer in self.endpoints["upstream"].values()
-        ]
-        # the key-encryption key of identity's stored signing keys: a secret file, as mounted
-        kek = self.run_dir / "secrets" / "identity-kek"
-        if not kek.exists():
-            kek.touch(mode=0o600)
-            kek.write_text(secrets.token_urlsafe(32))
-        return {
-            f"{prefix}KEY_ENCRYPTION_KEY_FILE": str(kek),
-            f"{prefix}UPSTREAM_ISSUERS": json.dumps(upstream),
-            f"{prefix}CLIENTS_FILE": self.endpoints["test_client"]["clients_file"],
-            f"{prefix}AUDIENCES": json.dumps([s for s in self.services if s not in WEB_APPS]),
-            f"{prefix}KEY_PUBLISH_LEAD_SECONDS": str(KEY_PUBLISH_LEAD_SECONDS),
-            # SMART App Launch: apps name the FHIR base as aud; users log in at the dev page
-            f"{prefix}SMART_AUDIENCE": self.endpoints.get("fhir", {}).get("base", ""),
-            f"{prefix}UPSTREAM_LOGIN_URL": self.endpoints["dev_login"]["url"],
-            f"{prefix}PERSONNEL_ROLES": json.dumps({DEV_AUDITOR_HPR: ["auditor"]}),
-        }
-
-    def _console_env(self, prefix: str) -> dict[str, str]:
-        services = self.endpoints["services"]
-        return {
-            f"{prefix}PUBLIC_URL": services[CONSOLE]["app"],
-            f"{prefix}FHIR_BASE": self.endpoints.get("fhir", {}).get("base", ""),
-            f"{prefix}AUDIT_URL": services["audit"]["app"],
-            f"{prefix}CONSENT_URL": services["consent"]["app"],
-        }
-
     # -- running ---------------------------------------------------------------------------
     def order(self) -> list[str]:
         """The defined processes in start order: infrastructure, then each app and its sidecar
         (anything else defined comes last)."""
-        infra = ["redis", "postgres", "ferretdb", "opa", MESSAGE_PEER]
+        infra = ["redis", "postgres", "ferretdb", "opa"]
+        helpers = [p.name for d in self.declared.values() for p in d.processes]
         apps = [name for s in self.services for name in (f"{s}-app", f"{s}-dapr")]
-        known = [name for name in infra + apps if name in self.processes]
+        known = [name for name in infra + helpers + apps if name in self.processes]
         return known + [name for name in self.processes if name not in known]
 
     def spawn(self, name: str) -> None:
@@ -1191,9 +1190,9 @@ class Stack:
         if "fhir" in e:
             rows.append(("FHIR base", e["fhir"]["base"], "one base for every FHIR type"))
         for s, urls in e["services"].items():
-            notes = f"OpenAPI {urls['app']}/docs"
-            if s == CONSOLE:
-                notes = f"web pages for auditors and citizens: open {urls['app']}/ in a browser"
+            declared = self.declared.get(s)
+            note = declared.note if declared is not None else declarations.DEFAULT_NOTE
+            notes = Facts({"app": urls["app"]}, {}).fill(note, f"services/{s}: note")
             rows.append((s, urls["app"], notes))
             rows.append((f"{s} sidecar", urls["dapr_http"], f"gRPC {urls['dapr_grpc']}"))
         width = max(len(r[0]) for r in rows)

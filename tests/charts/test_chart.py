@@ -139,6 +139,47 @@ def test_every_service_is_rendered_with_its_resources(rendered: list[Rendered]) 
     assert app_ids == {*PLATFORM_SERVICES, None}
 
 
+def test_a_new_service_is_a_values_entry(tools: Tools, tmp_path: Path) -> None:
+    """Issue 22 (the runner's side: tests/integration/test_a_new_service.py): one entry under
+    `services:` renders every object a service has, and the token service issues tokens for it
+    (its AUDIENCES are derived, not a second list to edit)."""
+    values = tmp_path / "throwaway.yaml"
+    values.write_text(yaml.safe_dump({"services": {"throwaway": {}}}))
+    render = tools.helm_template("--values", str(values))
+    assert render.returncode == 0, render.stderr
+    manifests = [m for m in yaml.safe_load_all(render.stdout) if m]
+    kinds = {m["kind"] for m in manifests if m["metadata"]["name"] == "akson-throwaway"}
+    assert kinds == {
+        "Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "NetworkPolicy",
+        "HorizontalPodAutoscaler",
+    }  # fmt: skip
+    deployment = next(
+        m for m in manifests
+        if m["kind"] == "Deployment" and m["metadata"]["name"] == "akson-throwaway"
+    )  # fmt: skip
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["annotations"]["dapr.io/app-id"] == "throwaway"
+    env = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
+    assert {"AKSON_THROWAWAY_MONGO_URL", "AKSON_THROWAWAY_OPA_TOKEN"} <= env
+
+    def audiences(manifests: list[dict[str, Any]]) -> list[str]:
+        identity = next(
+            m for m in manifests
+            if m["kind"] == "Deployment" and m["metadata"]["name"] == "akson-identity"
+        )  # fmt: skip
+        env = identity["spec"]["template"]["spec"]["containers"][0]["env"]
+        found = [e["value"] for e in env if e["name"] == "AKSON_IDENTITY_AUDIENCES"]
+        assert len(found) == 1, env
+        return list(json.loads(found[0]))
+
+    plain = tools.helm_template()
+    assert plain.returncode == 0, plain.stderr
+    before = audiences([m for m in yaml.safe_load_all(plain.stdout) if m])
+    assert sorted(before) == sorted(s for s in SERVICES if s != CONSOLE)  # no API: no audience
+    assert sorted(audiences(manifests)) == sorted([*before, "throwaway"])
+    assert _deny(tools, manifests, tmp_path) == []  # the manifest policies hold for it too
+
+
 def test_the_locks_secrets_are_references_given_to_every_service(
     tools: Tools, rendered: list[Rendered]
 ) -> None:

@@ -23,7 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
-from stack import TEST_CLIENT_SCOPES, WEB_APPS
+import stack
+from stack import TEST_CLIENT_SCOPES
 
 from tests.integration.conftest import Platform, eventually
 from tests.integration.test_consent import REASON, block
@@ -139,7 +140,7 @@ def _token(platform: Platform, world: World, subject: str, audience: str) -> str
 def api_services(platform: Platform) -> list[str]:
     """The services with an API of their own (the console's pages ask the others': its own
     answers are tested in services/console and tests/e2e)."""
-    return sorted(s for s in platform.endpoints["services"] if s not in WEB_APPS)
+    return sorted(stack.api_services(list(platform.endpoints["services"])))
 
 
 def headers_for(platform: Platform, world: World, subject: str, audience: str) -> dict[str, str]:
