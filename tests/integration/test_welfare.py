@@ -611,3 +611,42 @@ def test_what_the_journal_cannot_take_for_now_is_written_once_it_is_back(
     assert verdict(send(platform, world, body)) == ("ok", "accepted")
     time.sleep(1.0)
     assert len(recorded(platform, world, "MedicationAdministration", message_id)) == 1
+
+
+def test_a_message_stored_queued_is_claimed_by_the_retry_worker(platform: Platform) -> None:
+    """A message is stored ``queued`` in the same write as its receipt, before its first
+    attempt: should welfare die right then, a worker must find it. It did not: the store wrote
+    ``next_attempt_at`` as an ISO string, which the worker's ``next_attempt_at <= now`` (a
+    date) never matches in MongoDB or FerretDB. Here against the stack's FerretDB, in a
+    database of its own (no worker of welfare's takes it)."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from akson_common.db import Database
+    from akson_common.queue import claim_due
+    from welfare.store import StoredMessage, WelfareStore
+
+    async def claimed() -> str | None:
+        database = Database(platform.endpoints["mongo"]["url"], f"test_claims_{uuid.uuid4().hex}")
+        try:
+            store = WelfareStore(database)
+            at = datetime.now(UTC)
+            message = StoredMessage(
+                key=f"hub:{uuid.uuid4()}",
+                message_id=str(uuid.uuid4()),
+                sender="akson-dev-welfare-hub",
+                device="device-1",
+                verdict="ok",
+                receipt={},
+                received_at=at,
+                status="queued",
+                next_attempt_at=at - timedelta(seconds=1),
+            )
+            await store.messages.collection.insert_one(store.messages.to_document(message))
+            document = await claim_due(store.messages.collection, at, "test", timedelta(seconds=5))
+            return None if document is None else str(document["_id"])
+        finally:
+            await database.client.drop_database(database.db.name)
+            await database.close()
+
+    assert asyncio.run(claimed()) is not None

@@ -42,11 +42,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import BulkWriteError
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal
-from akson_common.db import Database, Document, when_not_busy
+from akson_common.db import Database, Document, insert_new, when_not_busy
 from akson_common.errors import PROTECTED_RESPONSES
 from akson_common.events import (
     DECISION_GAP,
@@ -68,24 +67,10 @@ ENFORCED = "enforced"
 LOGGED = "logged"
 GAPS = "gaps"
 DECISIONS = "decisions"
-DUPLICATE_KEY = 11000
 CHUNK = 500
 AUDIT = PolicyContext(purpose="audit")
 # quarantined: OPA logged it, but its entry could not be stored as sent (see audit.quarantine)
 Side = Literal["enforced_only", "logged_only", "quarantined"]
-
-
-async def insert_new(database: Database, collection: str, documents: list[Document]) -> None:
-    """Insert, ignoring documents whose ``_id`` exists already (idempotent)."""
-    if not documents:
-        return
-    target = database.collection(collection)
-    try:
-        await when_not_busy(lambda: target.insert_many(documents, ordered=False))
-    except BulkWriteError as error:
-        failures = error.details.get("writeErrors", [])
-        if any(failure.get("code") != DUPLICATE_KEY for failure in failures):
-            raise
 
 
 class Reconciler:
@@ -118,8 +103,7 @@ class Reconciler:
     async def on_enforced(self, event: DecisionsEnforcedV1, delivery: Delivery) -> Outcome:
         now = datetime.now(UTC)
         await insert_new(
-            self.database,
-            ENFORCED,
+            self.database.collection(ENFORCED),
             [
                 {
                     "_id": d.decision_id,
@@ -137,7 +121,8 @@ class Reconciler:
         """The intake stored these decisions for the first time."""
         now = datetime.now(UTC)
         await insert_new(
-            self.database, LOGGED, [{"_id": i, "seen_at": now} for i in dict.fromkeys(decision_ids)]
+            self.database.collection(LOGGED),
+            [{"_id": i, "seen_at": now} for i in dict.fromkeys(decision_ids)],
         )
 
     # -- reconciling ---------------------------------------------------------------------------

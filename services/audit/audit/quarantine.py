@@ -33,13 +33,13 @@ from pydantic import BaseModel
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal
-from akson_common.db import Database
+from akson_common.db import Database, insert_new
 from akson_common.errors import PROTECTED_RESPONSES
 from akson_common.events import DECISION_QUARANTINED, DecisionQuarantinedV1, cloud_event
 from akson_common.guard import INT64_MAX, INT64_MIN, hostile
 from akson_common.outbox import Outbox
 from akson_common.policy import Policy, PolicyContext, ResourceRef
-from audit.completeness import GAPS, insert_new
+from audit.completeness import GAPS
 
 log = logging.getLogger("akson.audit.quarantine")
 
@@ -161,8 +161,7 @@ class Quarantine:
             documents.append((document, [event]))
         await self.outbox.insert_many(QUARANTINE, documents)
         await insert_new(
-            self.database,
-            GAPS,
+            self.database.collection(GAPS),
             [
                 {
                     "_id": item.chain_id,

@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal
-from akson_common.db import Database, DuplicateKeyError, when_not_busy
+from akson_common.db import Database, DuplicateKeyError, Repository, when_not_busy
 from akson_common.errors import PROTECTED_RESPONSES, Conflict, NotFound
 from akson_common.events import (
     EMERGENCY_ACCESS,
@@ -69,16 +69,20 @@ class ReviewVerdict(BaseModel):
 
 class ReviewQueue:
     def __init__(self, database: Database, subscriptions: Subscriptions, outbox: Outbox) -> None:
-        self.reviews = database.collection(REVIEWS)
-        self.outbox = outbox
-        outbox.track(REVIEWS)
-        database.declare_indexes(
+        # dates as BSON dates (the queue sorts by accessed_at)
+        self.repository = Repository(
+            database,
             REVIEWS,
-            [
+            Review,
+            indexes=[
                 IndexModel([("status", ASCENDING), ("accessed_at", DESCENDING)]),
                 IndexModel([("patient", ASCENDING)]),
             ],
+            dump="python",
         )
+        self.reviews = self.repository.collection
+        self.outbox = outbox
+        outbox.track(REVIEWS)
         subscriptions.on(EMERGENCY_ACCESS)(self.on_emergency_access)
 
     async def on_emergency_access(self, event: EmergencyAccessV1, delivery: Delivery) -> Outcome:
@@ -103,11 +107,10 @@ class ReviewQueue:
         if patient is not None:
             selector["patient"] = patient
         cursor = self.reviews.find(selector).sort("accessed_at", DESCENDING).limit(limit)
-        return [_review(d) async for d in cursor]
+        return [self.repository.to_model(d) async for d in cursor]
 
     async def find(self, review_id: str) -> Review | None:
-        document = await self.reviews.find_one({"_id": review_id})
-        return None if document is None else _review(document)
+        return await self.repository.get_one_or_none(review_id)
 
     async def close(self, review: Review, verdict: ReviewVerdict, reviewer: str) -> Review:
         now = datetime.now(UTC)
@@ -141,12 +144,7 @@ class ReviewQueue:
         )
         if updated is None:
             raise Conflict("the review is already closed")
-        return _review(updated)
-
-
-def _review(document: dict[str, Any]) -> Review:
-    values = {k: v for k, v in document.items() if not k.startswith("_")}
-    return Review.model_validate({**values, "id": document["_id"]})
+        return self.repository.to_model(updated)
 
 
 router = APIRouter(

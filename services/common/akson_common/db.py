@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 from pymongo import AsyncMongoClient, IndexModel
@@ -307,13 +307,17 @@ class Page(Generic[M]):
 
 @dataclass
 class Repository(Generic[M]):
-    """A typed collection: documents in, pydantic models out; ``id_field`` maps to ``_id``."""
+    """A typed collection: documents in, pydantic models out; ``id_field`` maps to ``_id``.
+
+    ``dump``: how a model becomes a document; ``"json"`` (dates as ISO strings, the default) or
+    ``"python"`` (dates as BSON dates: what a TTL index or a date range query needs)."""
 
     database: Database
     collection_name: str
     model: type[M]
     id_field: str = "id"
     indexes: Sequence[IndexModel] = field(default_factory=tuple)
+    dump: Literal["json", "python"] = "json"
 
     def __post_init__(self) -> None:
         self.database.declare_indexes(self.collection_name, self.indexes)
@@ -323,7 +327,7 @@ class Repository(Generic[M]):
         return self.database.collection(self.collection_name)
 
     def to_document(self, entity: M) -> Document:
-        document = entity.model_dump(mode="json")
+        document = entity.model_dump(mode=self.dump)
         document["_id"] = document.pop(self.id_field)
         return document
 
@@ -356,6 +360,34 @@ class Repository(Generic[M]):
         items = [self.to_model(d) for d in documents[:limit]]
         next_after = str(documents[limit - 1]["_id"]) if len(documents) > limit else None
         return Page(items=items, next_after=next_after)
+
+    async def insert_new(self, entities: Sequence[M]) -> int:
+        """Insert the entities not stored yet, leaving stored ones (by id) as they are: how a
+        projection with deterministic ids stays idempotent. Returns how many were new."""
+        documents = [self.to_document(entity) for entity in entities]
+        existed = await insert_new(self.collection, documents)
+        return len(documents) - len(existed)
+
+    async def compare_and_set(
+        self, expected_version: int | None, changed: M, *, version_field: str = "version"
+    ) -> bool:
+        """Store ``changed`` if the stored one's ``version_field`` is still
+        ``expected_version`` (None: not stored yet); False when another writer got there
+        first (the caller reads again and retries)."""
+        document = self.to_document(changed)
+        if expected_version is None:
+            try:
+                await when_not_busy(lambda: self.collection.insert_one(document))
+            except DuplicateKeyError:
+                return False
+            return True
+        result = await when_not_busy(
+            lambda: self.collection.update_one(
+                {"_id": document["_id"], version_field: expected_version},
+                {"$set": {k: v for k, v in document.items() if k != "_id"}},
+            )
+        )
+        return result.matched_count == 1
 
     async def upsert(self, entity: M) -> None:
         document = self.to_document(entity)

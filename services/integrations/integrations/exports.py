@@ -48,6 +48,7 @@ import httpx
 from pymongo.errors import ConnectionFailure
 
 from akson_common.app import Platform
+from akson_common.db import Repository
 from akson_common.events import (
     EXPORT_EXPORTED,
     EXPORT_REFUSED,
@@ -199,8 +200,7 @@ class Feed:
     """One recipient system: where its pending items are and how its files look."""
 
     recipient: ExportRecipient
-    collection: str
-    model: type[TimesheetEntry] | type[SupplyOrder]
+    items: Repository[TimesheetEntry] | Repository[SupplyOrder]
     format: str
     extension: str
     records: Callable[[Any], list[dict[str, Any]]]
@@ -216,15 +216,15 @@ class Exporter:
         self.http = platform.http
         self.outbox = platform.outbox
         self.outbox.track(EXPORTS)
-        self.exports = self.database.collection(EXPORTS)
+        self.records = Repository(self.database, EXPORTS, ExportRecord)
+        self.exports = self.records.collection
         self.binding_url = f"{settings.dapr_http_endpoint}/v1.0/bindings/{settings.export_binding}"
         token_value = settings.dapr_api_token.get_secret_value()
         self.headers = {"dapr-api-token": token_value} if token_value else {}
         self.feeds = (
             Feed(
                 "payroll",
-                ENTRIES,
-                TimesheetEntry,
+                Repository(self.database, ENTRIES, TimesheetEntry),
                 "akson.timesheet.v1",
                 "csv",
                 timesheet_lines,
@@ -233,8 +233,7 @@ class Exporter:
             ),
             Feed(
                 "logistics",
-                ORDERS,
-                SupplyOrder,
+                Repository(self.database, ORDERS, SupplyOrder),
                 "akson.replenishment-order.v1",
                 "json",
                 order_records,
@@ -252,7 +251,7 @@ class Exporter:
         """One sweep over every feed; returns how many batches reached a verdict."""
         concluded = 0
         for feed in self.feeds:
-            collection = self.database.collection(feed.collection)
+            collection = feed.items.collection
             claimed = collection.find(
                 {"state": "pending", "batch": {"$ne": None}}, {"batch": 1}
             ).limit(PENDING_SCAN)
@@ -287,7 +286,7 @@ class Exporter:
         return concluded
 
     async def _unclaimed_groups(self, feed: Feed) -> list[list[str]]:
-        collection = self.database.collection(feed.collection)
+        collection = feed.items.collection
         cursor = collection.find({"state": "pending", "batch": None}, {"day": 1, "unit": 1})
         groups: dict[tuple[str, str], list[str]] = {}
         async for document in cursor.limit(PENDING_SCAN):
@@ -307,18 +306,16 @@ class Exporter:
 
     async def export_batch(self, feed: Feed, batch: str) -> int:
         """Bring one batch to a verdict; 0 when it must wait (no decision, binding away)."""
-        collection = self.database.collection(feed.collection)
+        collection = feed.items.collection
         documents = [d async for d in collection.find({"batch": batch})]
         if not documents:
             return 0
         if await self.exports.find_one({"_id": batch}, {"status": 1}) is None:
-            items: list[Any] = [feed.model.model_validate({**d, "id": d["_id"]}) for d in documents]
+            items: list[Any] = [feed.items.to_model(d) for d in documents]
             record, event = await self._verdict(feed, batch, items)
             if record is None:
                 return 0
-            document = record.model_dump(mode="json")
-            document["_id"] = document.pop("id")
-            await self.outbox.insert_many(EXPORTS, [(document, [event])])
+            await self.outbox.insert_many(EXPORTS, [(self.records.to_document(record), [event])])
         concluded = await self.exports.find_one({"_id": batch}, {"status": 1})
         if concluded is None:
             return 0

@@ -16,13 +16,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from pymongo import IndexModel
-
-from akson_common.db import Database
+from akson_common.db import Database, Repository
 from akson_common.events import Delivery, Outcome, SuppliesUsedV1
-from integrations.models import IntegrationsSettings, StockCounter, SupplyOrder, token
+from integrations.models import FEED_INDEXES, IntegrationsSettings, StockCounter, SupplyOrder, token
 from integrations.received import ReceivedEvents
-from integrations.store import compare_and_set, insert_models
 
 log = logging.getLogger("akson.integrations.logistics")
 
@@ -88,10 +85,13 @@ class Logistics:
         self.settings = settings
         self.received = received
         self.on_change = on_change
-        self.counters = database.collection(COUNTERS)
-        self.orders = database.collection(ORDERS)
-        database.declare_indexes(ORDERS, [IndexModel([("state", 1), ("batch", 1)])])
-        database.declare_indexes(ORDERS, [IndexModel([("day", 1), ("unit", 1)])])
+        self.counters = Repository(database, COUNTERS, StockCounter)
+        self.orders = Repository(
+            database,
+            ORDERS,
+            SupplyOrder,
+            indexes=FEED_INDEXES,
+        )
 
     async def on_supplies_used(self, event: SuppliesUsedV1, delivery: Delivery) -> Outcome:
         day = event.used_at.astimezone(ZoneInfo(self.settings.timezone)).date()
@@ -115,16 +115,10 @@ class Logistics:
     async def _count(self, event: SuppliesUsedV1, item: str, quantity: float, day: str) -> bool:
         counter_id = f"{event.unit}/{item}"
         for _ in range(CAS_ATTEMPTS):
-            document = await self.counters.find_one({"_id": counter_id})
-            current = (
-                StockCounter(id=counter_id, unit=event.unit, item=item)
-                if document is None
-                else StockCounter.model_validate({**document, "id": document["_id"]})
-            )
+            stored = await self.counters.get_one_or_none(counter_id)
+            current = stored or StockCounter(id=counter_id, unit=event.unit, item=item)
             if event.usage_id in current.applied:
-                await insert_models(
-                    self.orders, current.orders
-                )  # repair a delivery that stopped halfway
+                await self.orders.insert_new(current.orders)  # repair a delivery stopped halfway
                 return True
             changed = counted(
                 current,
@@ -134,9 +128,9 @@ class Logistics:
                 at=datetime.now(UTC),
                 day=day,
             )
-            if await compare_and_set(
-                self.counters, None if document is None else current.version, changed
+            if await self.counters.compare_and_set(
+                None if stored is None else current.version, changed
             ):
-                await insert_models(self.orders, changed.orders[len(current.orders) :])
+                await self.orders.insert_new(changed.orders[len(current.orders) :])
                 return True
         return False

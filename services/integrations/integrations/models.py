@@ -17,6 +17,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, field_validator
+from pymongo import IndexModel
 
 from akson_common.events import ExportRecipient
 from akson_common.settings import ServiceSettings
@@ -24,6 +25,11 @@ from akson_common.settings import ServiceSettings
 LineKind = Literal["normal", "reversal", "correction"]
 ExportState = Literal["pending", "exported", "refused"]
 ReceivedOutcome = Literal["applied", "duplicate", "superseded", "invalid"]
+
+
+# the indexes of a feed's items (timesheet entries, supply orders): the exporter claims pending
+# ones into batches, the reconciliation counts a day's per unit
+FEED_INDEXES = (IndexModel([("state", 1), ("batch", 1)]), IndexModel([("day", 1), ("unit", 1)]))
 
 
 class IntegrationsSettings(ServiceSettings):

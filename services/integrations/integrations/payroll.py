@@ -16,13 +16,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from pymongo import IndexModel
-
-from akson_common.db import Database
+from akson_common.db import Database, Repository
 from akson_common.events import Delivery, Outcome, VisitCompletedV1
-from integrations.models import IntegrationsSettings, LineKind, TimesheetEntry, VisitState
+from integrations.models import (
+    FEED_INDEXES,
+    IntegrationsSettings,
+    LineKind,
+    TimesheetEntry,
+    VisitState,
+)
 from integrations.received import ReceivedEvents
-from integrations.store import compare_and_set, insert_models
 
 log = logging.getLogger("akson.integrations.payroll")
 
@@ -106,10 +109,13 @@ class Payroll:
         self.settings = settings
         self.received = received
         self.on_change = on_change
-        self.visits = database.collection(VISITS)
-        self.entries = database.collection(ENTRIES)
-        database.declare_indexes(ENTRIES, [IndexModel([("state", 1), ("batch", 1)])])
-        database.declare_indexes(ENTRIES, [IndexModel([("day", 1), ("unit", 1)])])
+        self.visits = Repository(database, VISITS, VisitState)
+        self.entries = Repository(
+            database,
+            ENTRIES,
+            TimesheetEntry,
+            indexes=FEED_INDEXES,
+        )
 
     async def on_visit_completed(self, event: VisitCompletedV1, delivery: Delivery) -> Outcome:
         key = f"visit:{event.encounter_id}:{event.version}"
@@ -119,29 +125,23 @@ class Payroll:
             log.warning("visit ends before it starts: dropped", extra={"key": key})
             return Outcome.DROP
         for _ in range(CAS_ATTEMPTS):
-            document = await self.visits.find_one({"_id": event.encounter_id})
-            current = None if document is None else _visit(document)
+            current = await self.visits.get_one_or_none(event.encounter_id)
             if current is not None and current.version >= event.version:
                 if current.version == event.version:
                     # a copy of the version we hold: add nothing, but repair the projection
                     # (and the received record) should the first delivery have stopped halfway
-                    await insert_models(self.entries, current.entries)
+                    await self.entries.insert_new(current.entries)
                     await self.received.record(key, "visit", day, event.unit, "applied")
                 else:
                     await self.received.record(key, "visit", day, event.unit, "superseded")
                 return Outcome.SUCCESS
             state, added = next_state(current, event, self.settings, datetime.now(UTC))
-            if not await compare_and_set(
-                self.visits, None if current is None else current.version, state
+            if not await self.visits.compare_and_set(
+                None if current is None else current.version, state
             ):
                 continue  # another delivery of this visit won the race: look again
-            await insert_models(self.entries, added)
+            await self.entries.insert_new(added)
             await self.received.record(key, "visit", day, event.unit, "applied")
             self.on_change()
             return Outcome.SUCCESS
         return Outcome.RETRY
-
-
-def _visit(document: dict[str, object]) -> VisitState:
-    values = {k: v for k, v in document.items() if k != "_id"}
-    return VisitState.model_validate({**values, "id": document["_id"]})

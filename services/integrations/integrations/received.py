@@ -11,9 +11,8 @@ from typing import Literal
 
 from pymongo import IndexModel
 
-from akson_common.db import Database
+from akson_common.db import Database, insert_new
 from integrations.models import ReceivedOutcome
-from integrations.store import insert_new
 
 RECEIVED = "received_events"
 EventKind = Literal["visit", "supplies"]

@@ -34,7 +34,7 @@ import httpx
 from pymongo import IndexModel, ReturnDocument
 
 from akson_common.auth import Principal
-from akson_common.db import Database, Document, DuplicateKeyError, Page, Repository, when_not_busy
+from akson_common.db import Database, DuplicateKeyError, Page, Repository, when_not_busy
 from akson_common.errors import Unprocessable
 from akson_common.events import Delivery, DocumentRecordedV1, Outcome, RecordChangedV1
 from akson_common.fhir import FHIR_JSON
@@ -77,12 +77,6 @@ def owner_key(principal: Principal) -> str:
     return f"{principal.kind}:{principal.id}"
 
 
-def _document(model: StoredSubscription | Notification) -> Document:
-    document = model.model_dump(mode="python")
-    document["_id"] = document.pop("id")
-    return document
-
-
 def notification_id(subscription_id: str, what: str) -> str:
     return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{subscription_id}:{what}"))
 
@@ -98,6 +92,7 @@ class SubscriptionStore:
                 IndexModel([("patient", 1), ("resource_type", 1)]),
                 IndexModel([("status", 1), ("next_heartbeat_at", 1)]),
             ],
+            dump="python",  # dates as BSON dates: heartbeats and ends are found by date
         )
         self.notifications = Repository(
             database,
@@ -107,12 +102,15 @@ class SubscriptionStore:
                 IndexModel([("status", 1), ("next_attempt_at", 1)]),
                 IndexModel([("subscription_id", 1), ("event_number", 1)]),
             ],
+            dump="python",  # the queue claims by next_attempt_at
         )
 
     # -- subscriptions ----------------------------------------------------------------------
     async def add(self, subscription: StoredSubscription) -> None:
         await when_not_busy(
-            lambda: self.subscriptions.collection.insert_one(_document(subscription))
+            lambda: self.subscriptions.collection.insert_one(
+                self.subscriptions.to_document(subscription)
+            )
         )
 
     async def get(self, subscription_id: str) -> StoredSubscription | None:
@@ -192,7 +190,9 @@ class SubscriptionStore:
         """Queue a notification; False if one with its id was queued before."""
         try:
             await when_not_busy(
-                lambda: self.notifications.collection.insert_one(_document(notification))
+                lambda: self.notifications.collection.insert_one(
+                    self.notifications.to_document(notification)
+                )
             )
         except DuplicateKeyError:
             return False

@@ -43,12 +43,6 @@ DELIVERIES = "inbound_deliveries"
 SOURCE = "messaging"
 
 
-def _document(model: OutboundMessage | InboundMessage) -> Document:
-    document = model.model_dump(mode="python")
-    document["_id"] = document.pop("id")
-    return document
-
-
 def status_event(message: OutboundMessage, topic: Topic[Any]) -> dict[str, Any]:
     payload = MessageStatusChangedV1(
         message_id=message.id,
@@ -111,6 +105,7 @@ class OutboundQueue:
                 IndexModel([("status", 1), ("next_attempt_at", 1)]),
                 IndexModel([("patient", 1)]),
             ],
+            dump="python",  # dates as BSON dates: the queue claims by next_attempt_at
         )
         outbox.track(OUTBOUND)
 
@@ -121,7 +116,8 @@ class OutboundQueue:
     async def enqueue(self, message: OutboundMessage) -> bool:
         """Store a new queued message and its ``queued`` event; False if the id existed."""
         existed = await self.outbox.insert_many(
-            OUTBOUND, [(_document(message), [status_event(message, MESSAGE_QUEUED)])]
+            OUTBOUND,
+            [(self.repository.to_document(message), [status_event(message, MESSAGE_QUEUED)])],
         )
         return message.id not in existed
 
@@ -237,7 +233,11 @@ class InboundStore:
     def __init__(self, database: Database, outbox: Outbox) -> None:
         self.outbox = outbox
         self.repository = Repository(
-            database, INBOUND, InboundMessage, indexes=[IndexModel([("patient", 1)])]
+            database,
+            INBOUND,
+            InboundMessage,
+            indexes=[IndexModel([("patient", 1)])],
+            dump="python",
         )
         self.deliveries = database.collection(DELIVERIES)
         database.declare_indexes(DELIVERIES, [IndexModel([("message_id", 1)])])
@@ -259,7 +259,7 @@ class InboundStore:
             events.append(
                 cloud_event(MESSAGE_RECEIVED, payload, source=SOURCE, subject=message.patient)
             )
-        document = _document(message)
+        document = self.repository.to_document(message)
         for derived in ("deliveries", "receipts", "last_received_at"):
             document.pop(derived)
         existed = await self.outbox.insert_many(INBOUND, [(document, events)])

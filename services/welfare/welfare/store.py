@@ -87,6 +87,9 @@ class WelfareStore:
                 IndexModel([("patient", 1), ("received_at", 1)]),
                 IndexModel([("status", 1), ("next_attempt_at", 1)]),
             ],
+            # dates as BSON dates: the retry worker claims by ``next_attempt_at <= now``, which
+            # matches no ISO string (a message stored queued, then a crash, was never retried)
+            dump="python",
         )
         self.dead_letters = Repository(
             database, DEAD_LETTERS, DeadLetter, indexes=[IndexModel([("message_key", 1)])]
