@@ -13,7 +13,6 @@ matching resources are decided once each, and only the allowed combinations are 
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -28,9 +27,9 @@ from akson_common.errors import (
     Conflict,
     NotFound,
     PreconditionFailed,
-    PreconditionRequired,
     Unprocessable,
 )
+from akson_common.etags import expected_version
 from akson_common.events import (
     DOCUMENT_RECORDED,
     RECORD_CHANGED,
@@ -73,7 +72,6 @@ SUMMARY_LATEST = 10
 # (results, the medication list, critical information). Not Observation: a lab import writes
 # them by the thousand and no topic is about one
 RECORD_KINDS = frozenset({"DiagnosticReport", "MedicationStatement", "AllergyIntolerance"})
-ETAG = re.compile(r'^(?:W/)?"(\d+)"$')
 
 
 class SupplyUse(BaseModel):
@@ -113,17 +111,6 @@ def now() -> datetime:
 
 def instant(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def expected_version(if_match: str | None, *, required: bool) -> int | None:
-    if not if_match:
-        if required:
-            raise PreconditionRequired("an update needs If-Match with the version it replaces")
-        return None
-    match = ETAG.match(if_match.strip())
-    if match is None:
-        raise PreconditionFailed('If-Match must be an ETag like W/"3"')
-    return int(match.group(1))
 
 
 def not_found(resource_type: str, resource_id: str) -> NotFound:
