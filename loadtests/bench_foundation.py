@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -40,7 +41,13 @@ from tests.support import (  # noqa: E402
 
 
 async def bench(stack: Stack) -> None:
-    endpoints = stack.endpoints
+    await bench_database(stack.endpoints)
+    await bench_policy(stack.endpoints)
+    await bench_services(stack.endpoints)
+
+
+async def bench_database(endpoints: dict[str, Any]) -> None:
+    """FerretDB on PostgreSQL: the writes and reads the services make."""
     database = Database(endpoints["mongo"]["url"], f"bench_{uuid.uuid4().hex[:8]}")
     collection = database.collection("documents")
     document = {"category": "general", "body": "x" * 1000}
@@ -75,6 +82,9 @@ async def bench(stack: Stack) -> None:
     await database.client.drop_database(database.db.name)
     await database.close()
 
+
+async def bench_policy(endpoints: dict[str, Any]) -> None:
+    """One decision over HTTP, as every enforcement point asks it."""
     pep = PolicyEnforcementPoint(
         endpoints["opa"]["url"], timeout_seconds=2.0, token=run_secret(endpoints, "opa_token")
     )
@@ -93,6 +103,9 @@ async def bench(stack: Stack) -> None:
     )
     await pep.close()
 
+
+async def bench_services(endpoints: dict[str, Any]) -> None:
+    """A journal read (token, policy, database) and identity's two grants."""
     journal, masterdata = (
         endpoints["services"]["journal"]["app"],
         endpoints["services"]["masterdata"]["app"],
@@ -144,25 +157,29 @@ async def bench(stack: Stack) -> None:
         samples = await timed(500, read)
         report("journal GET DocumentReference (token+OPA+db)", samples)
         print(f"{'  sequential throughput':<46} {1000 * len(samples) / sum(samples):,.0f} req/s")  # noqa: T201
+        await bench_identity(endpoints, http, hpr, gp_facts)
 
-        token_endpoint = endpoints["identity"]["token_endpoint"]
-        # assertions are signed beforehand: the figure is identity's work, not the client's
-        forms = [client_form(endpoints, "masterdata", "Patient.read") for _ in range(200)]
 
-        async def client_credentials(i: int) -> None:
-            answer = await http.post(token_endpoint, data=forms[i])
-            assert answer.status_code == 200, answer.text
+async def bench_identity(
+    endpoints: dict[str, Any], http: httpx.AsyncClient, hpr: str, gp_facts: PractitionerFacts
+) -> None:
+    """Identity's client credentials grant and token exchange."""
+    token_endpoint = endpoints["identity"]["token_endpoint"]
+    # assertions are signed beforehand: the figure is identity's work, not the client's
+    forms = [client_form(endpoints, "masterdata", "Patient.read") for _ in range(200)]
 
-        report(
-            "identity client credentials (private_key_jwt)", await timed(200, client_credentials)
-        )
-        upstream = mint_upstream(endpoints, "personnel", hpr, unit=gp_facts.unit_number)
+    async def client_credentials(i: int) -> None:
+        answer = await http.post(token_endpoint, data=forms[i])
+        assert answer.status_code == 200, answer.text
 
-        async def exchange(_: int) -> None:
-            answer = await http.post(token_endpoint, data=exchange_form(upstream, "journal"))
-            assert answer.status_code == 200, answer.text
+    report("identity client credentials (private_key_jwt)", await timed(200, client_credentials))
+    upstream = mint_upstream(endpoints, "personnel", hpr, unit=gp_facts.unit_number)
 
-        report("identity token exchange (practitioner)", await timed(200, exchange))
+    async def exchange(_: int) -> None:
+        answer = await http.post(token_endpoint, data=exchange_form(upstream, "journal"))
+        assert answer.status_code == 200, answer.text
+
+    report("identity token exchange (practitioner)", await timed(200, exchange))
 
 
 def main() -> None:

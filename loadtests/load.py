@@ -932,7 +932,7 @@ def load_runs(
     return rows
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds a run")
     parser.add_argument("--import", dest="persons", type=int, default=10_000)
@@ -946,7 +946,11 @@ def main() -> None:
         "--scenario", default="read", choices=sorted(SCENARIOS), help="what --profile profiles"
     )
     parser.add_argument("--keep", action="store_true", help="keep the run folder afterwards")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     command = ("make profile" if args.profile else "make load") + (
         f' ARGS="{" ".join(a for a in sys.argv[1:] if a != "--profile")}"'
         if [a for a in sys.argv[1:] if a != "--profile"]
@@ -965,72 +969,94 @@ def main() -> None:
         seeded = seed(endpoints, tokens, log=log)
         target = target_for(endpoints, seeded, tokens)
         if args.profile:
-            profile = Profile(endpoints, run_dir, args.seconds)
-            journal = endpoints["services"]["journal"]["app"]
-            log(HEADER)
-            row = run(f"{args.scenario} (profiled)", SCENARIOS[args.scenario], 8, args.seconds,
-                      journal, run_dir, at_start=profile.start)  # fmt: skip
-            body = "\n".join(
-                ["## Profile (measured)", "", *facts, "", profile.report(row),
-                 *opa_timers(endpoints, target)]
-            )  # fmt: skip
-            write_section("profile", body)
-            log(body)
+            profiled(args, endpoints, run_dir, facts, target)
         else:
-            users = [int(n) for n in args.users.split(",") if n]
-            only = {s.strip() for s in args.only.split(",") if s.strip()}
-            rows = load_runs(endpoints, run_dir, args.seconds, users, only)
-            result = drain(endpoints, run_dir, seeded, args.persons, args.drain_timeout)
-            drained = (
-                f"Event drain: {result.persons} persons + {result.persons} GP relations through "
-                f"master data's NDJSON import; the import requests took "
-                f"{result.imported_seconds:.1f} s; the journal's projection held "
-                f"{result.counted_persons} persons and {result.counted_relations} relations "
-                f"{result.total_seconds:.1f} s after the import started: "
-                f"**{result.events / result.total_seconds:.0f} events/s**"
-                + ("" if result.complete else " (INCOMPLETE: timed out)")
-                + f"; CPU {sum(result.cpu.values()):.1f} s over the stack "
-                f"({1000 * sum(result.cpu.values()) / max(result.events, 1):.2f} ms per event: "
-                + ", ".join(
-                    f"{n} {1000 * c / max(result.events, 1):.2f}"
-                    for n, c in sorted(result.cpu.items(), key=lambda kv: -kv[1])[:6]
-                )
-                + ")."
-            )
-            body = "\n".join(
-                [
-                    "## Load (measured)",
-                    "",
-                    *facts,
-                    f"- seeded: {len(seeded.gps)} GPs, {len(seeded.patients)} patients, "
-                    f"{len(seeded.documents)} documents of ~1 KB; {WARMUP_SECONDS:.0f} s warm-up "
-                    f"a run, then {args.seconds:g} s measured; closed loop (no wait)",
-                    "",
-                    "CPU columns: ms of CPU per request (utime+stime from /proc, the process and "
-                    "its children); sidecars = the seven daprd; rest = redis, message peer and "
-                    "the other apps; locust = the load generator (not in 'all'); CPU s after = "
-                    f"what the stack burnt in the {SETTLE_SECONDS:.0f} s after the run.",
-                    "",
-                    table(rows),
-                    "",
-                    drained,
-                    "",
-                    "Failures seen:" if any(r.failures for r in rows) else "No failures.",
-                    *errors_seen(rows),
-                    "",
-                    "### CPU ms per request by process",
-                    "",
-                    process_details(rows),
-                ]
-            )
-            write_section("load", body)
-            log("\n" + body)
+            measured(args, endpoints, run_dir, facts, seeded)
         log(f"written to {REPORT}")
         finished = True
     finally:
         stop_supervisor(run_dir)
     if finished and not args.keep:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def profiled(
+    args: argparse.Namespace,
+    endpoints: dict[str, Any],
+    run_dir: Path,
+    facts: list[str],
+    target: Any,
+) -> None:
+    """``make profile``: one scenario under py-spy and PostgreSQL's statement statistics."""
+    profile = Profile(endpoints, run_dir, args.seconds)
+    journal = endpoints["services"]["journal"]["app"]
+    log(HEADER)
+    row = run(f"{args.scenario} (profiled)", SCENARIOS[args.scenario], 8, args.seconds,
+              journal, run_dir, at_start=profile.start)  # fmt: skip
+    body = "\n".join(
+        ["## Profile (measured)", "", *facts, "", profile.report(row),
+         *opa_timers(endpoints, target)]
+    )  # fmt: skip
+    write_section("profile", body)
+    log(body)
+
+
+def measured(
+    args: argparse.Namespace,
+    endpoints: dict[str, Any],
+    run_dir: Path,
+    facts: list[str],
+    seeded: Any,
+) -> None:
+    """``make load``: the scenarios at each user count, then the event drain."""
+    users = [int(n) for n in args.users.split(",") if n]
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    rows = load_runs(endpoints, run_dir, args.seconds, users, only)
+    result = drain(endpoints, run_dir, seeded, args.persons, args.drain_timeout)
+    drained = (
+        f"Event drain: {result.persons} persons + {result.persons} GP relations through "
+        f"master data's NDJSON import; the import requests took "
+        f"{result.imported_seconds:.1f} s; the journal's projection held "
+        f"{result.counted_persons} persons and {result.counted_relations} relations "
+        f"{result.total_seconds:.1f} s after the import started: "
+        f"**{result.events / result.total_seconds:.0f} events/s**"
+        + ("" if result.complete else " (INCOMPLETE: timed out)")
+        + f"; CPU {sum(result.cpu.values()):.1f} s over the stack "
+        f"({1000 * sum(result.cpu.values()) / max(result.events, 1):.2f} ms per event: "
+        + ", ".join(
+            f"{n} {1000 * c / max(result.events, 1):.2f}"
+            for n, c in sorted(result.cpu.items(), key=lambda kv: -kv[1])[:6]
+        )
+        + ")."
+    )
+    body = "\n".join(
+        [
+            "## Load (measured)",
+            "",
+            *facts,
+            f"- seeded: {len(seeded.gps)} GPs, {len(seeded.patients)} patients, "
+            f"{len(seeded.documents)} documents of ~1 KB; {WARMUP_SECONDS:.0f} s warm-up "
+            f"a run, then {args.seconds:g} s measured; closed loop (no wait)",
+            "",
+            "CPU columns: ms of CPU per request (utime+stime from /proc, the process and "
+            "its children); sidecars = the seven daprd; rest = redis, message peer and "
+            "the other apps; locust = the load generator (not in 'all'); CPU s after = "
+            f"what the stack burnt in the {SETTLE_SECONDS:.0f} s after the run.",
+            "",
+            table(rows),
+            "",
+            drained,
+            "",
+            "Failures seen:" if any(r.failures for r in rows) else "No failures.",
+            *errors_seen(rows),
+            "",
+            "### CPU ms per request by process",
+            "",
+            process_details(rows),
+        ]
+    )
+    write_section("load", body)
+    log("\n" + body)
 
 
 if __name__ == "__main__":

@@ -390,61 +390,13 @@ def failure_lines(run_dir: Path, limit: int = 20) -> list[str]:
 def verdict(
     soak: Soak, prober: Prober, environment: Environment, minutes: float
 ) -> tuple[list[tuple[str, bool, str]], list[str]]:
-    rows: list[tuple[str, bool, str]] = []
-    state = read_state(soak.run_dir) or {}
-    processes = state.get("processes", {})
-    down = [n for n, p in processes.items() if p.get("state") != "running" or not p.get("alive")]
-    restarts = {n: p["restarts"] for n, p in processes.items() if p.get("restarts")}
-    rows.append(
-        (
-            "every process alive",
-            bool(processes) and not down,
-            f"{len(processes) - len(down)}/{len(processes)} running; "
-            f"restarts: {restarts or 'none'}" + (f"; not running: {down}" if down else ""),
-        )
-    )
     lines = failure_lines(soak.run_dir)
-    rows.append(("no fatal or error line in any log", not lines, f"{len(lines)} lines"))
-    probes = soak.probes
-    published = sum(p.published is not None for p in probes)
-    consumed = sum(p.consumed is not None for p in probes)
-    audited = sum(p.audited is not None for p in probes)
-    expected = int(minutes * 60 // PROBE_SECONDS)
-    rows.append(
-        (
-            "every probe event delivered",
-            len(probes) >= expected and consumed == audited == len(probes) and not prober.errors,
-            f"{len(probes)} probes (expected >= {expected}): {published} published, "
-            f"{consumed} consumed by messaging, {audited} decisions in audit"
-            + (f"; {len(prober.errors)} probe errors" if prober.errors else ""),
-        )
-    )
-    with httpx.Client(timeout=600.0) as http:
-        chain = http.get(f"{soak.url('audit')}/audit/chain/verify", headers=soak.auditor())
-        verified = chain.json() if chain.status_code == 200 else {}
-        rows.append(
-            (
-                "audit chain verified",
-                bool(verified.get("intact")),
-                verified.get("message") or f"{chain.status_code} {chain.text[:200]}",
-            )
-        )
-        gaps = http.get(
-            f"{soak.url('audit')}/audit/gaps",
-            params={"_count": 1000},
-            headers=soak.auditor(),
-        )
-        items = gaps.json().get("items", []) if gaps.status_code == 200 else None
-        open_gaps = [g for g in items or [] if g["status"] == "open"]
-        rows.append(
-            (
-                "audit gaps",
-                items is not None and not open_gaps,
-                f"{len(open_gaps)} open, {len(items or []) - len(open_gaps)} resolved late"
-                if items is not None
-                else f"{gaps.status_code} {gaps.text[:200]}",
-            )
-        )
+    rows = [
+        process_row(soak),
+        ("no fatal or error line in any log", not lines, f"{len(lines)} lines"),
+        probe_row(soak, prober, minutes),
+        *audit_rows(soak),
+    ]
     outcomes = message_outcomes(soak)
     receipted = outcomes.get("receipted_ok", 0)
     rows.append(
@@ -475,6 +427,66 @@ def verdict(
     details += [f"probe error: {e}" for e in prober.errors[:20]]
     details += [f"log: {line}" for line in lines]
     return rows, details
+
+
+def process_row(soak: Soak) -> tuple[str, bool, str]:
+    state = read_state(soak.run_dir) or {}
+    processes = state.get("processes", {})
+    down = [n for n, p in processes.items() if p.get("state") != "running" or not p.get("alive")]
+    restarts = {n: p["restarts"] for n, p in processes.items() if p.get("restarts")}
+    return (
+        "every process alive",
+        bool(processes) and not down,
+        f"{len(processes) - len(down)}/{len(processes)} running; "
+        f"restarts: {restarts or 'none'}" + (f"; not running: {down}" if down else ""),
+    )
+
+
+def probe_row(soak: Soak, prober: Prober, minutes: float) -> tuple[str, bool, str]:
+    probes = soak.probes
+    published = sum(p.published is not None for p in probes)
+    consumed = sum(p.consumed is not None for p in probes)
+    audited = sum(p.audited is not None for p in probes)
+    expected = int(minutes * 60 // PROBE_SECONDS)
+    return (
+        "every probe event delivered",
+        len(probes) >= expected and consumed == audited == len(probes) and not prober.errors,
+        f"{len(probes)} probes (expected >= {expected}): {published} published, "
+        f"{consumed} consumed by messaging, {audited} decisions in audit"
+        + (f"; {len(prober.errors)} probe errors" if prober.errors else ""),
+    )
+
+
+def audit_rows(soak: Soak) -> list[tuple[str, bool, str]]:
+    """The chain verified and no gap left open."""
+    rows: list[tuple[str, bool, str]] = []
+    with httpx.Client(timeout=600.0) as http:
+        chain = http.get(f"{soak.url('audit')}/audit/chain/verify", headers=soak.auditor())
+        verified = chain.json() if chain.status_code == 200 else {}
+        rows.append(
+            (
+                "audit chain verified",
+                bool(verified.get("intact")),
+                verified.get("message") or f"{chain.status_code} {chain.text[:200]}",
+            )
+        )
+        gaps = http.get(
+            f"{soak.url('audit')}/audit/gaps",
+            params={"_count": 1000},
+            headers=soak.auditor(),
+        )
+        items = gaps.json().get("items", []) if gaps.status_code == 200 else None
+        open_gaps = [g for g in items or [] if g["status"] == "open"]
+        rows.append(
+            (
+                "audit gaps",
+                items is not None and not open_gaps,
+                f"{len(open_gaps)} open, {len(items or []) - len(open_gaps)} resolved late"
+                if items is not None
+                else f"{gaps.status_code} {gaps.text[:200]}",
+            )
+        )
+    return rows
 
 
 def message_outcomes(soak: Soak, timeout: float = 60.0) -> dict[str, int]:
