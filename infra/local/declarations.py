@@ -6,6 +6,7 @@ client, a token audience at identity, an app and its sidecar, the shared setting
 
     [tool.akson.local]
     storage = false                 # no database client (FerretDB's pool does not count it)
+    issues_tokens = true            # the token service: the others verify its tokens (JWKS)
     audience = false                # no API of its own: identity issues no token for it
     fhir_base = "/fhir/R4"          # this service is the platform's one FHIR base
     note = "open ${app}/ in a browser"   # the `make up` table's note (default: its OpenAPI)
@@ -86,6 +87,7 @@ class Declaration(_Strict):
     name: str
     storage: bool = True
     audience: bool = True
+    issues_tokens: bool = False
     fhir_base: str = ""
     note: str = DEFAULT_NOTE
     env: dict[str, str] = {}

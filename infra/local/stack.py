@@ -544,7 +544,9 @@ class Stack:
         )
         self._write_secret("tokens.json", secret_values)
         self._write_secret("dapr-secrets.json", {"redis-password": secret_values["redis_password"]})
-        identity_url = f"http://127.0.0.1:{ports['identity_app']}"
+        # the token service (without one, e.g. a throwaway service's stack: nothing answers)
+        issuer = next((s for s, d in self.declared.items() if d.issues_tokens), None)
+        identity_url = f"http://127.0.0.1:{ports[f'{issuer}_app'] if issuer else 9}"
         self.endpoints = {
             "run_dir": str(self.run_dir),
             "tools": tools,

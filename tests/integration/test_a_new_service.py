@@ -10,10 +10,14 @@ setting reached it. Nothing is installed: its folder is enough.
 from __future__ import annotations
 
 import json
+import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from stack import Stack, discover_services
+import pytest
+from stack import ROOT, Stack, discover_services
 
 NAME = "throwaway"
 
@@ -54,6 +58,14 @@ GREETING = "hello from ${app}"
 """
 
 
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    """Under the repository's .run (PostgreSQL's user cannot enter pytest's tmp_path)."""
+    path = ROOT / ".run" / f"test-new-service-{uuid.uuid4().hex[:8]}"
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def make_service(root: Path) -> Path:
     folder = root / NAME
     (folder / NAME).mkdir(parents=True)
@@ -63,11 +75,11 @@ def make_service(root: Path) -> Path:
     return folder
 
 
-def test_a_service_folder_is_all_the_runner_needs(tmp_path: Path) -> None:
+def test_a_service_folder_is_all_the_runner_needs(tmp_path: Path, run_dir: Path) -> None:
     services = tmp_path / "services"
     make_service(services)
     assert discover_services(services) == [NAME]
-    stack = Stack(run_dir=tmp_path / "run", services=[NAME], services_root=services)
+    stack = Stack(run_dir=run_dir, services=[NAME], services_root=services)
     try:
         stack.up(supervise=False)
         urls = stack.endpoints["services"][NAME]
@@ -93,13 +105,15 @@ def test_a_service_folder_is_all_the_runner_needs(tmp_path: Path) -> None:
         stack.down()
 
 
-def test_a_declaration_naming_what_the_runner_does_not_know_is_refused(tmp_path: Path) -> None:
+def test_a_declaration_naming_what_the_runner_does_not_know_is_refused(
+    tmp_path: Path, run_dir: Path
+) -> None:
     services = tmp_path / "services"
     folder = make_service(services)
     (folder / "pyproject.toml").write_text(
         PYPROJECT.replace("${app}", "${app.nowhere}") + '\n[tool.akson.local]\nstorage = "yes?"'
     )
-    stack = Stack(run_dir=tmp_path / "run", services=[NAME], services_root=services)
+    stack = Stack(run_dir=run_dir, services=[NAME], services_root=services)
     try:
         stack.prepare()
     except SystemExit as refused:
@@ -107,7 +121,7 @@ def test_a_declaration_naming_what_the_runner_does_not_know_is_refused(tmp_path:
     else:
         raise AssertionError("a declaration that is not valid was accepted")
     (folder / "pyproject.toml").write_text(PYPROJECT.replace("${app}", "${app.nowhere}"))
-    stack = Stack(run_dir=tmp_path / "run", services=[NAME], services_root=services)
+    stack = Stack(run_dir=run_dir, services=[NAME], services_root=services)
     try:
         stack.prepare()
     except SystemExit as refused:
