@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from akson_common.db import Database, Repository
 from akson_common.events import Delivery, Outcome, SuppliesUsedV1
 from integrations.models import FEED_INDEXES, IntegrationsSettings, StockCounter, SupplyOrder, token
-from integrations.received import ReceivedEvents
+from integrations.received import Consumer, ReceivedEvents
 
 log = logging.getLogger("akson.integrations.logistics")
 
@@ -74,7 +74,7 @@ def counted(
     )
 
 
-class Logistics:
+class Logistics(Consumer):
     def __init__(
         self,
         database: Database,
@@ -82,16 +82,9 @@ class Logistics:
         received: ReceivedEvents,
         on_change: Callable[[], None],
     ) -> None:
-        self.settings = settings
-        self.received = received
-        self.on_change = on_change
+        super().__init__(settings, received, on_change)
         self.counters = Repository(database, COUNTERS, StockCounter)
-        self.orders = Repository(
-            database,
-            ORDERS,
-            SupplyOrder,
-            indexes=FEED_INDEXES,
-        )
+        self.orders = Repository(database, ORDERS, SupplyOrder, indexes=FEED_INDEXES)
 
     async def on_supplies_used(self, event: SuppliesUsedV1, delivery: Delivery) -> Outcome:
         day = event.used_at.astimezone(ZoneInfo(self.settings.timezone)).date()

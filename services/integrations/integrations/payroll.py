@@ -25,7 +25,7 @@ from integrations.models import (
     TimesheetEntry,
     VisitState,
 )
-from integrations.received import ReceivedEvents
+from integrations.received import Consumer, ReceivedEvents
 
 log = logging.getLogger("akson.integrations.payroll")
 
@@ -98,7 +98,7 @@ def valid(event: VisitCompletedV1) -> bool:
     return event.status == "entered-in-error" or event.end > event.start
 
 
-class Payroll:
+class Payroll(Consumer):
     def __init__(
         self,
         database: Database,
@@ -106,16 +106,9 @@ class Payroll:
         received: ReceivedEvents,
         on_change: Callable[[], None],
     ) -> None:
-        self.settings = settings
-        self.received = received
-        self.on_change = on_change
+        super().__init__(settings, received, on_change)
         self.visits = Repository(database, VISITS, VisitState)
-        self.entries = Repository(
-            database,
-            ENTRIES,
-            TimesheetEntry,
-            indexes=FEED_INDEXES,
-        )
+        self.entries = Repository(database, ENTRIES, TimesheetEntry, indexes=FEED_INDEXES)
 
     async def on_visit_completed(self, event: VisitCompletedV1, delivery: Delivery) -> Outcome:
         key = f"visit:{event.encounter_id}:{event.version}"

@@ -6,13 +6,14 @@ usage's id), not by its CloudEvent id: a copy re-published with a new id is coun
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Literal
 
 from pymongo import IndexModel
 
 from akson_common.db import Database, insert_new
-from integrations.models import ReceivedOutcome
+from integrations.models import IntegrationsSettings, ReceivedOutcome
 
 RECEIVED = "received_events"
 EventKind = Literal["visit", "supplies"]
@@ -43,3 +44,18 @@ class ReceivedEvents:
                 }
             ],
         )
+
+
+class Consumer:
+    """What payroll and logistics share: the settings, the record of every event received
+    (:class:`ReceivedEvents`) and ``on_change``, which wakes the exporter."""
+
+    def __init__(
+        self,
+        settings: IntegrationsSettings,
+        received: ReceivedEvents,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.received = received
+        self.on_change = on_change
