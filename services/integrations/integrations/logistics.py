@@ -12,14 +12,13 @@ collection the exporter works on is a projection of the counter's orders, keyed 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from akson_common.db import Database, Repository
 from akson_common.events import Delivery, Outcome, SuppliesUsedV1
 from integrations.models import FEED_INDEXES, IntegrationsSettings, StockCounter, SupplyOrder, token
-from integrations.received import Consumer, ReceivedEvents
+from integrations.received import Consumer
 
 log = logging.getLogger("akson.integrations.logistics")
 
@@ -75,14 +74,7 @@ def counted(
 
 
 class Logistics(Consumer):
-    def __init__(
-        self,
-        database: Database,
-        settings: IntegrationsSettings,
-        received: ReceivedEvents,
-        on_change: Callable[[], None],
-    ) -> None:
-        super().__init__(settings, received, on_change)
+    def open(self, database: Database) -> None:
         self.counters = Repository(database, COUNTERS, StockCounter)
         self.orders = Repository(database, ORDERS, SupplyOrder, indexes=FEED_INDEXES)
 

@@ -12,7 +12,6 @@ deterministic ids (a crash in between is repaired by the redelivery).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -25,7 +24,7 @@ from integrations.models import (
     TimesheetEntry,
     VisitState,
 )
-from integrations.received import Consumer, ReceivedEvents
+from integrations.received import Consumer
 
 log = logging.getLogger("akson.integrations.payroll")
 
@@ -99,14 +98,7 @@ def valid(event: VisitCompletedV1) -> bool:
 
 
 class Payroll(Consumer):
-    def __init__(
-        self,
-        database: Database,
-        settings: IntegrationsSettings,
-        received: ReceivedEvents,
-        on_change: Callable[[], None],
-    ) -> None:
-        super().__init__(settings, received, on_change)
+    def open(self, database: Database) -> None:
         self.visits = Repository(database, VISITS, VisitState)
         self.entries = Repository(database, ENTRIES, TimesheetEntry, indexes=FEED_INDEXES)
 

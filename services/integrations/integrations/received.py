@@ -52,6 +52,7 @@ class Consumer:
 
     def __init__(
         self,
+        database: Database,
         settings: IntegrationsSettings,
         received: ReceivedEvents,
         on_change: Callable[[], None],
@@ -59,3 +60,8 @@ class Consumer:
         self.settings = settings
         self.received = received
         self.on_change = on_change
+        self.open(database)
+
+    def open(self, database: Database) -> None:
+        """Its repositories."""
+        raise NotImplementedError
