@@ -1,4 +1,5 @@
-"""Welfare's HTTP API: thin routes, every access through the policy first.
+"""Welfare's HTTP API: thin routes; every access asks the policy first, in the service
+(``DeviceAccess``, ``Intake``).
 
 Device registry (home-care personnel with a care relation; the citizen reads their own):
 
@@ -30,7 +31,6 @@ from akson_common.auth import CurrentPrincipal, Principal
 from akson_common.errors import (
     PROTECTED_RESPONSES,
     BadRequest,
-    NotFound,
     UnsupportedMediaType,
     error_response,
 )
@@ -38,25 +38,17 @@ from akson_common.etags import etag
 from akson_common.fhir import FHIR_JSON, capability_statement, fhir_base
 from akson_common.guard import HostileInput, parse_json
 from akson_common.policy import (
-    Action,
-    Policy,
-    PolicyContext,
-    PolicyEnforcementPoint,
     written_unread,
 )
-from akson_common.projections import PatientProjections
 from welfare.models import AssignmentIn, Device, DeviceIn, DeviceList
-from welfare.service import Devices, Intake, device_ref
+from welfare.service import DeviceAccess, Intake
 
 router = APIRouter(tags=["welfare"], responses=PROTECTED_RESPONSES)
 NATIONAL_ID = r"^\d{11}$"
 MAX_MESSAGE_BYTES = 1_000_000
 
-DevicesDep = Annotated[Devices, Depends(state_dependency("devices", Devices))]
+Access = Annotated[DeviceAccess, Depends(state_dependency("device_access", DeviceAccess))]
 IntakeDep = Annotated[Intake, Depends(state_dependency("intake", Intake))]
-ReadModels = Annotated[
-    PatientProjections, Depends(state_dependency("projections", PatientProjections))
-]
 
 NOT_FOUND = error_response(404, "No such device (or not yours to know about: the same answer)")
 CHANGE = {
@@ -73,47 +65,11 @@ def _json(device: Device, status_code: int = 200, **headers: str) -> JSONRespons
     )
 
 
-async def _context(patient: str | None, read_models: PatientProjections) -> PolicyContext:
-    return await read_models.context(patient) if patient else PolicyContext()
-
-
-async def readable(
-    device_id: str,
-    action: Action,
-    principal: Principal,
-    policy: PolicyEnforcementPoint,
-    devices: Devices,
-    read_models: PatientProjections,
-) -> Device:
-    """The device if the caller may ``action`` it on its patient; 404 alike when unknown,
-    unassigned or refused."""
-    device = await devices.get(device_id)
-    patient = device.patient if device is not None else None
-    await policy.visible(
-        principal,
-        action,
-        device_ref("Device", device_id, patient),
-        await _context(patient, read_models),
-        known=patient is not None,
-        not_found=NotFound("no such device"),
-    )
-    assert device is not None  # visible raised for an unknown one
-    return device
-
-
 async def _answer(
-    device: Device,
-    principal: Principal,
-    policy: PolicyEnforcementPoint,
-    read_models: PatientProjections,
-    status_code: int = 200,
-    **headers: str,
+    device: Device, principal: Principal, access: Access, status_code: int = 200, **headers: str
 ) -> Response:
-    """A response body is a read: the device if the writer may read it, else its id."""
-    patient = device.patient or (device.history[-1].patient if device.history else None)
-    context = await _context(patient, read_models)
-    resource = device_ref("Device", device.id, patient)
-    if await policy.read_back(principal, resource, context) is None:
+    """The device if the writer may read it, else its id."""
+    if not await access.read_back(device, principal):
         return written_unread(
             status_code, {"id": device.id}, {"ETag": etag(device.version), **headers}
         )
@@ -127,21 +83,11 @@ async def _answer(
     responses={**error_response(409, "A device with this id is registered")},
 )
 async def register_device(
-    request: Annotated[DeviceIn, Body()],
-    principal: CurrentPrincipal,
-    policy: Policy,
-    devices: DevicesDep,
-    read_models: ReadModels,
+    request: Annotated[DeviceIn, Body()], principal: CurrentPrincipal, access: Access
 ) -> Response:
     """Register a device and assign it to the patient (their device consent must hold)."""
-    context = await _context(request.patient, read_models)
-    await policy.enforce(
-        principal, "write", device_ref("DeviceAssignment", request.id, request.patient), context
-    )
-    device = await devices.register(request, principal)
-    return await _answer(
-        device, principal, policy, read_models, 201, Location=f"/devices/{device.id}"
-    )
+    device = await access.register(request, principal)
+    return await _answer(device, principal, access, 201, Location=f"/devices/{device.id}")
 
 
 @router.post("/devices/{device_id}/assign", response_model=Device, responses=CHANGE)
@@ -149,59 +95,29 @@ async def assign_device(
     device_id: str,
     request: Annotated[AssignmentIn, Body()],
     principal: CurrentPrincipal,
-    policy: Policy,
-    devices: DevicesDep,
-    read_models: ReadModels,
+    access: Access,
 ) -> Response:
     """Assign a registered, unassigned device to a patient (their device consent must hold)."""
-    context = await _context(request.patient, read_models)
-    await policy.enforce(
-        principal, "write", device_ref("DeviceAssignment", device_id, request.patient), context
-    )
-    device = await devices.get(device_id)
-    if device is None:
-        raise NotFound("no such device")
-    changed = await devices.assign(device, request, principal)
-    return await _answer(changed, principal, policy, read_models)
+    return await _answer(await access.assign(device_id, request, principal), principal, access)
 
 
 @router.post("/devices/{device_id}/unassign", response_model=Device, responses=CHANGE)
-async def unassign_device(
-    device_id: str,
-    principal: CurrentPrincipal,
-    policy: Policy,
-    devices: DevicesDep,
-    read_models: ReadModels,
-) -> Response:
+async def unassign_device(device_id: str, principal: CurrentPrincipal, access: Access) -> Response:
     """End the device's assignment: its messages are refused from now on."""
-    device = await readable(device_id, "write", principal, policy, devices, read_models)
-    changed = await devices.unassign(device, principal)
-    return await _answer(changed, principal, policy, read_models)
+    return await _answer(await access.unassign(device_id, principal), principal, access)
 
 
 @router.get("/devices/{device_id}", response_model=Device, responses=NOT_FOUND)
-async def get_device(
-    device_id: str,
-    principal: CurrentPrincipal,
-    policy: Policy,
-    devices: DevicesDep,
-    read_models: ReadModels,
-) -> JSONResponse:
-    return _json(await readable(device_id, "read", principal, policy, devices, read_models))
+async def get_device(device_id: str, principal: CurrentPrincipal, access: Access) -> JSONResponse:
+    return _json(await access.readable(device_id, "read", principal))
 
 
 @router.get("/devices", response_model=DeviceList)
 async def list_devices(
-    patient: Annotated[str, Query(pattern=NATIONAL_ID)],
-    principal: CurrentPrincipal,
-    policy: Policy,
-    devices: DevicesDep,
-    read_models: ReadModels,
+    patient: Annotated[str, Query(pattern=NATIONAL_ID)], principal: CurrentPrincipal, access: Access
 ) -> DeviceList:
     """The devices assigned to the patient."""
-    context = await _context(patient, read_models)
-    await policy.enforce(principal, "search", device_ref("Device", None, patient), context)
-    return DeviceList(items=await devices.for_patient(patient))
+    return DeviceList(items=await access.for_patient(patient, principal))
 
 
 # -- FHIR ------------------------------------------------------------------------------------

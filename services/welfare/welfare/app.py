@@ -10,7 +10,7 @@ from akson_common.app import Platform, create_service
 from akson_common.credentials import ClientCredentials
 from akson_common.projections import PatientProjections
 from welfare.api import router
-from welfare.service import Devices, Intake
+from welfare.service import DeviceAccess, Devices, Intake
 from welfare.settings import WelfareSettings
 from welfare.store import WelfareStore
 from welfare.writer import JournalWriter
@@ -44,6 +44,7 @@ def create_app(settings: WelfareSettings) -> FastAPI:
         devices = Devices(store)
         app.state.projections = projections
         app.state.devices = devices
+        app.state.device_access = DeviceAccess(devices, platform.pep, projections)
         app.state.intake = Intake(platform, settings, store, devices, projections, writer)
 
     async def start(platform: Platform) -> None:

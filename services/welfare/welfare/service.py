@@ -24,10 +24,10 @@ from typing import Any
 from akson_common.app import Platform
 from akson_common.auth import Principal
 from akson_common.db import DuplicateKeyError
-from akson_common.errors import Conflict, Forbidden
+from akson_common.errors import Conflict, Forbidden, NotFound
 from akson_common.events import WELFARE_ALERT_RAISED, WelfareAlertRaisedV1, cloud_event
 from akson_common.outbox import Outbox
-from akson_common.policy import PolicyContext, PolicyEnforcementPoint, ResourceRef
+from akson_common.policy import Action, PolicyContext, PolicyEnforcementPoint, ResourceRef
 from akson_common.projections import PatientProjections
 from akson_common.queue import claim_due
 from welfare.bundles import Message, Verdict, read_message, receipt, validated_entries
@@ -160,6 +160,71 @@ class Devices:
         if result is None:
             raise Conflict("the device changed meanwhile")
         return after
+
+
+class DeviceAccess:
+    """The registry as callers reach it: every operation asks the policy first (assigning is a
+    ``write`` of a ``DeviceAssignment``, which needs the patient's device consent), and what
+    it answers is a read too."""
+
+    def __init__(
+        self, devices: Devices, pep: PolicyEnforcementPoint, projections: PatientProjections
+    ) -> None:
+        self.devices, self.pep, self.projections = devices, pep, projections
+
+    async def _context(self, patient: str | None) -> PolicyContext:
+        return await self.projections.context(patient) if patient else PolicyContext()
+
+    async def readable(self, device_id: str, action: Action, principal: Principal) -> Device:
+        """The device if the caller may ``action`` it on its patient; 404 alike when unknown,
+        unassigned or refused."""
+        device = await self.devices.get(device_id)
+        patient = device.patient if device is not None else None
+        await self.pep.visible(
+            principal,
+            action,
+            device_ref("Device", device_id, patient),
+            await self._context(patient),
+            known=patient is not None,
+            not_found=NotFound("no such device"),
+        )
+        assert device is not None  # visible raised for an unknown one
+        return device
+
+    async def read_back(self, device: Device, principal: Principal) -> bool:
+        """A response body is a read: may the writer read what it wrote?"""
+        patient = device.patient or (device.history[-1].patient if device.history else None)
+        resource = device_ref("Device", device.id, patient)
+        context = await self._context(patient)
+        return await self.pep.read_back(principal, resource, context) is not None
+
+    async def _may_assign(self, device_id: str, patient: str, principal: Principal) -> None:
+        await self.pep.enforce(
+            principal,
+            "write",
+            device_ref("DeviceAssignment", device_id, patient),
+            await self._context(patient),
+        )
+
+    async def register(self, request: DeviceIn, principal: Principal) -> Device:
+        await self._may_assign(request.id, request.patient, principal)
+        return await self.devices.register(request, principal)
+
+    async def assign(self, device_id: str, request: AssignmentIn, principal: Principal) -> Device:
+        await self._may_assign(device_id, request.patient, principal)
+        device = await self.devices.get(device_id)
+        if device is None:
+            raise NotFound("no such device")
+        return await self.devices.assign(device, request, principal)
+
+    async def unassign(self, device_id: str, principal: Principal) -> Device:
+        device = await self.readable(device_id, "write", principal)
+        return await self.devices.unassign(device, principal)
+
+    async def for_patient(self, patient: str, principal: Principal) -> list[Device]:
+        context = await self._context(patient)
+        await self.pep.enforce(principal, "search", device_ref("Device", None, patient), context)
+        return await self.devices.for_patient(patient)
 
 
 @dataclass(frozen=True)
