@@ -1,4 +1,5 @@
-"""Consent HTTP API: thin routes, every access through the policy first.
+"""Consent HTTP API: thin routes; every access asks the policy first, in the service
+(``ConsentAccess``).
 
 - ``POST /directives`` registers a directive: 201, ``Location`` and ``ETag``;
 - ``GET /directives/{id}`` (``ETag``) and ``GET /directives?patient=`` (every directive of the
@@ -22,33 +23,21 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
 from akson_common.app import state_dependency
-from akson_common.auth import CurrentPrincipal, Principal
-from akson_common.errors import PROTECTED_RESPONSES, NotFound, error_response
+from akson_common.auth import CurrentPrincipal
+from akson_common.errors import PROTECTED_RESPONSES, error_response
 from akson_common.etags import etag, expected_version
 from akson_common.fhir import FHIR_JSON, capability_statement, fhir_base, resource_capability
 from akson_common.policy import (
-    Action,
-    Decision,
-    Policy,
-    PolicyContext,
-    PolicyEnforcementPoint,
-    ResourceRef,
     written_unread,
 )
-from akson_common.projections import PatientProjections
 from consent import fhir
 from consent.models import Directive, DirectiveIn, DirectiveList, DirectiveStatus, WithdrawalIn
-from consent.service import ConsentDirectives, policy_directives
+from consent.service import ConsentAccess
 
 router = APIRouter(tags=["consent"], responses=PROTECTED_RESPONSES)
-RESOURCE_TYPE = "Consent"
-CATEGORY = "consent"
 NATIONAL_ID = r"^\d{11}$"
 
-Service = Annotated[ConsentDirectives, Depends(state_dependency("directives", ConsentDirectives))]
-ReadModels = Annotated[
-    PatientProjections, Depends(state_dependency("projections", PatientProjections))
-]
+Access = Annotated[ConsentAccess, Depends(state_dependency("access", ConsentAccess))]
 Patient = Annotated[str, Query(pattern=NATIONAL_ID)]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
@@ -61,77 +50,6 @@ CHANGE = {
     **error_response(409, "Already withdrawn or changed meanwhile"),
     **error_response(412, "If-Match names another version"),
 }
-
-
-async def patient_context(
-    patient: str, directives: list[Directive], read_models: PatientProjections
-) -> PolicyContext:
-    """The patient's care relations, registry facts and ``directives`` (so the policy can,
-    e.g., refuse a blocked practitioner)."""
-    return PolicyContext(
-        care_relations=await read_models.active_care_relations(patient),
-        directives=policy_directives(directives),
-        patient=await read_models.patient_facts(patient),
-    )
-
-
-def consent_ref(patient: str | None, directive_id: str | None = None) -> ResourceRef:
-    return ResourceRef(type=RESOURCE_TYPE, patient=patient, category=CATEGORY, id=directive_id)
-
-
-async def about_patient(
-    policy: PolicyEnforcementPoint,
-    principal: Principal,
-    action: Action,
-    patient: str,
-    directives: list[Directive],
-    read_models: PatientProjections,
-) -> Decision:
-    """Ask about a patient's directives as a whole (register, list): 403 when refused."""
-    context = await patient_context(patient, directives, read_models)
-    return await policy.enforce(principal, action, consent_ref(patient), context)
-
-
-async def readable(
-    directive_id: str,
-    action: Action,
-    principal: Principal,
-    policy: PolicyEnforcementPoint,
-    service: ConsentDirectives,
-    read_models: PatientProjections,
-) -> Directive:
-    """The directive if the caller may ``action`` it; 404 alike when unknown or refused."""
-    directive = await service.get(directive_id)
-    if directive is None:
-        resource, context = ResourceRef(type=RESOURCE_TYPE, id=directive_id), PolicyContext()
-    else:
-        directives = await service.for_patient(directive.patient)
-        context = await patient_context(directive.patient, directives, read_models)
-        resource = consent_ref(directive.patient, directive_id)
-    await policy.visible(
-        principal,
-        action,
-        resource,
-        context,
-        known=directive is not None,
-        not_found=NotFound("no such directive"),
-    )
-    assert directive is not None  # visible raised for an unknown one
-    return directive
-
-
-async def read_back(
-    directive: Directive,
-    principal: Principal,
-    policy: PolicyEnforcementPoint,
-    service: ConsentDirectives,
-    read_models: PatientProjections,
-) -> bool:
-    """A response body is a read: may the writer read the directive it wrote?"""
-    directives = await service.for_patient(directive.patient)
-    context = await patient_context(directive.patient, directives, read_models)
-    resource = consent_ref(directive.patient, directive.id)
-    return await policy.read_back(principal, resource, context) is not None
 
 
 def _json(directive: Directive, status_code: int = 200, **headers: str) -> JSONResponse:
@@ -155,19 +73,12 @@ def _fhir(resource: Any, **headers: str) -> JSONResponse:
     responses={**INVALID, **error_response(409, "The patient is deceased")},
 )
 async def register_directive(
-    directive: Annotated[DirectiveIn, Body()],
-    principal: CurrentPrincipal,
-    policy: Policy,
-    service: Service,
-    read_models: ReadModels,
+    directive: Annotated[DirectiveIn, Body()], principal: CurrentPrincipal, access: Access
 ) -> Response:
     """Register a block, reservation or sharing consent for a patient."""
-    directives = await service.for_patient(directive.patient)
-    await about_patient(policy, principal, "write", directive.patient, directives, read_models)
-    patient = await read_models.patient_facts(directive.patient)
-    saved = await service.register(directive, principal, patient)
+    saved = await access.register(directive, principal)
     location = f"/directives/{saved.id}"
-    if not await read_back(saved, principal, policy, service, read_models):
+    if not await access.read_back(saved, principal):
         return Response(
             status_code=201, headers={"ETag": etag(saved.version), "Location": location}
         )
@@ -176,28 +87,20 @@ async def register_directive(
 
 @router.get("/directives/{directive_id}", response_model=Directive, responses=NOT_FOUND)
 async def get_directive(
-    directive_id: str,
-    principal: CurrentPrincipal,
-    policy: Policy,
-    service: Service,
-    read_models: ReadModels,
+    directive_id: str, principal: CurrentPrincipal, access: Access
 ) -> JSONResponse:
-    directive = await readable(directive_id, "read", principal, policy, service, read_models)
-    return _json(directive)
+    return _json(await access.readable(directive_id, "read", principal))
 
 
 @router.get("/directives", response_model=DirectiveList)
 async def list_directives(
     patient: Patient,
     principal: CurrentPrincipal,
-    policy: Policy,
-    service: Service,
-    read_models: ReadModels,
+    access: Access,
     directive_status: Annotated[DirectiveStatus | None, Query(alias="status")] = None,
 ) -> DirectiveList:
     """Every directive of one patient, oldest first; ``status`` narrows the list."""
-    directives = await service.for_patient(patient)
-    await about_patient(policy, principal, "search", patient, directives, read_models)
+    directives = await access.for_patient(patient, principal)
     return DirectiveList(
         items=[d for d in directives if directive_status in (None, d.status)],
     )
@@ -207,17 +110,14 @@ async def list_directives(
 async def withdraw_directive(
     directive_id: str,
     principal: CurrentPrincipal,
-    policy: Policy,
-    service: Service,
-    read_models: ReadModels,
+    access: Access,
     if_match: IfMatch = None,
     withdrawal: Annotated[WithdrawalIn | None, Body()] = None,
 ) -> Response:
     """Withdraw a directive (its status becomes ``withdrawn``; it stays on record)."""
     expected = expected_version(if_match)
-    directive = await readable(directive_id, "write", principal, policy, service, read_models)
-    changed = await service.withdraw(directive, principal, withdrawal or WithdrawalIn(), expected)
-    if not await read_back(changed, principal, policy, service, read_models):
+    changed = await access.withdraw(directive_id, principal, withdrawal or WithdrawalIn(), expected)
+    if not await access.read_back(changed, principal):
         return written_unread(200, {"id": changed.id}, {"ETag": etag(changed.version)})
     return _json(changed)
 
@@ -241,13 +141,9 @@ async def capabilities(request: Request) -> JSONResponse:
 
 @router.get("/fhir/R4/Consent/{directive_id}", tags=["fhir"], responses=NOT_FOUND)
 async def read_consent(
-    directive_id: str,
-    principal: CurrentPrincipal,
-    policy: Policy,
-    service: Service,
-    read_models: ReadModels,
+    directive_id: str, principal: CurrentPrincipal, access: Access
 ) -> JSONResponse:
-    directive = await readable(directive_id, "read", principal, policy, service, read_models)
+    directive = await access.readable(directive_id, "read", principal)
     return _fhir(fhir.consent_resource(directive), ETag=etag(directive.version))
 
 
@@ -256,13 +152,9 @@ async def search_consents(
     request: Request,
     patient: Annotated[str, Query(pattern=r"^(Patient/)?\d{11}$")],
     principal: CurrentPrincipal,
-    policy: Policy,
-    service: Service,
-    read_models: ReadModels,
+    access: Access,
 ) -> JSONResponse:
     """The patient's directives as a searchset Bundle (``patient``: ``[Patient/]<national id>``)."""
-    national_id = patient.removeprefix("Patient/")
-    directives = await service.for_patient(national_id)
-    await about_patient(policy, principal, "search", national_id, directives, read_models)
+    directives = await access.for_patient(patient.removeprefix("Patient/"), principal)
     base = str(request.base_url).rstrip("/")
     return _fhir(fhir.searchset(directives, base))

@@ -8,7 +8,7 @@ from akson_common.app import Platform, create_service
 from akson_common.projections import PatientProjections
 from akson_common.settings import ServiceSettings
 from consent.api import router
-from consent.service import ConsentDirectives
+from consent.service import ConsentAccess, ConsentDirectives
 
 
 def configure(app: FastAPI, platform: Platform) -> None:
@@ -18,6 +18,7 @@ def configure(app: FastAPI, platform: Platform) -> None:
         cache_seconds=platform.settings.projection_cache_seconds,
     )
     app.state.directives = ConsentDirectives(platform)
+    app.state.access = ConsentAccess(app.state.directives, platform.pep, app.state.projections)
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:

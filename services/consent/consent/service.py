@@ -17,10 +17,18 @@ from pymongo import IndexModel
 from akson_common.app import Platform
 from akson_common.auth import Principal
 from akson_common.db import Repository
-from akson_common.errors import Conflict, Forbidden, PreconditionFailed, Unprocessable
+from akson_common.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Unprocessable
 from akson_common.events import CONSENT_DIRECTIVE_CHANGED, ConsentDirectiveChangedV1, cloud_event
 from akson_common.outbox import Outbox
-from akson_common.policy import PatientFacts
+from akson_common.policy import (
+    Action,
+    Decision,
+    PatientFacts,
+    PolicyContext,
+    PolicyEnforcementPoint,
+    ResourceRef,
+)
+from akson_common.projections import PatientProjections
 from consent.models import (
     Change,
     Directive,
@@ -192,3 +200,88 @@ class ConsentDirectives:
             source="consent",
             subject=directive.patient,
         )
+
+
+RESOURCE_TYPE = "Consent"
+CATEGORY = "consent"
+
+
+def consent_ref(patient: str | None, directive_id: str | None = None) -> ResourceRef:
+    return ResourceRef(type=RESOURCE_TYPE, patient=patient, category=CATEGORY, id=directive_id)
+
+
+class ConsentAccess:
+    """The directives as callers reach them: every operation asks the policy first, with the
+    patient's care relations, registry facts and directives (so the policy can, e.g., refuse a
+    blocked practitioner); what it answers is a read too."""
+
+    def __init__(
+        self,
+        directives: ConsentDirectives,
+        pep: PolicyEnforcementPoint,
+        projections: PatientProjections,
+    ) -> None:
+        self.directives, self.pep, self.projections = directives, pep, projections
+
+    async def _context(self, patient: str, directives: list[Directive]) -> PolicyContext:
+        return PolicyContext(
+            care_relations=await self.projections.active_care_relations(patient),
+            directives=policy_directives(directives),
+            patient=await self.projections.patient_facts(patient),
+        )
+
+    async def about_patient(
+        self, principal: Principal, action: Action, patient: str
+    ) -> tuple[Decision, list[Directive]]:
+        """Ask about a patient's directives as a whole (register, list): 403 when refused;
+        the decision and the directives it was made with."""
+        directives = await self.directives.for_patient(patient)
+        context = await self._context(patient, directives)
+        decision = await self.pep.enforce(principal, action, consent_ref(patient), context)
+        return decision, directives
+
+    async def readable(self, directive_id: str, action: Action, principal: Principal) -> Directive:
+        """The directive if the caller may ``action`` it; 404 alike when unknown or refused."""
+        directive = await self.directives.get(directive_id)
+        if directive is None:
+            resource, context = ResourceRef(type=RESOURCE_TYPE, id=directive_id), PolicyContext()
+        else:
+            directives = await self.directives.for_patient(directive.patient)
+            context = await self._context(directive.patient, directives)
+            resource = consent_ref(directive.patient, directive_id)
+        await self.pep.visible(
+            principal,
+            action,
+            resource,
+            context,
+            known=directive is not None,
+            not_found=NotFound("no such directive"),
+        )
+        assert directive is not None  # visible raised for an unknown one
+        return directive
+
+    async def read_back(self, directive: Directive, principal: Principal) -> bool:
+        """A response body is a read: may the writer read the directive it wrote?"""
+        directives = await self.directives.for_patient(directive.patient)
+        context = await self._context(directive.patient, directives)
+        resource = consent_ref(directive.patient, directive.id)
+        return await self.pep.read_back(principal, resource, context) is not None
+
+    async def register(self, request: DirectiveIn, principal: Principal) -> Directive:
+        await self.about_patient(principal, "write", request.patient)
+        patient = await self.projections.patient_facts(request.patient)
+        return await self.directives.register(request, principal, patient)
+
+    async def for_patient(self, patient: str, principal: Principal) -> list[Directive]:
+        _, directives = await self.about_patient(principal, "search", patient)
+        return directives
+
+    async def withdraw(
+        self,
+        directive_id: str,
+        principal: Principal,
+        withdrawal: WithdrawalIn,
+        expected_version: int | None,
+    ) -> Directive:
+        directive = await self.readable(directive_id, "write", principal)
+        return await self.directives.withdraw(directive, principal, withdrawal, expected_version)
