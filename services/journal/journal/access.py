@@ -23,7 +23,7 @@ from akson_common.policy import (
     PolicyEnforcementPoint,
     ResourceRef,
 )
-from journal.projections import Projections
+from akson_common.projections import PatientProjections
 from journal.store import ACCESS_FIELDS, AccessTuple
 
 EMERGENCY_ACCESSES = "emergency_accesses"
@@ -94,7 +94,7 @@ class Access:
     def __init__(
         self,
         pep: PolicyEnforcementPoint,
-        projections: Projections,
+        projections: PatientProjections,
         database: Database,
         outbox: Outbox,
     ) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from akson_common.app import Platform, create_service
+from akson_common.projections import PatientProjections
 from akson_common.settings import settings_for
 from journal.access import Access
 from journal.api import router
-from journal.projections import Projections
 from journal.service import Journal
 from journal.settings import JournalSettings
 
@@ -16,9 +16,11 @@ settings = settings_for(JournalSettings, "journal")
 
 
 def configure(app: FastAPI, platform: Platform) -> None:
-    projections = Projections(
+    # patients with their care relations and consent directives (what its decisions need)
+    projections = PatientProjections(
         platform.database,
         platform.subscriptions,
+        directives=True,
         cache_seconds=settings.projection_cache_seconds,
     )
     access = Access(platform.pep, projections, platform.database, platform.outbox)

@@ -11,8 +11,8 @@ from akson_common.auth import Principal
 from akson_common.errors import PreconditionFailed, PreconditionRequired
 from akson_common.etags import expected_version
 from akson_common.policy import Decision
+from akson_common.projections import access_facts, field_key
 from journal.access import mask_addresses, obligations, resource_ref, tuple_ref
-from journal.projections import access_facts, field_key
 from journal.store import ACCESS_FIELDS, access_tuple, tuple_selector
 
 TODAY = date(2026, 6, 1)
