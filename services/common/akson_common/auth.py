@@ -13,7 +13,7 @@ import base64
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import httpx
 from cachetools import TLRUCache
@@ -97,6 +97,28 @@ class Principal(BaseModel):
         context["encounter"] = self.launch_encounter
         claims.update({name: value for name, value in context.items() if value is not None})
         return claims
+
+
+class Acting(BaseModel):
+    """Who did something, as stored with it (a directive's registrar, a message's sender, a
+    device's assigner): the principal's kind and id, and for personnel their HPR number,
+    organisation and unit; nothing else of the token."""
+
+    kind: PrincipalKind
+    id: str
+    hpr_number: str | None = None
+    organisation: str | None = None
+    unit: str | None = None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Self:
+        return cls(
+            kind=principal.kind,
+            id=principal.id,
+            hpr_number=principal.hpr_number,
+            organisation=principal.organisation,
+            unit=principal.unit,
+        )
 
 
 SMART_CAPABILITIES = (

@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from akson_common.auth import PrincipalKind
+from akson_common.auth import Acting
 from akson_common.events import DirectiveKind, ReservationScope
 from akson_common.identifiers import HprNumber, NationalId, OrganisationNumber
 
@@ -113,14 +113,8 @@ class WithdrawalIn(Request):
     reason: Reason | None = None
 
 
-class Registrar(BaseModel):
+class Registrar(Acting):
     """Who made a change: the patient themselves, or personnel (or a system) on their behalf."""
-
-    kind: PrincipalKind
-    id: str
-    hpr_number: str | None = None
-    organisation: str | None = None
-    unit: str | None = None
 
 
 class Change(BaseModel):

@@ -48,16 +48,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def registrar(principal: Principal) -> Registrar:
-    return Registrar(
-        kind=principal.kind,
-        id=principal.id,
-        hpr_number=principal.hpr_number,
-        organisation=principal.organisation,
-        unit=principal.unit,
-    )
-
-
 def on_behalf(principal: Principal, patient: str) -> bool:
     """Anyone but the patient themselves acts on the patient's behalf."""
     return not (principal.kind == "citizen" and principal.id == patient)
@@ -89,7 +79,7 @@ def policy_directives(directives: list[Directive], day: date | None = None) -> l
 
 
 def new_directive(request: DirectiveIn, principal: Principal, at: datetime) -> Directive:
-    by = registrar(principal)
+    by = Registrar.of(principal)
     reason = required_reason(principal, request.patient, request.reason)
     return Directive.model_validate(
         {
@@ -128,7 +118,11 @@ def withdrawn(
     reason = required_reason(principal, directive.patient, withdrawal.reason)
     status: DirectiveStatus = "withdrawn"
     change = Change(
-        version=directive.version + 1, status=status, at=at, by=registrar(principal), reason=reason
+        version=directive.version + 1,
+        status=status,
+        at=at,
+        by=Registrar.of(principal),
+        reason=reason,
     )
     return directive.model_copy(
         update={

@@ -22,7 +22,7 @@ from akson_common.errors import (
     PROTECTED_RESPONSES,
     BadRequest,
     MethodNotAllowed,
-    Problem,
+    NotFound,
     UnsupportedMediaType,
 )
 from akson_common.etags import etag
@@ -103,12 +103,8 @@ CallerDep = Annotated[Caller, Depends(caller)]
 async def kind_of(resource_type: Annotated[str, Path(description=", ".join(KINDS))]) -> Kind:
     kind = KINDS.get(resource_type)
     if kind is None:
-        raise NotSupported(f"this server keeps no {resource_type[:40]!r} resources")
+        raise NotFound(f"this server keeps no {resource_type[:40]!r} resources")
     return kind
-
-
-class NotSupported(Problem):
-    status, title, type_slug = 404, "Not Found", "not-found"
 
 
 KindDep = Annotated[Kind, Depends(kind_of)]

@@ -25,20 +25,11 @@ from typing import Any
 from akson_common import fhir
 from akson_common.errors import BadRequest
 from akson_common.etags import etag
-from journal.kinds import ENTERED_IN_ERROR, normalise_instant
+from journal.kinds import ENTERED_IN_ERROR, KINDS, normalise_instant
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 100
-RESOURCE_TYPES = (
-    "DocumentReference",
-    "AllergyIntolerance",
-    "Flag",
-    "MedicationStatement",
-    "MedicationAdministration",
-    "DiagnosticReport",
-    "Observation",
-    "Encounter",
-)
+RESOURCE_TYPES = tuple(KINDS)  # every type the journal keeps
 PARAMETERS = frozenset(
     {
         "patient",

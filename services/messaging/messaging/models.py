@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from akson_common.auth import PrincipalKind
+from akson_common.auth import Acting
 from akson_common.events import OutboundStatus
 from akson_common.identifiers import HerId, NationalId, OrganisationNumber
 from akson_common.queue import SendState
@@ -35,12 +35,8 @@ ReceiptStatus = Literal["ok", "ok_with_errors", "rejected"]
 Category = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 
 
-class Sender(BaseModel):
-    kind: PrincipalKind
-    id: str
-    hpr_number: str | None = None
-    organisation: str | None = None
-    unit: str | None = None
+class Sender(Acting):
+    """Who sent a message (a system for receipts and alerts)."""
 
 
 class Receipt(BaseModel):

@@ -78,16 +78,6 @@ def welfare_alert_text(event: WelfareAlertRaisedV1) -> str:
     return "; ".join(parts) + "."
 
 
-def sender_of(principal: Principal) -> Sender:
-    return Sender(
-        kind=principal.kind,
-        id=principal.id,
-        hpr_number=principal.hpr_number,
-        organisation=principal.organisation,
-        unit=principal.unit,
-    )
-
-
 class Messaging:
     def __init__(
         self,
@@ -186,7 +176,7 @@ class Messaging:
             trigger="explicit",
             recipient_her_id=recipient_her_id,
             bundle=bundle,
-            sender=sender_of(principal),
+            sender=Sender.of(principal),
             at=at,
             patient=request.patient,
             category=request.category,
@@ -264,7 +254,7 @@ class Messaging:
             trigger="rule",
             recipient_her_id=her_id,
             bundle=bundle,
-            sender=sender_of(SYSTEM_PRINCIPAL),
+            sender=Sender.of(SYSTEM_PRINCIPAL),
             at=at,
             patient=event.patient,
             category=event.category,
@@ -322,7 +312,7 @@ class Messaging:
             trigger="rule",
             recipient_her_id=party.her_id,
             bundle=bundle,
-            sender=sender_of(SYSTEM_PRINCIPAL),
+            sender=Sender.of(SYSTEM_PRINCIPAL),
             at=at,
             patient=event.patient,
             category="welfare",
@@ -410,7 +400,7 @@ class Messaging:
                 trigger="receipt",
                 recipient_her_id=message.sender_her_id,
                 bundle=bundle,
-                sender=sender_of(SYSTEM_PRINCIPAL),
+                sender=Sender.of(SYSTEM_PRINCIPAL),
                 at=at,
                 in_reply_to=message.id,
             )

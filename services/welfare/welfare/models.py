@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from akson_common.auth import PrincipalKind
+from akson_common.auth import Acting
 from akson_common.identifiers import NationalId, OrganisationNumber
 
 LOINC = "http://loinc.org"
@@ -82,11 +82,8 @@ class DeviceIn(AssignmentIn):
     hub: ClientId | None = None
 
 
-class Actor(BaseModel):
-    kind: PrincipalKind
-    id: str
-    hpr_number: str | None = None
-    unit: str | None = None
+class Actor(Acting):
+    """Who assigned or unassigned a device."""
 
 
 class Assignment(BaseModel):

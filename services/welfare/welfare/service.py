@@ -64,12 +64,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def actor(principal: Principal) -> Actor:
-    return Actor(
-        kind=principal.kind, id=principal.id, hpr_number=principal.hpr_number, unit=principal.unit
-    )
-
-
 def device_ref(kind: str, device_id: str | None, patient: str | None) -> ResourceRef:
     """``DeviceAssignment`` and ``DeviceMessage`` need the patient's consent for the device
     (policies/akson/authz/welfare.rego); ``Device`` is the registry entry."""
@@ -82,7 +76,7 @@ def assigned(device: Device, request: AssignmentIn, principal: Principal, at: da
         unit=request.unit or principal.unit,
         thresholds=request.thresholds,
         assigned_at=at,
-        assigned_by=actor(principal),
+        assigned_by=Actor.of(principal),
     )
     return _changed(device, "assigned", request.patient, assignment, principal, at)
 
@@ -103,7 +97,7 @@ def _changed(
 ) -> Device:
     """The device's next version, with the change in its history."""
     change = DeviceChange(
-        version=device.version + 1, status=status, patient=patient, at=at, by=actor(principal)
+        version=device.version + 1, status=status, patient=patient, at=at, by=Actor.of(principal)
     )
     return device.model_copy(
         update={
