@@ -17,6 +17,7 @@ from akson_common.events import (
     Outcome,
 )
 from akson_common.projections import PatientProjections
+from messaging.access import MessageAccess
 from messaging.api import router
 from messaging.directory import Directory
 from messaging.fhir_api import router as fhir_router
@@ -66,6 +67,7 @@ def create_app(settings: MessagingSettings) -> FastAPI:
         _subscribe(platform, service, workers.notifier)
         app.state.settings = settings
         app.state.messaging = service
+        app.state.message_access = MessageAccess(service, platform.pep)
         app.state.worker = worker
         app.state.notifier = workers.notifier
         app.state.notifications = workers.notifications
