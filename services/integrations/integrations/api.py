@@ -18,46 +18,33 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from akson_common.app import state_dependency
-from akson_common.auth import CurrentPrincipal, Principal
+from akson_common.auth import CurrentPrincipal
 from akson_common.errors import PROTECTED_RESPONSES
-from akson_common.policy import Policy, PolicyContext, PolicyEnforcementPoint, ResourceRef
 from integrations.models import DeadLetterPage, Reconciliation
 from integrations.reports import Reports
 
 router = APIRouter(tags=["integrations"], responses=PROTECTED_RESPONSES)
-RESOURCE_TYPE = "IntegrationExport"
-PURPOSE = "operations"
 
 ReportsDep = Annotated[Reports, Depends(state_dependency("reports", Reports))]
-
-
-async def may_search(policy: PolicyEnforcementPoint, principal: Principal) -> None:
-    await policy.enforce(
-        principal, "search", ResourceRef(type=RESOURCE_TYPE), PolicyContext(purpose=PURPOSE)
-    )
 
 
 @router.get("/reconciliation", response_model=Reconciliation)
 async def reconciliation(
     day: Annotated[date, Query(alias="date")],
     principal: CurrentPrincipal,
-    policy: Policy,
     reports: ReportsDep,
     unit: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Reconciliation:
     """Events received vs lines and orders exported, per unit, on one day."""
-    await may_search(policy, principal)
-    return await reports.reconciliation(day, unit)
+    return await reports.reconciliation(principal, day, unit)
 
 
 @router.get("/dead-letters", response_model=DeadLetterPage)
 async def dead_letters(
     principal: CurrentPrincipal,
-    policy: Policy,
     reports: ReportsDep,
     after: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DeadLetterPage:
     """Exports the minimisation policy refused: never sent, kept here with its reasons."""
-    await may_search(policy, principal)
-    return await reports.dead_letters(after, limit)
+    return await reports.dead_letters(principal, after, limit)

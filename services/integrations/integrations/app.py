@@ -27,7 +27,7 @@ def create_app(settings: IntegrationsSettings) -> FastAPI:
         platform.subscriptions.on(VISIT_COMPLETED)(payroll.on_visit_completed)
         platform.subscriptions.on(SUPPLIES_USED)(logistics.on_supplies_used)
         app.state.exporter = exporter
-        app.state.reports = Reports(platform.database)
+        app.state.reports = Reports(platform.database, platform.pep)
 
     async def start_exporting(platform: Platform) -> None:
         for exporter in exporters:

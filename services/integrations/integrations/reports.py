@@ -8,7 +8,9 @@ from typing import Any
 
 from pymongo import IndexModel
 
+from akson_common.auth import Principal
 from akson_common.db import Database, Repository
+from akson_common.policy import PolicyContext, PolicyEnforcementPoint, ResourceRef
 from integrations.exports import EXPORTS, NATIONAL_ID, WITHHELD
 from integrations.logistics import ORDERS
 from integrations.models import (
@@ -21,10 +23,17 @@ from integrations.models import (
 from integrations.payroll import ENTRIES
 from integrations.received import RECEIVED
 
+RESOURCE_TYPE = "IntegrationExport"
+OPERATIONS = PolicyContext(purpose="operations")
+
 
 class Reports:
-    def __init__(self, database: Database) -> None:
+    """The operators' views (not health data; the policy still decides: a ``search`` of
+    ``IntegrationExport`` for the purpose ``operations``)."""
+
+    def __init__(self, database: Database, pep: PolicyEnforcementPoint) -> None:
         self.database = database
+        self.pep = pep
         self.exports = Repository(
             database,
             EXPORTS,
@@ -36,10 +45,16 @@ class Reports:
         cursor = self.database.collection(collection).find(dict(query))
         return [document async for document in cursor]
 
-    async def reconciliation(self, day: date, unit: str | None) -> Reconciliation:
+    async def _may_search(self, principal: Principal) -> None:
+        await self.pep.enforce(principal, "search", ResourceRef(type=RESOURCE_TYPE), OPERATIONS)
+
+    async def reconciliation(
+        self, principal: Principal, day: date, unit: str | None
+    ) -> Reconciliation:
         """Per unit on ``day``: distinct events received, entries and orders by state, what
         the exported files held. Everything counted is keyed by the event's own identity, so
         a replay leaves these figures unchanged."""
+        await self._may_search(principal)
         query: dict[str, Any] = {"day": day.isoformat()}
         if unit is not None:
             query["unit"] = unit
@@ -81,7 +96,11 @@ class Reports:
                 current.refused_files += 1
         return Reconciliation(date=day, unit=unit, rows=[rows[name] for name in sorted(rows)])
 
-    async def dead_letters(self, after: str | None, limit: int) -> DeadLetterPage:
+    async def dead_letters(
+        self, principal: Principal, after: str | None, limit: int
+    ) -> DeadLetterPage:
+        """Exports the minimisation policy refused: never sent, kept with their reasons."""
+        await self._may_search(principal)
         page = await self.exports.paginate({"status": "refused"}, limit=limit, after=after)
         return DeadLetterPage(
             items=[
