@@ -292,3 +292,69 @@ def test_a_decision_no_enforcement_point_reported_is_a_gap_until_its_report_arri
     eventually(resolved, timeout=GRACE + 60, interval=1.0)
     alerts = [e for e in platform.events("audit.alert.gap.resolved") if e["subject"] == decision_id]
     assert len(alerts) == 1
+
+
+@pytest.mark.parametrize("crash_at", [1, 2, 3])
+def test_a_reconcile_round_killed_between_its_writes_leaves_no_false_gap(
+    platform: Platform, crash_at: int
+) -> None:
+    """make chaos (audit killed -9 while decisions are made) left 103 gaps open for decisions
+    stored in the chain and reported enforced: a round had forgotten their enforced side and
+    was killed before it forgot their logged side, so the next round saw a logged decision
+    nobody enforced. Here the round's ``crash_at``-th delete fails (the kill), then a clean
+    round runs: whatever was forgotten first, no gap may be raised. Against the stack's
+    FerretDB, in a database of its own."""
+    import asyncio
+    from datetime import timedelta
+
+    from fastapi import FastAPI
+
+    from akson_common.db import Database
+    from akson_common.events import EventPublisher, Subscriptions
+    from akson_common.outbox import Outbox
+    from audit.completeness import Reconciler
+
+    class Killed(Exception):
+        pass
+
+    async def open_gaps_after_a_crash() -> list[Any]:
+        database = Database(platform.endpoints["mongo"]["url"], f"test_rec_{uuid.uuid4().hex}")
+        http = httpx.AsyncClient()
+        try:
+            publisher = EventPublisher(http, "http://127.0.0.1:9", "pubsub")
+            outbox = Outbox(database, publisher, 1.0)
+            subscriptions = Subscriptions(FastAPI(), database, "pubsub", "")
+            reconciler = Reconciler(
+                database, subscriptions, outbox, grace_seconds=0, interval_seconds=1
+            )
+            old = datetime.now(UTC) - timedelta(minutes=1)
+            ids = [str(uuid.uuid4()) for _ in range(5)]
+            await reconciler.decisions.insert_many([{"_id": i} for i in ids])  # in the chain
+            await reconciler.enforced.insert_many(
+                [{"_id": i, "service": "journal", "allow": True, "seen_at": old} for i in ids]
+            )
+            await reconciler.logged.insert_many([{"_id": i, "seen_at": old} for i in ids])
+            forget, calls = reconciler._forget, 0
+
+            async def killed_at_the_nth_delete(collection: Any, chosen: Any) -> None:
+                nonlocal calls
+                calls += 1
+                if calls == crash_at:
+                    raise Killed
+                await forget(collection, chosen)
+
+            reconciler._forget = killed_at_the_nth_delete  # type: ignore[method-assign,assignment]
+            try:
+                await reconciler.reconcile()
+            except Killed:
+                pass
+            reconciler._forget = forget  # type: ignore[method-assign]
+            await reconciler.reconcile()
+            await reconciler.reconcile()
+            return [g async for g in reconciler.gaps.find({"status": "open"})]
+        finally:
+            await http.aclose()
+            await database.client.drop_database(database.db.name)
+            await database.close()
+
+    assert asyncio.run(open_gaps_after_a_crash()) == []

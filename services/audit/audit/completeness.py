@@ -141,11 +141,13 @@ class Reconciler:
         pending_enforced = (
             {d["_id"] async for d in self.enforced.find({}, {"_id": 1})} if logged else set()
         )
+        # Each side is forgotten logged first, enforced second: a crash in between (make chaos,
+        # audit killed -9 mid-round) leaves the enforced side, which step two completes from
+        # the chain. The other order left a logged side alone: a false gap, never resolved
+        # (the enforced report was consumed), 103 of them in one kill.
         for chunk in _chunks(logged):
             ids = [d["_id"] for d in chunk]
             on_both = {i for i in ids if i in pending_enforced}
-            if on_both:
-                await self._forget(self.enforced, on_both)
             known = {i for i in ids if i in open_gaps}  # a gap raised before: resolved now
             counts["resolved"] += await self._resolve([open_gaps.pop(i) for i in known], now)
             expired = [
@@ -161,6 +163,7 @@ class Reconciler:
             finished = {*on_both, *known, *(d["_id"] for d in expired)}
             counts["matched"] += len(on_both)
             await self._forget(self.logged, finished)
+            await self._forget(self.enforced, on_both)
         enforced = await self.enforced.find({}).to_list(None)
         for chunk in _chunks(enforced):
             # an enforced id whose logged side is still to come waits for step one; only one
@@ -188,8 +191,8 @@ class Reconciler:
                     for d in missing
                 ]
             )
-            await self._forget(self.enforced, [*done, *(d["_id"] for d in missing)])
             await self._forget(self.logged, done)
+            await self._forget(self.enforced, [*done, *(d["_id"] for d in missing)])
         if counts["raised"] or counts["resolved"]:
             log.warning("decision log reconciled", extra=counts)
         return counts
