@@ -1059,6 +1059,16 @@ FINDINGS = """## What the suite found, and the fixes
   with the machine's load: 2213, 2832, 2677, 3976, 3360 ms in stream order, pooled clean
   2961 ms against poison 3689 ms (+25 %). The check compares like with like only on a machine
   without other jobs; that is where it must pass twice.
+- **A kill of audit mid-round left gaps open for good** (audit, run of 2026-12-02 02:31 at
+  851387e on a quiet machine, stopped after that row; 14 checks before it passed): 101,320
+  decisions, every one stored in the chain, but 103 `logged_only` gaps never closed. The 103
+  were the reads of the scenario's first two seconds, which audit had received from both sides
+  just before it was killed. A reconcile round forgot their enforced side, then was killed
+  before it forgot their logged side, so after the restart they were logged decisions that
+  nobody had enforced, and their enforced reports were already consumed. The round now forgets
+  the logged side first: a crash in between leaves the enforced side, which the next round
+  completes from the chain (`test_audit_completeness.py`: every crash point of a round, then a
+  clean round, raises no gap; the old order fails at the second delete).
 
 What held without a change: dedupe (no effect twice after any kill), the outbox (every committed
 change published after a kill between commit and publish), Redis' append-only file (kill -9 and
