@@ -1060,7 +1060,7 @@ FINDINGS = """## What the suite found, and the fixes
   2961 ms against poison 3689 ms (+25 %). The check compares like with like only on a machine
   without other jobs; that is where it must pass twice.
 - **A kill of audit mid-round left gaps open for good** (audit, run of 2026-12-02 02:31 at
-  851387e on a quiet machine, stopped after that row; 14 checks before it passed): 101,320
+  851387e on a quiet machine, stopped there; the 12 checks before it passed): 101,320
   decisions, every one stored in the chain, but 103 `logged_only` gaps never closed. The 103
   were the reads of the scenario's first two seconds, which audit had received from both sides
   just before it was killed. A reconcile round forgot their enforced side, then was killed
