@@ -14,13 +14,12 @@ import zlib
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
-from pydantic import Field
 
 from akson_common.errors import BadRequest, Unauthorized
 from akson_common.guard import json_depth_exceeds
-from akson_common.settings import ServiceSettings
 from audit.completeness import Reconciler
 from audit.quarantine import Quarantine, Quarantined
+from audit.settings import AuditSettings
 from audit.store import DecisionStore, prepare
 
 log = logging.getLogger("akson.audit.intake")
@@ -28,18 +27,6 @@ router = APIRouter(tags=["decision logs"])
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 # OPA's entries nest a few levels (input.context.care_relations[i]); far below this
 MAX_DEPTH = 64
-
-
-class AuditSettings(ServiceSettings):
-    audit_upload_token: str = ""
-    # a checkpoint (position, hash) every this many records
-    checkpoint_every: int = Field(default=1000, ge=1)
-    # AKSON_AUDIT_RETENTION_DAYS: decisions older than this are pruned by whole checkpoint
-    # segments (`akson-audit prune`); 0 keeps everything
-    retention_days: int = Field(default=0, ge=0)
-    # double recording: an id seen on one side only this long after it arrived is a gap
-    reconcile_grace_seconds: float = Field(default=120.0, gt=0)
-    reconcile_interval_seconds: float = Field(default=10.0, gt=0)
 
 
 @router.post(

@@ -7,7 +7,8 @@ from fastapi import FastAPI
 from akson_common.app import Platform, create_service
 from akson_common.settings import settings_for
 from audit import api, completeness, directory, quarantine, reviews, signals
-from audit.intake import AuditSettings, router
+from audit.intake import router
+from audit.settings import AuditSettings
 from audit.store import DecisionStore
 
 settings = settings_for(AuditSettings, "audit")

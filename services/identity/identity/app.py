@@ -12,8 +12,9 @@ from akson_common.events import ORGANISATION_CHANGED, PERSON_CHANGED, PRACTITION
 from identity import apps
 from identity.api import install_oauth_errors, router
 from identity.keys import SigningKeys
-from identity.models import ClientRegistration, IdentitySettings
+from identity.models import ClientRegistration
 from identity.service import TokenService
+from identity.settings import IdentitySettings
 from identity.smart import AppLaunch
 from identity.store import IdentityStore
 

@@ -10,7 +10,7 @@ import sys
 from akson_common.db import Database
 from akson_common.settings import settings_for
 from identity.keys import SigningKeys
-from identity.models import IdentitySettings
+from identity.settings import IdentitySettings
 
 
 async def rotate(settings: IdentitySettings, lead: float) -> str:

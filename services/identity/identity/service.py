@@ -42,12 +42,12 @@ from identity.models import (
     SUBJECT_TOKEN_TYPES,
     TOKEN_EXCHANGE,
     ClientRegistration,
-    IdentitySettings,
     TokenGrant,
     TokenResponse,
     UpstreamIssuer,
 )
 from identity.scopes import ResourceScope, narrow
+from identity.settings import IdentitySettings
 from identity.store import IdentityStore, practitioner_subject
 
 ASSERTION_ALGORITHMS = list(CLIENT_ASSERTION_ALGORITHMS)

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from identity.models import IdentitySettings
 from identity.service import OAuthError
+from identity.settings import IdentitySettings
 from identity.smart import AppLaunch
 
 

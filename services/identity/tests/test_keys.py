@@ -77,7 +77,7 @@ def test_a_kek_must_be_256_bits_and_is_required_outside_development(tmp_path: Pa
     from pydantic import ValidationError
 
     from identity.keys import key_encryption_key
-    from identity.models import IdentitySettings
+    from identity.settings import IdentitySettings
 
     with pytest.raises(ValueError, match="32 bytes"):
         key_encryption_key("c2hvcnQ")

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from identity.app import create_app
-from identity.models import IdentitySettings
+from identity.settings import IdentitySettings
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 

@@ -9,10 +9,10 @@ from akson_common.events import SUPPLIES_USED, VISIT_COMPLETED
 from integrations.api import router
 from integrations.exports import Exporter
 from integrations.logistics import Logistics
-from integrations.models import IntegrationsSettings
 from integrations.payroll import Payroll
 from integrations.received import ReceivedEvents
 from integrations.reports import Reports
+from integrations.settings import IntegrationsSettings
 
 
 def create_app(settings: IntegrationsSettings) -> FastAPI:

@@ -61,13 +61,13 @@ from akson_common.policy import UNAVAILABLE, Decision, PolicyUnavailable
 from integrations.logistics import ORDERS
 from integrations.models import (
     ExportRecord,
-    IntegrationsSettings,
     SupplyOrder,
     TimesheetEntry,
     Violation,
     token,
 )
 from integrations.payroll import ENTRIES
+from integrations.settings import IntegrationsSettings
 
 log = logging.getLogger("akson.integrations.exports")
 

@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 
 from akson_common.db import Database, Repository
 from akson_common.events import Delivery, Outcome, SuppliesUsedV1
-from integrations.models import FEED_INDEXES, IntegrationsSettings, StockCounter, SupplyOrder, token
+from integrations.models import FEED_INDEXES, StockCounter, SupplyOrder, token
 from integrations.received import Consumer
+from integrations.settings import IntegrationsSettings
 
 log = logging.getLogger("akson.integrations.logistics")
 

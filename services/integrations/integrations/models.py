@@ -14,13 +14,11 @@ import base64
 import hashlib
 from datetime import date, datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 from pymongo import IndexModel
 
 from akson_common.events import ExportRecipient
-from akson_common.settings import ServiceSettings
 
 LineKind = Literal["normal", "reversal", "correction"]
 ExportState = Literal["pending", "exported", "refused"]
@@ -30,31 +28,6 @@ ReceivedOutcome = Literal["applied", "duplicate", "superseded", "invalid"]
 # the indexes of a feed's items (timesheet entries, supply orders): the exporter claims pending
 # ones into batches, the reconciliation counts a day's per unit
 FEED_INDEXES = (IndexModel([("state", 1), ("batch", 1)]), IndexModel([("day", 1), ("unit", 1)]))
-
-
-class IntegrationsSettings(ServiceSettings):
-    """``AKSON_INTEGRATIONS_*``. Mappings are JSON in the environment."""
-
-    # the calendar day of a visit or usage is taken in this time zone
-    timezone: str = "Europe/Oslo"
-    # unit (org number) -> cost centre; a unit without an entry is its own cost centre
-    cost_centres: dict[str, str] = Field(default_factory=dict)
-    # item code -> accumulated quantity at which a replenishment order is placed
-    order_thresholds: dict[str, float] = Field(default_factory=dict)
-    default_order_threshold: float = Field(default=10.0, gt=0)
-    # continuous: export pending lines at once; after_day_end: a day's lines only once the day
-    # (in ``timezone``) has ended, so each unit gets one file per day
-    payroll_export: Literal["continuous", "after_day_end"] = "continuous"
-    export_interval_seconds: float = Field(default=2.0, gt=0)
-    export_batch_size: int = Field(default=500, ge=1, le=5000)
-    export_binding: str = "exports"
-    export_policy_package: str = "akson.export"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        ZoneInfo(value)  # raises for an unknown zone: refuse to start rather than fail per event
-        return value
 
 
 def token(*parts: str, length: int = 16) -> str:

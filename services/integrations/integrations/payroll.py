@@ -19,12 +19,12 @@ from akson_common.db import Database, Repository
 from akson_common.events import Delivery, Outcome, VisitCompletedV1
 from integrations.models import (
     FEED_INDEXES,
-    IntegrationsSettings,
     LineKind,
     TimesheetEntry,
     VisitState,
 )
 from integrations.received import Consumer
+from integrations.settings import IntegrationsSettings
 
 log = logging.getLogger("akson.integrations.payroll")
 

@@ -13,7 +13,8 @@ from typing import Literal
 from pymongo import IndexModel
 
 from akson_common.db import Database, insert_new
-from integrations.models import IntegrationsSettings, ReceivedOutcome
+from integrations.models import ReceivedOutcome
+from integrations.settings import IntegrationsSettings
 
 RECEIVED = "received_events"
 EventKind = Literal["visit", "supplies"]

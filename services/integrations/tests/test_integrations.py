@@ -27,13 +27,13 @@ from integrations.exports import (
 )
 from integrations.logistics import counted, threshold
 from integrations.models import (
-    IntegrationsSettings,
     StockCounter,
     TimesheetEntry,
     Violation,
     token,
 )
 from integrations.payroll import cost_centre, next_state, valid, worked_hours
+from integrations.settings import IntegrationsSettings
 
 AT = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
 PATIENT = synthetic_national_id(date(1971, 3, 14), 0)
