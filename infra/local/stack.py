@@ -506,13 +506,9 @@ class Stack:
         """What each service of this stack declares it needs (its ``[tool.akson.local]``)."""
         return declarations_of(self.services, self.services_root)
 
-    def prepare(self) -> None:
-        exhausting = pool_arithmetic(sum(d.storage for d in self.declared.values()))
-        if exhausting is not None:
-            raise RuntimeError(exhausting)
-        for sub in RUN_FOLDERS:
-            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
-        tools = tool_paths()
+    def _ports(self) -> dict[str, int]:
+        """A free port for each infrastructure process, each service's app and sidecar, and
+        each helper process a service declares."""
         ports = {
             "redis": free_port(),
             "mongo": free_port(),
@@ -529,6 +525,16 @@ class Stack:
             for helper in self.declared[service].processes:
                 if helper.port not in ports:
                     ports[helper.port] = free_port()
+        return ports
+
+    def prepare(self) -> None:
+        exhausting = pool_arithmetic(sum(d.storage for d in self.declared.values()))
+        if exhausting is not None:
+            raise RuntimeError(exhausting)
+        for sub in RUN_FOLDERS:
+            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        tools = tool_paths()
+        ports = self._ports()
         # Kept per run folder: its PostgreSQL data was initialised with this password, so a
         # second `make up` on the same folder must not generate new ones.
         secret_values = self._generated_secrets(
