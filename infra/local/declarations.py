@@ -37,7 +37,6 @@ that names the file.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import tomllib
@@ -170,7 +169,3 @@ def secret_file(folder: Path) -> Callable[[str], str | None]:
         return str(path)
 
     return lookup
-
-
-def as_json(value: Any) -> str:
-    return json.dumps(value)
