@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the non-Python tools (opa, ferretdb, daprd, regal, helm, kubeconform) from their pinned Go modules.
+# Build the non-Python tools (opa, ferretdb, daprd, regal, helm, kubeconform, crane) from their pinned Go modules.
 #
 #   infra/tools/build.sh TOOL...     builds what is missing, prints one "TOOL PATH" line each
 #
@@ -20,6 +20,7 @@ declare -A main_package=(
   [daprd]=.
   [helm]=helm.sh/helm/v3/cmd/helm
   [kubeconform]=github.com/yannh/kubeconform/cmd/kubeconform
+  [crane]=github.com/google/go-containerregistry/cmd/crane
 )
 # the module whose version names the build
 declare -A pinned_module=(
@@ -29,6 +30,7 @@ declare -A pinned_module=(
   [daprd]=github.com/dapr/dapr
   [helm]=helm.sh/helm/v3
   [kubeconform]=github.com/yannh/kubeconform
+  [crane]=github.com/google/go-containerregistry
 )
 
 pinned_version() { # tool -> version in its go.mod
