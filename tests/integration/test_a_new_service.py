@@ -27,6 +27,7 @@ MAIN = '''
 from fastapi import APIRouter
 
 from akson_common.app import create_service
+from akson_common.events import ACCOUNT_DISABLED, ServiceEvents
 from akson_common.settings import ServiceSettings, settings_for
 
 
@@ -43,7 +44,9 @@ async def greeting() -> dict[str, str]:
     return {"greeting": settings.greeting}
 
 
-app = create_service(settings, title="Throwaway", routers=[router])
+# what it publishes and consumes: tokens are verified, so the denylist's disabled accounts
+events = ServiceEvents(consumes=(ACCOUNT_DISABLED,))
+app = create_service(settings, title="Throwaway", events=events, routers=[router])
 '''
 
 PYPROJECT = """

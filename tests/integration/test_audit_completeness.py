@@ -313,6 +313,7 @@ def test_a_reconcile_round_killed_between_its_writes_leaves_no_false_gap(
     from akson_common.events import EventPublisher, Subscriptions
     from akson_common.outbox import Outbox
     from audit.completeness import Reconciler
+    from audit.events import EVENTS
 
     class Killed(Exception):
         pass
@@ -322,7 +323,7 @@ def test_a_reconcile_round_killed_between_its_writes_leaves_no_false_gap(
         http = httpx.AsyncClient()
         try:
             publisher = EventPublisher(http, "http://127.0.0.1:9", "pubsub")
-            outbox = Outbox(database, publisher, 1.0)
+            outbox = Outbox(database, publisher, 1.0, EVENTS)
             subscriptions = Subscriptions(FastAPI(), database, "pubsub", "")
             reconciler = Reconciler(
                 database, subscriptions, outbox, grace_seconds=0, interval_seconds=1

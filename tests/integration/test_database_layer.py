@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pymongo import IndexModel
 
 from akson_common.db import Database, Repository
+from akson_common.events import EventPayload, ServiceEvents, Topic
 from akson_common.outbox import OUTBOX_FIELD, Outbox
 from tests.integration.conftest import Platform
 
@@ -82,7 +83,8 @@ async def test_outbox_keeps_events_until_published_and_publishes_in_order(
     database: Database,
 ) -> None:
     publisher = RecordingPublisher(fail=True)
-    outbox = Outbox(database, publisher, sweep_seconds=60)  # type: ignore[arg-type]
+    declared = ServiceEvents(publishes=(Topic("t", EventPayload, 1),))
+    outbox = Outbox(database, publisher, 60, declared)  # type: ignore[arg-type]
     outbox.track("things")
     events = [{"id": f"e{n}", "topic": "t", "subject": "s"} for n in range(3)]
     await outbox.save("things", {"_id": "a"}, {"$set": {"v": 1}}, events[:2], upsert=True)

@@ -24,7 +24,7 @@ from akson_common.auth import Denylist, JwksSource, TokenVerifier
 from akson_common.db import Database
 from akson_common.enforcement import EnforcementLog
 from akson_common.errors import declare_error_responses, install_problem_handlers
-from akson_common.events import EVENT_ROUTES, EventPublisher, Subscriptions
+from akson_common.events import EVENT_ROUTES, EventPublisher, ServiceEvents, Subscriptions
 from akson_common.fhir import install_fhir_outcomes
 from akson_common.fhir_rest import FhirRest, strict_parameters
 from akson_common.guard import InputGuard
@@ -103,14 +103,17 @@ def create_service(
     settings: ServiceSettings,
     *,
     title: str,
+    events: ServiceEvents,
     routers: Sequence[APIRouter] = (),
     on_startup: Startup | None = None,
     on_shutdown: Startup | None = None,
     configure: Callable[[FastAPI, Platform], None] | None = None,
     unchecked_bodies: Sequence[str] = (),
 ) -> FastAPI:
-    """``unchecked_bodies``: path prefixes whose request bodies the input guard leaves to the
-    route (it checks them itself, e.g. to quarantine one bad entry instead of refusing all)."""
+    """``events``: what the service publishes and consumes (its ``events.py``); the app is not
+    built if its subscriptions differ from it. ``unchecked_bodies``: path prefixes whose request
+    bodies the input guard leaves to the route (it checks them itself, e.g. to quarantine one
+    bad entry instead of refusing all)."""
     configure_logging(settings.service_name, settings.log_level)
     app = FastAPI(
         title=title,
@@ -121,14 +124,16 @@ def create_service(
         # FHIR's handling=strict: a parameter a /fhir/ route does not know is a 400
         dependencies=[Depends(strict_parameters)],
     )
-    platform = _platform(app, settings)
+    platform = _platform(app, settings, events)
     if settings.jwks_url or settings.jwks_file:
         app.state.token_verifier = _token_verifier(settings, platform.http)
-        app.state.denylist = Denylist(platform.database, platform.subscriptions)
+    # kept even where no token is verified (development without keys): one set of topics
+    app.state.denylist = Denylist(platform.database, platform.subscriptions)
     _install_middleware(app, settings, unchecked_bodies)
     _install_health(app, platform)
     if configure is not None:
         configure(app, platform)
+    events.subscribed(platform.subscriptions.topics)
     for router in routers:
         app.include_router(router)
     declare_error_responses(app, routers)
@@ -166,7 +171,7 @@ def _lifespan(
     return lifespan
 
 
-def _platform(app: FastAPI, settings: ServiceSettings) -> Platform:
+def _platform(app: FastAPI, settings: ServiceSettings, events: ServiceEvents) -> Platform:
     """The database, the sidecar client, publishing (through the outbox), subscriptions and
     the policy enforcement point (whose decisions the enforcement log records)."""
     database = Database(
@@ -183,7 +188,7 @@ def _platform(app: FastAPI, settings: ServiceSettings) -> Platform:
         settings.dapr_api_token.get_secret_value(),
         settings.partition_key_secret.get_secret_value(),
     )
-    outbox = Outbox(database, publisher, settings.outbox_sweep_seconds)
+    outbox = Outbox(database, publisher, settings.outbox_sweep_seconds, events)
     enforcement = EnforcementLog(outbox, settings.service_name)
     platform = Platform(
         settings=settings,
@@ -286,3 +291,22 @@ def state_dependency(name: str, kind: type[T]) -> Callable[[Request], Awaitable[
 
     dependency.__name__ = name
     return dependency
+
+
+class ServedApp:
+    """A service module's ``__getattr__`` giving ``app`` (uvicorn's ``<service>.main:app``),
+    built from the environment on first use: importing ``main`` for its ``create_app`` (a
+    test does) reads no environment.
+
+    In ``main.py``: ``__getattr__ = ServedApp(lambda: create_app(settings_for(...)))``."""
+
+    def __init__(self, build: Callable[[], FastAPI]) -> None:
+        self._build = build
+        self._app: FastAPI | None = None
+
+    def __call__(self, name: str) -> FastAPI:
+        if name != "app":
+            raise AttributeError(name)
+        if self._app is None:
+            self._app = self._build()
+        return self._app

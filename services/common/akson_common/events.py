@@ -14,7 +14,7 @@ import json
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -453,6 +453,40 @@ CATALOGUE: dict[str, Topic[Any]] = {
 }
 
 
+@dataclass(frozen=True)
+class ServiceEvents:
+    """What a service publishes and consumes: each service declares one in its ``events.py``
+    and hands it to ``create_service``, which holds the wiring to it. An app that subscribes to
+    a topic it does not declare, or declares one it does not subscribe to, is not built; an
+    event of an undeclared topic is refused by the outbox before anything is written.
+
+    The shared library's own topics count too: a service that asks the policy publishes
+    :data:`DECISIONS_ENFORCED` (its enforcement log), and every service consumes
+    :data:`ACCOUNT_DISABLED` (its token denylist)."""
+
+    publishes: tuple[Topic[Any], ...] = ()
+    consumes: tuple[Topic[Any], ...] = ()
+
+    def published(self, envelopes: Sequence[Mapping[str, Any]]) -> None:
+        """Raise :class:`UndeclaredTopic` for an envelope whose topic is not declared."""
+        declared = {topic.name for topic in self.publishes}
+        for envelope in envelopes:
+            if envelope.get("topic") not in declared:
+                raise UndeclaredTopic(f"publishes {envelope.get('topic')!r}, not in its events.py")
+
+    def subscribed(self, topics: Sequence[str]) -> None:
+        """Raise :class:`UndeclaredTopic` unless ``topics`` are exactly those consumed."""
+        declared = {topic.name for topic in self.consumes}
+        if undeclared := set(topics) - declared:
+            raise UndeclaredTopic(f"subscribes to {sorted(undeclared)}, not in its events.py")
+        if unused := declared - set(topics):
+            raise UndeclaredTopic(f"declares {sorted(unused)} consumed, but subscribes to none")
+
+
+class UndeclaredTopic(RuntimeError):
+    """A service's wiring and its ``events.py`` disagree (a programming error)."""
+
+
 def cloud_event(topic: Topic[P], payload: P, *, source: str, subject: str) -> dict[str, Any]:
     """A CloudEvents 1.0 envelope; its id is what consumers dedupe on.
 
@@ -636,6 +670,8 @@ class Subscriptions:
         self._attempts: OrderedDict[str, int] = OrderedDict()
         self._in_flight: set[str] = set()
         self._pruner: asyncio.Task[None] | None = None
+        # the topics subscribed to, in order (``ServiceEvents.subscribed`` checks them)
+        self.topics: list[str] = []
 
     def on(
         self, topic: Topic[P], *, batch: BatchHandler[P] | None = None
@@ -647,6 +683,10 @@ class Subscriptions:
         event by event, so that a poison event is isolated)."""
 
         def register(handler: Handler[P]) -> Handler[P]:
+            if topic.name in self.topics:
+                raise UndeclaredTopic(f"{topic.name} has a handler already")
+            self.topics.append(topic.name)
+
             async def receive(request: Request) -> dict[str, Any]:
                 raw = await request.body()
                 entries = _bulk_entries(raw)

@@ -32,7 +32,7 @@ from akson_common.db import (
     bulk_write_in_rounds,
     when_not_busy,
 )
-from akson_common.events import EventPublisher
+from akson_common.events import EventPublisher, ServiceEvents
 
 log = logging.getLogger("akson.outbox")
 _tracer = trace.get_tracer("akson.outbox")
@@ -63,10 +63,18 @@ _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
 class Outbox:
-    def __init__(self, database: Database, publisher: EventPublisher, sweep_seconds: float) -> None:
+    def __init__(
+        self,
+        database: Database,
+        publisher: EventPublisher,
+        sweep_seconds: float,
+        events: ServiceEvents,
+    ) -> None:
         self.database = database
         self.publisher = publisher
         self.sweep_seconds = sweep_seconds
+        # what the service declares it publishes: an event of another topic is refused unwritten
+        self.events = events
         self.collections: list[str] = []
         # collections whose documents only carry events: deleted once their events are out
         self._carriers: set[str] = set()
@@ -110,6 +118,7 @@ class Outbox:
         upsert: bool = False,
     ) -> Document | None:
         """Apply ``update`` and append ``events`` to the same document, atomically."""
+        self.events.published(events)
         target = self.database.collection(collection)
         result = await when_not_busy(
             lambda: target.find_one_and_update(
@@ -134,6 +143,8 @@ class Outbox:
         """
         if not documents:
             return set()
+        for _, events in documents:
+            self.events.published(events)
         batch = [{**document, OUTBOX_FIELD: events} for document, events in documents]
         existed: set[Any] = set()
         try:

@@ -192,12 +192,13 @@ def test_every_service_with_token_verification_subscribes_to_disabled_accounts(
     from fastapi.testclient import TestClient
 
     from akson_common.app import create_service
+    from akson_common.events import ACCOUNT_DISABLED, ServiceEvents
     from akson_common.settings import ServiceSettings
 
     settings = ServiceSettings(
         service_name="any", environment="development", jwks_file=str(tmp_path / "jwks.json")
     )
-    app = create_service(settings, title="any")
+    app = create_service(settings, title="any", events=ServiceEvents(consumes=(ACCOUNT_DISABLED,)))
     topics = {s["topic"] for s in TestClient(app).get("/dapr/subscribe").json()}
     assert topics == {"identity.account.disabled"}
 

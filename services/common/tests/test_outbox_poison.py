@@ -13,6 +13,7 @@ import pytest
 from pymongo import DeleteOne, UpdateOne
 
 from akson_common.enforcement import ENFORCED, EnforcementLog
+from akson_common.events import DECISIONS_ENFORCED, ServiceEvents, UndeclaredTopic
 from akson_common.outbox import DEAD_LETTERS, MAX_PUBLISH_ATTEMPTS, OUTBOX_FIELD, SENT, Outbox
 
 
@@ -99,6 +100,9 @@ def pending(database: MemoryDatabase) -> list[dict[str, Any]]:
     return collection.documents
 
 
+LOGS_DECISIONS = ServiceEvents(publishes=(DECISIONS_ENFORCED,))
+
+
 async def relay(outbox: Outbox, database: MemoryDatabase) -> None:
     collection = database.collection("things")
     await outbox._relay_chunk(collection, list(collection.documents))  # type: ignore[arg-type]
@@ -107,7 +111,7 @@ async def relay(outbox: Outbox, database: MemoryDatabase) -> None:
 async def test_a_refused_event_is_dead_lettered_after_bounded_attempts() -> None:
     database = MemoryDatabase()
     sidecar = Sidecar({"poison"}, 400)
-    outbox = Outbox(database, sidecar, 1.0)  # type: ignore[arg-type]
+    outbox = Outbox(database, sidecar, 1.0, ServiceEvents())  # type: ignore[arg-type]
     documents = pending(database)
     for _ in range(MAX_PUBLISH_ATTEMPTS - 1):
         with pytest.raises(httpx.HTTPStatusError):
@@ -122,7 +126,7 @@ async def test_a_refused_event_is_dead_lettered_after_bounded_attempts() -> None
 @pytest.mark.parametrize("status", [503, 500, 429])
 async def test_a_sidecar_that_is_away_is_waited_for(status: int) -> None:
     database = MemoryDatabase()
-    outbox = Outbox(database, Sidecar({"poison"}, status), 1.0)  # type: ignore[arg-type]
+    outbox = Outbox(database, Sidecar({"poison"}, status), 1.0, ServiceEvents())  # type: ignore[arg-type]
     documents = pending(database)
     for _ in range(MAX_PUBLISH_ATTEMPTS + 2):
         with pytest.raises(httpx.HTTPStatusError):
@@ -134,7 +138,7 @@ async def test_a_sidecar_that_is_away_is_waited_for(status: int) -> None:
 async def test_published_events_are_pulled_later_and_never_published_twice() -> None:
     database = MemoryDatabase()
     sidecar = Sidecar(set(), 400)
-    outbox = Outbox(database, sidecar, 1.0)  # type: ignore[arg-type]
+    outbox = Outbox(database, sidecar, 1.0, ServiceEvents())  # type: ignore[arg-type]
     outbox.track("things")
     documents = pending(database)
     poison, good = documents[0][OUTBOX_FIELD][0], documents[1][OUTBOX_FIELD][0]
@@ -157,14 +161,14 @@ async def test_published_events_are_pulled_later_and_never_published_twice() -> 
 async def test_chunks_left_by_a_previous_run_are_pulled_and_not_published_again() -> None:
     database = MemoryDatabase()
     documents = pending(database)
-    first = Outbox(database, Sidecar(set(), 400), 1.0)  # type: ignore[arg-type]
+    first = Outbox(database, Sidecar(set(), 400), 1.0, ServiceEvents())  # type: ignore[arg-type]
     first._written["things"] = {"a": list(documents[0][OUTBOX_FIELD])}
     assert await first.relay_written() == 1
     (stored,) = database.collection(SENT).documents
     assert stored["documents"] == [{"_id": "a", "ids": ["poison"]}]  # ids, not envelopes
     # the process ends before pulling; the next one publishes only what was not sent
     sidecar = Sidecar(set(), 400)
-    again = Outbox(database, sidecar, 1.0)  # type: ignore[arg-type]
+    again = Outbox(database, sidecar, 1.0, ServiceEvents())  # type: ignore[arg-type]
     again.track("things")
     await again._load_sent()
     assert await again.relay_once() == 1 and sidecar.published == ["good"]
@@ -178,7 +182,7 @@ async def test_enforced_decision_batches_are_deleted_once_published() -> None:
     is still to be published, not every batch ever written."""
     database = MemoryDatabase()
     sidecar = Sidecar(set(), 400)
-    outbox = Outbox(database, sidecar, 1.0)  # type: ignore[arg-type]
+    outbox = Outbox(database, sidecar, 1.0, LOGS_DECISIONS)  # type: ignore[arg-type]
     enforcement = EnforcementLog(outbox, "journal")
     for flush in range(5):
         for n in range(3):
@@ -200,7 +204,7 @@ async def test_enforced_decision_batches_are_deleted_once_published() -> None:
 async def test_the_relay_scans_only_at_start_up() -> None:
     database = MemoryDatabase()
     sidecar = Sidecar(set(), 400)
-    outbox = Outbox(database, sidecar, 0.01)  # type: ignore[arg-type]
+    outbox = Outbox(database, sidecar, 0.01, LOGS_DECISIONS)  # type: ignore[arg-type]
     enforcement = EnforcementLog(outbox, "journal")
     outbox.start()
     try:
@@ -214,3 +218,14 @@ async def test_the_relay_scans_only_at_start_up() -> None:
     assert len(sidecar.published) == 30
     assert database.collection(ENFORCED).documents == []
     assert database.collection(ENFORCED).scans == 1, "the relay scanned beyond its start-up sweep"
+
+
+async def test_an_event_of_an_undeclared_topic_is_refused_unwritten() -> None:
+    database = MemoryDatabase()
+    outbox = Outbox(database, Sidecar(set(), 400), 1.0, LOGS_DECISIONS)  # type: ignore[arg-type]
+    event = {"id": "e1", "topic": "masterdata.person.changed", "subject": "p1"}
+    with pytest.raises(UndeclaredTopic):
+        await outbox.save("things", {"_id": "a"}, {"$set": {"v": 1}}, [event], upsert=True)
+    with pytest.raises(UndeclaredTopic):
+        await outbox.insert_many("things", [({"_id": "b"}, [event])])
+    assert database.collection("things").documents == []

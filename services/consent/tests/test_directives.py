@@ -16,7 +16,7 @@ from akson_common.errors import Conflict, Forbidden, PreconditionFailed, Unproce
 from akson_common.identifiers import synthetic_national_id
 from akson_common.settings import ServiceSettings
 from consent import fhir
-from consent.app import create_app
+from consent.main import create_app
 from consent.models import Directive, DirectiveIn, WithdrawalIn
 from consent.service import changed_event, new_directive, policy_directives, withdrawn
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from identity.app import create_app
+from identity.main import create_app
 from identity.settings import IdentitySettings
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}

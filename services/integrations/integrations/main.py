@@ -1,9 +1,55 @@
-"""The integrations service: payroll and logistics exports, minimised by policy."""
+"""The integrations service: payroll and logistics exports, minimised by policy.
+
+Wiring: the consumers, the exporter, the operators' routes."""
 
 from __future__ import annotations
 
+from fastapi import FastAPI
+
+from akson_common.app import Platform, ServedApp, create_service
+from akson_common.events import SUPPLIES_USED, VISIT_COMPLETED
 from akson_common.settings import settings_for
-from integrations.app import create_app
+from integrations.api import router
+from integrations.events import EVENTS
+from integrations.exports import Exporter
+from integrations.logistics import Logistics
+from integrations.payroll import Payroll
+from integrations.received import ReceivedEvents
+from integrations.reports import Reports
 from integrations.settings import IntegrationsSettings
 
-app = create_app(settings_for(IntegrationsSettings, "integrations"))
+
+def create_app(settings: IntegrationsSettings) -> FastAPI:
+    exporters: list[Exporter] = []
+
+    def configure(app: FastAPI, platform: Platform) -> None:
+        exporter = Exporter(platform, settings)
+        exporters.append(exporter)
+        received = ReceivedEvents(platform.database)
+        payroll = Payroll(platform.database, settings, received, exporter.wake)
+        logistics = Logistics(platform.database, settings, received, exporter.wake)
+        platform.subscriptions.on(VISIT_COMPLETED)(payroll.on_visit_completed)
+        platform.subscriptions.on(SUPPLIES_USED)(logistics.on_supplies_used)
+        app.state.exporter = exporter
+        app.state.reports = Reports(platform.database, platform.pep)
+
+    async def start_exporting(platform: Platform) -> None:
+        for exporter in exporters:
+            exporter.start()
+
+    async def stop_exporting(platform: Platform) -> None:
+        for exporter in exporters:
+            await exporter.stop()
+
+    return create_service(
+        settings,
+        title="Akson integrations",
+        events=EVENTS,
+        routers=[router],
+        configure=configure,
+        on_startup=start_exporting,
+        on_shutdown=stop_exporting,
+    )
+
+
+__getattr__ = ServedApp(lambda: create_app(settings_for(IntegrationsSettings, "integrations")))

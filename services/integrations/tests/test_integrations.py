@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 
 from akson_common.events import SuppliesUsedV1, VisitCompletedV1
 from akson_common.identifiers import synthetic_national_id
-from integrations.app import create_app
 from integrations.exports import (
     PAYROLL_COLUMNS,
     exportable,
@@ -26,6 +25,7 @@ from integrations.exports import (
     withheld,
 )
 from integrations.logistics import counted, threshold
+from integrations.main import create_app
 from integrations.models import (
     StockCounter,
     TimesheetEntry,

@@ -4,34 +4,33 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from akson_common.app import Platform, create_service
+from akson_common.app import Platform, ServedApp, create_service
 from akson_common.projections import PatientProjections
 from akson_common.settings import settings_for
 from journal.access import Access
 from journal.api import router
+from journal.events import EVENTS
 from journal.service import Journal
 from journal.settings import JournalSettings
 
-settings = settings_for(JournalSettings, "journal")
 
+def create_app(settings: JournalSettings) -> FastAPI:
+    def configure(app: FastAPI, platform: Platform) -> None:
+        # patients with their care relations and consent directives (what its decisions need)
+        projections = PatientProjections(
+            platform.database,
+            platform.subscriptions,
+            directives=True,
+            cache_seconds=settings.projection_cache_seconds,
+        )
+        access = Access(platform.pep, projections, platform.database, platform.outbox)
+        app.state.projections = projections
+        app.state.journal = Journal(platform.database, platform.outbox, access)
+        app.state.journal_settings = settings
 
-def configure(app: FastAPI, platform: Platform) -> None:
-    # patients with their care relations and consent directives (what its decisions need)
-    projections = PatientProjections(
-        platform.database,
-        platform.subscriptions,
-        directives=True,
-        cache_seconds=settings.projection_cache_seconds,
+    return create_service(
+        settings, title="Akson journal", events=EVENTS, routers=[router], configure=configure
     )
-    access = Access(platform.pep, projections, platform.database, platform.outbox)
-    app.state.projections = projections
-    app.state.journal = Journal(platform.database, platform.outbox, access)
-    app.state.journal_settings = settings
 
 
-app = create_service(
-    settings,
-    title="Akson journal",
-    routers=[router],
-    configure=configure,
-)
+__getattr__ = ServedApp(lambda: create_app(settings_for(JournalSettings, "journal")))

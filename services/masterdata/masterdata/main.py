@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from akson_common.app import Platform, create_service
+from akson_common.app import Platform, ServedApp, create_service
 from akson_common.settings import ServiceSettings, settings_for
 from masterdata.access import MasterDataAccess
 from masterdata.api import router
+from masterdata.events import EVENTS
 from masterdata.service import MasterData
 
 
@@ -16,9 +17,10 @@ def configure(app: FastAPI, platform: Platform) -> None:
     app.state.masterdata_access = MasterDataAccess(app.state.masterdata, platform.pep)
 
 
-app = create_service(
-    settings_for(ServiceSettings, "masterdata"),
-    title="Akson master data",
-    routers=[router],
-    configure=configure,
-)
+def create_app(settings: ServiceSettings) -> FastAPI:
+    return create_service(
+        settings, title="Akson master data", events=EVENTS, routers=[router], configure=configure
+    )
+
+
+__getattr__ = ServedApp(lambda: create_app(settings_for(ServiceSettings, "masterdata")))

@@ -1,9 +1,76 @@
-"""The welfare service: welfare-technology devices and their messages into the shared record."""
+"""The welfare service: welfare-technology devices and their messages into the shared record.
+
+Wiring: read models, the registry, the intake, the journal writer."""
 
 from __future__ import annotations
 
-from akson_common.settings import settings_for
-from welfare.app import create_app
-from welfare.settings import WelfareSettings
+import asyncio
 
-app = create_app(settings_for(WelfareSettings, "welfare"))
+from fastapi import FastAPI
+
+from akson_common.app import Platform, ServedApp, create_service
+from akson_common.credentials import ClientCredentials
+from akson_common.projections import PatientProjections
+from akson_common.settings import settings_for
+from welfare.api import router
+from welfare.events import EVENTS
+from welfare.service import DeviceAccess, Devices, Intake
+from welfare.settings import WelfareSettings
+from welfare.store import WelfareStore
+from welfare.writer import JournalWriter
+
+
+def create_app(settings: WelfareSettings) -> FastAPI:
+    def configure(app: FastAPI, platform: Platform) -> None:
+        # care relations and consent directives (the device consents among them)
+        projections = PatientProjections(
+            platform.database,
+            platform.subscriptions,
+            directives=True,
+            cache_seconds=settings.projection_cache_seconds,
+        )
+        store = WelfareStore(platform.database)
+        credentials = ClientCredentials(
+            platform.http,
+            settings.token_endpoint,
+            settings.client_id,
+            key_file=settings.client_key_file,
+            key=settings.client_key.get_secret_value(),
+        )
+        writer = JournalWriter(
+            platform.http,
+            credentials,
+            sidecar=settings.dapr_http_endpoint,
+            dapr_token=settings.dapr_api_token.get_secret_value(),
+            app_id=settings.journal_app_id,
+            timeout=settings.invoke_timeout_seconds,
+        )
+        devices = Devices(store)
+        app.state.projections = projections
+        app.state.devices = devices
+        app.state.device_access = DeviceAccess(devices, platform.pep, projections)
+        app.state.intake = Intake(platform, settings, store, devices, projections, writer)
+
+    async def start(platform: Platform) -> None:
+        intake: Intake = platform_app.state.intake
+        workers.append(asyncio.create_task(intake.run_retries(settings.journal_retry_poll_seconds)))
+
+    async def stop(platform: Platform) -> None:
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    workers: list[asyncio.Task[None]] = []
+    platform_app = create_service(
+        settings,
+        title="Akson welfare",
+        events=EVENTS,
+        routers=[router],
+        configure=configure,
+        on_startup=start,
+        on_shutdown=stop,
+    )
+    return platform_app
+
+
+__getattr__ = ServedApp(lambda: create_app(settings_for(WelfareSettings, "welfare")))
