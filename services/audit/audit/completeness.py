@@ -37,16 +37,11 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from akson_common.app import state_dependency
-from akson_common.auth import CurrentPrincipal
 from akson_common.db import Database, Document, insert_new, when_not_busy
-from akson_common.errors import PROTECTED_RESPONSES
 from akson_common.events import (
     DECISION_GAP,
     DECISION_GAP_RESOLVED,
@@ -59,7 +54,7 @@ from akson_common.events import (
     cloud_event,
 )
 from akson_common.outbox import Outbox
-from akson_common.policy import Policy, PolicyContext, ResourceRef
+from audit.models import Side, aware
 
 log = logging.getLogger("akson.audit.completeness")
 
@@ -68,9 +63,6 @@ LOGGED = "logged"
 GAPS = "gaps"
 DECISIONS = "decisions"
 CHUNK = 500
-AUDIT = PolicyContext(purpose="audit")
-# quarantined: OPA logged it, but its entry could not be stored as sent (see audit.quarantine)
-Side = Literal["enforced_only", "logged_only", "quarantined"]
 
 
 class Reconciler:
@@ -155,7 +147,7 @@ class Reconciler:
                 for d in chunk
                 if d["_id"] not in on_both
                 and d["_id"] not in known
-                and _aware(d["seen_at"]) <= cutoff
+                and aware(d["seen_at"]) <= cutoff
             ]
             counts["raised"] += await self._raise(
                 [_gap(d["_id"], "logged_only", None, None, now) for d in expired]
@@ -170,7 +162,7 @@ class Reconciler:
             # that waited out the grace (or has an open gap to close) is looked up in the chain,
             # by ``_id`` one at a time (indexed; rare: a late or lost OPA upload, a re-sent
             # report, an intake stopped between the chain and ``logged``)
-            expired = [d for d in chunk if _aware(d["seen_at"]) <= cutoff]
+            expired = [d for d in chunk if aware(d["seen_at"]) <= cutoff]
             expired_ids = {d["_id"] for d in expired}
             candidates = [
                 d["_id"] for d in chunk if d["_id"] in open_gaps or d["_id"] in expired_ids
@@ -245,7 +237,7 @@ class Reconciler:
                 service=gap.get("service"),
                 allow=gap.get("allow"),
                 status="resolved",
-                detected_at=_aware(gap["detected_at"]),
+                detected_at=aware(gap["detected_at"]),
                 resolved_at=now,
             )
             event = cloud_event(DECISION_GAP_RESOLVED, payload, source="audit", subject=gap["_id"])
@@ -297,60 +289,6 @@ def _gap(
     }
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _chunks(documents: list[Document]) -> Iterable[list[Document]]:
     for start in range(0, len(documents), CHUNK):
         yield documents[start : start + CHUNK]
-
-
-# -- the auditors' view ------------------------------------------------------------------------
-
-
-class GapView(BaseModel):
-    decision_id: str
-    side: Side
-    service: str | None
-    allow: bool | None
-    status: Literal["open", "resolved"]
-    detected_at: datetime
-    resolved_at: datetime | None
-
-
-class GapPage(BaseModel):
-    items: list[GapView]
-
-
-router = APIRouter(prefix="/audit", tags=["completeness"], responses=PROTECTED_RESPONSES)
-Gaps = Annotated[Reconciler, Depends(state_dependency("reconciler", Reconciler))]
-
-
-@router.get("/gaps", response_model=GapPage)
-async def list_gaps(
-    principal: CurrentPrincipal,
-    policy: Policy,
-    reconciler: Gaps,
-    status: Literal["open", "resolved"] | None = None,
-    count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
-) -> GapPage:
-    """Decisions seen on one side of the double recording only (newest first): ``enforced_only``
-    (OPA's log lost it) or ``logged_only`` (no enforcement point reported it); ``resolved`` when
-    the missing side arrived late."""
-    await policy.enforce(principal, "search", ResourceRef(type="DecisionLog"), AUDIT)
-    documents = await reconciler.list(status, count)
-    return GapPage(
-        items=[
-            GapView(
-                decision_id=str(d["_id"]),
-                side=d["side"],
-                service=d.get("service"),
-                allow=d.get("allow"),
-                status=d["status"],
-                detected_at=_aware(d["detected_at"]),
-                resolved_at=_aware(d["resolved_at"]) if d.get("resolved_at") else None,
-            )
-            for d in documents
-        ]
-    )

@@ -11,9 +11,7 @@ import hmac
 import json
 import logging
 import zlib
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Request, Response, status
+from typing import Any
 
 from akson_common.errors import BadRequest, Unauthorized
 from akson_common.guard import json_depth_exceeds
@@ -23,30 +21,54 @@ from audit.settings import AuditSettings
 from audit.store import DecisionStore, prepare
 
 log = logging.getLogger("akson.audit.intake")
-router = APIRouter(tags=["decision logs"])
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 # OPA's entries nest a few levels (input.context.care_relations[i]); far below this
 MAX_DEPTH = 64
 
 
-@router.post(
-    "/opa/decision-logs",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses={
-        400: {"description": "Not a decision-log batch"},
-        401: {"description": "Not the policy engine"},
-    },
-)
-async def receive_decision_logs(
-    request: Request,
-    authorization: Annotated[str, Header()] = "",
-    content_encoding: Annotated[str, Header()] = "",
-) -> Response:
-    settings: AuditSettings = request.app.state.platform.settings
-    expected = f"Bearer {settings.audit_upload_token}"
-    if not settings.audit_upload_token or not hmac.compare_digest(authorization, expected):
-        raise Unauthorized("decision logs are accepted from the policy engine only")
-    raw = await request.body()
+class Intake:
+    """OPA's uploads into the chain: screened, stored, queued for reconciliation."""
+
+    def __init__(
+        self,
+        settings: AuditSettings,
+        store: DecisionStore,
+        quarantine: Quarantine,
+        reconciler: Reconciler,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.quarantine = quarantine
+        self.reconciler = reconciler
+
+    async def receive(self, raw: bytes, authorization: str, content_encoding: str) -> None:
+        """Store one upload (``authorization``: OPA's bearer credential)."""
+        token = self.settings.audit_upload_token
+        if not token or not hmac.compare_digest(authorization, f"Bearer {token}"):
+            raise Unauthorized("decision logs are accepted from the policy engine only")
+        batch = _batch(raw, content_encoding)
+        pending, quarantined = prepare(batch)
+        # the originals first: a crash before the chain leaves them kept, and OPA re-sends
+        await self.quarantine.keep(quarantined)
+        new_ids: list[str] = []
+        refused: list[Quarantined] = []
+        stored = await self.store.append_prepared(pending, new_ids, refused)
+        await self.quarantine.keep(refused)
+        # then the reconciliation queue: a crash in between leaves the decision in the chain,
+        # where the reconciler looks too, so nothing is reported missing that is stored
+        await self.reconciler.logged_now(new_ids)
+        log.info(
+            "decision logs received",
+            extra={
+                "received": len(batch),
+                "stored": stored,
+                "quarantined": len(quarantined) + len(refused),
+            },
+        )
+
+
+def _batch(raw: bytes, content_encoding: str) -> list[dict[str, Any]]:
+    """The upload's entries, each with a decision id; a 400 for anything else."""
     if len(raw) > MAX_UPLOAD_BYTES:
         raise BadRequest("the upload is too large")
     try:
@@ -62,28 +84,7 @@ async def receive_decision_logs(
         isinstance(e, dict) and isinstance(e.get("decision_id"), str) for e in batch
     ):
         raise BadRequest("every entry needs a decision_id")
-    store: DecisionStore = request.app.state.decisions
-    quarantine: Quarantine = request.app.state.quarantine
-    pending, quarantined = prepare(batch)
-    # the originals first: a crash before the chain leaves them kept, and OPA re-sends
-    await quarantine.keep(quarantined)
-    new_ids: list[str] = []
-    refused: list[Quarantined] = []
-    stored = await store.append_prepared(pending, new_ids, refused)
-    await quarantine.keep(refused)
-    # then the reconciliation queue: a crash in between leaves the decision in the chain,
-    # where the reconciler looks too, so nothing is reported missing that is stored
-    reconciler: Reconciler = request.app.state.reconciler
-    await reconciler.logged_now(new_ids)
-    log.info(
-        "decision logs received",
-        extra={
-            "received": len(batch),
-            "stored": stored,
-            "quarantined": len(quarantined) + len(refused),
-        },
-    )
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return batch
 
 
 def _int(text: str) -> int | float:

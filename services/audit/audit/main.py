@@ -6,33 +6,40 @@ from fastapi import FastAPI
 
 from akson_common.app import Platform, ServedApp, create_service
 from akson_common.settings import settings_for
-from audit import api, completeness, directory, quarantine, reviews, signals
+from audit import api
+from audit.completeness import Reconciler
+from audit.directory import Directory
 from audit.events import EVENTS
-from audit.intake import router
+from audit.intake import Intake
+from audit.quarantine import Quarantine
+from audit.reviews import ReviewQueue
+from audit.service import AuditLog
 from audit.settings import AuditSettings
 from audit.store import DecisionStore
 
 
 def create_app(settings: AuditSettings) -> FastAPI:
-    background: list[completeness.Reconciler] = []
+    background: list[Reconciler] = []
 
     def configure(app: FastAPI, platform: Platform) -> None:
-        app.state.decisions = DecisionStore(
-            platform.database, checkpoint_every=settings.checkpoint_every
-        )
-        app.state.reviews = reviews.ReviewQueue(
-            platform.database, platform.subscriptions, platform.outbox
-        )
-        app.state.directory = directory.Directory(platform.database, platform.subscriptions)
-        app.state.reconciler = completeness.Reconciler(
+        decisions = DecisionStore(platform.database, checkpoint_every=settings.checkpoint_every)
+        reviews = ReviewQueue(platform.database, platform.subscriptions, platform.outbox)
+        reconciler = Reconciler(
             platform.database,
             platform.subscriptions,
             platform.outbox,
             grace_seconds=settings.reconcile_grace_seconds,
             interval_seconds=settings.reconcile_interval_seconds,
         )
-        app.state.quarantine = quarantine.Quarantine(platform.database, platform.outbox)
-        background.append(app.state.reconciler)
+        quarantine = Quarantine(platform.database, platform.outbox)
+        directory = Directory(platform.database, platform.subscriptions)
+        app.state.decisions = decisions
+        app.state.reconciler = reconciler
+        app.state.intake = Intake(settings, decisions, quarantine, reconciler)
+        app.state.audit_log = AuditLog(
+            platform.pep, decisions, directory, reconciler, quarantine, reviews
+        )
+        background.append(reconciler)
 
     async def start(platform: Platform) -> None:
         for task in background:
@@ -47,13 +54,12 @@ def create_app(settings: AuditSettings) -> FastAPI:
         title="Akson audit",
         events=EVENTS,
         routers=[
-            router,
+            api.intake_router,
             api.router,
             api.citizen_router,
-            reviews.router,
-            completeness.router,
-            quarantine.router,
-            signals.router,
+            api.reviews_router,
+            api.completeness_router,
+            api.signals_router,
         ],
         # the intake screens each entry itself: one bad entry is quarantined, not the batch
         unchecked_bodies=("/opa/decision-logs",),

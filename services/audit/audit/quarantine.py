@@ -26,26 +26,18 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
-
-from akson_common.app import state_dependency
-from akson_common.auth import CurrentPrincipal
 from akson_common.db import Database, insert_new
-from akson_common.errors import PROTECTED_RESPONSES
 from akson_common.events import DECISION_QUARANTINED, DecisionQuarantinedV1, cloud_event
 from akson_common.guard import INT64_MAX, INT64_MIN, hostile
 from akson_common.outbox import Outbox
-from akson_common.policy import Policy, PolicyContext, ResourceRef
 from audit.completeness import GAPS
 
 log = logging.getLogger("akson.audit.quarantine")
 
 QUARANTINE = "quarantine"
 MAX_ID_LENGTH = 200
-AUDIT = PolicyContext(purpose="audit")
 
 
 @dataclass(frozen=True)
@@ -183,46 +175,3 @@ class Quarantine:
     async def list(self, limit: int) -> list[dict[str, Any]]:
         cursor = self.entries.find({}, {"_outbox": 0}).sort("quarantined_at", -1)
         return await cursor.limit(limit).to_list(None)
-
-
-class QuarantinedView(BaseModel):
-    decision_id: str
-    reason: str
-    quarantined_at: datetime
-    entry_json_base64: str
-
-
-class QuarantinePage(BaseModel):
-    items: list[QuarantinedView]
-
-
-router = APIRouter(prefix="/audit", tags=["completeness"], responses=PROTECTED_RESPONSES)
-QuarantineDep = Annotated[Quarantine, Depends(state_dependency("quarantine", Quarantine))]
-
-
-@router.get("/quarantine", response_model=QuarantinePage)
-async def list_quarantine(
-    principal: CurrentPrincipal,
-    policy: Policy,
-    quarantine: QuarantineDep,
-    count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
-) -> QuarantinePage:
-    """Decision-log entries kept in quarantine (newest first): chained as escaped records
-    flagged ``quarantined``; here as received (base64 of their JSON) with the reason."""
-    await policy.enforce(principal, "search", ResourceRef(type="DecisionLog"), AUDIT)
-    documents = await quarantine.list(count)
-    return QuarantinePage(
-        items=[
-            QuarantinedView(
-                decision_id=str(d["_id"]),
-                reason=str(d.get("reason", "")),
-                quarantined_at=_aware(d["quarantined_at"]),
-                entry_json_base64=str(d.get("entry_json_base64", "")),
-            )
-            for d in documents
-        ]
-    )
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -9,16 +9,12 @@ and its ``audit.emergency_access.reviewed`` event are one single-document update
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from akson_common.app import state_dependency
-from akson_common.auth import CurrentPrincipal
 from akson_common.db import Database, DuplicateKeyError, Repository, when_not_busy
-from akson_common.errors import PROTECTED_RESPONSES, Conflict, NotFound
+from akson_common.errors import Conflict
 from akson_common.events import (
     EMERGENCY_ACCESS,
     EMERGENCY_ACCESS_REVIEWED,
@@ -30,41 +26,9 @@ from akson_common.events import (
     cloud_event,
 )
 from akson_common.outbox import Outbox
-from akson_common.policy import Policy, PolicyContext, ResourceRef, written_unread
+from audit.models import Review, ReviewVerdict
 
 REVIEWS = "emergency_reviews"
-AUDIT = PolicyContext(purpose="audit")
-ReviewOutcome = Literal["justified", "not_justified"]
-
-
-class Review(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    status: Literal["open", "closed"]
-    decision_id: str | None
-    patient: str
-    practitioner: str
-    unit: str | None
-    organisation: str | None
-    reason_code: str
-    resource_type: str
-    category: str | None
-    accessed_at: datetime
-    opened_at: datetime
-    outcome: ReviewOutcome | None = None
-    comment: str | None = None
-    reviewer: str | None = None
-    reviewed_at: datetime | None = None
-
-
-class ReviewPage(BaseModel):
-    items: list[Review]
-
-
-class ReviewVerdict(BaseModel):
-    outcome: ReviewOutcome
-    comment: str = Field(min_length=1, max_length=2000)
 
 
 class ReviewQueue:
@@ -145,49 +109,3 @@ class ReviewQueue:
         if updated is None:
             raise Conflict("the review is already closed")
         return self.repository.to_model(updated)
-
-
-router = APIRouter(
-    prefix="/audit/reviews", tags=["emergency reviews"], responses=PROTECTED_RESPONSES
-)
-Queue = Annotated[ReviewQueue, Depends(state_dependency("reviews", ReviewQueue))]
-
-
-@router.get("", response_model=ReviewPage)
-async def list_reviews(
-    principal: CurrentPrincipal,
-    policy: Policy,
-    queue: Queue,
-    status: Literal["open", "closed"] | None = None,
-    patient: Annotated[str | None, Query(min_length=1, max_length=80)] = None,
-    count: Annotated[int, Query(alias="_count", ge=1, le=500)] = 100,
-) -> ReviewPage:
-    """Break-glass accesses to review (``status=open``) or reviewed, newest first."""
-    await policy.enforce(
-        principal, "search", ResourceRef(type="AuditEvent", patient=patient), AUDIT
-    )
-    return ReviewPage(items=await queue.list(status, patient, count))
-
-
-@router.post("/{review_id}", response_model=Review, responses={409: {"description": "Closed"}})
-async def review_emergency_access(
-    review_id: Annotated[str, Path(max_length=120)],
-    verdict: ReviewVerdict,
-    principal: CurrentPrincipal,
-    policy: Policy,
-    queue: Queue,
-) -> Review | Response:
-    """Record the verdict on one break-glass access (once)."""
-    review = await queue.find(review_id)
-    # the policy is asked before anything about the review is revealed (even its absence)
-    patient = review.patient if review is not None else None
-    await policy.enforce(
-        principal, "write", ResourceRef(type="AccessReview", patient=patient), AUDIT
-    )
-    if review is None:
-        raise NotFound("no such review")
-    closed = await queue.close(review, verdict, principal.id)
-    readable = ResourceRef(type="AuditEvent", patient=closed.patient)
-    if await policy.read_back(principal, readable, AUDIT) is None:
-        return written_unread(200, {"id": closed.id})
-    return closed

@@ -26,25 +26,17 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
-
-from akson_common.app import state_dependency
-from akson_common.auth import CurrentPrincipal
-from akson_common.errors import PROTECTED_RESPONSES
-from akson_common.policy import Policy, PolicyContext, ResourceRef
+from audit.models import Signal, SignalPage, SignalQuery
 from audit.store import DecisionStore
 
-AUDIT = PolicyContext(purpose="audit")
 AUDIT_TYPES = ("AuditEvent", "DecisionLog", "AccessLog", "AccessReview")
 # the reasons that are a basis of their own (authz policy's grants): with any of them an
 # emergency access was not "only by emergency"
 OTHER_BASES = frozenset(
     {"care_relation", "directory", "own_record", "system_scope", "sharing_consent", "auditor"}
 )
-Rule = Literal["unusual_volume", "protected_address", "repeated_emergency"]
 
 
 @dataclass(frozen=True)
@@ -56,15 +48,6 @@ class Access:
     day: date
     reasons: tuple[str, ...]
     protected_address: bool
-
-
-class Signal(BaseModel):
-    rule: Rule
-    practitioner: str
-    patient: str | None = None
-    count: int
-    explanation: str
-    numbers: dict[str, float]
 
 
 def unusual_volume(
@@ -195,14 +178,6 @@ def access_of(document: dict[str, Any]) -> Access | None:
 # -- the auditors' view ------------------------------------------------------------------------
 
 
-class SignalPage(BaseModel):
-    day: date
-    window_start: date
-    items: list[Signal]
-
-
-router = APIRouter(prefix="/audit", tags=["snooping signals"], responses=PROTECTED_RESPONSES)
-Store = Annotated[DecisionStore, Depends(state_dependency("decisions", DecisionStore))]
 FIELDS = {
     "patient": 1,
     "at": 1,
@@ -216,22 +191,11 @@ FIELDS = {
 }
 
 
-@router.get("/signals", response_model=SignalPage)
-async def snooping_signals(
-    principal: CurrentPrincipal,
-    policy: Policy,
-    store: Store,
-    day: date | None = None,
-    baseline_days: Annotated[int, Query(ge=1, le=90)] = 14,
-    k: Annotated[float, Query(gt=0, le=10)] = 3.0,
-    min_volume: Annotated[int, Query(ge=1, le=10_000)] = 10,
-    min_emergency: Annotated[int, Query(ge=1, le=1000)] = 3,
-) -> SignalPage:
-    """Flags for review over ``day`` (default today, UTC) and the ``baseline_days`` before it;
-    each says which rule fired and the numbers behind it."""
-    await policy.enforce(principal, "search", ResourceRef(type="DecisionLog"), AUDIT)
-    examined = day or datetime.now(UTC).date()
-    start = examined - timedelta(days=baseline_days)
+async def examine(store: DecisionStore, query: SignalQuery) -> SignalPage:
+    """Flags for review over ``query.day`` (default today, UTC) and the ``baseline_days``
+    before it; each says which rule fired and the numbers behind it."""
+    examined = query.day or datetime.now(UTC).date()
+    start = examined - timedelta(days=query.baseline_days)
     selector = {
         "at": {
             "$gte": datetime.combine(start, time(), UTC),
@@ -246,8 +210,8 @@ async def snooping_signals(
         if access is not None:
             accesses.append(access)
     items = [
-        *unusual_volume(accesses, examined, baseline_days, k, min_volume),
+        *unusual_volume(accesses, examined, query.baseline_days, query.k, query.min_volume),
         *protected_address(accesses),
-        *repeated_emergency(accesses, min_emergency),
+        *repeated_emergency(accesses, query.min_emergency),
     ]
     return SignalPage(day=examined, window_start=start, items=items)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from audit.api import DecisionFilter, view
 from audit.chain import Head, extend
 from audit.cli import TABLE_COLUMNS, table
+from audit.models import DecisionFilter, view
 from audit.records import query_fields, sanitise
 from audit.store import decision_indexes
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from audit.api import view
 from audit.chain import canonical
+from audit.models import view
 from audit.quarantine import _raw, chain_id, escaped, screen
 from audit.records import query_fields
 from audit.store import prepare
