@@ -1,16 +1,26 @@
-"""A patient's messages as callers reach them: every operation asks the policy first
-(resource type ``Communication``, with the patient's care relations), and what a write
-answers is a read too. The routes (messaging/api.py) only translate HTTP."""
+"""A patient's messages and the FHIR Subscriptions as callers reach them: every operation asks
+the policy first (messages: resource type ``Communication``, with the patient's care
+relations; subscriptions: the resources of their topic), and what a write answers is a read
+too. The routes (``api.py``, ``fhir_api.py``) only translate HTTP."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from akson_common.auth import Principal
 from akson_common.db import Page
 from akson_common.errors import NotFound
 from akson_common.events import OutboundStatus
-from akson_common.policy import Action, PolicyEnforcementPoint, ResourceRef
+from akson_common.policy import Action, PolicyContext, PolicyEnforcementPoint, ResourceRef
 from messaging.models import InboundMessage, OutboundMessage, SendIn
+from messaging.notifier import Notifier, owner_key
 from messaging.service import RESOURCE_TYPE, Messaging
+from messaging.subscriptions import Notification, StoredSubscription
+from messaging.topics import TOPICS, Topic
+
+NO_SUCH = "no such subscription"
+# the events a $events answer holds at most
+MAX_EVENTS = 50
 
 
 class MessageAccess:
@@ -108,3 +118,84 @@ class MessageAccess:
     ) -> Page[InboundMessage]:
         await self._about_patient(principal, "search", patient, "general")
         return await self.messaging.inbound.page({"patient": patient}, limit, after)
+
+
+# -- FHIR Subscriptions --------------------------------------------------------------------------
+
+
+def _about(subscription: StoredSubscription | None) -> ResourceRef:
+    """What holding a subscription reveals: the topic's resources of its patient."""
+    if subscription is None:
+        return ResourceRef(type="Subscription")
+    topic: Topic | None = TOPICS.get(subscription.topic)
+    return ResourceRef(
+        type=subscription.resource_type,
+        patient=subscription.patient,
+        category=topic.decided_as if topic else None,
+    )
+
+
+class SubscriptionAccess:
+    """A caller's own FHIR Subscriptions: subscribing is decided (in the notifier) as a
+    ``search`` of the topic's resources of the filtered patient; reading one, its status or its
+    events as a ``read`` of them, now. Anyone else's reads like an unknown one (404)."""
+
+    def __init__(self, notifier: Notifier, pep: PolicyEnforcementPoint) -> None:
+        self.notifier, self.pep = notifier, pep
+
+    async def subscribe(self, principal: Principal, raw: Any) -> tuple[StoredSubscription, bool]:
+        """The subscription requested, and whether the caller may read it back."""
+        subscription = await self.notifier.subscribe(raw, principal)
+        context = await self.notifier.projections.context(subscription.patient)
+        readable = await self.pep.read_back(principal, _about(subscription), context)
+        return subscription, readable is not None
+
+    async def own(self, principal: Principal, subscription_id: str) -> StoredSubscription:
+        """The caller's subscription, decided as a read; 404 alike when unknown, someone else's
+        or refused."""
+        found = await self.notifier.store.get(subscription_id)
+        mine = found is not None and found.owner_key == owner_key(principal)
+        context = (
+            await self.notifier.projections.context(found.patient) if found else PolicyContext()
+        )
+        await self.pep.visible(
+            principal, "read", _about(found), context, known=mine, not_found=NotFound(NO_SUCH)
+        )
+        assert found is not None
+        return found
+
+    async def readable(
+        self, principal: Principal, status: str | None, limit: int, after: str | None
+    ) -> Page[StoredSubscription]:
+        """A page of the caller's own subscriptions, of those it may read now."""
+        page = await self.notifier.store.owned(owner_key(principal), limit, after)
+        items = []
+        for subscription in page.items:
+            if status is not None and subscription.status != status:
+                continue
+            context = await self.notifier.projections.context(subscription.patient)
+            decision = await self.pep.decide(principal, "read", _about(subscription), context)
+            if decision.allow:
+                items.append(subscription)
+        return Page(items=items, next_after=page.next_after)
+
+    async def unsubscribe(self, principal: Principal, subscription_id: str) -> None:
+        """The owner ends it: no patient data in the answer, so no decision (a subscriber whose
+        access ended can still stop its notifications)."""
+        found = await self.notifier.store.get(subscription_id)
+        if found is None or found.owner_key != owner_key(principal):
+            raise NotFound(NO_SUCH)
+        await self.notifier.unsubscribe(subscription_id)
+
+    async def events(
+        self, principal: Principal, subscription_id: str, since: int | None, until: int | None
+    ) -> tuple[StoredSubscription, list[Notification]]:
+        """The notified events in a range (at most :data:`MAX_EVENTS`), each decided again for
+        the caller now (what it may no longer read is left out)."""
+        subscription = await self.own(principal, subscription_id)
+        high = min(until or subscription.events_since_start, subscription.events_since_start)
+        low = max(since or high - MAX_EVENTS + 1, high - MAX_EVENTS + 1, 1)
+        store = self.notifier.store
+        events = await store.events(subscription.id, low, high) if high >= low else []
+        allowed = [e for e in events if await self.notifier.refusal(subscription, e) is None]
+        return subscription, allowed

@@ -22,34 +22,29 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from akson_common.app import state_dependency
-from akson_common.auth import CurrentPrincipal, Principal
+from akson_common.auth import CurrentPrincipal
 from akson_common.errors import BadRequest, NotFound, Problem, UnsupportedMediaType
 from akson_common.fhir import FHIR_JSON, capability_statement, fhir_base, resource_capability
-from akson_common.policy import (
-    Policy,
-    PolicyContext,
-    PolicyEnforcementPoint,
-    ResourceRef,
-)
-from messaging.notifier import Notifier, now, owner_key
+from messaging.access import SubscriptionAccess
+from messaging.notifier import Notifier, now
 from messaging.subscriptions import (
     PROFILE,
-    StoredSubscription,
     instant,
     reference,
     status_parameters,
     subscription_resource,
 )
-from messaging.topics import BY_ID, TOPICS, Topic, topic_resource
+from messaging.topics import BY_ID, TOPICS, topic_resource
 
 router = APIRouter(tags=["fhir"])
 NotifierDep = Annotated[Notifier, Depends(state_dependency("notifier", Notifier))]
+Access = Annotated[
+    SubscriptionAccess, Depends(state_dependency("subscription_access", SubscriptionAccess))
+]
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 # a Subscription is a few hundred bytes; more is refused before it is parsed
 MAX_SUBSCRIPTION_BYTES = 64 * 1024
-MAX_EVENTS = 50
 BACKPORT_OPERATIONS = "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition"
-NO_SUCH = "no such subscription"
 
 
 class ContentTooLarge(Problem):
@@ -129,36 +124,6 @@ async def read_topic(topic_id: Id) -> JSONResponse:
 # -- subscriptions --------------------------------------------------------------------------
 
 
-def _about(subscription: StoredSubscription | None) -> ResourceRef:
-    """What holding a subscription reveals: the topic's resources of its patient."""
-    if subscription is None:
-        return ResourceRef(type="Subscription")
-    topic: Topic | None = TOPICS.get(subscription.topic)
-    return ResourceRef(
-        type=subscription.resource_type,
-        patient=subscription.patient,
-        category=topic.decided_as if topic else None,
-    )
-
-
-async def own_subscription(
-    subscription_id: str,
-    principal: Principal,
-    policy: PolicyEnforcementPoint,
-    notifier: Notifier,
-) -> StoredSubscription:
-    """The caller's subscription, decided as a read; 404 alike when unknown, someone else's
-    or refused."""
-    found = await notifier.store.get(subscription_id)
-    mine = found is not None and found.owner_key == owner_key(principal)
-    context = await notifier.projections.context(found.patient) if found else PolicyContext()
-    await policy.visible(
-        principal, "read", _about(found), context, known=mine, not_found=NotFound(NO_SUCH)
-    )
-    assert found is not None
-    return found
-
-
 @router.post(
     "/fhir/R4/Subscription",
     status_code=201,
@@ -167,7 +132,7 @@ async def own_subscription(
     },
 )
 async def create_subscription(
-    request: Request, principal: CurrentPrincipal, policy: Policy, notifier: NotifierDep
+    request: Request, principal: CurrentPrincipal, access: Access
 ) -> Response:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in (FHIR_JSON, "application/json"):
@@ -182,10 +147,9 @@ async def create_subscription(
         raw = json.loads(body)
     except ValueError:
         raise BadRequest("the body is not JSON") from None
-    subscription = await notifier.subscribe(raw, principal)
+    subscription, readable = await access.subscribe(principal, raw)
     location = f"{fhir_base(request)}/Subscription/{subscription.id}"
-    context = await notifier.projections.context(subscription.patient)
-    if await policy.read_back(principal, _about(subscription), context) is None:
+    if not readable:
         # created, but not the writer's to read back: its id is in Location only
         unread = {
             "resourceType": "OperationOutcome",
@@ -201,29 +165,22 @@ async def create_subscription(
 async def search_subscriptions(
     request: Request,
     principal: CurrentPrincipal,
-    policy: Policy,
-    notifier: NotifierDep,
+    access: Access,
     status: Annotated[str | None, Query(pattern=r"^(requested|active|error|off)$")] = None,
     count: Annotated[int, Query(alias="_count", ge=0, le=100)] = 50,
     after: Annotated[str | None, Query(alias="_after", max_length=64)] = None,
 ) -> JSONResponse:
     """The caller's own subscriptions (each one it may read now)."""
     base = fhir_base(request)
-    page = await notifier.store.owned(owner_key(principal), max(count, 1), after)
-    entries = []
-    for subscription in page.items:
-        if status is not None and subscription.status != status:
-            continue
-        context = await notifier.projections.context(subscription.patient)
-        decision = await policy.decide(principal, "read", _about(subscription), context)
-        if decision.allow:
-            entries.append(
-                {
-                    "fullUrl": f"{base}/Subscription/{subscription.id}",
-                    "resource": subscription_resource(subscription),
-                    "search": {"mode": "match"},
-                }
-            )
+    page = await access.readable(principal, status, max(count, 1), after)
+    entries = [
+        {
+            "fullUrl": f"{base}/Subscription/{subscription.id}",
+            "resource": subscription_resource(subscription),
+            "search": {"mode": "match"},
+        }
+        for subscription in page.items
+    ]
     bundle = searchset(base, entries if count else [], f"{base}/Subscription")
     if page.next_after is not None:
         url = request.url.include_query_params(_after=page.next_after)
@@ -233,20 +190,16 @@ async def search_subscriptions(
 
 @router.get("/fhir/R4/Subscription/{subscription_id}")
 async def read_subscription(
-    subscription_id: Id, principal: CurrentPrincipal, policy: Policy, notifier: NotifierDep
+    subscription_id: Id, principal: CurrentPrincipal, access: Access
 ) -> JSONResponse:
-    subscription = await own_subscription(subscription_id, principal, policy, notifier)
-    return fhir(subscription_resource(subscription))
+    return fhir(subscription_resource(await access.own(principal, subscription_id)))
 
 
 @router.delete("/fhir/R4/Subscription/{subscription_id}", status_code=204)
 async def delete_subscription(
-    subscription_id: Id, principal: CurrentPrincipal, notifier: NotifierDep
+    subscription_id: Id, principal: CurrentPrincipal, access: Access
 ) -> Response:
-    found = await notifier.store.get(subscription_id)
-    if found is None or found.owner_key != owner_key(principal):
-        raise NotFound(NO_SUCH)
-    await notifier.unsubscribe(subscription_id)
+    await access.unsubscribe(principal, subscription_id)
     return Response(status_code=204)
 
 
@@ -255,15 +208,16 @@ async def subscription_status(
     subscription_id: Id,
     request: Request,
     principal: CurrentPrincipal,
-    policy: Policy,
+    access: Access,
     notifier: NotifierDep,
 ) -> JSONResponse:
     """The backport's ``$status``: a searchset with the status as its one entry."""
-    subscription = await own_subscription(subscription_id, principal, policy, notifier)
-    base = notifier.settings.public_fhir_base or fhir_base(request)
+    subscription = await access.own(principal, subscription_id)
+    public = notifier.settings.public_fhir_base
+    base = public or fhir_base(request)
     # references inside the status as in notifications (the gateway moves only links and
     # fullUrls to its base): under the public base, else relative
-    status = status_parameters(subscription, "query-status", notifier.settings.public_fhir_base)
+    status = status_parameters(subscription, "query-status", public)
     entry = {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": status, "search": {"mode": "match"}}
     return fhir(searchset(base, [entry], f"{base}/Subscription/{subscription_id}/$status"))
 
@@ -273,22 +227,17 @@ async def subscription_events(
     subscription_id: Id,
     request: Request,
     principal: CurrentPrincipal,
-    policy: Policy,
+    access: Access,
     notifier: NotifierDep,
     since: Annotated[int | None, Query(alias="eventsSinceNumber", ge=1)] = None,
     until: Annotated[int | None, Query(alias="eventsUntilNumber", ge=1)] = None,
 ) -> JSONResponse:
     """The backport's ``$events``: the notified events in a range (at most 50), id-only, each
     decided again for the caller now (what it may no longer read is left out)."""
-    subscription = await own_subscription(subscription_id, principal, policy, notifier)
-    high = min(until or subscription.events_since_start, subscription.events_since_start)
-    low = max(since or high - MAX_EVENTS + 1, high - MAX_EVENTS + 1, 1)
-    events = await notifier.store.events(subscription.id, low, high) if high >= low else []
-    allowed = [e for e in events if await notifier.refusal(subscription, e) is None]
-    base = notifier.settings.public_fhir_base or fhir_base(request)
-    status = status_parameters(
-        subscription, "query-event", notifier.settings.public_fhir_base, allowed
-    )
+    subscription, allowed = await access.events(principal, subscription_id, since, until)
+    public = notifier.settings.public_fhir_base
+    base = public or fhir_base(request)
+    status = status_parameters(subscription, "query-event", public, allowed)
     entries: list[dict[str, Any]] = [{"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": status}]
     if subscription.content == "id-only":
         entries += [{"fullUrl": reference(base, f"{e.focus_type}/{e.focus_id}")} for e in allowed]

@@ -20,7 +20,7 @@ from akson_common.events import (
 )
 from akson_common.projections import PatientProjections
 from akson_common.settings import settings_for
-from messaging.access import MessageAccess
+from messaging.access import MessageAccess, SubscriptionAccess
 from messaging.api import router
 from messaging.directory import Directory
 from messaging.events import EVENTS
@@ -72,6 +72,7 @@ def create_app(settings: MessagingSettings) -> FastAPI:
         app.state.settings = settings
         app.state.messaging = service
         app.state.message_access = MessageAccess(service, platform.pep)
+        app.state.subscription_access = SubscriptionAccess(workers.notifier, platform.pep)
         app.state.worker = worker
         app.state.notifier = workers.notifier
         app.state.notifications = workers.notifications
