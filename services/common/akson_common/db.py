@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
-from pymongo import AsyncMongoClient, IndexModel
+from pymongo import AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
@@ -368,19 +368,52 @@ class Repository(Generic[M]):
         existed = await insert_new(self.collection, documents)
         return len(documents) - len(existed)
 
+    async def insert(self, entity: M) -> bool:
+        """Insert a new entity; False (nothing written) when its id is stored already."""
+        document = self.to_document(entity)
+        try:
+            await when_not_busy(lambda: self.collection.insert_one(document))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def update(self, selector: Mapping[str, Any], update: Mapping[str, Any]) -> bool:
+        """Apply an update (``$set``, ``$inc``, ``$push`` ...) to the one document ``selector``
+        matches: a conditional write when the selector names the state expected. False when
+        it matches none."""
+        result = await when_not_busy(
+            lambda: self.collection.update_one(dict(selector), dict(update))
+        )
+        return result.matched_count == 1
+
+    async def update_and_get(
+        self, selector: Mapping[str, Any], update: Mapping[str, Any]
+    ) -> Document | None:
+        """As :meth:`update`, returning the document as updated (None: no match), for a
+        counter taken atomically (``$inc``)."""
+        return await when_not_busy(
+            lambda: self.collection.find_one_and_update(
+                dict(selector), dict(update), return_document=ReturnDocument.AFTER
+            )
+        )
+
+    async def count(self, query: Mapping[str, Any]) -> int:
+        return int(await self.collection.count_documents(dict(query)))
+
+    async def delete(self, entity_id: str) -> bool:
+        """Delete one entity by id; False when it was not stored."""
+        result = await when_not_busy(lambda: self.collection.delete_one({"_id": entity_id}))
+        return result.deleted_count == 1
+
     async def compare_and_set(
         self, expected_version: int | None, changed: M, *, version_field: str = "version"
     ) -> bool:
         """Store ``changed`` if the stored one's ``version_field`` is still
         ``expected_version`` (None: not stored yet); False when another writer got there
         first (the caller reads again and retries)."""
-        document = self.to_document(changed)
         if expected_version is None:
-            try:
-                await when_not_busy(lambda: self.collection.insert_one(document))
-            except DuplicateKeyError:
-                return False
-            return True
+            return await self.insert(changed)
+        document = self.to_document(changed)
         result = await when_not_busy(
             lambda: self.collection.update_one(
                 {"_id": document["_id"], version_field: expected_version},

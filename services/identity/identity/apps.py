@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Path, status
 
 from akson_common.app import state_dependency
 from akson_common.auth import CurrentPrincipal, Principal
-from akson_common.db import DuplicateKeyError
 from akson_common.errors import Conflict, NotFound, error_response
 from akson_common.policy import Action, Policy, PolicyContext, PolicyEnforcementPoint, ResourceRef
 from identity.models import CLIENT_ID_PATTERN, AppCreate, AppPublic, AppWrite, ClientRegistration
@@ -52,10 +51,8 @@ async def create_app(
 ) -> AppPublic:
     await ask(policy, principal, "write", body.client_id)
     registration = body.registration(body.client_id)
-    try:
-        await store.clients.collection.insert_one(store.clients.to_document(registration))
-    except DuplicateKeyError:
-        raise Conflict("an app with this client id is registered") from None
+    if not await store.clients.insert(registration):
+        raise Conflict("an app with this client id is registered")
     return public(registration)
 
 

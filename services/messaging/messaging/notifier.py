@@ -31,10 +31,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from pymongo import IndexModel, ReturnDocument
+from pymongo import IndexModel
 
 from akson_common.auth import Principal
-from akson_common.db import Database, DuplicateKeyError, Page, Repository, when_not_busy
+from akson_common.db import Database, Page, Repository
 from akson_common.errors import Unprocessable
 from akson_common.events import Delivery, DocumentRecordedV1, Outcome, RecordChangedV1
 from akson_common.fhir import FHIR_JSON
@@ -107,11 +107,8 @@ class SubscriptionStore:
 
     # -- subscriptions ----------------------------------------------------------------------
     async def add(self, subscription: StoredSubscription) -> None:
-        await when_not_busy(
-            lambda: self.subscriptions.collection.insert_one(
-                self.subscriptions.to_document(subscription)
-            )
-        )
+        if not await self.subscriptions.insert(subscription):
+            raise LookupError(f"subscription {subscription.id} exists")
 
     async def get(self, subscription_id: str) -> StoredSubscription | None:
         return await self.subscriptions.get_one_or_none(subscription_id)
@@ -120,13 +117,10 @@ class SubscriptionStore:
         return await self.subscriptions.paginate({"owner_key": key}, limit=limit, after=after)
 
     async def count_owned(self, key: str) -> int:
-        return int(await self.subscriptions.collection.count_documents({"owner_key": key}))
+        return await self.subscriptions.count({"owner_key": key})
 
     async def remove(self, subscription_id: str) -> bool:
-        result = await when_not_busy(
-            lambda: self.subscriptions.collection.delete_one({"_id": subscription_id})
-        )
-        return bool(result.deleted_count)
+        return await self.subscriptions.delete(subscription_id)
 
     async def matching(self, patient: str, resource_type: str) -> list[StoredSubscription]:
         return await self.subscriptions.find(
@@ -146,20 +140,13 @@ class SubscriptionStore:
         changes: dict[str, Any] = {"status": status, "error": error, "updated_at": at}
         if status == "active":
             changes["next_heartbeat_at"] = next_heartbeat_at
-        result = await when_not_busy(
-            lambda: self.subscriptions.collection.update_one(
-                {"_id": subscription_id, "status": {"$in": list(only_from)}}, {"$set": changes}
-            )
+        return await self.subscriptions.update(
+            {"_id": subscription_id, "status": {"$in": list(only_from)}}, {"$set": changes}
         )
-        return bool(result.modified_count)
 
     async def next_event_number(self, subscription_id: str) -> int | None:
-        document = await when_not_busy(
-            lambda: self.subscriptions.collection.find_one_and_update(
-                {"_id": subscription_id},
-                {"$inc": {"events_since_start": 1}},
-                return_document=ReturnDocument.AFTER,
-            )
+        document = await self.subscriptions.update_and_get(
+            {"_id": subscription_id}, {"$inc": {"events_since_start": 1}}
         )
         return None if document is None else int(document["events_since_start"])
 
@@ -172,13 +159,10 @@ class SubscriptionStore:
         """Move the subscription's next heartbeat on (compare-and-set: one replica takes it)."""
         assert subscription.heartbeat_seconds is not None
         following = at + timedelta(seconds=subscription.heartbeat_seconds)
-        result = await when_not_busy(
-            lambda: self.subscriptions.collection.update_one(
-                {"_id": subscription.id, "next_heartbeat_at": subscription.next_heartbeat_at},
-                {"$set": {"next_heartbeat_at": following}},
-            )
+        return await self.subscriptions.update(
+            {"_id": subscription.id, "next_heartbeat_at": subscription.next_heartbeat_at},
+            {"$set": {"next_heartbeat_at": following}},
         )
-        return bool(result.modified_count)
 
     async def ended(self, at: datetime) -> list[StoredSubscription]:
         return await self.subscriptions.find(
@@ -188,25 +172,15 @@ class SubscriptionStore:
     # -- notifications (the queue) ----------------------------------------------------------
     async def enqueue(self, notification: Notification) -> bool:
         """Queue a notification; False if one with its id was queued before."""
-        try:
-            await when_not_busy(
-                lambda: self.notifications.collection.insert_one(
-                    self.notifications.to_document(notification)
-                )
-            )
-        except DuplicateKeyError:
-            return False
-        return True
+        return await self.notifications.insert(notification)
 
     async def claim(self, at: datetime, owner: str, lease: timedelta) -> Notification | None:
         document = await claim_due(self.notifications.collection, at, owner, lease)
         return None if document is None else self.notifications.to_model(document)
 
     async def numbered(self, notification_id: str, number: int) -> None:
-        await when_not_busy(
-            lambda: self.notifications.collection.update_one(
-                {"_id": notification_id}, {"$set": {"event_number": number}}
-            )
+        await self.notifications.update(
+            {"_id": notification_id}, {"$set": {"event_number": number}}
         )
 
     async def events(self, subscription_id: str, low: int, high: int) -> list[Notification]:
@@ -241,13 +215,11 @@ class SubscriptionStore:
         change = NotificationChange(
             status=settled.status, at=at, attempts=settled.attempts, error_code=result.error_code
         )
-        saved = await when_not_busy(
-            lambda: self.notifications.collection.update_one(
-                {"_id": notification.id, "status": "queued", "lease_owner": owner},
-                {"$set": changes, "$push": {"history": change.model_dump(mode="python")}},
-            )
+        saved = await self.notifications.update(
+            {"_id": notification.id, "status": "queued", "lease_owner": owner},
+            {"$set": changes, "$push": {"history": change.model_dump(mode="python")}},
         )
-        if not saved.modified_count:
+        if not saved:
             return None
         await self._subscription_after(settled, at)
         return settled

@@ -23,7 +23,6 @@ from typing import Any
 
 from akson_common.app import Platform
 from akson_common.auth import Principal
-from akson_common.db import DuplicateKeyError
 from akson_common.errors import Conflict, Forbidden, NotFound
 from akson_common.events import WELFARE_ALERT_RAISED, WelfareAlertRaisedV1, cloud_event
 from akson_common.outbox import Outbox
@@ -130,10 +129,8 @@ class Devices:
             registered_at=at,
         )
         device = assigned(registered, request, principal, at)
-        try:
-            await self.repository.collection.insert_one(self.repository.to_document(device))
-        except DuplicateKeyError:
-            raise Conflict("a device with this id is registered") from None
+        if not await self.repository.insert(device):
+            raise Conflict("a device with this id is registered")
         return device
 
     async def assign(self, device: Device, request: AssignmentIn, principal: Principal) -> Device:
@@ -145,13 +142,8 @@ class Devices:
         return await self._save(device, unassigned(device, principal, now()))
 
     async def _save(self, before: Device, after: Device) -> Device:
-        state = self.repository.to_document(after)
-        result = await self.repository.collection.find_one_and_update(
-            # only the version we read: a concurrent change makes this match nothing
-            {"_id": before.id, "version": before.version},
-            {"$set": {k: v for k, v in state.items() if k != "_id"}},
-        )
-        if result is None:
+        # only the version we read: a concurrent change makes this match nothing
+        if not await self.repository.compare_and_set(before.version, after):
             raise Conflict("the device changed meanwhile")
         return after
 
@@ -342,9 +334,7 @@ class Intake:
         return Answer(answer, verdict)
 
     async def _again(self, stored: StoredMessage) -> Answer:
-        await self.store.messages.collection.update_one(
-            {"_id": stored.key}, {"$inc": {"deliveries": 1}}
-        )
+        await self.store.messages.update({"_id": stored.key}, {"$inc": {"deliveries": 1}})
         return Answer(stored.receipt, stored.verdict, duplicate=True)
 
     async def attempt(self, record: StoredMessage) -> None:
@@ -383,7 +373,7 @@ class Intake:
             "lease_owner": None,
             "last_error_code": str(last_status) if waiting else None,
         }
-        await self.store.messages.collection.update_one({"_id": record.key}, {"$set": changes})
+        await self.store.messages.update({"_id": record.key}, {"$set": changes})
 
     async def retry_due(self) -> bool:
         """Lease one message whose entries wait for the journal and attempt them; False when
@@ -416,12 +406,8 @@ class Intake:
             status=status,
             at=now(),
         )
-        try:
-            await self.store.dead_letters.collection.insert_one(
-                self.store.dead_letters.to_document(letter)
-            )
-        except DuplicateKeyError:
-            pass  # dead-lettered by an attempt that did not get to record it
+        # False: dead-lettered by an attempt that did not get to record it
+        await self.store.dead_letters.insert(letter)
 
 
 @dataclass(frozen=True)
