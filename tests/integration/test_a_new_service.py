@@ -1,10 +1,11 @@
 """Issue 22: a new service is a folder (plus a values entry: tests/charts, the chart's side).
 
 A throwaway service is made in a temporary folder, as a newcomer would make one: a package
-with ``main.py`` on the shared library and a ``pyproject.toml`` whose ``[tool.akson.local]``
-declares one setting. The runner, which names no service, starts it with its own sidecar on
-the real database, broker and OPA; it is ready (database, sidecar, OPA) and its declared
-setting reached it. Nothing is installed: its folder is enough.
+laid out as every service is (``settings.py``, ``events.py``, ``api.py``, ``main.py``) on the
+shared library, and a ``pyproject.toml`` whose ``[tool.akson.local]`` declares one setting.
+The runner, which names no service, starts it with its own sidecar on the real database,
+broker and OPA; it is ready (database, sidecar, OPA), its declared setting reached it, and its
+sidecar is told the topics its ``events.py`` declares. Nothing is installed: its folder is enough.
 """
 
 from __future__ import annotations
@@ -21,33 +22,50 @@ from stack import ROOT, Stack, discover_services
 
 NAME = "throwaway"
 
-MAIN = '''
-"""A throwaway service: one route that answers its one setting."""
-
-from fastapi import APIRouter
-
-from akson_common.app import create_service
-from akson_common.events import ACCOUNT_DISABLED, ServiceEvents
-from akson_common.settings import ServiceSettings, settings_for
+# the layout every service has, in its smallest form: settings, events, routes, wiring
+FILES = {
+    "settings.py": """
+from akson_common.settings import ServiceSettings
 
 
 class ThrowawaySettings(ServiceSettings):
     greeting: str = "nobody told me"
+""",
+    "events.py": """
+from akson_common.events import ACCOUNT_DISABLED, ServiceEvents
 
+# it publishes nothing; tokens are verified, so its denylist takes disabled accounts
+EVENTS = ServiceEvents(consumes=(ACCOUNT_DISABLED,))
+""",
+    "api.py": """
+from fastapi import APIRouter, Request
 
-settings = settings_for(ThrowawaySettings, "throwaway")
 router = APIRouter()
 
 
 @router.get("/greeting")
-async def greeting() -> dict[str, str]:
-    return {"greeting": settings.greeting}
+async def greeting(request: Request) -> dict[str, str]:
+    return {"greeting": request.app.state.platform.settings.greeting}
+""",
+    "main.py": """
+\"\"\"A throwaway service: one route that answers its one setting.\"\"\"
+
+from fastapi import FastAPI
+
+from akson_common.app import ServedApp, create_service
+from akson_common.settings import settings_for
+from throwaway.api import router
+from throwaway.events import EVENTS
+from throwaway.settings import ThrowawaySettings
 
 
-# what it publishes and consumes: tokens are verified, so the denylist's disabled accounts
-events = ServiceEvents(consumes=(ACCOUNT_DISABLED,))
-app = create_service(settings, title="Throwaway", events=events, routers=[router])
-'''
+def create_app(settings: ThrowawaySettings) -> FastAPI:
+    return create_service(settings, title="Throwaway", events=EVENTS, routers=[router])
+
+
+__getattr__ = ServedApp(lambda: create_app(settings_for(ThrowawaySettings, "throwaway")))
+""",
+}
 
 PYPROJECT = """
 [project]
@@ -73,7 +91,8 @@ def make_service(root: Path) -> Path:
     folder = root / NAME
     (folder / NAME).mkdir(parents=True)
     (folder / NAME / "__init__.py").write_text("")
-    (folder / NAME / "main.py").write_text(MAIN)
+    for name, text in FILES.items():
+        (folder / NAME / name).write_text(text)
     (folder / "pyproject.toml").write_text(PYPROJECT)
     return folder
 
@@ -100,6 +119,9 @@ def test_a_service_folder_is_all_the_runner_needs(tmp_path: Path, run_dir: Path)
         assert metadata.json()["id"] == NAME
         answer = httpx.get(f"{urls['app']}/greeting", timeout=5)
         assert answer.json() == {"greeting": f"hello from {urls['app']}"}
+        # its sidecar is told the topics its events.py declares
+        told = httpx.get(f"{urls['app']}/dapr/subscribe", timeout=5).json()
+        assert [t["topic"] for t in told] == ["identity.account.disabled"]
         assert [p for p in stack.processes if p.startswith(NAME)] == [
             f"{NAME}-app",
             f"{NAME}-dapr",
@@ -117,17 +139,11 @@ def test_a_declaration_naming_what_the_runner_does_not_know_is_refused(
         PYPROJECT.replace("${app}", "${app.nowhere}") + '\n[tool.akson.local]\nstorage = "yes?"'
     )
     stack = Stack(run_dir=run_dir, services=[NAME], services_root=services)
-    try:
+    with pytest.raises(SystemExit) as refused:
         stack.prepare()
-    except SystemExit as refused:
-        assert "[tool.akson.local] is not valid" in str(refused) and "storage" in str(refused)
-    else:
-        raise AssertionError("a declaration that is not valid was accepted")
+    assert "[tool.akson.local] is not valid" in str(refused.value)
+    assert "storage" in str(refused.value)
     (folder / "pyproject.toml").write_text(PYPROJECT.replace("${app}", "${app.nowhere}"))
     stack = Stack(run_dir=run_dir, services=[NAME], services_root=services)
-    try:
+    with pytest.raises(SystemExit, match=r"knows no \$\{app\.nowhere\}"):
         stack.prepare()
-    except SystemExit as refused:
-        assert "knows no ${app.nowhere}" in str(refused), refused
-    else:
-        raise AssertionError("a declaration naming an unknown value was accepted")

@@ -7,7 +7,7 @@ import html
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, FastAPI, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from akson_common.app import state_dependency
@@ -17,9 +17,10 @@ from akson_common.auth import (
     CurrentPrincipal,
     smart_configuration,
 )
-from akson_common.errors import UnsupportedMediaType
+from akson_common.errors import UnsupportedMediaType, error_response
+from identity.apps import AppRegistry
 from identity.keys import ALGORITHM, SigningKeys
-from identity.models import TokenResponse
+from identity.models import CLIENT_ID_PATTERN, AppCreate, AppPublic, AppWrite, TokenResponse
 from identity.service import ASSERTION_ALGORITHMS, OAuthError, TokenService
 from identity.smart import (
     AUTHORIZATION_CODE,
@@ -224,3 +225,48 @@ def install_oauth_errors(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(OAuthError, on_oauth_error)
+
+
+# -- the app registry (admins) ------------------------------------------------------------------
+
+apps_router = APIRouter(prefix="/apps", tags=["app registry"])
+Registry = Annotated[AppRegistry, Depends(state_dependency("app_registry", AppRegistry))]
+ClientId = Annotated[str, Path(pattern=CLIENT_ID_PATTERN)]
+
+
+@apps_router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_response(409, "An app with this client id is registered"),
+    summary="Register an app",
+)
+async def create_app(body: AppCreate, principal: CurrentPrincipal, apps: Registry) -> AppPublic:
+    return await apps.register(principal, body)
+
+
+@apps_router.get("", summary="Every registered app")
+async def list_apps(principal: CurrentPrincipal, apps: Registry) -> list[AppPublic]:
+    return await apps.every(principal)
+
+
+@apps_router.get("/{client_id}", summary="One registered app")
+async def read_app(client_id: ClientId, principal: CurrentPrincipal, apps: Registry) -> AppPublic:
+    return await apps.one(principal, client_id)
+
+
+@apps_router.put(
+    "/{client_id}",
+    responses=error_response(409, "A platform client: changed through its boot-time seed"),
+    summary="Change an app's registration (its status stays)",
+)
+async def update_app(
+    client_id: ClientId, body: AppWrite, principal: CurrentPrincipal, apps: Registry
+) -> AppPublic:
+    return await apps.change(principal, client_id, body)
+
+
+@apps_router.post("/{client_id}/disable", summary="Disable an app: no new tokens, no refresh")
+async def disable_app(
+    client_id: ClientId, principal: CurrentPrincipal, apps: Registry
+) -> AppPublic:
+    return await apps.disable(principal, client_id)

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from akson_common.app import Platform, ServedApp, create_service
 from akson_common.events import ORGANISATION_CHANGED, PERSON_CHANGED, PRACTITIONER_CHANGED
 from akson_common.settings import settings_for
-from identity import apps
-from identity.api import install_oauth_errors, router
+from identity.api import apps_router, install_oauth_errors, router
+from identity.apps import AppRegistry
 from identity.events import EVENTS
 from identity.keys import SigningKeys
 from identity.models import ClientRegistration
@@ -38,6 +38,7 @@ def create_app(settings: IdentitySettings) -> FastAPI:
         app.state.signing_keys = keys
         app.state.token_service = built["service"] = service
         app.state.identity_store = store
+        app.state.app_registry = AppRegistry(store, platform.pep)
         app.state.app_launch = AppLaunch(service)
         install_oauth_errors(app)
 
@@ -53,7 +54,7 @@ def create_app(settings: IdentitySettings) -> FastAPI:
         settings,
         title="Akson identity",
         events=EVENTS,
-        routers=[router, apps.router],
+        routers=[router, apps_router],
         configure=configure,
         on_startup=on_startup,
     )
