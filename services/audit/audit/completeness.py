@@ -33,7 +33,6 @@ delay (locally 1–2 s and ~1 s; in production OPA's reporting delay).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -41,6 +40,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from akson_common.background import Background
 from akson_common.db import Database, Document, insert_new, when_not_busy
 from akson_common.events import (
     DECISION_GAP,
@@ -65,7 +65,7 @@ DECISIONS = "decisions"
 CHUNK = 500
 
 
-class Reconciler:
+class Reconciler(Background):
     def __init__(
         self,
         database: Database,
@@ -88,7 +88,7 @@ class Reconciler:
             GAPS, [IndexModel([("status", ASCENDING), ("detected_at", DESCENDING)])]
         )
         subscriptions.on(DECISIONS_ENFORCED)(self.on_enforced)
-        self._task: asyncio.Task[None] | None = None
+        self.name = "audit-reconciler"
 
     # -- the two streams -----------------------------------------------------------------------
 
@@ -259,15 +259,6 @@ class Reconciler:
                 await self.reconcile()
             except Exception as error:
                 log.warning("reconciliation failed, will retry", extra={"error": repr(error)})
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="audit-reconciler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def list(self, status: str | None, limit: int) -> list[Document]:
         selector = {} if status is None else {"status": status}

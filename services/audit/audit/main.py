@@ -19,8 +19,6 @@ from audit.store import DecisionStore
 
 
 def create_app(settings: AuditSettings) -> FastAPI:
-    background: list[Reconciler] = []
-
     def configure(app: FastAPI, platform: Platform) -> None:
         decisions = DecisionStore(platform.database, checkpoint_every=settings.checkpoint_every)
         reviews = ReviewQueue(platform.database, platform.subscriptions, platform.outbox)
@@ -39,15 +37,7 @@ def create_app(settings: AuditSettings) -> FastAPI:
         app.state.audit_log = AuditLog(
             platform.pep, decisions, directory, reconciler, quarantine, reviews
         )
-        background.append(reconciler)
-
-    async def start(platform: Platform) -> None:
-        for task in background:
-            task.start()
-
-    async def stop(platform: Platform) -> None:
-        for task in background:
-            await task.stop()
+        platform.beside(reconciler)
 
     return create_service(
         settings,
@@ -64,8 +54,6 @@ def create_app(settings: AuditSettings) -> FastAPI:
         # the intake screens each entry itself: one bad entry is quarantined, not the batch
         unchecked_bodies=("/opa/decision-logs",),
         configure=configure,
-        on_startup=start,
-        on_shutdown=stop,
     )
 
 

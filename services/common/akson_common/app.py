@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import httpx
@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from akson_common.auth import Denylist, JwksSource, TokenVerifier
+from akson_common.background import Worker
 from akson_common.db import Database
 from akson_common.enforcement import EnforcementLog
 from akson_common.errors import declare_error_responses, install_problem_handlers
@@ -55,6 +56,13 @@ class Platform:
     outbox: Outbox
     subscriptions: Subscriptions
     pep: PolicyEnforcementPoint
+    # what runs beside the routes (``beside``): started after the service's start-up
+    workers: list[Worker] = field(default_factory=list)
+
+    def beside(self, *workers: Worker) -> None:
+        """Run ``workers`` beside the routes: started after ``on_startup``, stopped (in
+        reverse) before ``on_shutdown``."""
+        self.workers.extend(workers)
 
 
 Startup = Callable[[Platform], Awaitable[None]]
@@ -153,12 +161,16 @@ def _lifespan(
         await platform.database.bootstrap()
         if on_startup is not None:
             await on_startup(platform)
+        for worker in platform.workers:
+            worker.start()
         platform.outbox.start()
         platform.subscriptions.start()
         enforcement.start()
         try:
             yield
         finally:
+            for worker in reversed(platform.workers):
+                await worker.stop()
             if on_shutdown is not None:
                 await on_shutdown(platform)
             await enforcement.stop()

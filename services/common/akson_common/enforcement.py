@@ -16,6 +16,7 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
+from akson_common.background import Background
 from akson_common.events import (
     DECISIONS_ENFORCED,
     DecisionsEnforcedV1,
@@ -29,13 +30,13 @@ ENFORCED = "enforced_decisions"
 MAX_BATCH = 500
 
 
-class EnforcementLog:
+class EnforcementLog(Background):
     def __init__(self, outbox: Outbox, service: str, flush_seconds: float = 1.0) -> None:
         self.outbox = outbox
         self.service = service
         self.flush_seconds = flush_seconds
         self._pending: list[EnforcedDecision] = []
-        self._task: asyncio.Task[None] | None = None
+        self.name = "enforcement-log"
         outbox.track(ENFORCED, keep=False)  # a batch is only its event: deleted once sent
 
     def record(self, decision_id: str, allow: bool) -> None:
@@ -74,13 +75,7 @@ class EnforcementLog:
                     extra={"error": type(error).__name__, "pending": len(self._pending)},
                 )
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="enforcement-log")
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().stop()
         with contextlib.suppress(Exception):
             await self.flush()

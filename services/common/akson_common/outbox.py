@@ -25,6 +25,7 @@ from pymongo import DeleteOne, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
+from akson_common.background import Background
 from akson_common.db import (
     Database,
     Document,
@@ -62,7 +63,7 @@ COMPACT_DOCUMENTS_PER_SECOND = 200.0
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
-class Outbox:
+class Outbox(Background):
     def __init__(
         self,
         database: Database,
@@ -84,7 +85,7 @@ class Outbox:
         # the pending filter); the full sweep is for what a crash left behind
         self._written: dict[str, dict[Any, list[dict[str, Any]]]] = {}
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.name = "outbox-relay"
         self._refusals: dict[str, int] = {}
         # Pulling published events from their documents is an update per document, the
         # costliest statement in FerretDB v1 (a query and a write, ~2 ms): the relay records
@@ -428,15 +429,6 @@ class Outbox:
                 )
                 full_every, last_full = self.sweep_seconds, -float("inf")
                 await asyncio.sleep(self.sweep_seconds)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 def _sent_ids(stored: Document) -> list[str]:

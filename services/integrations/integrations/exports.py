@@ -48,6 +48,7 @@ import httpx
 from pymongo.errors import ConnectionFailure
 
 from akson_common.app import Platform
+from akson_common.background import Background
 from akson_common.db import Repository
 from akson_common.events import (
     EXPORT_EXPORTED,
@@ -208,7 +209,7 @@ class Feed:
     closed_days_only: bool = False
 
 
-class Exporter:
+class Exporter(Background):
     def __init__(self, platform: Platform, settings: IntegrationsSettings) -> None:
         self.settings = settings
         self.database = platform.database
@@ -241,7 +242,7 @@ class Exporter:
             ),
         )
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.name = "exporter"
         self._failures: dict[str, int] = {}
 
     def wake(self) -> None:
@@ -466,12 +467,3 @@ class Exporter:
                 await self.run_once()
             except Exception:
                 log.exception("export sweep failed, will retry")
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="exporter")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

@@ -20,11 +20,9 @@ from integrations.settings import IntegrationsSettings
 
 
 def create_app(settings: IntegrationsSettings) -> FastAPI:
-    exporters: list[Exporter] = []
-
     def configure(app: FastAPI, platform: Platform) -> None:
         exporter = Exporter(platform, settings)
-        exporters.append(exporter)
+        platform.beside(exporter)
         received = ReceivedEvents(platform.database)
         payroll = Payroll(platform.database, settings, received, exporter.wake)
         logistics = Logistics(platform.database, settings, received, exporter.wake)
@@ -33,22 +31,12 @@ def create_app(settings: IntegrationsSettings) -> FastAPI:
         app.state.exporter = exporter
         app.state.reports = Reports(platform.database, platform.pep)
 
-    async def start_exporting(platform: Platform) -> None:
-        for exporter in exporters:
-            exporter.start()
-
-    async def stop_exporting(platform: Platform) -> None:
-        for exporter in exporters:
-            await exporter.stop()
-
     return create_service(
         settings,
         title="Akson integrations",
         events=EVENTS,
         routers=[router],
         configure=configure,
-        on_startup=start_exporting,
-        on_shutdown=stop_exporting,
     )
 
 

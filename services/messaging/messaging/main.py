@@ -45,7 +45,7 @@ class Workers:
     notifications: list[SendWorker[Notification]]
     subscriber_http: httpx.AsyncClient
 
-    async def start(self) -> None:
+    def start(self) -> None:
         self.worker.start()
         for notification_worker in self.notifications:
             notification_worker.start()
@@ -60,8 +60,6 @@ class Workers:
 
 
 def create_app(settings: MessagingSettings) -> FastAPI:
-    running: list[Workers] = []
-
     def configure(app: FastAPI, platform: Platform) -> None:
         queue = OutboundQueue(platform.database, platform.outbox)
         service = _messaging(settings, platform, queue)
@@ -76,15 +74,7 @@ def create_app(settings: MessagingSettings) -> FastAPI:
         app.state.worker = worker
         app.state.notifier = workers.notifier
         app.state.notifications = workers.notifications
-        running.append(workers)
-
-    async def start(platform: Platform) -> None:
-        for workers in running:
-            await workers.start()
-
-    async def stop(platform: Platform) -> None:
-        for workers in running:
-            await workers.stop()
+        platform.beside(workers)
 
     return create_service(
         settings,
@@ -92,8 +82,6 @@ def create_app(settings: MessagingSettings) -> FastAPI:
         events=EVENTS,
         routers=[router, fhir_router],
         configure=configure,
-        on_startup=start,
-        on_shutdown=stop,
     )
 
 

@@ -34,6 +34,7 @@ import httpx
 from pymongo import IndexModel
 
 from akson_common.auth import Principal
+from akson_common.background import Background
 from akson_common.db import Database, Page, Repository
 from akson_common.errors import Unprocessable
 from akson_common.events import Delivery, DocumentRecordedV1, Outcome, RecordChangedV1
@@ -253,7 +254,7 @@ class SubscriptionStore:
             )
 
 
-class Notifier:
+class Notifier(Background):
     def __init__(
         self,
         settings: MessagingSettings,
@@ -273,7 +274,7 @@ class Notifier:
             max_heartbeat_seconds=settings.subscription_max_heartbeat_seconds,
             max_timeout_seconds=settings.subscription_max_timeout_seconds,
         )
-        self._task: asyncio.Task[None] | None = None
+        self.name = "subscription-ticks"
 
     @property
     def refused_ports(self) -> frozenset[int]:
@@ -539,15 +540,6 @@ class Notifier:
             except Exception as error:
                 log.warning("subscription tick failed", extra={"error": type(error).__name__})
             await asyncio.sleep(self.settings.poll_seconds)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="subscription-ticks")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 def _decided_on(event: DocumentRecordedV1 | RecordChangedV1) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
+from akson_common.background import Background
 from messaging.settings import MessagingSettings
 from messaging.transport import TransportResult
 
@@ -61,7 +62,7 @@ class Queue(Protocol[M]):
     ) -> M | None: ...
 
 
-class SendWorker(Generic[M]):
+class SendWorker(Background, Generic[M]):
     def __init__(
         self,
         queue: Queue[M],
@@ -75,7 +76,6 @@ class SendWorker(Generic[M]):
         self.name = name
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -134,12 +134,3 @@ class SendWorker(Generic[M]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_seconds)
             self._wake.clear()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self.name)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

@@ -4,11 +4,10 @@ Wiring: read models, the registry, the intake, the journal writer."""
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import FastAPI
 
 from akson_common.app import Platform, ServedApp, create_service
+from akson_common.background import Loop
 from akson_common.credentials import ClientCredentials
 from akson_common.projections import PatientProjections
 from akson_common.settings import settings_for
@@ -49,28 +48,15 @@ def create_app(settings: WelfareSettings) -> FastAPI:
         app.state.projections = projections
         app.state.devices = devices
         app.state.device_access = DeviceAccess(devices, platform.pep, projections)
-        app.state.intake = Intake(platform, settings, store, devices, projections, writer)
+        intake = Intake(platform, settings, store, devices, projections, writer)
+        app.state.intake = intake
+        # the retry worker: every replica runs one; the lease keeps them apart
+        poll = settings.journal_retry_poll_seconds
+        platform.beside(Loop(lambda: intake.run_retries(poll), name="journal-retries"))
 
-    async def start(platform: Platform) -> None:
-        intake: Intake = platform_app.state.intake
-        workers.append(asyncio.create_task(intake.run_retries(settings.journal_retry_poll_seconds)))
-
-    async def stop(platform: Platform) -> None:
-        for worker in workers:
-            worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-
-    workers: list[asyncio.Task[None]] = []
-    platform_app = create_service(
-        settings,
-        title="Akson welfare",
-        events=EVENTS,
-        routers=[router],
-        configure=configure,
-        on_startup=start,
-        on_shutdown=stop,
+    return create_service(
+        settings, title="Akson welfare", events=EVENTS, routers=[router], configure=configure
     )
-    return platform_app
 
 
 __getattr__ = ServedApp(lambda: create_app(settings_for(WelfareSettings, "welfare")))
