@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from cachetools import TTLCache
 from pymongo import IndexModel, ReplaceOne, UpdateOne
@@ -60,6 +60,9 @@ _NOT_CACHED = object()  # what the cache gives for a patient it does not hold (N
 ORGANISATIONS = "organisations"
 PRACTITIONERS = "practitioners"
 CARE_RELATIONS = "care_relations"
+
+if TYPE_CHECKING:
+    from akson_common.app import Platform
 
 
 def field_key(identifier: str) -> str:
@@ -121,6 +124,16 @@ class PatientProjections:
     bound (a care relation or consent change reaches every replica's decisions within that
     time of its event being applied; ``projection_cache_seconds`` in the settings).
     """
+
+    @classmethod
+    def of(cls, platform: Platform, *, directives: bool = False) -> PatientProjections:
+        """The service's read model, cached for its ``projection_cache_seconds``."""
+        return cls(
+            platform.database,
+            platform.subscriptions,
+            directives=directives,
+            cache_seconds=platform.settings.projection_cache_seconds,
+        )
 
     def __init__(
         self,

@@ -15,11 +15,7 @@ from consent.service import ConsentAccess, ConsentDirectives
 
 
 def configure(app: FastAPI, platform: Platform) -> None:
-    app.state.projections = PatientProjections(
-        platform.database,
-        platform.subscriptions,
-        cache_seconds=platform.settings.projection_cache_seconds,
-    )
+    app.state.projections = PatientProjections.of(platform)
     app.state.directives = ConsentDirectives(platform)
     app.state.access = ConsentAccess(app.state.directives, platform.pep, app.state.projections)
 

@@ -17,12 +17,7 @@ from journal.settings import JournalSettings
 def create_app(settings: JournalSettings) -> FastAPI:
     def configure(app: FastAPI, platform: Platform) -> None:
         # patients with their care relations and consent directives (what its decisions need)
-        projections = PatientProjections(
-            platform.database,
-            platform.subscriptions,
-            directives=True,
-            cache_seconds=settings.projection_cache_seconds,
-        )
+        projections = PatientProjections.of(platform, directives=True)
         access = Access(platform.pep, projections, platform.database, platform.outbox)
         app.state.projections = projections
         app.state.journal = Journal(platform.database, platform.outbox, access)

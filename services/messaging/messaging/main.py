@@ -91,12 +91,7 @@ def _messaging(settings: MessagingSettings, platform: Platform, queue: OutboundQ
         queue,
         InboundStore(platform.database, platform.outbox),
         Directory(platform.database, platform.subscriptions),
-        PatientProjections(
-            platform.database,
-            platform.subscriptions,
-            directives=True,
-            cache_seconds=settings.projection_cache_seconds,
-        ),
+        PatientProjections.of(platform, directives=True),
         platform.pep,
     )
 

@@ -22,12 +22,7 @@ from welfare.writer import JournalWriter
 def create_app(settings: WelfareSettings) -> FastAPI:
     def configure(app: FastAPI, platform: Platform) -> None:
         # care relations and consent directives (the device consents among them)
-        projections = PatientProjections(
-            platform.database,
-            platform.subscriptions,
-            directives=True,
-            cache_seconds=settings.projection_cache_seconds,
-        )
+        projections = PatientProjections.of(platform, directives=True)
         store = WelfareStore(platform.database)
         credentials = ClientCredentials(
             platform.http,
