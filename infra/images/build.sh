@@ -174,7 +174,7 @@ code_layer() { # rootfs venv-upper -> prints upper dir; .tar beside it
 
 # ---------------------------------------------------------------------------------------------
 # Images: layers are pushed once to a registry of our own on 127.0.0.1 (crane registry serve,
-# blobs on disk in the cache), each image's config is set with crane mutate and written out as
+# in memory, for the run), each image's config is set with crane mutate and written out as
 # a docker-archive tarball named by the reference the chart renders.
 crane_bin="" registry=""
 registry_start() {
@@ -182,8 +182,7 @@ registry_start() {
   crane_bin="$("$repo/infra/tools/build.sh" crane | cut -d' ' -f2)"
   local port
   port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-  mkdir -p "$cache/registry"
-  "$crane_bin" registry serve --address "127.0.0.1:$port" --disk "$cache/registry" 2>"$cache/registry.log" &
+  "$crane_bin" registry serve --address "127.0.0.1:$port" 2>"$cache/registry.log" &
   registry_pid=$!
   trap 'kill "$registry_pid" 2>/dev/null || true' EXIT
   for _ in $(seq 50); do
@@ -222,14 +221,25 @@ push_layers() { # name tarballs... -> prints the reference
   if ! "$crane_bin" manifest "$ref" >/dev/null 2>&1; then
     local args=() t
     for t in "$@"; do args+=(-f "$t"); done
-    "${heavy[@]}" "$crane_bin" append --oci-empty-base "${args[@]}" -t "$ref" >/dev/null
+    "${heavy[@]}" "$crane_bin" append --oci-empty-base "${args[@]}" -t "$ref" >/dev/null 2>"$cache/append.log" \
+      || { cat "$cache/append.log" >&2; return 1; }
   fi
   echo "$ref"
+}
+
+# the cache keeps the current entry of a kind only (older root filesystems, layers, binaries go)
+prune() { # prefix current-entry
+  local entry name
+  for entry in "$cache/$1"*; do
+    name="${entry##*/}"
+    [[ "${name%%.*}" == "${2##*/}" ]] || rm -rf "$entry"
+  done
 }
 
 services() {
   local started=$SECONDS root venv code base refs svc ref
   root="$(rootfs)"; venv="$(venv_layer "$root")"; code="$(code_layer "$root" "$venv")"
+  prune rootfs- "$root"; prune venv- "$venv"; prune code- "$code"
   registry_start
   base="$(push_layers services "$root.tar" "$venv.tar" "$code.tar")"
   refs="$(chart_refs)"
@@ -267,7 +277,9 @@ static_base() { # -> prints the base layer tarball
     cp -a "$root/usr/share/zoneinfo" "$dir/usr/share/"
     chmod 0644 "$dir"/etc/*
     layer_tar "$dir" "$dir.tar" --owner=0 --group=0
+    rm -rf "$dir"
   fi
+  prune static-base- "$dir"
   echo "$dir.tar"
 }
 
@@ -280,7 +292,9 @@ static_image() { # binary ref
     rm -rf "$dir"; mkdir -p "$dir"
     install -m 0755 "$binary" "$dir/$name"
     layer_tar "$dir" "$dir.tar" --owner=0 --group=0
+    rm -rf "$dir"
   fi
+  prune "bin-$name-" "$dir"
   base="$(push_layers "$name" "$(static_base)" "$dir.tar")"
   write_image "$base" "$ref" -u 65532:65532 -w / --entrypoint "/$name" \
     -e PATH=/usr/local/bin:/usr/bin:/bin -e SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \

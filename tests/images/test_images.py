@@ -15,7 +15,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import tarfile
@@ -263,69 +262,90 @@ def test_image(built: Built, opened: dict[str, Opened], crane: Path, registry: s
         assert f"{site}/{service}/main.py" in image.members
 
 
-def test_a_service_runs_in_a_chroot(
-    opened: dict[str, Opened], crane: Path, registry: str, tmp_path: Path
-) -> None:
-    """`python -c "import journal.main"` in the image's filesystem: read-only, as its user, with
-    the environment the chart gives it (its Secrets random)."""
-    assert os.geteuid() == 0, "needs root (unshare, chroot): run as root"
-    built = next(b for b in BUILT if b.service == RUN_SERVICE)
+def run_in_image(
+    built: Built,
+    opened: dict[str, Opened],
+    crane: Path,
+    registry: str,
+    rootfs: Path,
+    argv: list[str],
+    extra_env: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """`argv` in the image's filesystem (crane export), as the image's user and in its working
+    directory, with its environment: in a mount and PID namespace of its own, the filesystem
+    read-only, /tmp an empty tmpfs, as the chart runs it."""
+    assert os.geteuid() == 0, "needs root (unshare, mounts): run as root"
     config = opened[built.ref].config["config"]
-    rootfs = tmp_path / "rootfs"
     rootfs.mkdir()
     export = subprocess.Popen(
         [str(crane), "export", pushed_ref(registry, built), "-"], stdout=subprocess.PIPE
     )
     subprocess.run(["tar", "-x", "-C", str(rootfs)], stdin=export.stdout, check=True)
     assert export.wait() == 0
+    for directory in ("tmp", "proc", "dev"):
+        (rootfs / directory).mkdir(exist_ok=True)
+    (rootfs / "dev" / "null").touch()
     uid, _, gid = config["User"].partition(":")
-    env = [*config["Env"], "HOME=/nonexistent", *chart_env(RUN_SERVICE)]
-    code = (
-        f"import sys, {RUN_SERVICE}.main as m; "
-        "assert sys.version_info[:2] == (3, 11), sys.version; "
-        "print(sys.executable, sys.version.split()[0], type(m.app).__name__)"
-    )
-    # a mount namespace of its own: the filesystem read-only, /tmp an empty tmpfs (as the chart)
-    script = (
+    mounts = (
         'set -e; r="$1"; shift; '
         'mount --bind "$r" "$r"; mount -o remount,bind,ro "$r"; '
         'mount -t tmpfs tmpfs "$r/tmp"; mount -t proc proc "$r/proc"; '
         'mount --bind /dev/null "$r/dev/null"; '
         'exec "$@"'
     )
-    shutil.rmtree(rootfs / "dev", ignore_errors=True)
-    (rootfs / "dev").mkdir()
-    (rootfs / "dev" / "null").touch()
-    result = subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            str(rootfs),
-            "chroot",
-            f"--userspec={uid}:{gid or uid}",
-            str(rootfs),
-            "/usr/bin/env",
-            "-i",
-            *env,
-            "sh",
-            "-c",
-            f'cd {config["WorkingDir"]} && exec "$0" "$@"',
-            "python",
-            "-c",
-            code,
-        ],
+    return subprocess.run(
+        ["unshare", "--mount", "--pid", "--fork", "--propagation", "private"]
+        + ["sh", "-c", mounts, "sh", str(rootfs)]
+        + ["env", "-i", *config.get("Env", []), *extra_env]
+        + ["unshare", f"--root={rootfs}", f"--wd={config.get('WorkingDir') or '/'}"]
+        + [f"--setuid={uid}", f"--setgid={gid or uid}", "--", *argv],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_a_service_runs_in_a_chroot(
+    opened: dict[str, Opened], crane: Path, registry: str, tmp_path: Path
+) -> None:
+    """`python -c "import journal.main"` in the image, with the environment the chart gives
+    the service (its Secrets random)."""
+    built = next(b for b in BUILT if b.service == RUN_SERVICE)
+    code = (
+        f"import os, sys, {RUN_SERVICE}.main as m; "
+        "assert sys.version_info[:2] == (3, 11), sys.version; "
+        "print(sys.executable, sys.version.split()[0], type(m.app).__name__, os.getcwd(), "
+        "os.getuid(), os.getgid())"
+    )
+    env = ("HOME=/nonexistent", *chart_env(RUN_SERVICE))
+    result = run_in_image(
+        built, opened, crane, registry, tmp_path / "rootfs", ["python", "-c", code], env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("/app/.venv/bin/python 3.11."), result.stdout
-    assert "FastAPI" in result.stdout, result.stdout
+    assert result.stdout.split()[2:] == ["FastAPI", "/app", "10001", "10001"], result.stdout
+
+
+# what each static binary says when it runs: it is static (the image has no libc) and whole
+STATIC_RUNS = {
+    "opa": (["/opa", "version"], r"Version: \d"),
+    "daprd": (["/daprd", "--version"], r"^\d+\.\d+\.\d+$"),
+    **{
+        name: ([f"/{name}", "--help"], f"Usage of /?{name}")
+        for name in ("operator", "injector", "sentry", "placement", "scheduler")
+    },
+}
+STATIC = [b for b in BUILT if b.ref.rsplit("/", 1)[1].split(":")[0] in STATIC_RUNS]
+
+
+@pytest.mark.parametrize("built", STATIC, ids=[b.ref for b in STATIC])
+def test_a_static_binary_runs_in_its_image(
+    built: Built, opened: dict[str, Opened], crane: Path, registry: str, tmp_path: Path
+) -> None:
+    argv, expected = STATIC_RUNS[built.ref.rsplit("/", 1)[1].split(":")[0]]
+    entrypoint = opened[built.ref].config["config"].get("Entrypoint") or []
+    assert entrypoint == argv[:1], f"entrypoint {entrypoint}"
+    result = run_in_image(built, opened, crane, registry, tmp_path / "rootfs", argv)
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode in (0, 2), output[-2000:]  # flag's --help exits 2
+    assert re.search(expected, output, re.M), output[-2000:]
