@@ -50,14 +50,17 @@ debian_mirrors=(
   "deb http://deb.debian.org/debian bookworm-updates main"
   "deb http://deb.debian.org/debian-security bookworm-security main"
 )
-# libstdc++6: grpcio's wheel (dapr) links it, as python:3.11-slim has it
-debian_packages="python3,ca-certificates,tzdata,libstdc++6"
+# libstdc++6: grpcio's wheel (dapr) links it, as python:3.11-slim has it; usr-is-merged: /usr is
+# merged already, so usrmerge (and the perl it pulls in, 50 MB) can go again
+debian_packages="python3,ca-certificates,tzdata,libstdc++6,usr-is-merged"
+debian_purge="usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl perl perl-modules-5.36 libperl5.36"
 mmdebstrap_args=(
   --variant=essential --include="$debian_packages" --format=directory
   --aptopt='Acquire::Check-Valid-Until "false"'
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*'
+  --customize-hook="chroot \"\$1\" dpkg --purge $debian_purge"
   # the runtime user of the Dockerfile (akson, 10001:10001, no home, no shell)
   --customize-hook='echo "akson:x:10001:10001:akson:/nonexistent:/usr/sbin/nologin" >> "$1/etc/passwd"'
   --customize-hook='echo "akson:x:10001:" >> "$1/etc/group"'
