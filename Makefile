@@ -121,7 +121,7 @@ chaos: venv tools ## the fault suite: kill -9, stop, restart every part under lo
 chart-test: venv tools ## helm lint/template, kubeconform (Kubernetes + Dapr CRD schemas), manifest policies, hadolint
 	$(RUN) pytest tests/charts -q
 
-images: ## OCI images without a container engine (mmdebstrap, uv, crane) into ~/.cache/akson/images (WHAT="services static dapr")
+images: ## OCI images without a container engine (mmdebstrap, uv, crane) into ~/.cache/akson/images (WHAT="services static dapr tests")
 	@infra/tools/ensure-packages.sh mmdebstrap=mmdebstrap
 	infra/images/build.sh $(WHAT)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # OCI images of the platform without a container engine (issue 21, stage 1).
 #
-#   infra/images/build.sh [services|static|dapr|all]...   (default: all)
+#   infra/images/build.sh [services|static|dapr|tests|all]...   (default: all)
 #
 # services  one image per service (services/*/<name>/main.py), named as the chart resolves them
 #           (image.registry/image.repositoryPrefix<name>:appVersion), all sharing three layers:
@@ -13,6 +13,7 @@
 # static    opa and daprd (infra/tools/build.sh) on a minimal static base (nonroot 65532)
 # dapr      Dapr's control plane (operator, injector, sentry, placement, scheduler) from the
 #           same pinned dapr module as daprd, named as Dapr's Helm chart expects them
+# tests     curl (Debian's) for the chart's `helm test` pod: --set tests.image=<its reference>
 #
 # Output: one docker-archive tarball per image in $AKSON_IMAGES_DIR (~/.cache/akson/images),
 # importable with `ctr -n k8s.io images import FILE`; images.tsv there lists reference,
@@ -43,6 +44,15 @@ layer_tar() { # dir out.tar [tar args...]
   mv "$tarball.tmp" "$tarball"
 }
 
+# the cache keeps the current entry of a kind only (older root filesystems, layers, binaries go)
+prune() { # prefix current-entry
+  local entry name
+  for entry in "$cache/$1"*; do
+    name="${entry##*/}"
+    [[ "${name%%.*}" == "${2##*/}" ]] || rm -rf "$entry"
+  done
+}
+
 # ---------------------------------------------------------------------------------------------
 # Layer 1: the Debian root filesystem (mmdebstrap, cached by its recipe)
 debian_mirrors=(
@@ -54,39 +64,46 @@ debian_mirrors=(
 # merged already, so usrmerge (and the perl it pulls in, 50 MB) can go again
 debian_packages="python3,ca-certificates,tzdata,libstdc++6,usr-is-merged"
 debian_purge="usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl perl perl-modules-5.36 libperl5.36"
-mmdebstrap_args=(
-  --variant=essential --include="$debian_packages" --format=directory
-  --aptopt='Acquire::Check-Valid-Until "false"'
-  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
-  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
-  --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*'
-  --customize-hook="chroot \"\$1\" dpkg --purge $debian_purge"
-  # the runtime user of the Dockerfile (akson, 10001:10001, no home, no shell)
-  --customize-hook='echo "akson:x:10001:10001:akson:/nonexistent:/usr/sbin/nologin" >> "$1/etc/passwd"'
-  --customize-hook='echo "akson:x:10001:" >> "$1/etc/group"'
-  --customize-hook='echo "akson:!*:20089::::::" >> "$1/etc/shadow"'
-  # nothing of the build host in the image: the runtime mounts resolv.conf, hostname, hosts
-  --customize-hook='rm -rf "$1"/root/.[!.]* "$1"/var/cache/* "$1"/var/log/* "$1"/var/lib/apt/lists/*'
-  --customize-hook=': > "$1/etc/resolv.conf"; : > "$1/etc/hostname"; chmod 0644 "$1/etc/resolv.conf" "$1/etc/hostname"'
-  --customize-hook='chroot "$1" dpkg-query -W -f="\${Package}\t\${Version}\n" > "$1.packages.tsv"'
-  bookworm
-)
+mmdebstrap_args() { # packages -> sets the array args
+  args=(
+    --variant=essential --include="$1" --format=directory
+    --aptopt='Acquire::Check-Valid-Until "false"'
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*'
+    --customize-hook="chroot \"\$1\" dpkg --purge $debian_purge >/dev/null"
+    # the runtime user of the Dockerfile (akson, 10001:10001, no home, no shell)
+    --customize-hook='echo "akson:x:10001:10001:akson:/nonexistent:/usr/sbin/nologin" >> "$1/etc/passwd"'
+    --customize-hook='echo "akson:x:10001:" >> "$1/etc/group"'
+    --customize-hook='echo "akson:!*:20089::::::" >> "$1/etc/shadow"'
+    # nothing of the build host in the image: the runtime mounts resolv.conf, hostname, hosts
+    --customize-hook='rm -rf "$1"/root/.[!.]* "$1"/var/cache/* "$1"/var/log/* "$1"/var/lib/apt/lists/*'
+    --customize-hook=': > "$1/etc/resolv.conf"; : > "$1/etc/hostname"; chmod 0644 "$1/etc/resolv.conf" "$1/etc/hostname"'
+    --customize-hook='chroot "$1" dpkg-query -W -f="\${Package}\t\${Version}\n" > "$1.packages.tsv"'
+    bookworm
+  )
+}
 
-rootfs() { # -> prints the root filesystem directory; base.tar beside it
-  local key dir
-  key="$(printf '%s\n' "${mmdebstrap_args[@]}" "${debian_mirrors[@]}" "$SOURCE_DATE_EPOCH" | sha)"
-  dir="$cache/rootfs-$key"
+# a Debian root filesystem with these packages (and Debian's essential set), cached by its recipe
+debian_rootfs() { # name packages -> prints the directory; <dir>.tar beside it
+  local key dir args
+  mmdebstrap_args "$2"
+  key="$(printf '%s\n' "${args[@]}" "${debian_mirrors[@]}" "$SOURCE_DATE_EPOCH" | sha)"
+  dir="$cache/$1-$key"
   if [[ ! -f "$dir.tar" ]]; then
-    log "mmdebstrap bookworm ($debian_packages) into $dir"
+    log "mmdebstrap bookworm ($2) into $dir"
     local started=$SECONDS
     rm -rf "$dir" "$dir.packages.tsv"
-    "${heavy[@]}" mmdebstrap --quiet "${mmdebstrap_args[@]}" "$dir" "${debian_mirrors[@]}" >&2
+    "${heavy[@]}" mmdebstrap --quiet "${args[@]}" "$dir" "${debian_mirrors[@]}" >/dev/null
     layer_tar "$dir" "$dir.tar" --exclude=./dev/* --exclude=./proc/* --exclude=./sys/* \
       --exclude=./var/lib/apt/lists/*
-    log "rootfs done in $((SECONDS - started)) s: $(du -sh "$dir" | cut -f1), $(wc -l < "$dir.packages.tsv") packages"
+    log "$1 done in $((SECONDS - started)) s: $(du -sh "$dir" | cut -f1), $(wc -l < "$dir.packages.tsv") packages"
   fi
+  prune "$1-" "$dir"
   echo "$dir"
 }
+
+rootfs() { debian_rootfs rootfs "$debian_packages"; }
 
 
 # Run a script as root inside a chroot of an overlay (lower dirs, left on top) whose changes land
@@ -230,19 +247,11 @@ push_layers() { # name tarballs... -> prints the reference
   echo "$ref"
 }
 
-# the cache keeps the current entry of a kind only (older root filesystems, layers, binaries go)
-prune() { # prefix current-entry
-  local entry name
-  for entry in "$cache/$1"*; do
-    name="${entry##*/}"
-    [[ "${name%%.*}" == "${2##*/}" ]] || rm -rf "$entry"
-  done
-}
 
 services() {
   local started=$SECONDS root venv code base refs svc ref
   root="$(rootfs)"; venv="$(venv_layer "$root")"; code="$(code_layer "$root" "$venv")"
-  prune rootfs- "$root"; prune venv- "$venv"; prune code- "$code"
+  prune venv- "$venv"; prune code- "$code"
   registry_start
   base="$(push_layers services "$root.tar" "$venv.tar" "$code.tar")"
   refs="$(chart_refs)"
@@ -332,9 +341,25 @@ dapr() {
   log "Dapr control-plane images in $((SECONDS - started)) s"
 }
 
+# The chart's `helm test` pod (tests.image, default docker.io/curlimages/curl) runs
+# `sh -c "curl ..."` as 10001: Debian's curl on the same recipe, named for what it is; install
+# the chart with `--set tests.image=<this reference>`.
+tests() {
+  local started=$SECONDS root version base
+  root="$(debian_rootfs curl-rootfs curl,ca-certificates,usr-is-merged)"
+  version="$(awk -F'\t' '$1 == "curl" {print $2}' "$root.packages.tsv")" # 7.88.1-10+deb12u14
+  version="${version#*:}"
+  registry_start
+  base="$(push_layers curl "$root.tar")"
+  write_image "$base" "ghcr.io/akson-health/akson-curl:${version%%-*}" -u 10001:10001 -w / \
+    -e PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin -e LANG=C.UTF-8 \
+    -l "org.opencontainers.image.title=akson-curl" --cmd curl
+  log "curl image (helm test) in $((SECONDS - started)) s"
+}
+
 [[ "${BASH_SOURCE[0]}" != "$0" ]] || {
   [[ $# -gt 0 ]] || set -- all
-  [[ "$*" == *all* ]] && set -- services static dapr
+  [[ "$*" == *all* ]] && set -- services static dapr tests
   mkdir -p "$out"
   for what in "$@"; do
     case "$what" in
@@ -342,6 +367,7 @@ dapr() {
       services) services ;;
       static) static ;;
       dapr) dapr ;;
+      tests) tests ;;
       layers) r="$(rootfs)"; v="$(venv_layer "$r")"; code_layer "$r" "$v" ;;
       *) echo "unknown: $what" >&2; exit 2 ;;
     esac

@@ -52,7 +52,7 @@ class Built:
     @property
     def service(self) -> str | None:
         match = re.fullmatch(r".*/akson-([a-z-]+):[^:/]+", self.ref)
-        return match.group(1) if match else None
+        return match.group(1) if match and match.group(1) in SERVICES else None
 
 
 def built_images() -> list[Built]:
@@ -270,10 +270,12 @@ def run_in_image(
     rootfs: Path,
     argv: list[str],
     extra_env: tuple[str, ...] = (),
+    network: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """`argv` in the image's filesystem (crane export), as the image's user and in its working
     directory, with its environment: in a mount and PID namespace of its own, the filesystem
-    read-only, /tmp an empty tmpfs, as the chart runs it."""
+    read-only, /tmp an empty tmpfs, as the chart runs it; `network`: in a network namespace of
+    its own too, with only a loopback (nothing it listens on is seen by the machine)."""
     assert os.geteuid() == 0, "needs root (unshare, mounts): run as root"
     config = opened[built.ref].config["config"]
     rootfs.mkdir()
@@ -291,10 +293,12 @@ def run_in_image(
         'mount --bind "$r" "$r"; mount -o remount,bind,ro "$r"; '
         'mount -t tmpfs tmpfs "$r/tmp"; mount -t proc proc "$r/proc"; '
         'mount --bind /dev/null "$r/dev/null"; '
-        'exec "$@"'
+        + ("ip link set lo up; " if network else "")
+        + 'exec "$@"'
     )
     return subprocess.run(
         ["unshare", "--mount", "--pid", "--fork", "--propagation", "private"]
+        + (["--net"] if network else [])
         + ["sh", "-c", mounts, "sh", str(rootfs)]
         + ["env", "-i", *config.get("Env", []), *extra_env]
         + ["unshare", f"--root={rootfs}", f"--wd={config.get('WorkingDir') or '/'}"]
@@ -326,6 +330,43 @@ def test_a_service_runs_in_a_chroot(
     assert result.stdout.split()[2:] == ["FastAPI", "/app", "10001", "10001"], result.stdout
 
 
+# the service that starts without a database or a sidecar (the chart gives it neither)
+SERVE_SERVICE = "console"
+PROBE = """
+import sys, time, urllib.request
+for _ in range(120):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:8000/healthz", timeout=1) as answer:
+            print(answer.status, answer.read().decode())
+            sys.exit(0)
+    except OSError:
+        time.sleep(0.5)
+sys.exit("no answer on /healthz in 60 s")
+"""
+
+
+def test_a_service_image_serves_with_its_command(
+    opened: dict[str, Opened], crane: Path, registry: str, tmp_path: Path
+) -> None:
+    """The image's own CMD (sh -c "exec uvicorn ...") starts console, which answers /healthz;
+    in a network namespace of its own, so it listens on no port of the machine."""
+    built = next(b for b in BUILT if b.service == SERVE_SERVICE)
+    command = opened[built.ref].config["config"]["Cmd"]
+    script = (
+        '"$@" & server=$!; python -c "$PROBE"; status=$?; '
+        'kill -TERM "$server"; wait "$server"; echo "server exited $?" >&2; exit "$status"'
+    )
+    env = ("HOME=/nonexistent", f"PROBE={PROBE}", *chart_env(SERVE_SERVICE))
+    argv = ["/bin/sh", "-c", script, "sh", *command]
+    result = run_in_image(built, opened, crane, registry, tmp_path / "rootfs", argv, env, True)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert result.stdout.startswith("200 "), result.stdout
+    assert "Application startup complete" in result.stderr, result.stderr[-3000:]
+    # SIGTERM (a rolling update) stops it cleanly; uvicorn re-raises the signal: 128 + 15
+    assert "Application shutdown complete" in result.stderr, result.stderr[-3000:]
+    assert re.search(r"^server exited (0|143)$", result.stderr, re.M), result.stderr[-3000:]
+
+
 # what each static binary says when it runs: it is static (the image has no libc) and whole
 STATIC_RUNS = {
     "opa": (["/opa", "version"], r"Version: \d"),
@@ -349,3 +390,16 @@ def test_a_static_binary_runs_in_its_image(
     output = (result.stdout + result.stderr).strip()
     assert result.returncode in (0, 2), output[-2000:]  # flag's --help exits 2
     assert re.search(expected, output, re.M), output[-2000:]
+
+
+def test_the_helm_test_image_has_curl(
+    opened: dict[str, Opened], crane: Path, registry: str, tmp_path: Path
+) -> None:
+    """The image for the chart's `helm test` pod (tests.image): `sh -c "curl ..."` as 10001."""
+    built = [b for b in BUILT if re.fullmatch(r".*/akson-curl:[^:/]+", b.ref)]
+    assert built, "no curl image: `make images WHAT=tests`"
+    argv = ["sh", "-c", "id -u; curl --version"]
+    result = run_in_image(built[0], opened, crane, registry, tmp_path / "rootfs", argv)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.match(r"10001\ncurl \d+\.\d+", result.stdout), result.stdout
+    assert "https" in result.stdout.split("Protocols:")[1].split()
