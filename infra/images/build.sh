@@ -6,7 +6,7 @@
 # services  one image per service (services/*/<name>/main.py), named as the chart resolves them
 #           (image.registry/image.repositoryPrefix<name>:appVersion), all sharing three layers:
 #             1. a Debian bookworm root filesystem made by mmdebstrap (python3 = CPython 3.11,
-#                ca-certificates, tzdata; user akson 10001)
+#                ca-certificates, tzdata, libstdc++6; user akson 10001)
 #             2. /app/.venv with the uv-locked third-party wheels (uv export --frozen, hashes)
 #             3. the workspace packages (akson-common and every service) installed into it
 #           and differing only in their config (AKSON_SERVICE), as the Dockerfile's runtime stage.
@@ -25,7 +25,7 @@ shopt -s inherit_errexit
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 out="${AKSON_IMAGES_DIR:-${HOME}/.cache/akson/images}"
 cache="$out/cache"
-export SOURCE_DATE_EPOCH=1735689600 # 2025-01-01: every file time in every layer, the images' created
+export SOURCE_DATE_EPOCH=1735689600 # 2025-01-01: mmdebstrap, pyc (checked hash), every file time in a layer
 export PATH="$PATH:/usr/local/go/bin"
 heavy=(nice -n 19 ionice -c3)
 uv=(python3 -m uv)
