@@ -17,7 +17,7 @@
 #
 # Output: one docker-archive tarball per image in $AKSON_IMAGES_DIR (~/.cache/akson/images),
 # importable with `ctr -n k8s.io images import FILE`; images.tsv there lists reference,
-# digest, size and file. Every layer is cached under $AKSON_IMAGES_DIR/cache keyed by what it
+# manifest digest, size, file and image id (config digest). Every layer is cached under $AKSON_IMAGES_DIR/cache keyed by what it
 # is made of; the same inputs give the same digests (SOURCE_DATE_EPOCH, sorted tars).
 set -euo pipefail
 shopt -s inherit_errexit
@@ -219,7 +219,7 @@ chart_refs() {
   "$helm" template akson "$repo/charts/akson" | sed -n 's/^ *image: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' | sort -u
 }
 
-# mutate base -> config -> tarball $out/<name>-<tag>.tar; appends "ref digest size file" to images.tsv
+# mutate base -> config -> tarball $out/<name>-<tag>.tar; "ref digest size file image-id" in images.tsv
 write_image() { # base-ref ref mutate-args...
   local base="$1" ref="$2"; shift 2
   local name="${ref##*/}" file
@@ -227,7 +227,11 @@ write_image() { # base-ref ref mutate-args...
   "$crane_bin" mutate "$base" --set-platform linux/amd64 -t "$ref" -o "$file.tmp" "$@" >/dev/null
   mv "$file.tmp" "$file"
   local line
-  line="$(printf '%s\t%s\t%s\t%s' "$ref" "$("$crane_bin" digest --tarball "$file")" "$(stat -c %s "$file")" "$file")"
+  # the image id (config digest) is what containerd and crictl show; the manifest digest is the
+  # one a registry gets from `crane push` (ctr import writes a manifest of its own)
+  local id
+  id="$(tar -xOf "$file" manifest.json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Config"])')"
+  line="$(printf '%s\t%s\t%s\t%s\t%s' "$ref" "$("$crane_bin" digest --tarball "$file")" "$(stat -c %s "$file")" "$file" "$id")"
   { grep -v -F "$ref"$'\t' "$out/images.tsv" 2>/dev/null || true; echo "$line"; } | sort > "$out/images.tsv.tmp"
   mv "$out/images.tsv.tmp" "$out/images.tsv"
   echo "$line"

@@ -11,6 +11,7 @@ chroot: `python -c "import journal.main"`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -48,6 +49,7 @@ class Built:
     digest: str
     size: int
     file: Path
+    image_id: str
 
     @property
     def service(self) -> str | None:
@@ -60,7 +62,7 @@ def built_images() -> list[Built]:
     if not listing.exists():
         return []
     rows = [line.split("\t") for line in listing.read_text().splitlines() if line.strip()]
-    return [Built(r[0], r[1], int(r[2]), Path(r[3])) for r in rows]
+    return [Built(r[0], r[1], int(r[2]), Path(r[3]), r[4]) for r in rows]
 
 
 BUILT = built_images()
@@ -69,6 +71,7 @@ BUILT = built_images()
 @dataclass
 class Opened:
     config: dict[str, Any]
+    config_digest: str
     members: dict[str, tarfile.TarInfo]
     small_files: dict[str, bytes]
 
@@ -170,9 +173,10 @@ def opened(crane: Path, registry: str) -> Iterator[dict[str, Opened]]:
             subprocess.run(
                 [str(crane), "push", str(built.file), ref], capture_output=True, check=True
             )
-            config = json.loads(
-                subprocess.run([str(crane), "config", ref], capture_output=True, check=True).stdout
-            )
+            raw = subprocess.run(
+                [str(crane), "config", ref], capture_output=True, check=True
+            ).stdout
+            config = json.loads(raw)
             export = subprocess.Popen([str(crane), "export", ref, "-"], stdout=subprocess.PIPE)
             assert export.stdout is not None
             members: dict[str, tarfile.TarInfo] = {}
@@ -186,7 +190,8 @@ def opened(crane: Path, registry: str) -> Iterator[dict[str, Opened]]:
                         if handle is not None:
                             small[name] = handle.read()
             assert export.wait() == 0, f"crane export {ref} failed"
-            cache[built.ref] = Opened(config, members, small)
+            digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+            cache[built.ref] = Opened(config, digest, members, small)
         return cache[built.ref]
 
     yield {b.ref: open_image(b) for b in BUILT}
@@ -213,6 +218,7 @@ def test_image(built: Built, opened: dict[str, Opened], crane: Path, registry: s
         [str(crane), "digest", pushed_ref(registry, built)], capture_output=True, text=True
     ).stdout.strip()
     assert digest == built.digest
+    assert image.config_digest == built.image_id, "images.tsv has another image id"
 
     user = config.get("User", "")
     assert re.fullmatch(r"[0-9]+(:[0-9]+)?", user), f"user {user!r} is not numeric uid[:gid]"
