@@ -14,7 +14,7 @@ SERVICE_PACKAGES := $(patsubst %/main.py,%,$(wildcard services/*/*/main.py))
 # the runtime policies OPA serves in the chart: no tests, no manifest checks (one source: policies/)
 CHART_POLICIES ?= charts/akson/files/policies
 
-.PHONY: help up down status demo token soak upstream-token test lint unit policy-test integration chart-test chart-policies tools venv bench bench-foundation bench-access bench-audit bench-events load profile chaos seed clean
+.PHONY: help up down status demo token soak upstream-token test lint unit policy-test integration chart-test chart-policies images images-test tools venv bench bench-foundation bench-access bench-audit bench-events load profile chaos seed clean
 
 help: ## this list, by group
 	@awk 'BEGIN {FS = ":.*## "} /^##@ / {printf "\n%s\n", substr($$0, 5)} \
@@ -120,6 +120,13 @@ chaos: venv tools ## the fault suite: kill -9, stop, restart every part under lo
 ##@ Cluster (the Helm chart; standing it up: infra/k8s/README.md)
 chart-test: venv tools ## helm lint/template, kubeconform (Kubernetes + Dapr CRD schemas), manifest policies, hadolint
 	$(RUN) pytest tests/charts -q
+
+images: ## OCI images without a container engine (mmdebstrap, uv, crane) into ~/.cache/akson/images (WHAT="services static dapr tests")
+	@infra/tools/ensure-packages.sh mmdebstrap=mmdebstrap
+	infra/images/build.sh $(WHAT)
+
+images-test: ## check the built images (crane config/export) and run one service's filesystem in a chroot
+	$(RUN) pytest tests/images -q
 
 chart-policies: ## copy the runtime policies into the chart (the chart tests fail when the copy is stale)
 	rm -rf $(CHART_POLICIES)

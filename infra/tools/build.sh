@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Build the non-Python tools (opa, ferretdb, daprd, regal, helm, kubeconform, crane) from their pinned Go modules.
+# Build the non-Python tools (opa, ferretdb, daprd, regal, helm, kubeconform, crane, dapr-control-plane)
+# from their pinned Go modules.
 #
 #   infra/tools/build.sh TOOL...     builds what is missing, prints one "TOOL PATH" line each
+#
+# dapr-control-plane is five commands of one module built in one go build: its PATH is a
+# directory holding operator, injector, sentry, placement and scheduler.
 #
 # Binaries are cached outside the clone in $AKSON_TOOLS_CACHE (default ~/.cache/akson/tools),
 # keyed by tool, pinned version and a hash of the wrapper module, so every clone and every CI
@@ -21,6 +25,7 @@ declare -A main_package=(
   [helm]=helm.sh/helm/v3/cmd/helm
   [kubeconform]=github.com/yannh/kubeconform/cmd/kubeconform
   [crane]=github.com/google/go-containerregistry/cmd/crane
+  [dapr-control-plane]="github.com/dapr/dapr/cmd/operator github.com/dapr/dapr/cmd/injector github.com/dapr/dapr/cmd/sentry github.com/dapr/dapr/cmd/placement github.com/dapr/dapr/cmd/scheduler"
 )
 # the module whose version names the build
 declare -A pinned_module=(
@@ -31,6 +36,7 @@ declare -A pinned_module=(
   [helm]=helm.sh/helm/v3
   [kubeconform]=github.com/yannh/kubeconform
   [crane]=github.com/google/go-containerregistry
+  [dapr-control-plane]=github.com/dapr/dapr
 )
 
 pinned_version() { # tool -> version in its go.mod
@@ -43,13 +49,17 @@ build_one() {
   version="$(pinned_version "$tool")"
   key="$(cd "$here/$tool" && shopt -s nullglob && cat go.mod go.sum ./*.go | sha256sum | cut -c1-12)"
   out="$cache/$tool/$version-$key/$tool"
-  if [[ ! -x "$out" ]]; then
+  [[ "$tool" != dapr-control-plane ]] || out="${out%/*}/bin"
+  if [[ ! -e "$out" ]]; then
     echo "building $tool $version (first time on this machine; cached in $cache)" >&2
     local started=$SECONDS
     work="$(mktemp -d)"
     cp -r "$here/$tool/." "$work/"
     local ldflags="-s -w"
     case "$tool" in
+      dapr-control-plane)
+        ldflags+=" -X github.com/dapr/dapr/pkg/buildinfo.version=${version#v}"
+        ;;
       daprd)
         # Take cmd/daprd/app from the pinned module, minus its import of every component.
         local dapr_dir
@@ -85,7 +95,10 @@ build_one() {
         ;;
     esac
     mkdir -p "$(dirname "$out")"
-    (cd "$work" && CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$out.tmp" "${main_package[$tool]}")
+    local target="$out.tmp"
+    [[ "$tool" != dapr-control-plane ]] || target="$out.tmp/"
+    # shellcheck disable=SC2086 # several main packages, one go build
+    (cd "$work" && CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$target" ${main_package[$tool]})
     mv "$out.tmp" "$out"
     rm -rf "${work%/ferretdb-src}"
     echo "built $tool $version in $((SECONDS - started)) s" >&2
