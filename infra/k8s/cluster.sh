@@ -1,0 +1,436 @@
+#!/usr/bin/env bash
+# A single-node Kubernetes on this machine, every binary built from its pinned Go module
+# (infra/tools/build-cluster.sh), every process started here and stopped here:
+#
+#   cluster.sh up       build what is missing, PKI, start etcd .. kube-network-policies, wait for node Ready
+#   cluster.sh down     stop every process, remove pods, mounts, netns, links, nft/iptables rules, cgroups
+#   cluster.sh status   each process (pid, alive), the node, the pods
+#   cluster.sh env      the KUBECONFIG line to export
+#
+# State (PKI, etcd, containerd, kubelet) under $AKSON_K8S_STATE (/var/lib/akson-k8s), runtime
+# files (sockets, pids, netns) under /run/akson-k8s. Everything listens on the node IP
+# 10.200.0.1 (a bridge of its own, akson-node0, with no ports) or on unix sockets; nothing on a
+# public address. Processes run under nice/ionice: the machine is shared.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+S="${AKSON_K8S_STATE:-/var/lib/akson-k8s}"
+R=/run/akson-k8s
+NODE_IP=10.200.0.1
+NODE_NAME=akson-k8s
+NODE_LINK=akson-node0
+CNI_BRIDGE=akson-cni0
+POD_CIDR=10.244.0.0/24
+CLUSTER_CIDR=10.244.0.0/16
+SERVICE_CIDR=10.96.0.0/16
+API="https://$NODE_IP:6443"
+PAUSE_IMAGE=registry.k8s.io/pause:3.10.2
+# the order they start in; down stops them in reverse
+COMPONENTS=(etcd kube-apiserver containerd kube-controller-manager kube-scheduler kubelet kube-proxy coredns kube-network-policies)
+NICE=(nice -n 19 ionice -c3)
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+bins() { # resolve the bundle directories (building what is missing)
+  local line
+  while read -r bundle dir; do
+    case $bundle in
+      kubernetes) K=$dir ;; etcd) ETCD=$dir ;; containerd) CTRD=$dir ;; cni-plugins) CNI=$dir ;;
+      cri-tools) CRICTL=$dir ;; coredns) COREDNS=$dir ;; kube-network-policies) KNP=$dir ;;
+    esac
+  done < <("$repo/infra/tools/build-cluster.sh" kubernetes etcd containerd cni-plugins cri-tools coredns kube-network-policies)
+  export PATH="$CTRD:$K:$PATH"
+  KUBECTL=("$K/kubectl" --kubeconfig "$S/admin.conf")
+  CTR=("$CTRD/ctr" --address "$R/containerd/containerd.sock")
+}
+
+pidfile() { echo "$R/pids/$1.pid"; }
+alive() { # component -> pid if running (and the pid is still that binary)
+  local f pid; f=$(pidfile "$1")
+  [[ -f $f ]] || return 1
+  read -r pid exe < "$f"
+  [[ -d /proc/$pid && "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]] || return 1
+  echo "$pid"
+}
+
+start() { # component binary args...
+  local name=$1 exe=$2; shift 2
+  if alive "$name" >/dev/null; then log "$name already running"; return; fi
+  mkdir -p "$S/logs" "$R/pids"
+  # its own session (setsid), so it outlives this script; stopped by `down` from the pid file
+  setsid "${NICE[@]}" "$exe" "$@" >>"$S/logs/$name.log" 2>&1 < /dev/null &
+  echo "$! $exe" > "$(pidfile "$name")"
+  # nice/ionice exec the binary: the pid is the component's own
+  sleep 0.3
+  local pid=$!
+  [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]] || sleep 1
+  alive "$name" >/dev/null || { tail -20 "$S/logs/$name.log" >&2; die "$name did not start (log: $S/logs/$name.log)"; }
+  log "started $name (pid $pid)"
+}
+
+wait_for() { # description timeout command...
+  local what=$1 timeout=$2 t0=$SECONDS; shift 2
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS - t0 < timeout)) || die "timed out after ${timeout}s waiting for $what"
+    sleep 1
+  done
+  log "$what after $((SECONDS - t0)) s"
+}
+
+stop() { # component [timeout]
+  local name=$1 timeout=${2:-20} pid
+  pid=$(alive "$name") || { rm -f "$(pidfile "$name")"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  local t0=$SECONDS
+  while [[ -d /proc/$pid ]] && ((SECONDS - t0 < timeout)); do sleep 0.5; done
+  if [[ -d /proc/$pid ]]; then log "$name did not stop in ${timeout}s: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; sleep 0.5; fi
+  rm -f "$(pidfile "$name")"
+  log "stopped $name"
+}
+
+sysctl_set() { # key value: remember the old value once, set the new one
+  local key=$1 value=$2 old
+  old=$(sysctl -n "$key")
+  grep -q "^$key " "$S/sysctl.orig" 2>/dev/null || echo "$key $old" >> "$S/sysctl.orig"
+  sysctl -qw "$key=$value"
+}
+
+host_setup() {
+  mkdir -p "$S" "$R"
+  # the tables that exist before us, so `down` removes only what the cluster added
+  [[ -f $S/nft-tables.orig ]] || nft list tables > "$S/nft-tables.orig"
+  if ! ip link show "$NODE_LINK" >/dev/null 2>&1; then
+    ip link add "$NODE_LINK" type bridge
+    ip addr add "$NODE_IP/32" dev "$NODE_LINK"
+    ip link set "$NODE_LINK" up
+  fi
+  sysctl_set net.ipv4.ip_forward 1
+  sysctl_set net.bridge.bridge-nf-call-iptables 1
+}
+
+write_configs() {
+  mkdir -p "$S/cni/net.d" "$S/cni/ipam" "$S/kubelet" "$S/pod-logs" "$R/containerd"
+  ln -sfn "$CNI" "$S/cni/bin"
+  cat > "$S/cni/net.d/10-akson.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "akson",
+  "plugins": [
+    {"type": "bridge", "bridge": "$CNI_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+     "ipam": {"type": "host-local", "dataDir": "$S/cni/ipam",
+              "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}, "backend": "nftables"}
+  ]
+}
+EOF
+  cat > "$S/containerd.toml" <<EOF
+version = 3
+root = "$S/containerd"
+state = "$R/containerd/state"
+[grpc]
+  address = "$R/containerd/containerd.sock"
+[ttrpc]
+  address = "$R/containerd/containerd.sock.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins]
+  [plugins.'io.containerd.internal.v1.opt']
+    path = "$S/containerd-opt"
+  [plugins.'io.containerd.nri.v1.nri']
+    disable = true
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = "overlayfs"
+    [plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = "$PAUSE_IMAGE"
+  [plugins.'io.containerd.cri.v1.runtime']
+    netns_mounts_under_state_dir = true
+    enable_unprivileged_ports = true
+    enable_unprivileged_icmp = true
+    cdi_spec_dirs = []
+    [plugins.'io.containerd.cri.v1.runtime'.containerd]
+      default_runtime_name = "runc"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+          BinaryName = "$(command -v runc)"
+          SystemdCgroup = false
+    [plugins.'io.containerd.cri.v1.runtime'.cni]
+      bin_dirs = ["$S/cni/bin"]
+      conf_dir = "$S/cni/net.d"
+  [plugins.'io.containerd.grpc.v1.cri']
+    stream_server_address = "$NODE_IP"
+    stream_server_port = "0"
+EOF
+  cat > "$S/kubelet/config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $NODE_IP
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: $NODE_IP
+healthzPort: 10248
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $S/pki/ca.crt}
+authorization: {mode: Webhook}
+tlsCertFile: $S/pki/kubelet.crt
+tlsPrivateKeyFile: $S/pki/kubelet.key
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+containerRuntimeEndpoint: unix://$R/containerd/containerd.sock
+clusterDNS: [$NODE_IP]
+clusterDomain: cluster.local
+resolvConf: $S/resolv.conf
+podLogsDir: $S/pod-logs
+staticPodPath: ""
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: 200Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}
+maxPods: 60
+EOF
+  # pods resolve cluster names only (no upstream DNS on this machine)
+  echo "nameserver $NODE_IP" > "$S/resolv.conf"
+  cat > "$S/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+clientConnection: {kubeconfig: $S/kube-proxy.conf}
+hostnameOverride: $NODE_NAME
+bindAddress: $NODE_IP
+healthzBindAddress: $NODE_IP:10256
+metricsBindAddress: $NODE_IP:10249
+clusterCIDR: $CLUSTER_CIDR
+nodePortAddresses: ["$NODE_IP/32"]
+conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+  cat > "$S/Corefile" <<EOF
+cluster.local:53 in-addr.arpa:53 {
+    bind $NODE_IP
+    errors
+    health $NODE_IP:8080
+    ready $NODE_IP:8181
+    kubernetes cluster.local in-addr.arpa {
+        kubeconfig $S/coredns.conf
+        pods insecure
+        fallthrough in-addr.arpa
+    }
+    cache 30
+    loadbalance
+}
+EOF
+}
+
+rbac() { # the identities of the host-process add-ons (CoreDNS, kube-network-policies)
+  "${KUBECTL[@]}" apply -f - >/dev/null <<'EOF'
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+- {apiGroups: [""], resources: [endpoints, services, pods, namespaces], verbs: [list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:kube-network-policies"}
+rules:
+- {apiGroups: [""], resources: [pods, namespaces, nodes], verbs: [list, watch, get]}
+- {apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [list, watch, get]}
+- {apiGroups: [policy.networking.k8s.io], resources: [adminnetworkpolicies, baselineadminnetworkpolicies], verbs: [list, watch, get]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:kube-network-policies"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:kube-network-policies"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:kube-network-policies"}]
+EOF
+}
+
+import_images() { # pause (the sandbox image) and agnhost, packed by images.sh
+  local tar
+  while read -r tar; do
+    "${CTR[@]}" -n k8s.io images import --all-platforms "$tar" >/dev/null
+    log "imported $(basename "$tar")"
+  done < <("$here/images.sh")
+}
+
+up() {
+  local t_up=$SECONDS t
+  t=$SECONDS; bins; log "binaries ready in $((SECONDS - t)) s"
+  host_setup
+  t=$SECONDS; "$here/pki.sh" "$S" "$NODE_IP" "$NODE_NAME" "$API"; log "PKI and kubeconfigs in $((SECONDS - t)) s"
+  write_configs
+  local p=$S/pki
+  start etcd "$ETCD/etcd" --name "$NODE_NAME" --data-dir "$S/etcd" \
+    --listen-client-urls "https://$NODE_IP:2379" --advertise-client-urls "https://$NODE_IP:2379" \
+    --listen-peer-urls "https://$NODE_IP:2380" --initial-advertise-peer-urls "https://$NODE_IP:2380" \
+    --initial-cluster "$NODE_NAME=https://$NODE_IP:2380" --listen-metrics-urls "" \
+    --cert-file "$p/etcd/server.crt" --key-file "$p/etcd/server.key" --client-cert-auth --trusted-ca-file "$p/etcd/ca.crt" \
+    --peer-cert-file "$p/etcd/server.crt" --peer-key-file "$p/etcd/server.key" --peer-client-cert-auth --peer-trusted-ca-file "$p/etcd/ca.crt" \
+    --snapshot-count 10000 --quota-backend-bytes 2147483648
+  start kube-apiserver "$K/kube-apiserver" --advertise-address "$NODE_IP" --bind-address "$NODE_IP" --secure-port 6443 \
+    --etcd-servers "https://$NODE_IP:2379" --etcd-cafile "$p/etcd/ca.crt" \
+    --etcd-certfile "$p/apiserver-etcd-client.crt" --etcd-keyfile "$p/apiserver-etcd-client.key" \
+    --client-ca-file "$p/ca.crt" --tls-cert-file "$p/apiserver.crt" --tls-private-key-file "$p/apiserver.key" \
+    --kubelet-client-certificate "$p/apiserver-kubelet-client.crt" --kubelet-client-key "$p/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority "$p/ca.crt" --kubelet-preferred-address-types InternalIP \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" \
+    --service-cluster-ip-range "$SERVICE_CIDR" --authorization-mode Node,RBAC \
+    --enable-admission-plugins NodeRestriction,PodSecurity --allow-privileged=true \
+    --requestheader-client-ca-file "$p/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-extra-headers-prefix X-Remote-Extra- --requestheader-group-headers X-Remote-Group \
+    --requestheader-username-headers X-Remote-User \
+    --proxy-client-cert-file "$p/front-proxy-client.crt" --proxy-client-key-file "$p/front-proxy-client.key" \
+    --profiling=false
+  start containerd "$CTRD/containerd" --config "$S/containerd.toml"
+  wait_for "kube-apiserver ready" 120 "${KUBECTL[@]}" get --raw /readyz
+  start kube-controller-manager "$K/kube-controller-manager" --kubeconfig "$S/controller-manager.conf" \
+    --authentication-kubeconfig "$S/controller-manager.conf" --authorization-kubeconfig "$S/controller-manager.conf" \
+    --bind-address "$NODE_IP" --client-ca-file "$p/ca.crt" --requestheader-client-ca-file "$p/front-proxy-ca.crt" \
+    --cluster-signing-cert-file "$p/ca.crt" --cluster-signing-key-file "$p/ca.key" --root-ca-file "$p/ca.crt" \
+    --service-account-private-key-file "$p/sa.key" --use-service-account-credentials=true \
+    --allocate-node-cidrs=true --cluster-cidr "$CLUSTER_CIDR" --node-cidr-mask-size 24 \
+    --service-cluster-ip-range "$SERVICE_CIDR" --leader-elect=false --profiling=false
+  start kube-scheduler "$K/kube-scheduler" --kubeconfig "$S/scheduler.conf" \
+    --authentication-kubeconfig "$S/scheduler.conf" --authorization-kubeconfig "$S/scheduler.conf" \
+    --bind-address "$NODE_IP" --leader-elect=false --profiling=false
+  wait_for "containerd socket" 60 "${CTR[@]}" version
+  t=$SECONDS; import_images; log "images imported in $((SECONDS - t)) s"
+  start kubelet "$K/kubelet" --config "$S/kubelet/config.yaml" --kubeconfig "$S/kubelet.conf" \
+    --root-dir "$S/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
+  rbac
+  start kube-proxy "$K/kube-proxy" --config "$S/kube-proxy.yaml"
+  start coredns "$COREDNS/coredns" -conf "$S/Corefile"
+  if [[ -x $KNP/kube-network-policies ]]; then
+    start kube-network-policies "$KNP/kube-network-policies" --kubeconfig "$S/kube-network-policies.conf" \
+      --hostname-override "$NODE_NAME" --disable-nri --metrics-bind-address "$NODE_IP:9080"
+  fi
+  wait_for "node $NODE_NAME Ready" 180 "${KUBECTL[@]}" wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
+  log "cluster up in $((SECONDS - t_up)) s; export KUBECONFIG=$S/admin.conf"
+}
+
+# --- down -------------------------------------------------------------------------------
+
+remove_pods() { # every sandbox through the CRI (runs the CNI DEL: veths, IPs)
+  [[ -S $R/containerd/containerd.sock ]] && alive containerd >/dev/null || return 0
+  local crictl=("$CRICTL/crictl" --runtime-endpoint "unix://$R/containerd/containerd.sock" --timeout 20s)
+  "${crictl[@]}" stopp $("${crictl[@]}" pods -q) >/dev/null 2>&1 || true
+  "${crictl[@]}" rmp -fa >/dev/null 2>&1 || true
+}
+
+kill_shims() { # the runc shims containerd started (their own sessions), by pid
+  local exe=$CTRD/containerd-shim-runc-v2 pid
+  for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+    [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]] && kill -KILL "$pid" 2>/dev/null && log "killed shim $pid"
+  done
+  return 0
+}
+
+unmount_all() { # every mount under the state and runtime dirs, deepest first
+  local mnt
+  for _ in 1 2 3; do
+    mapfile -t mnts < <(awk -v s="$S" -v r="$R" '$5 ~ "^("s"|"r")(/|$)" {print $5}' /proc/self/mountinfo | sort -r)
+    ((${#mnts[@]})) || return 0
+    for mnt in "${mnts[@]}"; do umount -l "$(printf '%b' "$mnt")" 2>/dev/null || true; done
+  done
+  awk -v s="$S" -v r="$R" '$5 ~ "^("s"|"r")(/|$)" {print "still mounted: " $5}' /proc/self/mountinfo >&2
+}
+
+clean_network() {
+  local link t
+  for link in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1); do
+    case $link in
+      "$CNI_BRIDGE"|"$NODE_LINK") ip link del "$link" && log "removed link $link" ;;
+    esac
+  done
+  # veths of pods whose netns went away are gone with it; any left on our bridge are deleted above
+  # nftables tables the cluster added (kube-proxy, kube-network-policies, portmap, ...)
+  while read -r t; do
+    grep -qxF "$t" "$S/nft-tables.orig" 2>/dev/null && continue
+    nft delete ${t#table } && log "removed nft $t"
+  done < <(nft list tables)
+  # chains kubelet/CNI added to iptables-nft tables that existed before
+  local table
+  for table in filter nat mangle raw; do
+    iptables-save -t "$table" 2>/dev/null | grep -qE 'KUBE-|CNI-' || continue
+    iptables-save -t "$table" | grep -vE -- '-j (KUBE|CNI)-|^:(KUBE|CNI)-|^-A (KUBE|CNI)-' | iptables-restore -T "$table"
+    log "removed KUBE-/CNI- chains from iptables $table"
+  done
+}
+
+clean_cgroups() { # kubelet's kubepods hierarchy in every cgroup v1 controller
+  local d
+  for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/kubepods.slice /sys/fs/cgroup/unified/kubepods; do
+    [[ -d $d ]] || continue
+    find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || log "could not remove all of $d"
+  done
+}
+
+restore_sysctls() {
+  [[ -f $S/sysctl.orig ]] || return 0
+  local key value
+  while read -r key value; do sysctl -qw "$key=$value"; done < "$S/sysctl.orig"
+  rm -f "$S/sysctl.orig"
+}
+
+down() {
+  local t0=$SECONDS
+  bins 2>/dev/null
+  local i
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    case ${COMPONENTS[i]} in
+      containerd)
+        remove_pods
+        stop containerd
+        kill_shims ;;
+      kubelet) stop kubelet 30 ;;
+      *) stop "${COMPONENTS[i]}" ;;
+    esac
+  done
+  unmount_all
+  rm -rf "$R/containerd/state/io.containerd.grpc.v1.cri/sandboxes" 2>/dev/null || true
+  clean_network
+  clean_cgroups
+  restore_sysctls
+  rm -f "$S/nft-tables.orig"
+  log "cluster down in $((SECONDS - t0)) s (state kept in $S; AKSON_K8S_PURGE=1 removes it)"
+  if [[ ${AKSON_K8S_PURGE:-0} == 1 ]]; then rm -rf "$S" "$R"; log "removed $S and $R"; fi
+}
+
+status() {
+  local c pid
+  for c in "${COMPONENTS[@]}"; do
+    if pid=$(alive "$c"); then
+      printf '%-24s pid %-8s up %s\n' "$c" "$pid" "$(ps -o etime= -p "$pid" | tr -d ' ')"
+    else
+      printf '%-24s not running\n' "$c"
+    fi
+  done
+  if alive kube-apiserver >/dev/null; then
+    bins 2>/dev/null
+    "${KUBECTL[@]}" get nodes -o wide 2>&1 || true
+    "${KUBECTL[@]}" get pods -A -o wide 2>&1 || true
+  fi
+  echo "listening (node IP $NODE_IP):"
+  ss -Htlnp 2>/dev/null | grep -E "$NODE_IP|akson" | awk '{print "  " $4 " " $6}' || true
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  env) echo "export KUBECONFIG=$S/admin.conf" ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+esac
