@@ -50,7 +50,7 @@ pidfile() { echo "$R/pids/$1.pid"; }
 alive() { # component -> pid if running (and the pid is still that binary)
   local f pid; f=$(pidfile "$1")
   [[ -f $f ]] || return 1
-  read -r pid exe < "$f"
+  local exe; read -r pid exe < "$f"
   [[ -d /proc/$pid && "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]] || return 1
   echo "$pid"
 }
@@ -110,10 +110,16 @@ host_setup() {
   sysctl_set net.bridge.bridge-nf-call-iptables 1
 }
 
+put() { # file: stdin replaces it only when the content differs
+  local tmp; tmp=$(mktemp)
+  cat > "$tmp"
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; chmod 0644 "$1"; fi
+}
+
 write_configs() {
   mkdir -p "$S/cni/net.d" "$S/cni/ipam" "$S/kubelet" "$S/pod-logs" "$R/containerd"
   ln -sfn "$CNI" "$S/cni/bin"
-  cat > "$S/cni/net.d/10-akson.conflist" <<EOF
+  put "$S/cni/net.d/10-akson.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "akson",
@@ -125,7 +131,7 @@ write_configs() {
   ]
 }
 EOF
-  cat > "$S/containerd.toml" <<EOF
+  put "$S/containerd.toml" <<EOF
 version = 3
 root = "$S/containerd"
 state = "$R/containerd/state"
@@ -148,6 +154,9 @@ state = "$R/containerd/state"
       sandbox = "$PAUSE_IMAGE"
   [plugins.'io.containerd.cri.v1.runtime']
     netns_mounts_under_state_dir = true
+    # this VM's root lacks CAP_SYS_RESOURCE: runc cannot lower oom_score_adj (kubelet asks -998
+    # for sandboxes: "failed to update /proc/self/oom_score_adj: Permission denied")
+    restrict_oom_score_adj = true
     enable_unprivileged_ports = true
     enable_unprivileged_icmp = true
     cdi_spec_dirs = []
@@ -158,6 +167,7 @@ state = "$R/containerd/state"
         [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
           BinaryName = "$(command -v runc)"
           SystemdCgroup = false
+          Root = "$R/runc"
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ["$S/cni/bin"]
       conf_dir = "$S/cni/net.d"
@@ -165,7 +175,7 @@ state = "$R/containerd/state"
     stream_server_address = "$NODE_IP"
     stream_server_port = "0"
 EOF
-  cat > "$S/kubelet/config.yaml" <<EOF
+  put "$S/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -194,9 +204,11 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 200Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}
 maxPods: 60
 EOF
+  printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 20\n' \
+    "$R/containerd/containerd.sock" "$R/containerd/containerd.sock" | put "$S/crictl.yaml"
   # pods resolve cluster names only (no upstream DNS on this machine)
-  echo "nameserver $NODE_IP" > "$S/resolv.conf"
-  cat > "$S/kube-proxy.yaml" <<EOF
+  echo "nameserver $NODE_IP" | put "$S/resolv.conf"
+  put "$S/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: nftables
@@ -209,7 +221,7 @@ clusterCIDR: $CLUSTER_CIDR
 nodePortAddresses: ["$NODE_IP/32"]
 conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
-  cat > "$S/Corefile" <<EOF
+  put "$S/Corefile" <<EOF
 cluster.local:53 in-addr.arpa:53 {
     bind $NODE_IP
     errors
@@ -226,8 +238,14 @@ cluster.local:53 in-addr.arpa:53 {
 EOF
 }
 
-rbac() { # the identities of the host-process add-ons (CoreDNS, kube-network-policies)
+rbac() { # the apiserver's kubelet client (exec, logs) and the host-process add-ons (CoreDNS, kube-network-policies)
   "${KUBECTL[@]}" apply -f - >/dev/null <<'EOF'
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "akson:kube-apiserver-kubelet-client"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:kubelet-api-admin"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: kube-apiserver-kubelet-client}]
+---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: "system:coredns"}
@@ -265,8 +283,15 @@ import_images() { # pause (the sandbox image) and agnhost, packed by images.sh
   done < <("$here/images.sh")
 }
 
+node_ready_since() { # the node's Ready condition is True and was posted after $UP_SINCE
+  local cond
+  cond=$("${KUBECTL[@]}" get node "$NODE_NAME" -o jsonpath='{range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}') || return 1
+  [[ ${cond%% *} == True && ! ${cond#* } < $UP_SINCE ]]
+}
+
 up() {
   local t_up=$SECONDS t
+  UP_STARTED=$(date +%s)
   t=$SECONDS; bins; log "binaries ready in $((SECONDS - t)) s"
   host_setup
   t=$SECONDS; "$here/pki.sh" "$S" "$NODE_IP" "$NODE_NAME" "$API"; log "PKI and kubeconfigs in $((SECONDS - t)) s"
@@ -314,10 +339,11 @@ up() {
   start kube-proxy "$K/kube-proxy" --config "$S/kube-proxy.yaml"
   start coredns "$COREDNS/coredns" -conf "$S/Corefile"
   if [[ -x $KNP/kube-network-policies ]]; then
-    start kube-network-policies "$KNP/kube-network-policies" --kubeconfig "$S/kube-network-policies.conf" \
+    KUBECONFIG="$S/kube-network-policies.conf" start kube-network-policies "$KNP/kube-network-policies" \
       --hostname-override "$NODE_NAME" --disable-nri --metrics-bind-address "$NODE_IP:9080"
   fi
-  wait_for "node $NODE_NAME Ready" 180 "${KUBECTL[@]}" wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
+  UP_SINCE=$(date -u -d "@$UP_STARTED" +%Y-%m-%dT%H:%M:%SZ)
+  wait_for "node $NODE_NAME Ready (heartbeat of this run)" 180 node_ready_since
   log "cluster up in $((SECONDS - t_up)) s; export KUBECONFIG=$S/admin.conf"
 }
 
@@ -325,7 +351,7 @@ up() {
 
 remove_pods() { # every sandbox through the CRI (runs the CNI DEL: veths, IPs)
   [[ -S $R/containerd/containerd.sock ]] && alive containerd >/dev/null || return 0
-  local crictl=("$CRICTL/crictl" --runtime-endpoint "unix://$R/containerd/containerd.sock" --timeout 20s)
+  local crictl=("$CRICTL/crictl" --config "$S/crictl.yaml")
   "${crictl[@]}" stopp $("${crictl[@]}" pods -q) >/dev/null 2>&1 || true
   "${crictl[@]}" rmp -fa >/dev/null 2>&1 || true
 }
@@ -359,7 +385,7 @@ clean_network() {
   # nftables tables the cluster added (kube-proxy, kube-network-policies, portmap, ...)
   while read -r t; do
     grep -qxF "$t" "$S/nft-tables.orig" 2>/dev/null && continue
-    nft delete ${t#table } && log "removed nft $t"
+    nft delete $t && log "removed nft $t"
   done < <(nft list tables)
   # chains kubelet/CNI added to iptables-nft tables that existed before
   local table

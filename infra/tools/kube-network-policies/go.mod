@@ -2,7 +2,10 @@ module akson.local/tools/kube-network-policies
 
 go 1.26.8
 
-require sigs.k8s.io/kube-network-policies v0.8.0
+require (
+	k8s.io/client-go v0.32.3
+	sigs.k8s.io/kube-network-policies v0.8.0
+)
 
 require (
 	github.com/armon/go-radix v1.0.0 // indirect
@@ -71,7 +74,6 @@ require (
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	k8s.io/api v0.32.3 // indirect
 	k8s.io/apimachinery v0.32.3 // indirect
-	k8s.io/client-go v0.32.3 // indirect
 	k8s.io/component-base v0.32.3 // indirect
 	k8s.io/component-helpers v0.32.3 // indirect
 	k8s.io/cri-api v0.25.3 // indirect

@@ -5,7 +5,12 @@
 # NFQUEUE target (CONFIG_NFT_COMPAT, CONFIG_NETFILTER_XT_TARGET_NFQUEUE). Every
 # &expr.Queue{...} becomes xtQueue(num, bypass): the same verdict through nft_compat
 # (nft lists it as "queue num N bypass"). Called by infra/tools/build-cluster.sh.
+# And cmd/main.go takes its API config from $KUBECONFIG when set (upstream: in-cluster only), so it
+# runs as a host process with its own client certificate.
 set -euo pipefail
+main=$1/cmd/main.go
+perl -pi -e 's|"k8s.io/client-go/rest"|"k8s.io/client-go/tools/clientcmd"|; s|config, err := rest\.InClusterConfig\(\)|config, err := clientcmd.BuildConfigFromFlags("", os.Getenv("KUBECONFIG"))|' "$main"
+grep -q 'clientcmd.BuildConfigFromFlags' "$main" || { echo "knp.sh: main.go patch did not apply" >&2; exit 1; }
 src=$1/pkg/networkpolicy
 perl -0pi -e 's/queue := &expr\.Queue\{Num: uint16\(c\.config\.QueueID\)\}\n\tif c\.config\.FailOpen \{\n\t\tqueue\.Flag = expr\.QueueFlagBypass\n\t\}/queue := xtQueue(uint16(c.config.QueueID), c.config.FailOpen)/g' "$src/controller.go"
 perl -pi -e 's/&expr\.Queue\{Num: uint16\(n\.nfQueueID\), Flag: expr\.QueueFlagBypass\}/xtQueue(uint16(n.nfQueueID), true)/' "$src/dnsagent.go"

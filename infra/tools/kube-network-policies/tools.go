@@ -5,5 +5,6 @@
 package tools
 
 import (
+	_ "k8s.io/client-go/tools/clientcmd" // knp.sh: cmd/main.go reads $KUBECONFIG
 	_ "sigs.k8s.io/kube-network-policies/cmd"
 )
