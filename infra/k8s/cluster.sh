@@ -283,10 +283,12 @@ import_images() { # pause (the sandbox image) and agnhost, packed by images.sh
   done < <("$here/images.sh")
 }
 
-node_ready_since() { # the node's Ready condition is True and was posted after $UP_SINCE
-  local cond
-  cond=$("${KUBECTL[@]}" get node "$NODE_NAME" -o jsonpath='{range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}') || return 1
-  [[ ${cond%% *} == True && ! ${cond#* } < $UP_SINCE ]]
+node_ready_since() { # Ready is True and the kubelet renewed its node Lease after $UP_SINCE
+  # (the Ready condition itself is only re-posted every 5 min when unchanged, or is left in etcd)
+  local ready renewed
+  ready=$("${KUBECTL[@]}" get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') || return 1
+  renewed=$("${KUBECTL[@]}" -n kube-node-lease get lease "$NODE_NAME" -o jsonpath='{.spec.renewTime}') || return 1
+  [[ $ready == True && ! $renewed < $UP_SINCE ]]
 }
 
 up() {
@@ -343,7 +345,7 @@ up() {
       --hostname-override "$NODE_NAME" --disable-nri --metrics-bind-address "$NODE_IP:9080"
   fi
   UP_SINCE=$(date -u -d "@$UP_STARTED" +%Y-%m-%dT%H:%M:%SZ)
-  wait_for "node $NODE_NAME Ready (heartbeat of this run)" 180 node_ready_since
+  wait_for "node $NODE_NAME Ready (node lease renewed since up began)" 180 node_ready_since
   log "cluster up in $((SECONDS - t_up)) s; export KUBECONFIG=$S/admin.conf"
 }
 
