@@ -34,7 +34,7 @@ log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 bins() { # resolve the bundle directories (building what is missing)
-  local line
+  local bundle dir
   while read -r bundle dir; do
     case $bundle in
       kubernetes) K=$dir ;; etcd) ETCD=$dir ;; containerd) CTRD=$dir ;; cni-plugins) CNI=$dir ;;
@@ -354,13 +354,16 @@ up() {
 remove_pods() { # every sandbox through the CRI (runs the CNI DEL: veths, IPs)
   [[ -S $R/containerd/containerd.sock ]] && alive containerd >/dev/null || return 0
   local crictl=("$CRICTL/crictl" --config "$S/crictl.yaml")
-  "${crictl[@]}" stopp $("${crictl[@]}" pods -q) >/dev/null 2>&1 || true
+  local pods
+  mapfile -t pods < <("${crictl[@]}" pods -q 2>/dev/null)
+  ((${#pods[@]})) && { "${crictl[@]}" stopp "${pods[@]}" >/dev/null 2>&1 || true; }
   "${crictl[@]}" rmp -fa >/dev/null 2>&1 || true
 }
 
 kill_shims() { # the runc shims containerd started (their own sessions), by pid
   local exe=$CTRD/containerd-shim-runc-v2 pid
-  for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+  for pid in /proc/[0-9]*; do
+    pid=${pid#/proc/}
     [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]] && kill -KILL "$pid" 2>/dev/null && log "killed shim $pid"
   done
   return 0
