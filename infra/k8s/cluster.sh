@@ -6,6 +6,7 @@
 #   cluster.sh down     stop every process, remove pods, mounts, netns, links, nft/iptables rules, cgroups
 #   cluster.sh status   each process (pid, alive), the node, the pods
 #   cluster.sh env      the KUBECONFIG line to export
+#   cluster.sh leftovers  what `down` would have to remove (fails when there is any; down runs it last)
 #
 # State (PKI, etcd, containerd, kubelet) under $AKSON_K8S_STATE (/var/lib/akson-k8s), runtime
 # files (sockets, pids, netns) under /run/akson-k8s. Everything listens on the node IP
@@ -416,6 +417,27 @@ restore_sysctls() {
   rm -f "$S/sysctl.orig"
 }
 
+leftovers() { # what `down` must not leave behind; prints each, fails when there is any
+  local n=0 pid exe d t
+  local -A ours=()
+  for d in "$ETCD/etcd" "$K/kube-apiserver" "$K/kube-controller-manager" "$K/kube-scheduler" "$K/kubelet" \
+    "$K/kube-proxy" "$CTRD/containerd" "$CTRD/containerd-shim-runc-v2" "$COREDNS/coredns" "$KNP/kube-network-policies"; do
+    ours[$d]=1
+  done
+  for pid in /proc/[0-9]*; do
+    exe=$(readlink "$pid/exe" 2>/dev/null) || continue
+    [[ -n ${ours[$exe]:-} ]] && { echo "leftover process ${pid#/proc/} $exe"; n=$((n + 1)); }
+  done
+  while read -r d; do echo "leftover mount $d"; n=$((n + 1)); done < <(awk -v s="$S" -v r="$R" '$5 ~ "^("s"|"r")(/|$)" {print $5}' /proc/self/mountinfo)
+  for d in "$NODE_LINK" "$CNI_BRIDGE"; do ip link show "$d" >/dev/null 2>&1 && { echo "leftover link $d"; n=$((n + 1)); }; done
+  while read -r t; do
+    grep -qxF "$t" "$S/nft-tables.orig" 2>/dev/null || { echo "leftover nft $t"; n=$((n + 1)); }
+  done < <(nft list tables)
+  iptables-save 2>/dev/null | grep -qE '(KUBE|CNI)-' && { echo "leftover iptables KUBE-/CNI- rules"; n=$((n + 1)); }
+  for d in /sys/fs/cgroup/*/kubepods; do [[ -d $d ]] && { echo "leftover cgroup $d"; n=$((n + 1)); }; done
+  ((n == 0))
+}
+
 down() {
   local t0=$SECONDS
   bins 2>/dev/null
@@ -435,9 +457,14 @@ down() {
   clean_network
   clean_cgroups
   restore_sysctls
+  local rc=0
+  leftovers >&2 || { rc=1; log "ERROR: the above is left behind"; }
   rm -f "$S/nft-tables.orig"
-  log "cluster down in $((SECONDS - t0)) s (state kept in $S; AKSON_K8S_PURGE=1 removes it)"
+  if ((rc == 0)); then
+    log "cluster down in $((SECONDS - t0)) s: no process, mount, link, nft table, KUBE-/CNI- rule or kubepods cgroup left (state kept in $S; AKSON_K8S_PURGE=1 removes it)"
+  fi
   if [[ ${AKSON_K8S_PURGE:-0} == 1 ]]; then rm -rf "$S" "$R"; log "removed $S and $R"; fi
+  return $rc
 }
 
 status() {
@@ -463,5 +490,6 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   env) echo "export KUBECONFIG=$S/admin.conf" ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  leftovers) bins 2>/dev/null; leftovers ;;
+  *) echo "usage: $0 up|down|status|env|leftovers" >&2; exit 2 ;;
 esac
