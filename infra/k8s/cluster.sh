@@ -435,6 +435,7 @@ leftovers() { # what `down` must not leave behind; prints each, fails when there
   done < <(nft list tables)
   iptables-save 2>/dev/null | grep -qE '(KUBE|CNI)-' && { echo "leftover iptables KUBE-/CNI- rules"; n=$((n + 1)); }
   for d in /sys/fs/cgroup/*/kubepods; do [[ -d $d ]] && { echo "leftover cgroup $d"; n=$((n + 1)); }; done
+  for d in /run/containerd/s/*; do [[ -e $d ]] && { echo "leftover shim socket $d"; n=$((n + 1)); }; done
   ((n == 0))
 }
 
@@ -454,6 +455,9 @@ down() {
   done
   unmount_all
   rm -rf "$R/containerd/state/io.containerd.grpc.v1.cri/sandboxes" 2>/dev/null || true
+  # the shims' sockets are in containerd's hard-coded /run/containerd/s (pkg/shim/util_unix.go),
+  # whatever its state dir; the dirs go when empty (there was no containerd here before)
+  rmdir /run/containerd/s /run/containerd/fifo /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd 2>/dev/null || true
   clean_network
   clean_cgroups
   restore_sysctls
