@@ -295,6 +295,11 @@ node_ready_since() { # Ready is True and the kubelet renewed its node Lease afte
 up() {
   local t_up=$SECONDS t
   UP_STARTED=$(date +%s)
+  # Debian's: runc; nft (kube-proxy's nftables mode); iptables (kubelet's canaries); conntrack,
+  # socat, ebtables, ethtool (kubelet/kube-proxy tools); gcc + static libc (the pause image)
+  "$repo/infra/tools/ensure-packages.sh" runc=runc nftables=nft iptables=iptables conntrack=conntrack \
+    socat=socat ebtables=ebtables ethtool=ethtool gcc=gcc libc6-dev=/usr/lib/x86_64-linux-gnu/libc.a \
+    openssl=openssl curl=curl
   t=$SECONDS; bins; log "binaries ready in $((SECONDS - t)) s"
   host_setup
   t=$SECONDS; "$here/pki.sh" "$S" "$NODE_IP" "$NODE_NAME" "$API"; log "PKI and kubeconfigs in $((SECONDS - t)) s"
