@@ -22,7 +22,9 @@ agnhost_tar=$out/agnhost-1.37.2-$key.tar
 if [[ ! -f $pause_tar || ! -f $agnhost_tar ]]; then
   work=$(mktemp -d)
   registry_pid=
-  trap '[[ -n $registry_pid ]] && kill "$registry_pid" 2>/dev/null; rm -rf "$work"' EXIT
+  # on failure, crane's log (it logs every pushed blob) is shown
+  # shellcheck disable=SC2154
+  trap 'rc=$?; ((rc)) && cat "$work/crane.log" >&2; [[ -n $registry_pid ]] && kill "$registry_pid" 2>/dev/null; rm -rf "$work"; exit $rc' EXIT
   # a throw-away in-memory registry on 127.0.0.1 for crane append/mutate, stopped on exit
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   "$crane" registry serve --address "127.0.0.1:$port" >"$work/registry.log" 2>&1 &
@@ -38,7 +40,7 @@ if [[ ! -f $pause_tar || ! -f $agnhost_tar ]]; then
   nice -n 19 gcc -Os -Wall -Werror -static -DVERSION=v3.10.2-akson -o "$work/pause/pause" "$k8s_src/build/pause/linux/pause.c"
   strip "$work/pause/pause"
   layer "$work/pause"
-  "$crane" append --oci-empty-base -f "$work/pause.tar" -t "$reg/pause:3.10.2" >/dev/null
+  "$crane" append --oci-empty-base -f "$work/pause.tar" -t "$reg/pause:3.10.2" >/dev/null 2>>"$work/crane.log"
   "$crane" mutate "$reg/pause:3.10.2" --entrypoint /pause --user 65535:65535 --set-platform linux/amd64 \
     -t "$pause_ref" -o "$pause_tar.tmp" >/dev/null
   mv "$pause_tar.tmp" "$pause_tar"
@@ -46,7 +48,7 @@ if [[ ! -f $pause_tar || ! -f $agnhost_tar ]]; then
   mkdir -p "$work/agnhost"
   cp "$k8s/agnhost" "$work/agnhost/agnhost"
   layer "$work/agnhost"
-  "$crane" append --oci-empty-base -f "$work/agnhost.tar" -t "$reg/agnhost:1.37.2" >/dev/null
+  "$crane" append --oci-empty-base -f "$work/agnhost.tar" -t "$reg/agnhost:1.37.2" >/dev/null 2>>"$work/crane.log"
   "$crane" mutate "$reg/agnhost:1.37.2" --entrypoint /agnhost --user 65534:65534 --set-platform linux/amd64 \
     -t "$agnhost_ref" -o "$agnhost_tar.tmp" >/dev/null
   mv "$agnhost_tar.tmp" "$agnhost_tar"
