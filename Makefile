@@ -18,7 +18,7 @@ CHART_POLICIES ?= charts/akson/files/policies
 
 help: ## this list, by group
 	@awk 'BEGIN {FS = ":.*## "} /^##@ / {printf "\n%s\n", substr($$0, 5)} \
-	  /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	  /^[a-z0-9-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV_STAMP): uv.lock pyproject.toml $(wildcard services/*/pyproject.toml)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -132,3 +132,20 @@ chart-policies: ## copy the runtime policies into the chart (the chart tests fai
 	rm -rf $(CHART_POLICIES)
 	cd policies && find . -type f \( -name '*.rego' -o -name '*.json' \) ! -name '*_test.rego' \
 	  ! -path './manifests/*' -exec install -D -m 0644 {} '$(abspath $(CHART_POLICIES))/{}' \;
+
+# A single-node Kubernetes on this machine (issue 21, stage 2; infra/k8s/README.md "Stage 2")
+.PHONY: k8s-up k8s-down k8s-status k8s-smoke k8s-binaries
+k8s-binaries: ## build the cluster's binaries from their pinned Go modules (cached; long the first time)
+	infra/tools/build-cluster.sh
+
+k8s-up: ## start the single-node cluster (root; state in /var/lib/akson-k8s), wait for node Ready
+	infra/k8s/cluster.sh up
+
+k8s-down: ## stop every cluster process; remove pods, mounts, netns, links, nft/iptables rules
+	infra/k8s/cluster.sh down
+
+k8s-status: ## the cluster's processes, node, pods and listening addresses
+	infra/k8s/cluster.sh status
+
+k8s-smoke: ## node Ready, non-root pod, Service by DNS, NetworkPolicy deny, privileged pod refused (times)
+	infra/k8s/smoke.sh
