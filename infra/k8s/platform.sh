@@ -85,13 +85,65 @@ dapr() {
   log "dapr: control plane $DAPR_VERSION ready in $((SECONDS - t0)) s"
 }
 
+# The Secrets charts/akson references (infra/k8s/README.md sections 2 to 4), generated here into
+# namespace akson, created once (a rerun keeps them); the database and Redis ones from the
+# passwords data.sh generated in akson-data. Values pass through stdin/files of a private
+# temporary directory, never through an argument or the repository.
+secrets() {
+  local t0=$SECONDS ns=akson tmp n=0
+  kubectl create namespace $ns --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl label --overwrite namespace $ns pod-security.kubernetes.io/enforce=restricted \
+    pod-security.kubernetes.io/enforce-version=latest >/dev/null
+  tmp=$(mktemp -d); chmod 0700 "$tmp"
+  trap 'rm -rf "$tmp"' RETURN
+  get() { kubectl -n akson-data get secret "$1" -o "jsonpath={.data.$2}" | base64 -d; }
+  make_secret() { # name key file [key file ...]
+    local name=$1 args=(); shift
+    kubectl -n $ns get secret "$name" >/dev/null 2>&1 && return 0
+    while (($#)); do args+=(--from-file="$1=$2"); shift 2; done
+    kubectl -n $ns create secret generic "$name" "${args[@]}" >/dev/null
+    n=$((n + 1))
+  }
+  rand() { openssl rand -hex 32 > "$tmp/$1"; echo "$tmp/$1"; }
+  get redis redis-password > "$tmp/redis"
+  make_secret akson-redis redis-password "$tmp/redis"
+  printf 'mongodb://akson_app:%s@ferretdb.akson-data.svc.cluster.local:27017/?authMechanism=PLAIN' \
+    "$(get postgres app-password)" > "$tmp/mongodb"
+  make_secret akson-mongodb connection-string "$tmp/mongodb"
+  make_secret akson-dapr-api-token token "$(rand dapr)"
+  make_secret akson-app-api-token token "$(rand app)"
+  make_secret akson-audit-upload-token token "$(rand audit)"
+  make_secret akson-opa-token token "$(rand opa)"
+  make_secret akson-partition-key secret "$(rand partition)"
+  make_secret akson-message-inbound-token token "$(rand inbound)"
+  openssl rand 32 | basenc --base64url | tr -d '=\n' > "$tmp/kek"
+  make_secret akson-identity-kek kek "$tmp/kek"
+  # welfare's client key: an ES256 private JWK (P-256), made from openssl's key
+  openssl ecparam -name prime256v1 -genkey -noout -out "$tmp/welfare.pem" 2>/dev/null
+  openssl ec -in "$tmp/welfare.pem" -text -noout 2>/dev/null | python3 -c '
+import base64, json, re, sys
+text = sys.stdin.read()
+def hexblock(label):
+    block = re.search(label + r":\s*((?:[0-9a-f]{2}:?\s*)+)", text).group(1)
+    return bytes.fromhex(re.sub(r"[^0-9a-f]", "", block))
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+d, pub = hexblock("priv"), hexblock("pub")
+d = d[-32:].rjust(32, b"\0")
+print(json.dumps({"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": "akson-welfare-k8s",
+                  "x": b64(pub[1:33]), "y": b64(pub[33:65]), "d": b64(d)}))' > "$tmp/welfare.jwk"
+  make_secret akson-welfare-client-key jwk "$tmp/welfare.jwk"
+  # integrations' exports binding (S3): no bucket here; placeholders so its component loads
+  make_secret akson-exports access-key "$(rand s3a)" secret-key "$(rand s3s)"
+  log "secrets: $n created in $ns ($(kubectl -n $ns get secrets --no-headers | wc -l) there) in $((SECONDS - t0)) s"
+}
+
 what=${1:-all}
 wait_cluster
 case $what in
   images) images ;;
   dapr) dapr ;;
-  data) "$here/data.sh" ;;
+  data) K=$K "$here/data.sh" ;;
   secrets) secrets ;;
-  all) images; dapr; "$here/data.sh"; secrets ;;
+  all) images; dapr; K=$K "$here/data.sh"; secrets ;;
   *) die "usage: $0 [images|dapr|data|secrets|all]" ;;
 esac
