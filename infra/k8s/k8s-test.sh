@@ -103,7 +103,7 @@ loop 75 > "$out/upgrade" &
 lp=$!
 sleep 5
 t_up=$SECONDS
-"$here/akson.sh" --set services.journal.dapr.logLevel=$new --reuse-values >/dev/null 2>"$out/upgrade.err" || cat "$out/upgrade.err"
+"$here/akson.sh" --set services.journal.dapr.logLevel=$new >/dev/null 2>"$out/upgrade.err" || cat "$out/upgrade.err"
 t_up=$((SECONDS - t_up))
 wait $lp
 now=$(kubectl -n $ns get deploy akson-journal -o jsonpath='{.spec.template.metadata.annotations.dapr\.io/log-level}')
