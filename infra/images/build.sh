@@ -67,7 +67,7 @@ debian_mirrors=(
 debian_packages="python3,ca-certificates,tzdata,libstdc++6,usr-is-merged"
 debian_purge="usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl perl perl-modules-5.36 libperl5.36"
 mmdebstrap_args() { # packages [purge [customize-hooks...]] -> sets the array args
-  local purge="${2:-$debian_purge}" hook extra=()
+  local purge="${2:-$debian_purge}" hook extra=() # purge "": the default list
   for hook in "${@:3}"; do extra+=(--customize-hook="$hook"); done
   args=(
     --variant=essential --include="$1" --format=directory
@@ -373,7 +373,9 @@ tests() {
 data() {
   local started=$SECONDS root version base
   registry_start
-  root="$(debian_rootfs redis-rootfs redis-server,usr-is-merged)"
+  # the files Debian leaves to the redis user are root's (the user cannot change its config)
+  root="$(debian_rootfs redis-rootfs redis-server,usr-is-merged "" \
+    'chown -R 0:0 "$1"/etc/redis "$1"/var/lib/redis "$1"/var/log/redis')"
   version="$(awk -F'\t' '$1 == "redis-server" {print $2}' "$root.packages.tsv")" # 5:7.0.15-1~deb12u10
   version="${version#*:}"
   base="$(push_layers redis "$root.tar")"
@@ -385,7 +387,7 @@ data() {
   root="$(debian_rootfs postgres-rootfs postgresql-15,usr-is-merged \
     "usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl" \
     'rm -rf "$1"/etc/postgresql/15 "$1"/var/lib/postgresql/15 "$1"/etc/ssl/private/ssl-cert-snakeoil.key "$1"/etc/ssl/certs/ssl-cert-snakeoil.pem' \
-    'chown -R 0:0 "$1"/var/lib/postgresql "$1"/var/log/postgresql "$1"/var/run/postgresql "$1"/etc/ssl/private; chmod 0755 "$1"/var/lib/postgresql')"
+    'chown -R 0:0 "$1"/etc/postgresql "$1"/var/lib/postgresql "$1"/var/log/postgresql "$1"/var/run/postgresql "$1"/etc/ssl/private; chmod 0755 "$1"/var/lib/postgresql')"
   version="$(awk -F'\t' '$1 == "postgresql-15" {print $2}' "$root.packages.tsv")" # 15.20-0+deb12u1
   base="$(push_layers postgres "$root.tar")"
   write_image "$base" "ghcr.io/akson-health/akson-postgres:${version%%-*}" -u 10001:10001 -w / \
