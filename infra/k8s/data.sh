@@ -135,7 +135,7 @@ spec:
             echo "host all all all scram-sha-256" >> "\$PGDATA/pg_hba.conf"
             echo initialised
           fi
-          pg_ctl -w -o "-c listen_addresses= -c unix_socket_directories=/tmp" -l /tmp/init.log start >/dev/null
+          pg_ctl -w -o "-c listen_addresses= -c unix_socket_directories=/tmp -c log_min_error_statement=panic -c log_statement=none" -l /tmp/init.log start >/dev/null
           { printf "DO \\\$\\\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'akson_app') THEN CREATE ROLE akson_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; END IF; END \\\$\\\$;\n"
             printf "ALTER ROLE akson_app PASSWORD '%s';\nGRANT CREATE ON DATABASE postgres TO akson_app;\n" "\$(cat /secrets/app-password)"
           } | PGPASSWORD="\$(cat /secrets/superuser-password)" psql -h /tmp -U akson -d postgres -v ON_ERROR_STOP=1 -q
