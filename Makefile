@@ -121,12 +121,23 @@ chaos: venv tools ## the fault suite: kill -9, stop, restart every part under lo
 chart-test: venv tools ## helm lint/template, kubeconform (Kubernetes + Dapr CRD schemas), manifest policies, hadolint
 	$(RUN) pytest tests/charts -q
 
-images: ## OCI images without a container engine (mmdebstrap, uv, crane) into ~/.cache/akson/images (WHAT="services static dapr tests")
+images: ## OCI images without a container engine (mmdebstrap, uv, crane) into ~/.cache/akson/images (WHAT="services static dapr tests data")
 	@infra/tools/ensure-packages.sh mmdebstrap=mmdebstrap
 	infra/images/build.sh $(WHAT)
 
 images-test: ## check the built images (crane config/export) and run one service's filesystem in a chroot
 	$(RUN) pytest tests/images -q
+
+# Dapr and Akson on the single-node cluster (issue 21, stages 3-4; infra/k8s/README.md "Stage 3–4")
+.PHONY: k8s-platform k8s-akson k8s-test
+k8s-platform: ## images into the node, Dapr's control plane, Redis + FerretDB/PostgreSQL (akson-data), the Secrets (make images WHAT=data first)
+	infra/k8s/platform.sh $(WHAT)
+
+k8s-akson: ## helm upgrade --install akson charts/akson -n akson (infra/k8s/cluster-values.yaml) --wait, then helm test
+	infra/k8s/akson.sh
+
+k8s-test: ## through the cluster: database write/read, NetworkPolicy, Pod Security, rolling upgrade under load, pods killed (figures)
+	infra/k8s/k8s-test.sh
 
 chart-policies: ## copy the runtime policies into the chart (the chart tests fail when the copy is stale)
 	rm -rf $(CHART_POLICIES)

@@ -14,6 +14,8 @@
 # dapr      Dapr's control plane (operator, injector, sentry, placement, scheduler) from the
 #           same pinned dapr module as daprd, named as Dapr's Helm chart expects them
 # tests     curl (Debian's) for the chart's `helm test` pod: --set tests.image=<its reference>
+# data      the data services of the cluster (infra/k8s/data.sh): Debian's redis-server, Debian's
+#           PostgreSQL 15, FerretDB v1 (infra/tools/build.sh ferretdb) on the static base
 #
 # Output: one docker-archive tarball per image in $AKSON_IMAGES_DIR (~/.cache/akson/images),
 # importable with `ctr -n k8s.io images import FILE`; images.tsv there lists reference,
@@ -64,14 +66,17 @@ debian_mirrors=(
 # merged already, so usrmerge (and the perl it pulls in, 50 MB) can go again
 debian_packages="python3,ca-certificates,tzdata,libstdc++6,usr-is-merged"
 debian_purge="usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl perl perl-modules-5.36 libperl5.36"
-mmdebstrap_args() { # packages -> sets the array args
+mmdebstrap_args() { # packages [purge [customize-hooks...]] -> sets the array args
+  local purge="${2:-$debian_purge}" hook extra=() # purge "": the default list
+  for hook in "${@:3}"; do extra+=(--customize-hook="$hook"); done
   args=(
     --variant=essential --include="$1" --format=directory
     --aptopt='Acquire::Check-Valid-Until "false"'
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*'
-    --customize-hook="chroot \"\$1\" dpkg --purge $debian_purge >/dev/null"
+    --customize-hook="chroot \"\$1\" dpkg --purge $purge >/dev/null"
+    "${extra[@]}"
     # the runtime user of the Dockerfile (akson, 10001:10001, no home, no shell)
     --customize-hook='echo "akson:x:10001:10001:akson:/nonexistent:/usr/sbin/nologin" >> "$1/etc/passwd"'
     --customize-hook='echo "akson:x:10001:" >> "$1/etc/group"'
@@ -85,9 +90,9 @@ mmdebstrap_args() { # packages -> sets the array args
 }
 
 # a Debian root filesystem with these packages (and Debian's essential set), cached by its recipe
-debian_rootfs() { # name packages -> prints the directory; <dir>.tar beside it
+debian_rootfs() { # name packages [purge [hooks...]] -> prints the directory; <dir>.tar beside it
   local key dir args
-  mmdebstrap_args "$2"
+  mmdebstrap_args "${@:2}"
   key="$(printf '%s\n' "${args[@]}" "${debian_mirrors[@]}" "$SOURCE_DATE_EPOCH" | sha)"
   dir="$cache/$1-$key"
   if [[ ! -f "$dir.tar" ]]; then
@@ -361,9 +366,43 @@ tests() {
   log "curl image (helm test) in $((SECONDS - started)) s"
 }
 
+# The data services of the single-node cluster (infra/k8s/data.sh), each on the same mmdebstrap
+# recipe as curl, run as akson (10001; initdb needs a passwd entry for its uid), named for what
+# they are (Debian's version): redis-server, PostgreSQL 15 (/usr/lib/postgresql/15/bin on PATH),
+# and FerretDB v1 (static, on the static base, 65532).
+data() {
+  local started=$SECONDS root version base
+  registry_start
+  # the files Debian leaves to the redis user are root's (the user cannot change its config)
+  root="$(debian_rootfs redis-rootfs redis-server,usr-is-merged "" \
+    'chown -R 0:0 "$1"/etc/redis "$1"/var/lib/redis "$1"/var/log/redis')"
+  version="$(awk -F'\t' '$1 == "redis-server" {print $2}' "$root.packages.tsv")" # 5:7.0.15-1~deb12u10
+  version="${version#*:}"
+  base="$(push_layers redis "$root.tar")"
+  write_image "$base" "ghcr.io/akson-health/akson-redis:${version%%-*}" -u 10001:10001 -w / \
+    -e PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin -e LANG=C.UTF-8 \
+    --exposed-ports 6379/tcp -l "org.opencontainers.image.title=akson-redis" --entrypoint /usr/bin/redis-server
+  # postgresql-common needs perl (it stays); the cluster its postinst made (15/main, with
+  # ssl-cert's snakeoil key) goes: the pod's init container runs initdb into its volume
+  root="$(debian_rootfs postgres-rootfs postgresql-15,usr-is-merged \
+    "usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl" \
+    'rm -rf "$1"/etc/postgresql/15 "$1"/var/lib/postgresql/15 "$1"/etc/ssl/private/ssl-cert-snakeoil.key "$1"/etc/ssl/certs/ssl-cert-snakeoil.pem' \
+    'chown -R 0:0 "$1"/etc/postgresql "$1"/var/lib/postgresql "$1"/var/log/postgresql "$1"/var/run/postgresql "$1"/etc/ssl/private; chmod 0755 "$1"/var/lib/postgresql')"
+  version="$(awk -F'\t' '$1 == "postgresql-15" {print $2}' "$root.packages.tsv")" # 15.20-0+deb12u1
+  base="$(push_layers postgres "$root.tar")"
+  write_image "$base" "ghcr.io/akson-health/akson-postgres:${version%%-*}" -u 10001:10001 -w / \
+    -e PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    -e LANG=C.UTF-8 -e PGDATA=/var/lib/postgresql/data \
+    --exposed-ports 5432/tcp -l "org.opencontainers.image.title=akson-postgres" --cmd postgres
+  local ferretdb; ferretdb="$(tool ferretdb)"
+  version="$("$ferretdb" --version | awk '$1 == "version:" {print $2}')" # v1.24.2
+  static_image "$ferretdb" "ghcr.io/akson-health/akson-ferretdb:${version#v}"
+  log "data images (redis, postgres, ferretdb) in $((SECONDS - started)) s"
+}
+
 [[ "${BASH_SOURCE[0]}" != "$0" ]] || {
   [[ $# -gt 0 ]] || set -- all
-  [[ "$*" == *all* ]] && set -- services static dapr tests
+  [[ "$*" == *all* ]] && set -- services static dapr tests data
   mkdir -p "$out"
   for what in "$@"; do
     case "$what" in
@@ -372,6 +411,7 @@ tests() {
       static) static ;;
       dapr) dapr ;;
       tests) tests ;;
+      data) data ;;
       layers) r="$(rootfs)"; v="$(venv_layer "$r")"; code_layer "$r" "$v" ;;
       *) echo "unknown: $what" >&2; exit 2 ;;
     esac

@@ -74,10 +74,16 @@ def _lay_out_opa_pod(tools: Tools, root: Path) -> tuple[list[str], dict[str, Any
             continue
         data = config_maps[volume["configMap"]["name"]]
         items = volume["configMap"].get("items") or [{"key": k, "path": k} for k in data]
+        # as the kubelet lays a ConfigMap volume out: the files under ..<timestamp>/, a ..data
+        # symlink to it, and a symlink per top-level entry into ..data
+        mount = root / mounts[volume["name"]].lstrip("/")
         for item in items:
-            target = root / mounts[volume["name"]].lstrip("/") / item["path"]
+            target = mount / "..2026_01_01_00_00_00.000000001" / item["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(data[item["key"]])
+        (mount / "..data").symlink_to("..2026_01_01_00_00_00.000000001")
+        for top in {item["path"].split("/")[0] for item in items}:
+            (mount / top).symlink_to(f"..data/{top}")
     container = pod["containers"][0]
     assert container["args"][-1] == "/policies"
     args = [

@@ -49,7 +49,9 @@ over this; nothing else lists the services.
 {{- $w := mergeOverwrite (deepCopy .Values.serviceDefaults) (deepCopy .Values.opa.workload) -}}
 {{- $_ := set $w "akson" false -}}
 {{- $opa := printf "%s-opa" (include "akson.fullname" .) -}}
-{{- $_ := set $w "args" (list "run" "--server" "--skip-version-check" (printf "--addr=0.0.0.0:%v" $w.port) "--config-file=/config/config.yaml" (printf "--log-level=%s" .Values.opa.logLevel) "--authentication=token" "--authorization=basic" "/policies") -}}
+{{- /* --ignore=..*: the kubelet lays a ConfigMap volume out as ..<timestamp>/ with a ..data symlink to it and a
+symlink per top-level entry; OPA follows symlinks and would load every policy two or three times (annotations redeclared) */ -}}
+{{- $_ := set $w "args" (list "run" "--server" "--skip-version-check" (printf "--addr=0.0.0.0:%v" $w.port) "--config-file=/config/config.yaml" (printf "--log-level=%s" .Values.opa.logLevel) "--authentication=token" "--authorization=basic" "--ignore=..*" "/policies") -}}
 {{- $items := list -}}
 {{- range $path, $_ := .Files.Glob "files/policies/**" -}}
 {{- $rel := trimPrefix "files/policies/" $path -}}
