@@ -162,15 +162,11 @@ class AuditLog:
         """Who accessed the citizen's record (allowed accesses by others; not her own, not
         audit queries), newest first. No clinical content: the kind of record and the basis."""
         await self._ask(principal, "read", principal.id, "AccessLog")
-        selector = {
-            "patient": principal.id,
-            "allow": True,
-            "actor": {"$ne": principal.id},
-            # audit data: an auditor's query or review verdict is not an access to her record
-            # (a review of an emergency access named her as its patient)
-            "resource_type": {"$nin": list(AUDIT_TYPES)},
-        }
-        documents, before = await self.decisions.page(selector, limit=count, before=cursor)
+        # audit data: an auditor's query or review verdict is not an access to her record (a
+        # review of an emergency access named her as its patient)
+        documents, before = await self.decisions.access_log(
+            principal.id, AUDIT_TYPES, limit=count, before=cursor
+        )
         views = [view(document) for document in documents]
         people = await self.directory.practitioner_names(v.hpr for v in views)
         places = await self.directory.organisation_names(

@@ -178,34 +178,15 @@ def access_of(document: dict[str, Any]) -> Access | None:
 # -- the auditors' view ------------------------------------------------------------------------
 
 
-FIELDS = {
-    "patient": 1,
-    "at": 1,
-    "allow": 1,
-    "actor_kind": 1,
-    "resource_type": 1,
-    "hpr": 1,
-    "actor": 1,
-    "reasons": 1,
-    "protected_address": 1,
-}
-
-
 async def examine(store: DecisionStore, query: SignalQuery) -> SignalPage:
     """Flags for review over ``query.day`` (default today, UTC) and the ``baseline_days``
     before it; each says which rule fired and the numbers behind it."""
     examined = query.day or datetime.now(UTC).date()
     start = examined - timedelta(days=query.baseline_days)
-    selector = {
-        "at": {
-            "$gte": datetime.combine(start, time(), UTC),
-            "$lt": datetime.combine(examined + timedelta(days=1), time(), UTC),
-        },
-        "allow": True,
-        "actor_kind": "practitioner",
-    }
+    since = datetime.combine(start, time(), UTC)
+    until = datetime.combine(examined + timedelta(days=1), time(), UTC)
     accesses = []
-    async for document in store.decisions.find(selector, FIELDS):
+    async for document in store.practitioner_accesses(since, until):
         access = access_of(document)
         if access is not None:
             accesses.append(access)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,6 +68,20 @@ def decision_indexes() -> list[IndexModel]:
         *(IndexModel([(name, ASCENDING), ("position", DESCENDING)]) for name in INDEXED),
         IndexModel([("at", DESCENDING)]),
     ]
+
+
+# what the snooping signals read of a decision (audit.signals)
+SIGNAL_FIELDS = {
+    "patient": 1,
+    "at": 1,
+    "allow": 1,
+    "actor_kind": 1,
+    "resource_type": 1,
+    "hpr": 1,
+    "actor": 1,
+    "reasons": 1,
+    "protected_address": 1,
+}
 
 
 class DecisionStore:
@@ -287,6 +301,29 @@ class DecisionStore:
 
     async def one(self, decision_id: str) -> Document | None:
         return await self.decisions.find_one({"_id": decision_id})
+
+    async def access_log(
+        self, patient: str, exclude_types: Sequence[str], *, limit: int, before: int | None
+    ) -> tuple[list[Document], int | None]:
+        """Allowed accesses to ``patient``'s record by others, newest first (as :meth:`page`),
+        leaving out ``exclude_types`` (audit data)."""
+        selector = {
+            "patient": patient,
+            "allow": True,
+            "actor": {"$ne": patient},
+            "resource_type": {"$nin": list(exclude_types)},
+        }
+        return await self.page(selector, limit=limit, before=before)
+
+    def practitioner_accesses(self, since: datetime, until: datetime) -> AsyncIterator[Document]:
+        """Practitioners' allowed accesses in ``[since, until)``, only the fields the snooping
+        signals read."""
+        selector = {
+            "at": {"$gte": since, "$lt": until},
+            "allow": True,
+            "actor_kind": "practitioner",
+        }
+        return self.decisions.find(selector, SIGNAL_FIELDS)
 
     # -- verifying ---------------------------------------------------------------------------
 
