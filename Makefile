@@ -61,7 +61,7 @@ test: lint unit policy-test chart-test integration e2e ## everything CI runs
 lint: venv tools ## ruff, mypy --strict, opa fmt/check, regal
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy services/common/akson_common $(wildcard infra/local/*.py)
+	$(RUN) mypy services/common/akson_common $(wildcard infra/local/*.py) $(wildcard infra/k8s/*.py)
 	$(RUN) mypy $(SERVICE_PACKAGES) $(wildcard services/*/tests) tests loadtests examples
 	@opa=$$($(TOOLS) opa | cut -d' ' -f2); \
 	  test -z "$$($$opa fmt --list policies)" || { echo "opa fmt: run 'opa fmt -w policies'"; exit 1; }; \
@@ -130,14 +130,14 @@ images-test: ## check the built images (crane config/export) and run one service
 
 # Dapr and Akson on the single-node cluster (issue 21, stages 3-4; infra/k8s/README.md "Stage 3–4")
 .PHONY: k8s-platform k8s-akson k8s-test
-k8s-platform: ## images into the node, Dapr's control plane, Redis + FerretDB/PostgreSQL (akson-data), the Secrets (make images WHAT=data first)
-	infra/k8s/platform.sh $(WHAT)
+k8s-platform: venv ## images into the node, Dapr's control plane, Redis + FerretDB/PostgreSQL (akson-data), the Secrets and who identity trusts (make images WHAT=data first)
+	AKSON_PYTHON="$(RUN) python" infra/k8s/platform.sh $(WHAT)
 
 k8s-akson: ## helm upgrade --install akson charts/akson -n akson (infra/k8s/cluster-values.yaml) --wait, then helm test
 	infra/k8s/akson.sh
 
-k8s-test: ## through the cluster: database write/read, NetworkPolicy, Pod Security, rolling upgrade under load, pods killed (figures)
-	infra/k8s/k8s-test.sh
+k8s-test: venv ## through the cluster: a user's token -> write -> read -> audit, database, NetworkPolicy, Pod Security, rolling upgrade under load, pods killed (figures)
+	AKSON_PYTHON="$(RUN) python" infra/k8s/k8s-test.sh
 
 chart-policies: ## copy the runtime policies into the chart (the chart tests fail when the copy is stale)
 	rm -rf $(CHART_POLICIES)

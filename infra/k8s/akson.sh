@@ -9,7 +9,9 @@ HELM=$("$repo/infra/tools/build.sh" helm | awk '{print $2}')
 helm() { "$HELM" --kubeconfig "$S/admin.conf" "$@"; }
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 t0=$SECONDS
-helm upgrade --install akson "$repo/charts/akson" -n akson -f "$here/cluster-values.yaml" "$@" \
+# $S/trust/values.yaml: identity's upstream issuer and clients file (platform.sh, trust.py)
+helm upgrade --install akson "$repo/charts/akson" -n akson -f "$here/cluster-values.yaml" \
+  -f "$S/trust/values.yaml" "$@" \
   --wait --timeout "${AKSON_HELM_TIMEOUT:-15m}" >/dev/null
 log "helm install/upgrade akson: ready in $((SECONDS - t0)) s"
 t0=$SECONDS

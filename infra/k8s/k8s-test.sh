@@ -3,6 +3,10 @@
 # each check able to fail, each timed, figures printed:
 #   1. the database through the cluster: a document written through FerretDB (the services'
 #      connection string, Secret akson-mongodb) is read back
+#   1b. a user's way through: client credentials and master data's import, an upstream personnel
+#      token exchanged at identity, a DocumentReference written and read through the FHIR base,
+#      the read's decision in audit (OPA's upload) and the chain verified (infra/k8s/flow.py, in
+#      a pod labelled as the edge; the keys and the case from infra/k8s/trust.py)
 #   2. NetworkPolicy: a pod of akson outside journal's allow list gets no connection to journal's
 #      app port; the same pod labelled as the chart's readiness test gets 200 from /readyz
 #   3. Pod Security: a privileged pod is refused in akson (enforce=restricted)
@@ -10,7 +14,6 @@
 #      client asks journal's /readyz every 0.2 s; counts failed requests (must be 0)
 #   5. a pod killed: journal's pod (kubectl delete --force) is replaced and Ready again; the
 #      database's pods deleted (ferretdb forced, postgres gracefully), the document of 1 still there
-# Not here (see infra/k8s/README.md): a user's token -> write -> read -> the decision in audit.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -42,6 +45,15 @@ spec:
 YAML
   kubectl -n $ns wait --for=condition=Ready pod/"$1" --timeout=60s >/dev/null
 }
+finish() { # pod lines -> the last lines of its log, once it has ended (true if it succeeded)
+  local phase t=0
+  while phase=$(kubectl -n $ns get pod "$1" -o jsonpath='{.status.phase}'); [[ $phase != Succeeded && $phase != Failed ]]; do
+    ((t++ < 240)) || break; sleep 1
+  done
+  kubectl -n $ns logs "$1" 2>&1 | tail -"$2"
+  kubectl -n $ns delete pod "$1" --wait=false >/dev/null 2>&1
+  [[ $phase == Succeeded ]]
+}
 mongo() { # python code (db = the akson_k8s_test database) -> its output, in a pod of the service image
   kubectl -n $ns delete pod k8s-test-mongo --ignore-not-found --wait=true >/dev/null 2>&1
   kubectl apply -f - >/dev/null <<YAML
@@ -61,25 +73,52 @@ spec:
     securityContext: $sc
     resources: {requests: {cpu: 10m, memory: 64Mi}, limits: {memory: 256Mi}}
 YAML
-  local phase t=0
-  while phase=$(kubectl -n $ns get pod k8s-test-mongo -o jsonpath='{.status.phase}'); [[ $phase != Succeeded && $phase != Failed ]]; do
-    ((t++ < 120)) || break; sleep 1
-  done
-  kubectl -n $ns logs k8s-test-mongo 2>&1 | tail -3
-  kubectl -n $ns delete pod k8s-test-mongo --wait=false >/dev/null 2>&1
-  [[ $phase == Succeeded ]]
+  finish k8s-test-mongo 3
+}
+flow() { # infra/k8s/flow.py in a pod of the service image labelled as the edge -> its lines
+  ${AKSON_PYTHON:-$repo/.venv/bin/python} "$here/trust.py" "$S/trust" >/dev/null
+  kubectl -n $ns create configmap k8s-test-flow --from-file=flow.py="$here/flow.py" \
+    --from-file="$S/trust/flow" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n $ns create secret generic k8s-test-keys --from-file="$S/trust/keys" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n $ns delete pod k8s-test-flow --ignore-not-found --wait=true >/dev/null 2>&1
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: k8s-test-flow, namespace: $ns, labels: {app.kubernetes.io/component: edge}}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  securityContext: {runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: c
+    image: $py_image
+    imagePullPolicy: Never
+    command: [python, /flow/flow.py]
+    securityContext: $sc
+    resources: {requests: {cpu: 10m, memory: 64Mi}, limits: {memory: 256Mi}}
+    volumeMounts: [{name: flow, mountPath: /flow, readOnly: true}, {name: keys, mountPath: /keys, readOnly: true}]
+  volumes:
+  - {name: flow, configMap: {name: k8s-test-flow}}
+  - {name: keys, secret: {secretName: k8s-test-keys, defaultMode: 0440}}
+YAML
+  finish k8s-test-flow 12
 }
 loop() { # seconds -> lines "code" per request of a readiness-test client to journal's /readyz
   kubectl -n $ns exec k8s-test-ok -- sh -c "end=\$((\$(date +%s) + $1)); while [ \$(date +%s) -lt \$end ]; do
     curl -s -o /dev/null -w '%{http_code}\n' --max-time 3 http://akson-journal:8000/readyz; sleep 0.2; done"
 }
 count() { local n e; n=$(grep -c . "$1"); e=$(grep -vc '^200$' "$1"); echo "$n requests, $e failed ($(grep -v '^200$' "$1" | sort | uniq -c | tr -s ' \n' ' '))"; }
-out=$(mktemp -d); trap 'rm -rf "$out"; kubectl -n $ns delete pod k8s-test-ok k8s-test-deny k8s-test-mongo --ignore-not-found --wait=false >/dev/null 2>&1' EXIT
+out=$(mktemp -d); trap 'rm -rf "$out"; kubectl -n $ns delete pod k8s-test-ok k8s-test-deny k8s-test-mongo k8s-test-flow --ignore-not-found --wait=false >/dev/null 2>&1; kubectl -n $ns delete secret k8s-test-keys --ignore-not-found >/dev/null 2>&1' EXIT
 
 marker=$(openssl rand -hex 8)
 step "1. a document written through FerretDB (akson-mongodb) and read back"
 if r=$(mongo "db.markers.insert_one({'_id': '$marker', 'at': 'k8s-test'}); print(db.markers.find_one({'_id': '$marker'}))"); then
   ok "$r"; else fail "$r"; fi
+
+step "1b. a user's token -> write -> read -> the decision in audit (flow.py)"
+if r=$(flow); then ok; else fail "see below"; fi
+echo "$r"
 
 step "2. NetworkPolicy: unlisted pod -> journal:8000 refused, readiness-test pod -> 200"
 client k8s-test-deny '{app: k8s-test}'

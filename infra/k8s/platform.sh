@@ -4,7 +4,10 @@
 #   2. Dapr 1.18.2's control plane into dapr-system, from the chart inside the pinned dapr module
 #      (infra/tools/daprd's github.com/dapr/dapr, charts/dapr): mTLS on, HA off, images as imported
 #   3. the data services in akson-data: Redis and FerretDB v1 on PostgreSQL (infra/k8s/data.sh)
-#   4. the Secrets the chart expects in akson (generated here, never in git; kept when present)
+#   4. the Secrets the chart expects in akson (generated here, never in git; kept when present),
+#      and who identity trusts here (infra/k8s/trust.py: an upstream personnel issuer and two
+#      clients; their private keys stay in $S/trust/keys, the public side is ConfigMap
+#      akson-identity-trust, mounted by the values in $S/trust/values.yaml that akson.sh passes)
 # Each step timed. Never starts or stops the cluster itself.
 #   platform.sh [images|dapr|data|secrets|all]   (default all)
 set -euo pipefail
@@ -137,6 +140,9 @@ print(json.dumps({"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": "akson-wel
   make_secret akson-welfare-client-key jwk "$tmp/welfare.jwk"
   # integrations' exports binding (S3): no bucket here; placeholders so its component loads
   make_secret akson-exports access-key "$(rand s3a)" secret-key "$(rand s3s)"
+  ${AKSON_PYTHON:-$repo/.venv/bin/python} "$here/trust.py" "$S/trust" >/dev/null
+  kubectl -n $ns create configmap akson-identity-trust --from-file="$S/trust/identity" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   log "secrets: $n created in $ns ($(kubectl -n $ns get secrets --no-headers | wc -l) there) in $((SECONDS - t0)) s"
 }
 
