@@ -139,6 +139,23 @@ def test_every_service_is_rendered_with_its_resources(rendered: list[Rendered]) 
     assert app_ids == {*PLATFORM_SERVICES, None}
 
 
+def test_a_services_volumes_are_its_configmaps_read_only(rendered: list[Rendered]) -> None:
+    """``volumes``: a ConfigMap mounted read-only into that service's container only (identity's
+    upstream JWKS and clients file on the cluster of infra/k8s)."""
+    scenario = next(r for r in rendered if r.scenario == "all-services-values.yaml")
+    pods = {
+        d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in scenario.of_kind("Deployment")
+    }
+    identity = pods["akson-identity"]
+    assert {"name": "trust", "configMap": {"name": "akson-identity-trust"}} in identity["volumes"]
+    mounts = identity["containers"][0]["volumeMounts"]
+    assert {"name": "trust", "mountPath": "/etc/akson/trust", "readOnly": True} in mounts
+    others = [n for n, pod in pods.items() if n != "akson-identity"]
+    assert others and all(
+        all(v["name"] != "trust" for v in pods[n].get("volumes", [])) for n in others
+    )
+
+
 def test_a_new_service_is_a_values_entry(tools: Tools, tmp_path: Path) -> None:
     """Issue 22 (the runner's side: tests/integration/test_a_new_service.py): one entry under
     `services:` renders every object a service has, and the token service issues tokens for it
