@@ -59,15 +59,17 @@ def until(
     done: Callable[[httpx.Response], bool],
     seconds: float = 90.0,
     also: frozenset[int] = frozenset(),
+    describe: Callable[[httpx.Response], str] = lambda a: a.text[:300],
 ) -> httpx.Response:
-    """``send`` until ``done``; "not yet" answers (and ``also``) are tried again until then."""
+    """``send`` until ``done``; "not yet" answers (and ``also``) are tried again until then.
+    ``describe``: what a failure shows of the last answer (never an identifier)."""
     deadline = time.monotonic() + seconds
     while True:
         answer = send()
         if done(answer):
             return answer
         if answer.status_code not in NOT_YET | also | {200} or time.monotonic() > deadline:
-            raise SystemExit(f"FAIL {what}: {answer.status_code} {answer.text[:300]}")
+            raise SystemExit(f"FAIL {what}: {answer.status_code} {describe(answer)}")
         time.sleep(0.5)
 
 
@@ -176,7 +178,8 @@ def main() -> int:
         ),
         lambda a: a.status_code == 201,
     )
-    note_id = str(created.json()["id"])
+    location = created.headers.get("location", "").split("/_history/")[0]
+    note_id = location.rsplit("DocumentReference/", 1)[1] if location else created.json()["id"]
     step("a DocumentReference written through the FHIR base (201)", t)
 
     t = time.monotonic()
@@ -204,6 +207,13 @@ def main() -> int:
         lambda: http.get(f"{AUDIT}/decisions", params=query, headers=auditor),
         logged,
         seconds=120.0,
+        describe=lambda a: json.dumps(
+            [
+                (d["action"], d["allow"], d["actor_kind"], d["reasons"])
+                for d in (a.json()["items"] if a.status_code == 200 else [])
+                if d["resource_id"] == note_id
+            ]
+        ),
     )
     step(f"the read's decision in audit, {time.time() - read_at:.1f} s after the read", t)
     verify = http.get(f"{AUDIT}/chain/verify", headers=auditor, timeout=120.0)
