@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
@@ -220,23 +220,10 @@ async def list_quarantine(
 
 @signals_router.get("/signals", response_model=SignalPage)
 async def snooping_signals(
-    principal: CurrentPrincipal,
-    audit: Audit,
-    day: date | None = None,
-    baseline_days: Annotated[int, Query(ge=1, le=90)] = 14,
-    k: Annotated[float, Query(gt=0, le=10)] = 3.0,
-    min_volume: Annotated[int, Query(ge=1, le=10_000)] = 10,
-    min_emergency: Annotated[int, Query(ge=1, le=1000)] = 3,
+    principal: CurrentPrincipal, audit: Audit, query: Annotated[SignalQuery, Query()]
 ) -> SignalPage:
     """Flags for review over ``day`` (default today, UTC) and the ``baseline_days`` before it;
     each says which rule fired and the numbers behind it."""
-    query = SignalQuery(
-        day=day,
-        baseline_days=baseline_days,
-        k=k,
-        min_volume=min_volume,
-        min_emergency=min_emergency,
-    )
     return await audit.signals(principal, query)
 
 

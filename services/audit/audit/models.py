@@ -273,13 +273,14 @@ class QuarantinePage(BaseModel):
 
 
 class SignalQuery(BaseModel):
-    """The signals' window and thresholds (see ``audit.signals``)."""
+    """The signals' window and thresholds (see ``audit.signals``); the query of
+    ``GET /audit/signals``, with its bounds."""
 
     day: date | None = None
-    baseline_days: int = 14
-    k: float = 3.0
-    min_volume: int = 10
-    min_emergency: int = 3
+    baseline_days: int = Field(default=14, ge=1, le=90)
+    k: float = Field(default=3.0, gt=0, le=10)
+    min_volume: int = Field(default=10, ge=1, le=10_000)
+    min_emergency: int = Field(default=3, ge=1, le=1000)
 
 
 class SignalPage(BaseModel):
