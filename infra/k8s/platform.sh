@@ -79,12 +79,16 @@ dapr() {
   # the module's chart says tag 'edge': the images are tagged as released (1.18.2).
   # webhookFailurePolicy Fail: the chart's Ignore let a pod of akson start without its sidecar when
   # the injector did not answer within 10 s on the loaded node (the API server "failing open")
+  # and only for pods of namespace akson: with Fail on every namespace, a fresh install refused
+  # the injector's own pod (and Dapr's others) because the injector did not answer yet
+  # (2026-12-02, a new machine: "failed calling webhook sidecar-injector.dapr.io" for 10 min)
   # scheduler: its etcd in memory (no storage provisioner on this cluster; HA off: one replica)
   helm upgrade --install dapr "$chart" --namespace dapr-system --create-namespace \
     --set global.registry=ghcr.io/dapr --set global.tag=$DAPR_VERSION --set global.imagePullPolicy=Never \
     --set global.mtls.enabled=true --set global.ha.enabled=false \
     --set dapr_sidecar_injector.sidecarDropALLCapabilities=true \
     --set dapr_sidecar_injector.webhookFailurePolicy=Fail \
+    --set-json 'dapr_sidecar_injector.namespaceSelector={"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"In","values":["akson"]}]}' \
     --set dapr_scheduler.cluster.inMemoryStorage=true \
     --wait --timeout 10m >/dev/null
   kubectl -n dapr-system get pods -o wide >&2
