@@ -114,7 +114,9 @@ secrets() {
     kubectl -n $ns create secret generic "$name" "${args[@]}" >/dev/null
     n=$((n + 1))
   }
-  rand() { openssl rand -hex 32 > "$tmp/$1"; echo "$tmp/$1"; }
+  # no trailing newline: a token is sent as a header as it is (OPA and daprd do not strip; the
+  # services do, akson_common.settings.Secret)
+  rand() { openssl rand -hex 32 | tr -d '\n' > "$tmp/$1"; echo "$tmp/$1"; }
   get redis redis-password > "$tmp/redis"
   make_secret akson-redis redis-password "$tmp/redis"
   printf 'mongodb://akson_app:%s@ferretdb.akson-data.svc.cluster.local:27017/?authMechanism=PLAIN' \

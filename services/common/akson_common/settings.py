@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development"})
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+# A secret setting, surrounding whitespace dropped: a Secret made from a file (`kubectl create
+# secret --from-file`, `openssl rand -hex 32 > f`) ends in a newline, which no token, key or
+# connection string holds, and a header with it is refused by the HTTP client (the cluster's
+# first OPA question, 2026-12-02: every decision failed closed)
+Secret = Annotated[SecretStr, BeforeValidator(_stripped)]
 
 
 class ServiceSettings(BaseSettings):
@@ -23,7 +34,7 @@ class ServiceSettings(BaseSettings):
     environment: Literal["development", "test", "production"] = "production"
     log_level: str = "INFO"
 
-    mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
+    mongo_url: Secret = SecretStr("mongodb://127.0.0.1:27017/")
     mongo_database: str = ""
     # FerretDB v1 loses concurrent updates of one document: serialise them in-process
     # (akson_common.db.WriteLocks). MongoDB applies each single-document update atomically,
@@ -34,16 +45,16 @@ class ServiceSettings(BaseSettings):
     mongo_max_pool_size: int = Field(default=100, ge=1, le=1000)
 
     dapr_http_endpoint: str = "http://127.0.0.1:3500"
-    dapr_api_token: SecretStr = SecretStr("")
-    app_api_token: SecretStr = SecretStr("")
+    dapr_api_token: Secret = SecretStr("")
+    app_api_token: Secret = SecretStr("")
     pubsub_name: str = "pubsub"
     # the key of the keyed hash that stands for the subject (a patient) as the broker's
     # partition key: the same in every service of a deployment
-    partition_key_secret: SecretStr = SecretStr("")
+    partition_key_secret: Secret = SecretStr("")
 
     opa_url: str = "http://127.0.0.1:8181"
     # the enforcement points' bearer token: OPA answers decisions to nobody else
-    opa_token: SecretStr = SecretStr("")
+    opa_token: Secret = SecretStr("")
     opa_timeout_seconds: float = Field(default=0.5, gt=0, le=5)
     # at most this many questions at OPA at once; one waits at most opa_queue_seconds for a turn
     opa_max_in_flight: int = Field(default=32, ge=1, le=100)

@@ -7,7 +7,7 @@ from pathlib import Path
 from joserfc.jwk import OctKey
 from pydantic import Field, SecretStr, model_validator
 
-from akson_common.settings import ServiceSettings
+from akson_common.settings import Secret, ServiceSettings
 from identity.keys import key_encryption_key
 from identity.models import UpstreamIssuer
 
@@ -24,7 +24,7 @@ class IdentitySettings(ServiceSettings):
     # the key-encryption key of the stored signing keys (base64url of 32 random bytes): a
     # mounted secret file, or the value itself; required outside development
     key_encryption_key_file: str = ""
-    key_encryption_key: SecretStr = SecretStr("")
+    key_encryption_key: Secret = SecretStr("")
     # SMART App Launch: the FHIR base URL apps name as ``aud`` (the gateway's /fhir/R4), the
     # upstream login page /authorize sends the user to (locally the development login page)
     smart_audience: str = ""

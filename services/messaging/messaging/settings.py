@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
-from akson_common.settings import PLACEHOLDER_SECRETS, ServiceSettings
+from akson_common.settings import PLACEHOLDER_SECRETS, Secret, ServiceSettings
 
 # LOINC document types that a recorded journal document is dispatched for, and the message kind
 # it becomes: discharge summary (epikrise), nurse discharge note (PLO discharge report), summary
@@ -24,7 +24,7 @@ class MessagingSettings(ServiceSettings):
     # the platform's own communication party (HER-id) as the sender of every message
     her_id: str = "8000001"
     # the peer (the message exchange) presents this bearer token on POST /messages/inbound
-    inbound_token: SecretStr = SecretStr("")
+    inbound_token: Secret = SecretStr("")
     transport_binding: str = "message-transport"
     # where a message to a HER-id goes, relative to the binding's URL
     transport_path: str = "/her/{her_id}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
-from akson_common.settings import ServiceSettings
+from akson_common.settings import Secret, ServiceSettings
 
 
 class WelfareSettings(ServiceSettings):
@@ -13,7 +13,7 @@ class WelfareSettings(ServiceSettings):
     client_id: str = "akson-welfare"
     # the client's private key as a JWK (JSON): a mounted secret file, or the secret itself
     client_key_file: str = ""
-    client_key: SecretStr = SecretStr("")
+    client_key: Secret = SecretStr("")
     # identity's token endpoint ("": beside the JWKS the tokens are verified with, /token)
     token_endpoint: str = ""
     # the services welfare calls through its sidecar (Dapr app ids)
