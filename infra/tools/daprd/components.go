@@ -6,6 +6,7 @@ package main
 import (
 	bindingshttp "github.com/dapr/components-contrib/bindings/http"
 	"github.com/dapr/components-contrib/bindings/localstorage"
+	nrkubernetes "github.com/dapr/components-contrib/nameresolution/kubernetes"
 	"github.com/dapr/components-contrib/nameresolution/sqlite"
 	pubsubredis "github.com/dapr/components-contrib/pubsub/redis"
 	"github.com/dapr/components-contrib/secretstores/local/file"
@@ -23,5 +24,8 @@ func init() {
 	bindingsLoader.DefaultRegistry.RegisterOutputBinding(localstorage.NewLocalStorage, "localstorage")
 	bindingsLoader.DefaultRegistry.RegisterOutputBinding(bindingshttp.NewHTTP, "http")
 	nrLoader.DefaultRegistry.RegisterComponent(sqlite.NewResolver, "sqlite")
+	// the default in Kubernetes mode (the chart names no resolver): without it every service
+	// invocation on a cluster fails with "name resolver not initialized"
+	nrLoader.DefaultRegistry.RegisterComponent(nrkubernetes.NewResolver, "kubernetes")
 	secretstoresLoader.DefaultRegistry.RegisterComponent(file.NewLocalSecretStore, "local.file")
 }
