@@ -208,7 +208,7 @@ def audited(http: httpx.Client, case: Json, note_id: str, written_at: float) -> 
 
     until(
         "the read's decision in audit",
-        lambda: http.get(f"{AUDIT}/decisions", params=query, headers=auditor),
+        lambda: http.get(f"{AUDIT}/audit/decisions", params=query, headers=auditor),
         logged,
         seconds=120.0,
         describe=lambda a: json.dumps(
@@ -220,7 +220,7 @@ def audited(http: httpx.Client, case: Json, note_id: str, written_at: float) -> 
         ),
     )
     step(f"the read's decision in audit, {time.time() - written_at:.1f} s after the write", t)
-    verify = http.get(f"{AUDIT}/chain/verify", headers=auditor, timeout=120.0)
+    verify = http.get(f"{AUDIT}/audit/chain/verify", headers=auditor, timeout=120.0)
     if verify.status_code != 200 or not verify.json()["intact"]:
         raise SystemExit(f"FAIL verify: {verify.status_code} {verify.text[:300]}")
     step(f"the chain verifies ({verify.json()['checked']} records)", t)
